@@ -1,0 +1,292 @@
+//! BackupPolicy: a schedule of database dumps or file backups into a restic repository, with retention,
+//! repository checks, an RPO and size-anomaly detection.
+
+use k8s_openapi::api::core::v1::EnvFromSource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    Conditions, CronSchedule, FilesLocation, JobTemplate, MysqlConnection, PostgresConnection, SecretKeyRef,
+};
+use crate::duration::DurationString;
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "BackupPolicy",
+    namespaced,
+    status = "BackupPolicyStatus",
+    shortname = "bp",
+    category = "lifeboat",
+    doc = "A schedule of database dumps or file backups into a restic repository.",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Stale", type_ = "string", json_path = ".status.conditions[?(@.type==\"Stale\")].status"),
+    printcolumn(name = "Last Success", type_ = "date", json_path = ".status.lastSuccessfulBackup.time"),
+    printcolumn(name = "Size", type_ = "integer", json_path = ".status.lastSuccessfulBackup.sizeBytes", priority = 1),
+    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPolicySpec {
+    /// When to back up (cron, five fields), e.g. "0 2 * * *".
+    pub schedule: CronSchedule,
+    /// IANA time zone of the schedule, e.g. Europe/Prague. Default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"))]
+    pub time_zone: Option<String>,
+    /// What to back up.
+    pub source: BackupSource,
+    /// Where backups go.
+    pub repository: RepositorySpec,
+    /// Which snapshots to keep (restic forget --keep-*), applied after each successful backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Recovery point objective: when the newest successful backup is older, the policy turns Stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<DurationString>,
+    /// Warn when a backup's size leaves this band around the median of recent backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_anomaly: Option<SizeAnomaly>,
+    /// Repository integrity check (restic check) on its own schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<RepositoryCheck>,
+    /// What to do when a slot comes while the previous backup still runs. Default Forbid.
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// Stop creating new Backups (running ones finish).
+    #[serde(default)]
+    pub suspend: bool,
+    /// A slot missed (operator down) is still run when no more than this many seconds late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub starting_deadline_seconds: Option<i64>,
+    /// Delay each slot by a stable random amount up to this, so many policies do not start at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<DurationString>,
+    #[serde(default = "default_successful_history")]
+    #[schemars(range(min = 0, max = 100))]
+    pub successful_backups_history_limit: i32,
+    #[serde(default = "default_failed_history")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failed_backups_history_limit: i32,
+    /// Webhook notifications (Slack-compatible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
+    /// How the backup Jobs run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_template: Option<JobTemplate>,
+}
+
+fn default_successful_history() -> i32 {
+    3
+}
+
+fn default_failed_history() -> i32 {
+    1
+}
+
+/// What a policy backs up. Exactly one field is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.mysql), has(self.files)].filter(x, x).size() == 1").message("set exactly one of source.postgres, source.mysql or source.files"))]
+pub struct BackupSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlConnection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesLocation>,
+}
+
+/// A PostgreSQL database to dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSource {
+    #[serde(flatten)]
+    pub connection: PostgresConnection,
+    /// custom (pg_dump -Fc, restorable table by table) or plain SQL. Default custom.
+    #[serde(default)]
+    pub format: DumpFormat,
+    /// Also dump roles and tablespaces (pg_dumpall --globals-only) into a second snapshot.
+    #[serde(default)]
+    pub globals: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    #[default]
+    Custom,
+    Plain,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RepositorySpec {
+    pub restic: ResticRepository,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResticRepository {
+    /// Repository URL as restic takes it: s3:https://…, rest:http://…, sftp:…, or a local path.
+    #[schemars(length(min = 1, max = 2048))]
+    pub repository: String,
+    /// The repository password.
+    pub password_secret_ref: SecretKeyRef,
+    /// Backend credentials (e.g. AWS_ACCESS_KEY_ID) as environment of the Jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Create the repository when it does not exist yet. Off by default, so a typo in the URL fails
+    /// loudly instead of starting a new, empty repository.
+    #[serde(default)]
+    pub initialize: bool,
+}
+
+/// restic forget --keep-* counts; 0 or absent keeps none by that rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.keepLast), has(self.keepHourly), has(self.keepDaily), has(self.keepWeekly), has(self.keepMonthly), has(self.keepYearly)].exists(x, x)").message("retention needs at least one keep* rule, or leave retention out to keep every snapshot"))]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_last: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_hourly: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_daily: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_weekly: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_monthly: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keep_yearly: Option<i32>,
+}
+
+/// The accepted band of a backup's size relative to the median of recent successful backups: the CRM
+/// runbook's "< −30 % or > +50 %" is minRatio 0.7, maxRatio 1.5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minRatio < self.maxRatio").message("sizeAnomaly.minRatio must be smaller than maxRatio"))]
+pub struct SizeAnomaly {
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_ratio: f64,
+    #[schemars(range(min = 1.0))]
+    pub max_ratio: f64,
+    /// How many recent successful backups form the median. Default 5.
+    #[serde(default = "default_anomaly_window")]
+    #[schemars(range(min = 1, max = 50))]
+    pub window: i32,
+}
+
+fn default_anomaly_window() -> i32 {
+    5
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCheck {
+    /// When to run restic check, e.g. "0 4 * * 0".
+    pub schedule: CronSchedule,
+    /// Also read this share of the pack files, e.g. "10%" or "1/5".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,2}(\.[0-9]+)?%|100%|[0-9]+/[0-9]+)$"))]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    Allow,
+    #[default]
+    Forbid,
+    Replace,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notifications {
+    pub webhook: Webhook,
+    /// Which events notify. Default: Failure, Stale and Recovery.
+    #[serde(default = "default_notify_on")]
+    pub on: Vec<NotificationEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// Secret key holding the webhook URL (it usually embeds a token).
+    pub url_secret_ref: SecretKeyRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum NotificationEvent {
+    Failure,
+    Stale,
+    Anomaly,
+    Recovery,
+}
+
+fn default_notify_on() -> Vec<NotificationEvent> {
+    vec![NotificationEvent::Failure, NotificationEvent::Stale, NotificationEvent::Recovery]
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Conditions::is_empty")]
+    pub conditions: Conditions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_backup: Option<BackupSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<FailureSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<CheckSummary>,
+    /// Backups currently running for this policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<String>,
+}
+
+/// The facts of one successful backup, as a person checks them after a dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSummary {
+    /// The Backup object.
+    pub name: String,
+    pub time: Time,
+    pub snapshot_id: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub duration: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureSummary {
+    pub name: String,
+    pub time: Time,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckSummary {
+    pub time: Time,
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,290 @@
+//! Types shared by several kinds: references, database connections, Job settings, verification checks,
+//! cron schedules and the condition list.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+
+/// A key of a Secret in the object's namespace. Secrets are only ever referenced, never copied into
+/// specs, status, Events or logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A reference to another object of a known kind in the same namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LocalObjectRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A cron schedule: five fields (minute hour day-of-month month day-of-week) or a nickname such as
+/// `@daily`. Six-field (seconds) schedules are refused rather than silently misread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CronSchedule(pub String);
+
+impl JsonSchema for CronSchedule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CronSchedule".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "Cron schedule with five fields (minute hour day-of-month month day-of-week), e.g. \"0 2 * * *\", or @hourly/@daily/@weekly/@monthly/@yearly.",
+            "pattern": crate::schedule::CRON_PATTERN,
+            "maxLength": 128
+        })
+    }
+}
+
+/// An IANA time zone name (`Europe/Prague`, `UTC`).
+pub type TimeZoneName = String;
+
+/// Connection to a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresConnection {
+    /// Host name or Service DNS name, e.g. `db.hotel.svc`.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    #[serde(default = "default_postgres_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Database name.
+    #[schemars(length(min = 1, max = 63))]
+    pub database: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub user: String,
+    /// The password, from a Secret (passed to the agent as PGPASSWORD, never on a command line).
+    pub password_secret_ref: SecretKeyRef,
+    /// libpq sslmode (disable, allow, prefer, require, verify-ca, verify-full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]))]
+    pub ssl_mode: Option<String>,
+}
+
+fn default_postgres_port() -> i32 {
+    5432
+}
+
+/// Connection to a MariaDB or MySQL database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlConnection {
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    #[serde(default = "default_mysql_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    #[schemars(length(min = 1, max = 64))]
+    pub database: String,
+    #[schemars(length(min = 1, max = 80))]
+    pub user: String,
+    /// The password, from a Secret (passed to the agent as MYSQL_PWD, never on a command line).
+    pub password_secret_ref: SecretKeyRef,
+}
+
+fn default_mysql_port() -> i32 {
+    3306
+}
+
+/// A directory on a PersistentVolumeClaim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesLocation {
+    /// The claim, mounted read-only for backups and read-write for restores.
+    #[schemars(length(min = 1, max = 253))]
+    pub persistent_volume_claim: String,
+    /// Directory inside the volume.
+    #[serde(default = "default_files_path")]
+    #[schemars(regex(pattern = r"^/"))]
+    pub path: String,
+}
+
+fn default_files_path() -> String {
+    "/".to_owned()
+}
+
+/// How the Jobs that Lifeboat creates run: image, resources, placement and security.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTemplate {
+    /// Image holding the `lifeboat` binary and the database and restic tools. Defaults to the
+    /// operator's own agent image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
+    pub image_pull_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Upper bound for one run; the Job is failed when it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    /// Retries of a failed run before the Job fails (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub backoff_limit: Option<i32>,
+}
+
+/// A container run as a Job step of a Cutover (preflight, migration, smoke tests).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStep {
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// The command (required: Lifeboat never guesses an image's entrypoint).
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub backoff_limit: Option<i32>,
+}
+
+/// Checks run against a restored database: what the CRM runbook's "verify restore" does by hand.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySpec {
+    /// The restored database must have at least this many tables (information_schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_tables: Option<i32>,
+    /// Tables that must exist with at least `minRows` rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableCheck>,
+    /// SQL queries that must return a single true value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<QueryCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableCheck {
+    #[schemars(length(min = 1, max = 128))]
+    pub name: String,
+    #[serde(default = "default_min_rows")]
+    #[schemars(range(min = 0))]
+    pub min_rows: i64,
+}
+
+fn default_min_rows() -> i64 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QueryCheck {
+    /// A short name shown in status.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// A query returning one boolean, e.g. `select count(*) > 0 from orders`.
+    #[schemars(length(min = 1, max = 4096))]
+    pub sql: String,
+}
+
+/// The result of one verification check, as written into status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Which database or directory a restore writes into. Exactly one field is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.mysql), has(self.files)].filter(x, x).size() == 1").message("set exactly one of postgres, mysql or files"))]
+pub struct DatabaseTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresConnection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlConnection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesLocation>,
+}
+
+/// An HTTP check: what the runbooks do with `curl -fsS …/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCheck {
+    #[schemars(regex(pattern = r"^https?://"), length(max = 2048))]
+    pub url: String,
+    #[serde(default = "default_expect_status")]
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: i32,
+    /// A substring the response body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body_contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<crate::duration::DurationString>,
+}
+
+fn default_expect_status() -> i32 {
+    200
+}
+
+/// Kubernetes conditions, one per `type` (Ready, Reconciling, Stalled, and kind-specific ones).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Conditions(pub Vec<Condition>);
+
+impl JsonSchema for Conditions {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Conditions".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = generator.subschema_for::<Vec<Condition>>();
+        schema.insert("x-kubernetes-list-type".into(), "map".into());
+        schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+        schema
+    }
+}
+
+impl Conditions {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

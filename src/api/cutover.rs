@@ -1,0 +1,339 @@
+//! Cutover: a blue-green production switch carried out as a state machine whose whole memory is its
+//! status — preflight, pre-switch backup, migration, readiness gate, approval, switch, verification,
+//! stabilization, and automatic rollback — with every step logged.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, HttpCheck, JobStep, LocalObjectRef};
+use crate::duration::DurationString;
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "Cutover",
+    namespaced,
+    status = "CutoverStatus",
+    shortname = "cut",
+    category = "lifeboat",
+    doc = "A blue-green production switch with preflight, backup, migration, approval, checks and rollback.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.step"),
+    printcolumn(name = "Active", type_ = "string", json_path = ".status.active"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || (self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to && self.spec.trafficSwitch == oldSelf.spec.trafficSwitch)").message("spec.from, spec.to and spec.trafficSwitch cannot change once the Cutover has started; create a new Cutover").field_path("spec.to")
+)]
+#[x_kube(validation = Rule::new("self.from.selector != self.to.selector").message("spec.from.selector and spec.to.selector must differ, or the switch would change nothing"))]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverSpec {
+    /// What carries production traffic and gets switched.
+    pub traffic_switch: TrafficSwitch,
+    /// The side serving now (blue).
+    pub from: Side,
+    /// The side to switch to (green).
+    pub to: Side,
+    /// GO/NO-GO checks before anything changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<Check>,
+    /// Back up the database first, through this policy; no switch without a valid snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<CutoverBackup>,
+    /// Schema or data migration run before the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+    /// How long the `to` Deployment may take to be fully rolled out and Ready. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_timeout: Option<DurationString>,
+    /// A person's GO before the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Checks right after the switch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<Check>,
+    /// The watch window after the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stabilization: Option<Stabilization>,
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    /// Stop the Cutover; if traffic was already switched it is switched back.
+    #[serde(default)]
+    pub abort: bool,
+}
+
+/// Exactly one of service, ingress and httpRoute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.service), has(self.ingress), has(self.httpRoute)].filter(x, x).size() == 1").message("set exactly one of trafficSwitch.service, trafficSwitch.ingress or trafficSwitch.httpRoute"))]
+pub struct TrafficSwitch {
+    /// Patch this Service's selector from `from.selector` to `to.selector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<LocalObjectRef>,
+    /// Point this Ingress rule's backend from `from.service` to `to.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSwitch>,
+    /// Point this Gateway API HTTPRoute's backendRefs from `from.service` to `to.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<LocalObjectRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IngressSwitch {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Only rules of this host (default: every rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only this path (default: every path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// One side of the blue-green pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Side {
+    /// Pod labels of this side; the Service selector becomes exactly this.
+    #[schemars(length(min = 1))]
+    pub selector: BTreeMap<String, String>,
+    /// The Deployment whose rollout gates the switch (for `to`) or serves rollback (for `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// The Service of this side, for Ingress and HTTPRoute switching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// A named check: an HTTP request or a Job. Exactly one of http and job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.http) != has(self.job)").message("a check needs exactly one of http or job"))]
+pub struct Check {
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverBackup {
+    pub policy_ref: LocalObjectRef,
+    /// How long the backup may take. Default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Migration {
+    pub job: JobStep,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    #[serde(default)]
+    pub required: bool,
+    /// Without a GO within this time the Cutover ends as NO-GO (Failed, nothing switched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
+    /// Who gave the GO (set by `kubectl lifeboat approve`, or by hand / GitOps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stabilization {
+    /// How long to watch after the switch, e.g. 30m.
+    pub duration: DurationString,
+    /// How often to check. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<DurationString>,
+    /// Consecutive failed rounds that trigger rollback. Default 3.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<NamedHttpCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusChecks>,
+}
+
+fn default_failure_threshold() -> i32 {
+    3
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NamedHttpCheck {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    #[serde(flatten)]
+    pub check: HttpCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PrometheusChecks {
+    /// Prometheus base URL, e.g. http://prometheus.monitoring.svc:9090.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub address: String,
+    #[schemars(length(min = 1))]
+    pub queries: Vec<PrometheusQuery>,
+}
+
+/// An instant query whose single value must stay within [min, max]: the Django plan's "error rate < 0.1 %".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.min) || has(self.max)").message("a Prometheus query needs min or max"))]
+pub struct PrometheusQuery {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPolicy {
+    /// Switch back by itself when verification or stabilization fails. Default true.
+    #[serde(default = "default_true")]
+    pub automatic: bool,
+    /// Also restore the database from the pre-switch Backup. Data written after the switch is lost.
+    #[serde(default)]
+    pub restore_database: bool,
+}
+
+impl Default for RollbackPolicy {
+    fn default() -> Self {
+        Self { automatic: true, restore_database: false }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CutoverPhase {
+    #[default]
+    Pending,
+    Preflight,
+    BackingUp,
+    Migrating,
+    WaitingForReadiness,
+    AwaitingApproval,
+    Switching,
+    Verifying,
+    Stabilizing,
+    Succeeded,
+    RollingBack,
+    RolledBack,
+    Failed,
+}
+
+/// Which side serves traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActiveSide {
+    From,
+    To,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum StepPhase {
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Conditions::is_empty")]
+    pub conditions: Conditions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<CutoverPhase>,
+    /// The step under way (or the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveSide>,
+    /// The deployment log: every step with its times, result and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
+    /// The pre-switch Backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_ref: Option<LocalObjectRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
+    /// What the switch replaced (JSON of the previous selector or backend), for rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub name: String,
+    pub phase: StepPhase,
+    pub start_time: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationRecord {
+    pub job_name: String,
+    /// The migration's report (its termination message), truncated to 4 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord {
+    pub approved_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub time: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRecord {
+    pub reason: String,
+    /// The check whose failure triggered the rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_check: Option<String>,
+    pub start_time: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    #[serde(default)]
+    pub database_restored: bool,
+    /// Set when the database was restored: data written after the switch is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss_warning: Option<String>,
+}
