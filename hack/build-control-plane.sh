@@ -10,6 +10,10 @@ bin="$cache/bin"
 mkdir -p "$bin"
 log() { printf '[build-control-plane] %s\n' "$*" >&2; }
 
+# One build at a time: test processes and `just` recipes may all call this at once.
+exec 9>"$cache/build.lock"
+flock 9
+
 have_all() { for b in "$@"; do [ -x "$bin/$b" ] || return 1; done; }
 
 build_kubernetes() {

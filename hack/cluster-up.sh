@@ -119,7 +119,6 @@ start kube-controller-manager kube-controller-manager \
   --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
   --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
   --flex-volume-plugin-dir "$dir/flexvolume" \
-  --controllers '*,-cloud-node-lifecycle' \
   --profiling=false
 start kube-scheduler kube-scheduler \
   --kubeconfig "$dir/scheduler.kubeconfig" \

@@ -215,9 +215,11 @@ pub enum ConcurrencyPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct Notifications {
     pub webhook: Webhook,
-    /// Which events notify. Default: Failure, Stale and Recovery.
+    /// Which events notify. Default: Failure, Stale and Recovery. (Not called `on`: YAML 1.1 reads
+    /// that key as the boolean true.)
     #[serde(default = "default_notify_on")]
-    pub on: Vec<NotificationEvent>,
+    #[schemars(length(max = 4))]
+    pub events: Vec<NotificationEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -189,9 +189,11 @@ pub struct VerifySpec {
     pub min_tables: Option<i32>,
     /// Tables that must exist with at least `minRows` rows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub tables: Vec<TableCheck>,
     /// SQL queries that must return a single true value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub queries: Vec<QueryCheck>,
 }
 

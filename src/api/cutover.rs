@@ -26,7 +26,7 @@ use crate::duration::DurationString;
     printcolumn(name = "Step", type_ = "string", json_path = ".status.step"),
     printcolumn(name = "Active", type_ = "string", json_path = ".status.active"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || (self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to && self.spec.trafficSwitch == oldSelf.spec.trafficSwitch)").message("spec.from, spec.to and spec.trafficSwitch cannot change once the Cutover has started; create a new Cutover").field_path("spec.to")
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || (self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to && self.spec.trafficSwitch == oldSelf.spec.trafficSwitch)").message("spec.from, spec.to and spec.trafficSwitch cannot change once the Cutover has started; create a new Cutover").field_path(".spec.to")
 )]
 #[x_kube(validation = Rule::new("self.from.selector != self.to.selector").message("spec.from.selector and spec.to.selector must differ, or the switch would change nothing"))]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +39,7 @@ pub struct CutoverSpec {
     pub to: Side,
     /// GO/NO-GO checks before anything changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub preflight: Vec<Check>,
     /// Back up the database first, through this policy; no switch without a valid snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +55,7 @@ pub struct CutoverSpec {
     pub approval: Option<Approval>,
     /// Checks right after the switch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub verify: Vec<Check>,
     /// The watch window after the switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +163,7 @@ pub struct Stabilization {
     #[schemars(range(min = 1, max = 100))]
     pub failure_threshold: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub http: Vec<NamedHttpCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusChecks>,
@@ -183,7 +186,7 @@ pub struct PrometheusChecks {
     /// Prometheus base URL, e.g. http://prometheus.monitoring.svc:9090.
     #[schemars(regex(pattern = r"^https?://"))]
     pub address: String,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 32))]
     pub queries: Vec<PrometheusQuery>,
 }
 

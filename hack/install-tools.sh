@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian machine with Rust and Go, and nothing
+# twice: Debian packages, `just`, and the local cluster's components built from the Go module proxy.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+need_apt=()
+for tool in curl:curl openssl:openssl flock:util-linux setsid:util-linux; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]} from Debian"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v just >/dev/null 2>&1; then
+  log "installing just from crates.io"
+  cargo install --locked --quiet just
+fi
+
+# Databases and restic for the agent's tests and the demo.
+if [ -x "$REPO_ROOT/hack/install-data-tools.sh" ]; then
+  "$REPO_ROOT/hack/install-data-tools.sh"
+fi
+
+"$REPO_ROOT/hack/build-control-plane.sh" all

@@ -1,0 +1,55 @@
+# Lifeboat's recipes. `just --list` shows them. The local cluster's binaries live in ~/.cache/lifeboat/bin.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export PATH := env_var('HOME') + "/.cache/lifeboat/bin:" + env_var('HOME') + "/.cargo/bin:" + env_var('PATH')
+export KUBECONFIG := env_var_or_default('LIFEBOAT_CLUSTER_DIR', env_var('HOME') + "/.cache/lifeboat/cluster") + "/kubeconfig"
+
+default:
+    @just --list
+
+# Install missing tools and build the local cluster's components (idempotent).
+setup:
+    hack/install-tools.sh
+
+# Start the local cluster (etcd, kube-apiserver, controller-manager, scheduler, local node).
+cluster-up:
+    hack/cluster-up.sh >/dev/null
+    @echo "export KUBECONFIG=$KUBECONFIG PATH=$HOME/.cache/lifeboat/bin:\$PATH"
+
+# Stop the local cluster.
+cluster-down:
+    hack/cluster-down.sh
+
+# Regenerate the CRDs (crds/ and the Helm chart's copy) from the Rust types.
+crds:
+    cargo run -q -- crds --out-dir crds
+    cp crds/backuppolicies.yaml crds/backups.yaml crds/restores.yaml crds/restoredrills.yaml crds/cutovers.yaml charts/lifeboat/crds/
+
+# Formatting and lints.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The whole test suite against a local cluster started (and stopped) for the run.
+test:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! hack/cluster-up.sh >/dev/null 2>/tmp/lifeboat-cluster-up.err; then cat /tmp/lifeboat-cluster-up.err >&2; exit 1; fi
+    trap 'hack/cluster-down.sh' EXIT
+    cargo test --workspace --no-fail-fast
+
+# The tests against an already running cluster (`just cluster-up` first); extra args go to cargo test.
+test-fast *args:
+    cargo test --workspace {{args}}
+
+# The demo: the local cluster, Lifeboat's CRDs and example objects, as a user sees them.
+demo:
+    hack/cluster-up.sh >/dev/null
+    kubectl apply --server-side -k crds
+    kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=lifeboat
+    kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f -
+    kubectl apply -n demo -f deploy/examples/
+    kubectl get lifeboat -A
+    @echo
+    @echo "The cluster keeps running: export KUBECONFIG=$KUBECONFIG PATH=$HOME/.cache/lifeboat/bin:\$PATH; 'just cluster-down' stops it."

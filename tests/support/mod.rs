@@ -1,0 +1,63 @@
+//! Shared by the end-to-end tests: the local cluster with Lifeboat's CRDs installed, and running commands
+//! with readable failures.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub use localcluster::{Cluster, TestNamespace};
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+static CRDS_INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// The local cluster with the committed CRDs applied and Established, once per test process.
+pub fn cluster_with_crds() -> Cluster {
+    let cluster = localcluster::ensure().unwrap_or_else(|error| panic!("local cluster: {error}"));
+    let installed = CRDS_INSTALLED.get_or_init(|| {
+        let crds = repo_path("crds");
+        let apply = cluster
+            .kubectl()
+            .args(["apply", "--server-side", "--force-conflicts", "-k"])
+            .arg(&crds)
+            .output()
+            .map_err(|error| error.to_string())?;
+        ensure_success("kubectl apply -k crds", &apply)?;
+        let wait = cluster
+            .kubectl()
+            .args(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=lifeboat"])
+            .output()
+            .map_err(|error| error.to_string())?;
+        ensure_success("kubectl wait crds", &wait)
+    });
+    if let Err(message) = installed {
+        panic!("installing CRDs: {message}");
+    }
+    cluster
+}
+
+/// `Ok` when the command succeeded, else a message with its status and both streams.
+pub fn ensure_success(what: &str, output: &Output) -> Result<(), String> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+/// Runs `command`, panicking with its output on failure; returns stdout.
+pub fn run_ok(what: &str, command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|error| panic!("{what}: cannot run {command:?}: {error}"));
+    if let Err(message) = ensure_success(what, &output) {
+        panic!("{message}");
+    }
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
