@@ -3,6 +3,11 @@
 
 pub mod agent;
 pub mod api;
+pub mod conditions;
+pub mod controller;
 pub mod crdgen;
 pub mod duration;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
 pub mod schedule;

@@ -11,7 +11,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the controllers, the health and metrics server and leader election.
-    Operator,
+    Operator(OperatorArgs),
     /// Run one step of the data path inside a Job.
     #[command(subcommand)]
     Agent(lifeboat::agent::AgentCommand),
@@ -23,13 +23,61 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct OperatorArgs {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "LIFEBOAT_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    http_address: std::net::SocketAddr,
+    /// Image of the agent Jobs when a policy's jobTemplate names none.
+    #[arg(long, env = "LIFEBOAT_AGENT_IMAGE", default_value = "ghcr.io/lifeboat-dev/lifeboat:0.1.0")]
+    agent_image: String,
+    /// The agent program inside that image.
+    #[arg(long, env = "LIFEBOAT_AGENT_COMMAND", default_value = "lifeboat")]
+    agent_command: String,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "LIFEBOAT_NAMESPACE", default_value = "lifeboat-system")]
+    lease_namespace: String,
+    /// Run without leader election (a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Comma-separated namespaces to reconcile; empty means all.
+    #[arg(long, env = "LIFEBOAT_WATCH_NAMESPACES", default_value = "", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
+}
+
+async fn operator(args: OperatorArgs) -> i32 {
+    let settings = lifeboat::controller::Settings {
+        agent_image: args.agent_image,
+        agent_command: args.agent_command,
+        ..Default::default()
+    };
+    let options = lifeboat::controller::RunOptions {
+        settings,
+        http_address: args.http_address,
+        lease_namespace: args.lease_namespace,
+        leader_election: !args.no_leader_election,
+        watch_namespaces: args.watch_namespaces.into_iter().filter(|n| !n.trim().is_empty()).collect(),
+    };
+    match lifeboat::controller::run(options).await {
+        Ok(()) => 0,
+        Err(error) => {
+            tracing::error!(%error, "operator stopped");
+            1
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Operator => {
-            eprintln!("lifeboat operator: not yet implemented");
-            2
+        Command::Operator(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            operator(args).await
         }
         Command::Agent(command) => lifeboat::agent::run(command).await,
         Command::Crds { out_dir } => match lifeboat::crdgen::write(out_dir.as_deref()) {

@@ -261,6 +261,13 @@ pub struct BackupPolicyStatus {
     /// Backups currently running for this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<String>,
+    /// Dump sizes of the most recent successful backups, newest last: the size-anomaly baseline, kept
+    /// here so it survives history limits and restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_sizes: Vec<i64>,
+    /// Failed backups since the policy was created (the `lifeboat_backup_failures` metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_backups: Option<i64>,
 }
 
 /// The facts of one successful backup, as a person checks them after a dump.

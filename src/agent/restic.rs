@@ -1,0 +1,493 @@
+//! restic, driven through its CLI and its `--json` output.
+//!
+//! The repository location goes to restic through RESTIC_REPOSITORY (it may carry credentials) and the
+//! password through RESTIC_PASSWORD / RESTIC_PASSWORD_FILE, which restic reads from the environment the
+//! agent inherited: neither is ever on a command line.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::Deserialize;
+use tokio::process::Command;
+
+use super::cli::RepositoryArgs;
+use super::error::{classify_restic, last_meaningful_line, AgentError};
+use super::process::{describe_status, run_capture, Finished, Redactor, Tool};
+
+/// Marks a snapshot whose content has not been confirmed yet. Set when restic starts writing the dump and
+/// removed (together with adding size and sha256) only after the dump tool and restic both succeeded, so
+/// a Job killed in between leaves a snapshot that restores and retention recognise as unfinished.
+pub const TAG_INCOMPLETE: &str = "lifeboat-incomplete";
+pub const TAG_KIND: &str = "lifeboat-kind";
+pub const TAG_FORMAT: &str = "lifeboat-format";
+pub const TAG_DATABASE: &str = "lifeboat-database";
+pub const TAG_SIZE: &str = "lifeboat-size";
+pub const TAG_SHA256: &str = "lifeboat-sha256";
+
+/// Environment variables holding database passwords, kept away from restic (it does not need them).
+const DATABASE_SECRETS: [&str; 3] = ["PGPASSWORD", "MYSQL_PWD", "LIFEBOAT_DB_PASSWORD"];
+
+/// restic's exit codes since 0.17: they name the cause more reliably than its wording.
+const EXIT_REPOSITORY_MISSING: i32 = 10;
+const EXIT_LOCK_FAILED: i32 = 11;
+const EXIT_WRONG_PASSWORD: i32 = 12;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub time: String,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+impl Snapshot {
+    pub fn tags(&self) -> &[String] {
+        self.tags.as_deref().unwrap_or(&[])
+    }
+
+    pub fn tag_value(&self, key: &str) -> Option<&str> {
+        self.tags()
+            .iter()
+            .find_map(|tag| tag.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags().iter().any(|t| t == tag)
+    }
+
+    /// Complete means the agent confirmed the content: not marked incomplete and its size recorded.
+    pub fn is_complete(&self) -> bool {
+        !self.has_tag(TAG_INCOMPLETE) && self.tag_value(TAG_SIZE).is_some()
+    }
+
+    pub fn timestamp(&self) -> Option<jiff::Timestamp> {
+        self.time.parse().ok()
+    }
+}
+
+/// The summary line of `restic backup --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BackupSummary {
+    pub snapshot_id: Option<String>,
+    #[serde(default)]
+    pub total_bytes_processed: u64,
+    #[serde(default)]
+    pub total_files_processed: u64,
+    #[serde(default)]
+    pub data_added_packed: u64,
+    #[serde(default)]
+    pub data_added: u64,
+}
+
+pub struct Restic {
+    program: PathBuf,
+    repository: String,
+    retry_lock: Option<String>,
+    redactor: Redactor,
+    /// The repository as shown in messages, with any credentials removed.
+    pub display: String,
+}
+
+impl Restic {
+    pub fn new(args: &RepositoryArgs, redactor: &Redactor) -> Result<Restic, AgentError> {
+        if args.repository.trim().is_empty() {
+            return Err(AgentError::InvalidArguments(
+                "no restic repository: set --repository or RESTIC_REPOSITORY".into(),
+            ));
+        }
+        let has_password = [
+            "RESTIC_PASSWORD",
+            "RESTIC_PASSWORD_FILE",
+            "RESTIC_PASSWORD_COMMAND",
+        ]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+        if !has_password {
+            return Err(AgentError::InvalidArguments(
+                "no restic password: set RESTIC_PASSWORD_FILE (a mounted Secret) or RESTIC_PASSWORD".into(),
+            ));
+        }
+        let mut redactor = redactor.clone();
+        let display = redact_url(&args.repository);
+        if display != args.repository {
+            redactor.add(&args.repository);
+        }
+        Ok(Restic {
+            program: args.restic.clone(),
+            repository: args.repository.clone(),
+            retry_lock: args.retry_lock.clone(),
+            redactor,
+            display,
+        })
+    }
+
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut command = Command::new(&self.program);
+        command.env("RESTIC_REPOSITORY", &self.repository);
+        for name in DATABASE_SECRETS {
+            command.env_remove(name);
+        }
+        if let Some(retry) = &self.retry_lock {
+            command.arg("--retry-lock").arg(retry);
+        }
+        command.args(args);
+        command
+    }
+
+    /// The cause of a failed restic run, from its exit code and stderr.
+    pub fn failure(&self, subcommand: &str, finished: &Finished) -> AgentError {
+        if let Some(cause) = classify_restic(&finished.stderr, &self.display) {
+            return cause;
+        }
+        match finished.status.code() {
+            Some(EXIT_REPOSITORY_MISSING) => AgentError::RepositoryNotFound {
+                repository: self.display.clone(),
+            },
+            Some(EXIT_WRONG_PASSWORD) => AgentError::RepositoryWrongPassword {
+                repository: self.display.clone(),
+            },
+            Some(EXIT_LOCK_FAILED) => AgentError::RepositoryLocked {
+                repository: self.display.clone(),
+                detail: last_meaningful_line(&finished.stderr),
+            },
+            _ => AgentError::ResticFailed {
+                command: subcommand.to_string(),
+                status: describe_status(&finished.status),
+                detail: last_meaningful_line(&finished.stderr),
+            },
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<String, AgentError> {
+        let (finished, stdout) = run_capture("restic", self.command(args), None, &self.redactor).await?;
+        if finished.status.success() {
+            Ok(stdout)
+        } else {
+            Err(self.failure(args.first().copied().unwrap_or("restic"), &finished))
+        }
+    }
+
+    /// Opens the repository (which proves the password) and, when allowed, creates a missing one.
+    pub async fn ensure_repository(&self, init: bool) -> Result<(), AgentError> {
+        match self.run(&["cat", "config"]).await {
+            Ok(_) => Ok(()),
+            Err(AgentError::RepositoryNotFound { .. }) if init => {
+                eprintln!("lifeboat: initialising restic repository {}", self.display);
+                self.run(&["init"]).await.map(|_| ())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Snapshots carrying every tag in `tags`, oldest first.
+    pub async fn snapshots(&self, tags: &[String]) -> Result<Vec<Snapshot>, AgentError> {
+        let mut args = vec!["snapshots", "--json"];
+        let joined = tags.join(",");
+        if !tags.is_empty() {
+            args.push("--tag");
+            args.push(&joined);
+        }
+        let stdout = self.run(&args).await?;
+        let mut snapshots: Vec<Snapshot> = serde_json::from_str(stdout.trim())
+            .map_err(|e| AgentError::internal("reading `restic snapshots --json`", e))?;
+        snapshots.sort_by_key(|s| s.timestamp());
+        Ok(snapshots)
+    }
+
+    /// One snapshot by (short) id; `None` when the repository has no such snapshot.
+    pub async fn snapshot(&self, id: &str) -> Result<Option<Snapshot>, AgentError> {
+        let (finished, stdout) = run_capture(
+            "restic",
+            self.command(&["snapshots", "--json", id]),
+            None,
+            &self.redactor,
+        )
+        .await?;
+        let parsed: Option<Vec<Snapshot>> = serde_json::from_str(stdout.trim()).ok();
+        match parsed {
+            Some(mut list) if !list.is_empty() => Ok(Some(list.remove(0))),
+            // restic exits non-zero for an unknown id but still opened the repository fine.
+            _ if finished.stderr.contains("no matching ID found")
+                || finished.stderr.contains("not found") =>
+            {
+                Ok(None)
+            }
+            Some(_) if finished.status.success() => Ok(None),
+            _ => Err(self.failure("snapshots", &finished)),
+        }
+    }
+
+    /// Rewrites a snapshot's tags; restic gives the rewritten snapshot a new id, which is returned.
+    pub async fn retag(&self, id: &str, add: &[String], remove: &[&str]) -> Result<String, AgentError> {
+        let add = add.join(",");
+        let remove = remove.join(",");
+        let mut args = vec!["tag", "--json"];
+        if !add.is_empty() {
+            args.extend(["--add", add.as_str()]);
+        }
+        if !remove.is_empty() {
+            args.extend(["--remove", remove.as_str()]);
+        }
+        args.push(id);
+        let stdout = self.run(&args).await?;
+        #[derive(Deserialize)]
+        struct Changed {
+            message_type: String,
+            new_snapshot_id: Option<String>,
+        }
+        stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Changed>(line).ok())
+            .find(|c| c.message_type == "changed")
+            .and_then(|c| c.new_snapshot_id)
+            .ok_or_else(|| {
+                AgentError::internal(
+                    format!("tagging snapshot {id}"),
+                    "restic reported no changed snapshot",
+                )
+            })
+    }
+
+    /// Removes snapshots (without pruning their data: the next prune does that).
+    pub async fn forget(&self, ids: &[String]) -> Result<(), AgentError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["forget"];
+        args.extend(ids.iter().map(String::as_str));
+        self.run(&args).await.map(|_| ())
+    }
+
+    /// Starts `restic backup --stdin`: the caller feeds the dump and decides when to close stdin.
+    pub fn spawn_backup_stdin(
+        &self,
+        filename: &str,
+        host: &str,
+        tags: &[String],
+    ) -> Result<Tool, AgentError> {
+        let mut args: Vec<String> = vec![
+            "backup".into(),
+            "--json".into(),
+            "--stdin".into(),
+            "--stdin-filename".into(),
+            filename.into(),
+            "--host".into(),
+            host.into(),
+        ];
+        for tag in tags {
+            args.push("--tag".into());
+            args.push(tag.clone());
+        }
+        Tool::spawn(
+            "restic",
+            self.command(&args),
+            Stdio::piped(),
+            Stdio::piped(),
+            &self.redactor,
+        )
+    }
+
+    /// Starts `restic dump <snapshot> <path>`, which writes the file to stdout.
+    pub fn spawn_dump(&self, snapshot: &str, path: &str) -> Result<Tool, AgentError> {
+        Tool::spawn(
+            "restic",
+            self.command(&["dump", snapshot, path]),
+            Stdio::null(),
+            Stdio::piped(),
+            &self.redactor,
+        )
+    }
+
+    /// `restic backup <dir>`; returns the summary and restic's exit status (3 = some files unreadable).
+    pub async fn backup_path(
+        &self,
+        path: &Path,
+        host: &str,
+        tags: &[String],
+        excludes: &[String],
+    ) -> Result<(Finished, Option<BackupSummary>), AgentError> {
+        let mut command = self.command(&["backup", "--json", "--host", host]);
+        for tag in tags {
+            command.arg("--tag").arg(tag);
+        }
+        for exclude in excludes {
+            command.arg("--exclude").arg(exclude);
+        }
+        command.arg(path);
+        let (finished, stdout) = run_capture("restic", command, None, &self.redactor).await?;
+        Ok((finished, parse_summary(&stdout)))
+    }
+
+    /// `restic restore <id>:<subfolder> --target <dir> --verify`: the snapshot's directory lands directly
+    /// in the target, and restic re-reads what it wrote.
+    pub async fn restore_path(
+        &self,
+        snapshot: &str,
+        subfolder: &str,
+        target: &Path,
+    ) -> Result<(), AgentError> {
+        let selector = format!("{snapshot}:{subfolder}");
+        let mut command = self.command(&["restore", selector.as_str(), "--verify", "--target"]);
+        command.arg(target);
+        let (finished, _) = run_capture("restic", command, None, &self.redactor).await?;
+        if finished.status.success() {
+            Ok(())
+        } else {
+            Err(self.failure("restore", &finished))
+        }
+    }
+
+    /// Removes locks of processes that are gone (restic's own staleness rules), so a Job killed earlier
+    /// does not block maintenance. Live locks are left alone.
+    pub async fn unlock_stale(&self) -> Result<(), AgentError> {
+        self.run(&["unlock"]).await.map(|_| ())
+    }
+
+    /// `restic forget --json [--prune] <policy flags>`; returns (kept, removed).
+    pub async fn forget_by_policy(
+        &self,
+        policy: &[String],
+        tags: &[String],
+        prune: bool,
+    ) -> Result<(usize, usize), AgentError> {
+        let mut args: Vec<String> = vec!["forget".into(), "--json".into()];
+        if prune {
+            args.push("--prune".into());
+        }
+        args.extend(policy.iter().cloned());
+        if !tags.is_empty() {
+            args.push("--tag".into());
+            args.push(tags.join(","));
+        }
+        let (finished, stdout) = run_capture("restic", self.command(&args), None, &self.redactor).await?;
+        if !finished.status.success() {
+            return Err(self.failure("forget", &finished));
+        }
+        #[derive(Deserialize)]
+        struct Group {
+            #[serde(default)]
+            keep: Option<Vec<serde_json::Value>>,
+            #[serde(default)]
+            remove: Option<Vec<serde_json::Value>>,
+        }
+        // With --prune, restic prints prune's report after the forget JSON array.
+        let groups: Vec<Group> = stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with('['))
+            .and_then(|line| serde_json::from_str(line).ok())
+            .unwrap_or_default();
+        let kept = groups.iter().map(|g| g.keep.as_ref().map_or(0, Vec::len)).sum();
+        let removed = groups.iter().map(|g| g.remove.as_ref().map_or(0, Vec::len)).sum();
+        Ok((kept, removed))
+    }
+
+    /// `restic check [--read-data-subset]`.
+    pub async fn check(&self, read_data_subset: Option<&str>) -> Result<(), AgentError> {
+        let mut args = vec!["check"];
+        if let Some(subset) = read_data_subset {
+            args.extend(["--read-data-subset", subset]);
+        }
+        let (finished, stdout) = run_capture("restic", self.command(&args), None, &self.redactor).await?;
+        if finished.status.success() {
+            return Ok(());
+        }
+        // check reports the damage on stdout and only the verdict on stderr; both tell the cause.
+        let combined = Finished {
+            status: finished.status,
+            stderr: format!("{}\n{}", self.redactor.redact(&stdout), finished.stderr),
+            killed_by_us: false,
+        };
+        match self.failure("check", &combined) {
+            AgentError::ResticFailed { detail, .. } => Err(AgentError::RepositoryCorrupt {
+                repository: self.display.clone(),
+                detail,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
+pub fn parse_summary(stdout: &str) -> Option<BackupSummary> {
+    #[derive(Deserialize)]
+    struct Typed {
+        message_type: String,
+    }
+    stdout
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<Typed>(line)
+                .map(|t| t.message_type == "summary")
+                .unwrap_or(false)
+        })
+        .filter_map(|line| serde_json::from_str::<BackupSummary>(line).ok())
+        .last()
+}
+
+/// Hides `user:password@` in URL-like repository strings (`rest:https://u:p@host/`, `s3:…`).
+pub fn redact_url(repository: &str) -> String {
+    if let Some(scheme_end) = repository.find("://") {
+        let rest = &repository[scheme_end + 3..];
+        let host_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..host_end].rfind('@') {
+            return format!("{}***@{}", &repository[..scheme_end + 3], &rest[at + 1..]);
+        }
+    }
+    repository.to_string()
+}
+
+/// User tags are `key=value`; restic splits tags on commas, so a comma would silently make two tags.
+pub fn validate_tags(tags: &[String]) -> Result<(), AgentError> {
+    for tag in tags {
+        let valid = !tag.is_empty()
+            && !tag.contains(',')
+            && !tag.chars().any(char::is_whitespace)
+            && !tag.starts_with("lifeboat-");
+        if !valid {
+            return Err(AgentError::InvalidArguments(format!(
+                "tag {tag:?} must be non-empty, without commas or spaces, and not start with `lifeboat-` (reserved)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_repository_urls_are_hidden() {
+        assert_eq!(
+            redact_url("rest:https://bob:hunter2@backup.svc:8000/hotel"),
+            "rest:https://***@backup.svc:8000/hotel"
+        );
+        assert_eq!(redact_url("/var/lib/repo"), "/var/lib/repo");
+        assert_eq!(
+            redact_url("s3:https://s3.example/bucket@2"),
+            "s3:https://s3.example/bucket@2"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_is_complete_only_once_confirmed() {
+        let snapshot = |tags: &[&str]| Snapshot {
+            id: "x".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            paths: vec![],
+            tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        };
+        assert!(!snapshot(&["lifeboat-incomplete", "lifeboat-kind=postgres"]).is_complete());
+        assert!(snapshot(&["lifeboat-size=12", "lifeboat-sha256=ab"]).is_complete());
+        assert!(!snapshot(&["policy=x"]).is_complete());
+        assert_eq!(snapshot(&["lifeboat-size=12"]).tag_value(TAG_SIZE), Some("12"));
+    }
+
+    #[test]
+    fn reserved_or_ambiguous_tags_are_refused() {
+        assert!(validate_tags(&["policy=hotel".into()]).is_ok());
+        assert!(validate_tags(&["a=b,c=d".into()]).is_err());
+        assert!(validate_tags(&["lifeboat-size=1".into()]).is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! The Backup controller: one Job running `lifeboat agent backup`, and its result as status.
+//!
+//! Read the world → decide → act: the Backup, its policy, its Job and the Job's Pods are read; the
+//! status to write and whether to create the Job follow; intent (phase Running with the Job's name) is
+//! written before the Job is created, so a restarted operator finds and follows the same Job.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+
+use super::status::{child_name, write_status};
+use super::{Context, ReconcileError, ERROR_REQUEUE};
+use crate::agent::result::AgentResult;
+use crate::api::backup::{BackupPhase, BackupStatus};
+use crate::api::backup_policy::BackupPolicySpec;
+use crate::api::common::SecretKeyRef;
+use crate::api::{Backup, BackupPolicy};
+use crate::conditions::{set_health, Health};
+use crate::duration::format_duration;
+use crate::jobs::{self, AgentReport, JobOutcome};
+
+const KIND: &str = "Backup";
+
+pub fn job_name(backup: &str) -> String {
+    child_name(backup, "backup", 63)
+}
+
+pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciled(KIND);
+    let namespace = backup
+        .namespace()
+        .ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: backup.name_any() })?;
+    let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = backup.status.clone().unwrap_or_default();
+    if matches!(current.phase, Some(BackupPhase::Succeeded | BackupPhase::Failed)) {
+        return Ok(Action::await_change());
+    }
+    let now = Time(jiff::Timestamp::now());
+    let generation = backup.metadata.generation;
+    let mut status = current.clone();
+    status.observed_generation = generation;
+
+    // The policy gives source, repository and Job settings.
+    let policies: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let policy_name = &backup.spec.policy_ref.name;
+    let Some(policy) = policies.get_opt(policy_name).await? else {
+        let message = format!("BackupPolicy {policy_name} does not exist in namespace {namespace}");
+        return wait_for_a_person(&backups, &backup, status, "PolicyNotFound", message, &ctx, &now).await;
+    };
+    if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
+        return wait_for_a_person(&backups, &backup, status, "SecretMissing", problem, &ctx, &now).await;
+    }
+
+    let job_name = job_name(&backup.name_any());
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(job) = jobs_api.get_opt(&job_name).await? else {
+        // Intent first: a restart between these two writes finds phase Running and creates the same Job.
+        status.phase = Some(BackupPhase::Running);
+        status.job_name = Some(job_name.clone());
+        status.start_time.get_or_insert(now.clone());
+        status.message = Some(format!("backing up through Job {job_name}"));
+        set_health(&mut status.conditions.0, Health::Progressing { reason: "Running", message: format!("Job {job_name} runs the agent") }, generation, &now);
+        write_status(&backups, &backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+        let job = backup_job(&backup, &policy, &namespace, &job_name, &ctx);
+        match jobs_api.create(&PostParams::default(), &job).await {
+            Ok(_) => {
+                publish(&ctx, backup.as_ref(), EventType::Normal, "Started", format!("Job {job_name} started")).await;
+            }
+            Err(kube::Error::Api(response)) if response.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+        return Ok(Action::await_change());
+    };
+
+    match jobs::job_outcome(&job) {
+        JobOutcome::Running => {
+            status.phase = Some(BackupPhase::Running);
+            status.job_name = Some(job_name.clone());
+            set_health(&mut status.conditions.0, Health::Progressing { reason: "Running", message: format!("Job {job_name} runs the agent") }, generation, &now);
+            write_status(&backups, &backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+            Ok(Action::await_change())
+        }
+        outcome => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+            let listed = pods.list(&ListParams::default().labels(&format!("job-name={job_name}"))).await?;
+            let report = jobs::newest_agent_report(&listed.items);
+            finish(&mut status, outcome, report, &now);
+            write_status(&backups, &backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+            announce_result(&ctx, &backup, &policy, &status).await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// The terminal status from the Job's outcome and the agent's report. A Job that completed without a
+/// successful result is a failure: no success is reported that the agent did not confirm.
+pub fn finish(status: &mut BackupStatus, outcome: JobOutcome, report: Option<AgentReport>, now: &Time) {
+    let generation = status.observed_generation;
+    status.completion_time = Some(now.clone());
+    match (outcome, report) {
+        (JobOutcome::Succeeded, Some(AgentReport::Result(result))) if result.ok && result.snapshot_id.is_some() => {
+            apply_result(status, &result);
+            status.phase = Some(BackupPhase::Succeeded);
+            let size = result.size_bytes.map(|s| format!(", {s} bytes")).unwrap_or_default();
+            status.message = Some(format!("snapshot {}{size}", result.snapshot_id.clone().unwrap_or_default()));
+            set_health(&mut status.conditions.0, Health::Ready { reason: "Succeeded", message: status.message.clone().unwrap_or_default() }, generation, now);
+        }
+        (_, report) => {
+            let message = match report {
+                Some(AgentReport::Result(result)) => {
+                    apply_result(status, &result);
+                    result.message.clone().unwrap_or_else(|| "the agent reported a failure without a message".into())
+                }
+                Some(AgentReport::Unstructured(text)) => text,
+                None => "the backup Job ended without a finished agent container (deleted or evicted?)".into(),
+            };
+            status.phase = Some(BackupPhase::Failed);
+            status.message = Some(message.clone());
+            set_health(&mut status.conditions.0, Health::Stalled { reason: "BackupFailed", message }, generation, now);
+        }
+    }
+    if let (Some(start), Some(end)) = (&status.start_time, &status.completion_time) {
+        let elapsed = end.0.duration_since(start.0);
+        status.duration = Some(format_duration(std::time::Duration::from_secs(elapsed.as_secs().max(0) as u64)));
+    }
+}
+
+fn apply_result(status: &mut BackupStatus, result: &AgentResult) {
+    status.snapshot_id = result.snapshot_id.clone();
+    status.size_bytes = result.size_bytes.and_then(|s| i64::try_from(s).ok());
+    status.sha256 = result.sha256.clone();
+    if let Ok(start) = result.start_time.parse::<jiff::Timestamp>() {
+        status.start_time = Some(Time(start));
+    }
+}
+
+fn backup_job(backup: &Backup, policy: &BackupPolicy, namespace: &str, job_name: &str, ctx: &Context) -> Job {
+    let (args, env, volumes, mounts) =
+        jobs::backup_invocation(&policy.name_any(), namespace, &backup.name_any(), &policy.spec);
+    let labels = [
+        (jobs::POLICY_LABEL.to_owned(), policy.name_any()),
+        (jobs::BACKUP_LABEL.to_owned(), backup.name_any()),
+        (jobs::COMPONENT_LABEL.to_owned(), "backup".to_owned()),
+    ]
+    .into();
+    let owner = backup.controller_owner_ref(&()).expect("a Backup read from the API has a name and uid");
+    jobs::agent_job(
+        jobs::AgentJob {
+            name: job_name.to_owned(),
+            namespace,
+            owner,
+            labels,
+            image: &ctx.settings.agent_image,
+            command: &ctx.settings.agent_command,
+        },
+        policy.spec.job_template.as_ref(),
+        args,
+        env,
+        policy.spec.repository.restic.env_from.clone(),
+        volumes,
+        mounts,
+    )
+}
+
+/// The first Secret key the backup needs that does not exist, named (never its value).
+pub async fn missing_secret(ctx: &Context, namespace: &str, spec: &BackupPolicySpec) -> Result<Option<String>, ReconcileError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut needed: Vec<(&str, &SecretKeyRef)> = vec![("repository password", &spec.repository.restic.password_secret_ref)];
+    if let Some(postgres) = &spec.source.postgres {
+        needed.push(("database password", &postgres.connection.password_secret_ref));
+    }
+    if let Some(mysql) = &spec.source.mysql {
+        needed.push(("database password", &mysql.password_secret_ref));
+    }
+    for (what, reference) in needed {
+        match secrets.get_opt(&reference.name).await? {
+            None => return Ok(Some(format!("the {what} Secret {} does not exist in namespace {namespace}", reference.name))),
+            Some(secret) => {
+                let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(&reference.key))
+                    || secret.string_data.as_ref().is_some_and(|d| d.contains_key(&reference.key));
+                if !has_key {
+                    return Ok(Some(format!("the {what} Secret {} has no key {:?}", reference.name, reference.key)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn wait_for_a_person(
+    backups: &Api<Backup>,
+    backup: &Backup,
+    mut status: BackupStatus,
+    reason: &'static str,
+    message: String,
+    ctx: &Context,
+    now: &Time,
+) -> Result<Action, ReconcileError> {
+    let current = backup.status.clone().unwrap_or_default();
+    let first_time = current.message.as_deref() != Some(message.as_str());
+    status.phase = Some(status.phase.unwrap_or(BackupPhase::Pending));
+    status.message = Some(message.clone());
+    set_health(&mut status.conditions.0, Health::Stalled { reason, message: message.clone() }, status.observed_generation, now);
+    write_status(backups, backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+    if first_time {
+        publish(ctx, backup, EventType::Warning, reason, message).await;
+    }
+    // Fixed by a person (a Secret created, a policy applied): look again soon, without a hot loop.
+    Ok(Action::requeue(std::time::Duration::from_secs(20)))
+}
+
+async fn announce_result(ctx: &Context, backup: &Backup, policy: &BackupPolicy, status: &BackupStatus) {
+    let succeeded = status.phase == Some(BackupPhase::Succeeded);
+    let (kind, reason) = if succeeded { (EventType::Normal, "Succeeded") } else { (EventType::Warning, "Failed") };
+    publish(ctx, backup, kind, reason, status.message.clone().unwrap_or_default()).await;
+    if succeeded {
+        if let (Some(start), Some(end)) = (&status.start_time, &status.completion_time) {
+            let seconds = end.0.duration_since(start.0).as_secs_f64().max(0.0);
+            let labels = crate::metrics::PolicyLabels { namespace: backup.namespace().unwrap_or_default(), policy: policy.name_any() };
+            ctx.metrics.duration_seconds.get_or_create(&labels).observe(seconds);
+        }
+    }
+}
+
+pub async fn publish<K>(ctx: &Context, object: &K, type_: EventType, reason: &str, note: String)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: reason.to_owned(), secondary: None };
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(%error, "could not publish an Event");
+    }
+}
+
+pub fn error_policy(backup: Arc<Backup>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(backup = %backup.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(KIND, error.metric_label());
+    Action::requeue(ERROR_REQUEUE)
+}

@@ -1,0 +1,409 @@
+//! The BackupPolicy controller: creates a Backup per schedule slot, keeps history, runs retention,
+//! and reports freshness (Stale), size anomalies and the last success — in status, Events and metrics.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+
+use self::plan::{SlotDecision, SlotInput};
+use super::backup::{missing_secret, publish};
+use super::status::{child_name, write_status};
+use super::{Context, ReconcileError, ERROR_REQUEUE};
+use crate::api::backup::{BackupPhase, BackupSpec, BackupTrigger};
+use crate::api::backup_policy::{BackupPolicyStatus, BackupSummary, FailureSummary};
+use crate::api::{Backup, BackupPolicy};
+use crate::conditions::{self, set_health, Desired, Health};
+use crate::jobs;
+use crate::metrics::PolicyLabels;
+use crate::schedule::Schedule;
+
+const KIND: &str = "BackupPolicy";
+pub const STALE: &str = "Stale";
+pub const SIZE_ANOMALY: &str = "SizeAnomaly";
+
+pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciled(KIND);
+    let name = policy.name_any();
+    let namespace =
+        policy.namespace().ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: name.clone() })?;
+    let policies: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let backups_api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = Timestamp::now();
+    let now_time = Time(now);
+    let generation = policy.metadata.generation;
+    let current = policy.status.clone().unwrap_or_default();
+    let mut status = current.clone();
+    status.observed_generation = generation;
+
+    // Validate what only the controller can check; each problem is a condition and an Event.
+    let schedule = match Schedule::parse(&policy.spec.schedule.0, policy.spec.time_zone.as_deref()) {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            return stalled(&policies, &policy, status, "InvalidSchedule", error.to_string(), &ctx, &now_time, None).await;
+        }
+    };
+    if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
+        let retry = Some(Duration::from_secs(20));
+        return stalled(&policies, &policy, status, "SecretMissing", problem, &ctx, &now_time, retry).await;
+    }
+
+    // Read the world: this policy's Backups.
+    let mut backups: Vec<Backup> = backups_api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|b| b.spec.policy_ref.name == name)
+        .collect();
+    backups.sort_by_key(|b| b.metadata.creation_timestamp.clone().map(|t| t.0));
+    let running: Vec<String> = backups.iter().filter(|b| !is_finished(b)).map(|b| b.name_any()).collect();
+    status.active = running.clone();
+
+    record_results(&ctx, &policy, &backups, &mut status, &now_time).await;
+
+    // The schedule.
+    let created = policy.metadata.creation_timestamp.clone().map(|t| t.0).unwrap_or(now);
+    let handled_until = status.last_schedule_time.clone().map(|t| t.0).unwrap_or(created);
+    let jitter = plan::jitter_for(&policy.uid().unwrap_or_default(), parse_optional(&policy.spec.jitter));
+    let (decision, next) = plan::decide_slot(&SlotInput {
+        schedule: &schedule,
+        now,
+        handled_until,
+        starting_deadline: policy.spec.starting_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
+        suspend: policy.spec.suspend,
+        concurrency: policy.spec.concurrency_policy,
+        running: &running,
+        jitter,
+    });
+    status.next_schedule_time = if policy.spec.suspend { None } else { next.map(Time) };
+    match decision {
+        SlotDecision::Wait => {}
+        SlotDecision::Run { slot } => {
+            create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
+            status.last_schedule_time = Some(Time(slot));
+        }
+        SlotDecision::Replace { slot, running } => {
+            for old in &running {
+                delete_ignoring_absent(&backups_api, old).await?;
+            }
+            publish(&ctx, policy.as_ref(), EventType::Normal, "Replaced", format!("replaced running {}", running.join(", "))).await;
+            create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
+            status.last_schedule_time = Some(Time(slot));
+        }
+        SlotDecision::SkipBusy { slot } => {
+            status.last_schedule_time = Some(Time(slot));
+            let note = format!("skipped the {slot} slot: {} still running (concurrencyPolicy Forbid)", running.join(", "));
+            publish(&ctx, policy.as_ref(), EventType::Warning, "SkippedBusy", note).await;
+        }
+        SlotDecision::SkipMissed { slot } => {
+            status.last_schedule_time = Some(Time(slot));
+            let note = format!("missed the {slot} slot by more than startingDeadlineSeconds; waiting for the next");
+            publish(&ctx, policy.as_ref(), EventType::Warning, "MissedSchedule", note).await;
+        }
+    }
+
+    enforce_history(&backups_api, &policy, &backups).await?;
+
+    // Freshness.
+    let mut wake_up = next;
+    if let Some(rpo) = parse_optional(&policy.spec.rpo) {
+        let last_success = status.last_successful_backup.as_ref().map(|s| s.time.0);
+        let (stale, turns_stale_at) = plan::staleness(rpo, last_success, created, now);
+        let was_stale = conditions::is_true(&current.conditions.0, STALE);
+        let message = match (stale, last_success) {
+            (true, Some(at)) => format!("the newest successful backup ({at}) is older than the RPO {}", policy.spec.rpo.as_ref().map(|r| r.0.as_str()).unwrap_or_default()),
+            (true, None) => format!("no successful backup within the RPO {} since the policy was created", policy.spec.rpo.as_ref().map(|r| r.0.as_str()).unwrap_or_default()),
+            (false, _) => format!("the newest successful backup is within the RPO until {turns_stale_at}"),
+        };
+        let reason = if stale { "RPOExceeded" } else { "WithinRPO" };
+        conditions::apply(&mut status.conditions.0, Desired::new(STALE, stale, reason, message.clone()), generation, &now_time);
+        if stale && !was_stale {
+            publish(&ctx, policy.as_ref(), EventType::Warning, "Stale", message).await;
+        } else if !stale && was_stale {
+            publish(&ctx, policy.as_ref(), EventType::Normal, "Fresh", message).await;
+        }
+        if !stale {
+            wake_up = Some(wake_up.map_or(turns_stale_at, |w| w.min(turns_stale_at)));
+        }
+    } else {
+        conditions::remove(&mut status.conditions.0, STALE);
+    }
+
+    let health = overall_health(&status, &backups, policy.spec.suspend);
+    set_health(&mut status.conditions.0, health, generation, &now_time);
+    write_status(&policies, &policy, Some(&current), &status, &ctx.settings.manager_name).await?;
+    export_metrics(&ctx, &namespace, &name, &status);
+
+    // Requeue exactly for the next slot or the moment the policy would turn Stale (Backup and Job
+    // changes wake it earlier through the watches).
+    Ok(match wake_up {
+        Some(at) => Action::requeue(until(now, at)),
+        None => Action::await_change(),
+    })
+}
+
+fn is_finished(backup: &Backup) -> bool {
+    matches!(backup.status.as_ref().and_then(|s| s.phase), Some(BackupPhase::Succeeded | BackupPhase::Failed))
+}
+
+fn completion(backup: &Backup) -> Option<Timestamp> {
+    backup.status.as_ref().and_then(|s| s.completion_time.clone()).map(|t| t.0)
+}
+
+/// Folds newly finished Backups into the policy's memory: last success (with the size-anomaly check and
+/// retention), last failure and the failure count.
+async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup], status: &mut BackupPolicyStatus, now: &Time) {
+    let generation = status.observed_generation;
+    let known_success = status.last_successful_backup.as_ref().map(|s| s.time.0);
+    let newest_success = backups
+        .iter()
+        .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded))
+        .filter_map(|b| completion(b).map(|at| (at, b)))
+        .max_by_key(|(at, _)| *at);
+    if let Some((at, backup)) = newest_success.filter(|(at, _)| known_success.is_none_or(|known| *at > known)) {
+        let result = backup.status.clone().unwrap_or_default();
+        let size = result.size_bytes.unwrap_or(0);
+        status.last_successful_backup = Some(BackupSummary {
+            name: backup.name_any(),
+            time: Time(at),
+            snapshot_id: result.snapshot_id.clone().unwrap_or_default(),
+            size_bytes: size,
+            sha256: result.sha256.clone().unwrap_or_default(),
+            duration: result.duration.clone().unwrap_or_default(),
+        });
+        if let Some(band) = &policy.spec.size_anomaly {
+            match plan::size_anomaly(band, &status.recent_sizes, size) {
+                Some(message) => {
+                    conditions::apply(&mut status.conditions.0, Desired::new(SIZE_ANOMALY, true, "SizeOutsideBand", message.clone()), generation, now);
+                    publish(ctx, policy, EventType::Warning, "SizeAnomaly", format!("{}: {message}", backup.name_any())).await;
+                }
+                None => conditions::apply(&mut status.conditions.0, Desired::new(SIZE_ANOMALY, false, "SizeWithinBand", format!("{size} bytes")), generation, now),
+            }
+            status.recent_sizes.push(size);
+            let window = band.window.max(1) as usize;
+            let excess = status.recent_sizes.len().saturating_sub(window);
+            status.recent_sizes.drain(..excess);
+        }
+        if let Err(error) = start_retention(ctx, policy, &backup.name_any()).await {
+            tracing::warn!(%error, policy = %policy.name_any(), "could not start retention");
+        }
+    }
+
+    let known_failure = status.last_failure.as_ref().map(|f| f.time.0);
+    let new_failures: Vec<&Backup> = backups
+        .iter()
+        .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Failed))
+        .filter(|b| completion(b).is_some_and(|at| known_failure.is_none_or(|known| at > known)))
+        .collect();
+    if let Some(newest) = new_failures.iter().max_by_key(|b| completion(b)) {
+        status.failed_backups = Some(status.failed_backups.unwrap_or(0) + new_failures.len() as i64);
+        status.last_failure = Some(FailureSummary {
+            name: newest.name_any(),
+            time: Time(completion(newest).unwrap_or(now.0)),
+            message: newest.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default(),
+        });
+    }
+}
+
+/// Ready when the newest finished Backup succeeded (or none ran yet) and the policy is not stale.
+fn overall_health(status: &BackupPolicyStatus, backups: &[Backup], suspended: bool) -> Health {
+    if conditions::is_true(&status.conditions.0, STALE) {
+        let message = conditions::find(&status.conditions.0, STALE).map(|c| c.message.clone()).unwrap_or_default();
+        return Health::NotReady { reason: "Stale", message };
+    }
+    let newest_finished = backups.iter().filter(|b| is_finished(b)).max_by_key(|b| completion(b));
+    if let Some(failed) = newest_finished.filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Failed)) {
+        let message = format!("{} failed: {}", failed.name_any(), failed.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default());
+        return Health::NotReady { reason: "BackupFailed", message };
+    }
+    if suspended {
+        return Health::Ready { reason: "Suspended", message: "suspended: no new backups are scheduled".into() };
+    }
+    match (&status.last_successful_backup, &status.next_schedule_time) {
+        (Some(last), _) => Health::Ready { reason: "BackupSucceeded", message: format!("{} succeeded at {}", last.name, last.time.0) },
+        (None, Some(next)) => Health::Ready { reason: "Scheduled", message: format!("the first backup is scheduled for {}", next.0) },
+        (None, None) => Health::Ready { reason: "Scheduled", message: "waiting for the first slot".into() },
+    }
+}
+
+async fn create_slot_backup(ctx: &Context, policy: &BackupPolicy, api: &Api<Backup>, slot: Timestamp) -> Result<(), ReconcileError> {
+    let name = plan::backup_name_for_slot(&policy.name_any(), slot);
+    let backup = Backup {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some([(jobs::POLICY_LABEL.to_owned(), policy.name_any())].into()),
+            owner_references: policy.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..Default::default()
+        },
+        spec: BackupSpec {
+            policy_ref: crate::api::common::LocalObjectRef { name: policy.name_any() },
+            trigger: BackupTrigger::Scheduled,
+            reason: Some(format!("scheduled slot {slot}")),
+        },
+        status: None,
+    };
+    match api.create(&PostParams::default(), &backup).await {
+        Ok(_) => {
+            publish(ctx, policy, EventType::Normal, "Scheduled", format!("created Backup {name} for the {slot} slot")).await;
+            Ok(())
+        }
+        // Created before a restart: the deterministic name makes this a no-op.
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Deletes the oldest finished scheduled Backups beyond the history limits (hand-made ones are kept:
+/// they are the user's). Their Jobs go with them through owner references.
+async fn enforce_history(api: &Api<Backup>, policy: &BackupPolicy, backups: &[Backup]) -> Result<(), ReconcileError> {
+    for (phase, limit) in [
+        (BackupPhase::Succeeded, policy.spec.successful_backups_history_limit),
+        (BackupPhase::Failed, policy.spec.failed_backups_history_limit),
+    ] {
+        let mut finished: Vec<&Backup> = backups
+            .iter()
+            .filter(|b| b.labels().get(jobs::POLICY_LABEL).is_some_and(|p| *p == policy.name_any()))
+            .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(phase))
+            .collect();
+        finished.sort_by_key(|b| completion(b));
+        let excess = finished.len().saturating_sub(limit.max(0) as usize);
+        for old in finished.into_iter().take(excess) {
+            delete_ignoring_absent(api, &old.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `agent prune` after a successful backup (one Job per success, named after it). restic's own
+/// lock keeps it from overlapping a running backup of the same repository.
+async fn start_retention(ctx: &Context, policy: &BackupPolicy, after_backup: &str) -> Result<(), kube::Error> {
+    let Some(retention) = &policy.spec.retention else {
+        return Ok(());
+    };
+    let namespace = policy.namespace().unwrap_or_default();
+    let mut args: Vec<String> = vec!["agent".into(), "prune".into(), "--retry-lock".into(), "10m".into()];
+    for (flag, value) in [
+        ("--keep-last", retention.keep_last),
+        ("--keep-hourly", retention.keep_hourly),
+        ("--keep-daily", retention.keep_daily),
+        ("--keep-weekly", retention.keep_weekly),
+        ("--keep-monthly", retention.keep_monthly),
+        ("--keep-yearly", retention.keep_yearly),
+    ] {
+        if let Some(count) = value.filter(|c| *c > 0) {
+            args.extend([flag.to_owned(), count.to_string()]);
+        }
+    }
+    // Only this policy's snapshots: a repository may be shared.
+    args.extend(["--tag".into(), format!("policy={}", policy.name_any()), "--tag".into(), format!("namespace={namespace}")]);
+    let restic = &policy.spec.repository.restic;
+    let env = vec![
+        k8s_openapi::api::core::v1::EnvVar { name: "RESTIC_REPOSITORY".into(), value: Some(restic.repository.clone()), ..Default::default() },
+        k8s_openapi::api::core::v1::EnvVar {
+            name: "RESTIC_PASSWORD".into(),
+            value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+                secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                    name: restic.password_secret_ref.name.clone(),
+                    key: restic.password_secret_ref.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let name = child_name(after_backup, "prune", 63);
+    let labels = [
+        (jobs::POLICY_LABEL.to_owned(), policy.name_any()),
+        (jobs::COMPONENT_LABEL.to_owned(), "retention".to_owned()),
+    ]
+    .into();
+    let Some(owner) = policy.controller_owner_ref(&()) else {
+        return Ok(());
+    };
+    let job = jobs::agent_job(
+        jobs::AgentJob { name: name.clone(), namespace: &namespace, owner, labels, image: &ctx.settings.agent_image, command: &ctx.settings.agent_command },
+        policy.spec.job_template.as_ref(),
+        args,
+        env,
+        restic.env_from.clone(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.create(&PostParams::default(), &job).await {
+        Ok(_) => {
+            publish(ctx, policy, EventType::Normal, "Retention", format!("Job {name} applies the retention rules")).await;
+            Ok(())
+        }
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn delete_ignoring_absent(api: &Api<Backup>, name: &str) -> Result<(), ReconcileError> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stalled(
+    api: &Api<BackupPolicy>,
+    policy: &BackupPolicy,
+    mut status: BackupPolicyStatus,
+    reason: &'static str,
+    message: String,
+    ctx: &Context,
+    now: &Time,
+    retry: Option<Duration>,
+) -> Result<Action, ReconcileError> {
+    let current = policy.status.clone().unwrap_or_default();
+    let first_time = conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
+    set_health(&mut status.conditions.0, Health::Stalled { reason, message: message.clone() }, status.observed_generation, now);
+    write_status(api, policy, Some(&current), &status, &ctx.settings.manager_name).await?;
+    if first_time {
+        publish(ctx, policy, EventType::Warning, reason, message).await;
+    }
+    export_metrics(ctx, &policy.namespace().unwrap_or_default(), &policy.name_any(), &status);
+    Ok(retry.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Metrics are derived from status, so they are right after a restart.
+fn export_metrics(ctx: &Context, namespace: &str, policy: &str, status: &BackupPolicyStatus) {
+    let labels = PolicyLabels { namespace: namespace.to_owned(), policy: policy.to_owned() };
+    let metrics = &ctx.metrics;
+    if let Some(last) = &status.last_successful_backup {
+        metrics.last_success_timestamp.get_or_create(&labels).set(last.time.0.as_millisecond() as f64 / 1000.0);
+        metrics.last_size_bytes.get_or_create(&labels).set(last.size_bytes);
+    }
+    metrics.stale.get_or_create(&labels).set(i64::from(conditions::is_true(&status.conditions.0, STALE)));
+    metrics.failures_total.get_or_create(&labels).set(status.failed_backups.unwrap_or(0));
+}
+
+fn parse_optional(duration: &Option<crate::duration::DurationString>) -> Option<Duration> {
+    duration.as_ref().and_then(|d| d.parse().ok())
+}
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    let wait = at.duration_since(now).as_secs_f64().max(0.0);
+    // A little after the instant itself, so the slot is due when we look.
+    Duration::from_secs_f64(wait) + Duration::from_millis(50)
+}
+
+pub fn error_policy(policy: Arc<BackupPolicy>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(policy = %policy.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(KIND, error.metric_label());
+    Action::requeue(ERROR_REQUEUE)
+}

@@ -1,0 +1,147 @@
+//! The controllers of `lifeboat operator`, one module per kind, and the loop that runs them while this
+//! replica holds the leader Lease.
+
+pub mod backup;
+pub mod backup_policy;
+pub mod context;
+pub mod error;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+
+use crate::api::{Backup, BackupPolicy};
+use crate::metrics::Metrics;
+pub use context::{Context, Settings};
+pub use error::ReconcileError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("cannot connect to the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("leader election on Lease {namespace}/{name}: {source}")]
+    LeaderElection { namespace: String, name: String, source: kube_lease_manager::LeaseManagerError },
+    #[error("the health and metrics server on {address}: {source}")]
+    Http { address: SocketAddr, source: std::io::Error },
+    #[error("lost the leader Lease; exiting so a fresh replica takes over cleanly")]
+    LostLeadership,
+}
+
+/// Where the operator's Lease lives and how it listens.
+pub struct RunOptions {
+    pub settings: Settings,
+    pub http_address: SocketAddr,
+    pub lease_namespace: String,
+    pub leader_election: bool,
+    /// Namespaces to reconcile; empty means all.
+    pub watch_namespaces: Vec<String>,
+}
+
+/// Runs the operator until it is signalled or loses leadership.
+pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
+    let client = Client::try_default().await.map_err(OperatorError::Client)?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let http_state = crate::http::HttpState { metrics: metrics.clone(), ready: ready.clone() };
+    let address = options.http_address;
+    let http = tokio::spawn(async move { crate::http::serve(address, http_state).await });
+
+    let mut leadership = if options.leader_election {
+        let lease_name = "lifeboat-operator";
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), lease_name)
+            .with_namespace(options.lease_namespace.clone())
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await
+            .map_err(|source| OperatorError::LeaderElection {
+                namespace: options.lease_namespace.clone(),
+                name: lease_name.to_owned(),
+                source,
+            })?;
+        let (mut channel, _task) = manager.watch().await;
+        // A standby is ready (it serves /metrics and takes over in seconds); it only reconciles as leader.
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("waiting for the leader Lease {}/{lease_name}", options.lease_namespace);
+        while !*channel.borrow_and_update() {
+            if channel.changed().await.is_err() {
+                return Err(OperatorError::LostLeadership);
+            }
+        }
+        tracing::info!("leading");
+        Some(channel)
+    } else {
+        None
+    };
+    ready.store(true, Ordering::Relaxed);
+
+    let context = Arc::new(Context::new(client.clone(), metrics, options.settings));
+    let controllers = async {
+        if options.watch_namespaces.is_empty() {
+            run_controllers(client, None, context).await;
+        } else {
+            let each = options
+                .watch_namespaces
+                .iter()
+                .map(|namespace| run_controllers(client.clone(), Some(namespace.as_str()), context.clone()));
+            futures::future::join_all(each).await;
+        }
+    };
+    let lost = async {
+        match leadership.as_mut() {
+            Some(channel) => loop {
+                if channel.changed().await.is_err() || !*channel.borrow() {
+                    return;
+                }
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = controllers => Ok(()),
+        () = lost => Err(OperatorError::LostLeadership),
+        served = http => match served {
+            Ok(Err(source)) => Err(OperatorError::Http { address, source }),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The controllers over one namespace, or all of them.
+async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<Context>) {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
+    }
+    let watch_config = watcher::Config::default().any_semantic();
+    let jobs = api::<Job>(&client, namespace);
+    let backups = Controller::new(api::<Backup>(&client, namespace), watch_config.clone())
+        .owns(jobs.clone(), watcher::Config::default().labels(crate::jobs::BACKUP_LABEL))
+        .shutdown_on_signal()
+        .run(backup::reconcile, backup::error_policy, context.clone())
+        .for_each(|_| async {});
+    let policies = Controller::new(api::<BackupPolicy>(&client, namespace), watch_config)
+        .owns(api::<Backup>(&client, namespace), watcher::Config::default())
+        .owns(jobs, watcher::Config::default().labels(crate::jobs::POLICY_LABEL))
+        .shutdown_on_signal()
+        .run(backup_policy::reconcile, backup_policy::error_policy, context)
+        .for_each(|_| async {});
+    tokio::join!(backups, policies);
+}
+
+/// Backoff for a failed reconcile: soon, but never a hot loop.
+pub const ERROR_REQUEUE: Duration = Duration::from_secs(15);

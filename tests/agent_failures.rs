@@ -1,0 +1,376 @@
+//! The agent never reports a success that did not happen: every failure cause gets its own message and a
+//! non-zero exit, no failed or killed backup leaves a snapshot that looks good, and a repository left by
+//! a killed Job still passes `restic check` and takes the next backup.
+
+mod agent_support;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use agent_support::*;
+
+/// A table big enough (~40 MB of random text) that a dump is still streaming when a test interferes.
+fn big_database() -> &'static str {
+    static CREATED: OnceLock<()> = OnceLock::new();
+    CREATED.get_or_init(|| {
+        let pg = postgres();
+        pg.create_database("big");
+        pg.psql(
+            "big",
+            "CREATE TABLE small (id int PRIMARY KEY); INSERT INTO small SELECT generate_series(1, 10);
+             CREATE TABLE big (id int PRIMARY KEY, payload text);
+             INSERT INTO big SELECT i, md5(random()::text) || md5(random()::text) || md5(random()::text)
+                 || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text)
+                 || md5(random()::text) FROM generate_series(1, 150000) i;",
+        );
+    });
+    "big"
+}
+
+fn small_database() -> &'static str {
+    static CREATED: OnceLock<()> = OnceLock::new();
+    CREATED.get_or_init(|| {
+        let pg = postgres();
+        pg.create_database("small");
+        pg.psql("small", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 100) i;");
+    });
+    "small"
+}
+
+fn backup_args(database: &str, repo: &Repo) -> Vec<String> {
+    let mut args = strings(&[
+        "--source",
+        "postgres",
+        "--repository",
+        &repo.repository_arg(),
+        "--tag",
+        "policy=big",
+    ]);
+    args.extend(postgres().agent_args(database));
+    args
+}
+
+/// Snapshots a restore would accept: not marked incomplete and with a recorded size.
+fn good_snapshots(repo: &Repo) -> Vec<serde_json::Value> {
+    repo.snapshots()
+        .into_iter()
+        .filter(|s| {
+            let tags: Vec<&str> = s["tags"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            !tags.contains(&"lifeboat-incomplete") && tags.iter().any(|t| t.starts_with("lifeboat-size="))
+        })
+        .collect()
+}
+
+fn assert_no_snapshot(repo: &Repo) {
+    let snapshots = repo.snapshots();
+    assert!(
+        snapshots.is_empty(),
+        "a failed backup left snapshots: {snapshots:#?}"
+    );
+}
+
+fn assert_repository_usable(repo: &Repo) {
+    let check = repo.check();
+    assert!(
+        check.status.success(),
+        "restic check: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// Starts the agent in its own process group (like a container: killing the group kills the tools too).
+fn spawn_agent(mode: &str, args: &[String], result_path: &std::path::Path) -> Child {
+    let mut command = agent_command(mode, args, result_path);
+    command
+        .env("LIFEBOAT_DB_PASSWORD", PG_PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    command.spawn().expect("spawn agent")
+}
+
+/// Waits until pg_dump is streaming table data (its COPY is running) and returns that backend's pid.
+fn wait_for_copy(database: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let pid = postgres().psql(
+            "postgres",
+            &format!("select pid from pg_stat_activity where datname = '{database}' and query like 'COPY public.big%' limit 1"),
+        );
+        if !pid.is_empty() {
+            return pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "pg_dump never started copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) on a process (group) this test started.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+fn child_named(parent: u32, name: &str) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let path = entry.ok()?.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = &stat[stat.find('(').unwrap_or(0) + 1..close];
+        let ppid: u32 = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == parent && comm == name {
+            return stat.split_whitespace().next().and_then(|p| p.parse().ok());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_wrong_database_password_is_named_and_leaves_no_snapshot() {
+    let repo = Repo::new();
+    let run = agent(
+        "backup",
+        &backup_args(small_database(), &repo),
+        Some("wrong-password"),
+    );
+    run.assert_failed("DatabaseAuthFailed");
+    assert!(
+        run.message()
+            .contains("rejected the password for user \"postgres\""),
+        "{}",
+        run.message()
+    );
+    assert_no_snapshot(&repo);
+}
+
+#[test]
+fn an_unreachable_database_is_named() {
+    let repo = Repo::new();
+    let port = free_port().to_string();
+    let mut args = strings(&["--source", "postgres", "--repository", &repo.repository_arg()]);
+    args.extend(strings(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--user",
+        "postgres",
+        "--database",
+        "x",
+    ]));
+    args.extend(strings(&["--bin-dir", &pg_bin_dir().display().to_string()]));
+    let run = agent("backup", &args, Some(PG_PASSWORD));
+    run.assert_failed("DatabaseUnreachable");
+    assert!(run.message().contains(&format!("127.0.0.1:{port}")));
+    assert_no_snapshot(&repo);
+}
+
+#[test]
+fn a_missing_database_is_named() {
+    let repo = Repo::new();
+    let run = agent(
+        "backup",
+        &backup_args("no_such_database", &repo),
+        Some(PG_PASSWORD),
+    );
+    run.assert_failed("DatabaseMissing");
+    assert!(
+        run.message().contains("\"no_such_database\" does not exist"),
+        "{}",
+        run.message()
+    );
+    assert_no_snapshot(&repo);
+}
+
+#[test]
+fn a_locked_repository_is_named_and_the_lock_holder_shown() {
+    let repo = Repo::new();
+    // `restic key passwd` holds an exclusive lock while it waits for the new password from a FIFO.
+    let fifo = repo.dir.path().join("new-password");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let mut holder = repo
+        .restic_command(&[
+            "key",
+            "passwd",
+            "--new-password-file",
+            &fifo.display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lock holder");
+    let start = Instant::now();
+    while std::fs::read_dir(repo.path.join("locks"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "lock never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let run = agent("backup", &backup_args(small_database(), &repo), Some(PG_PASSWORD));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    run.assert_failed("RepositoryLocked");
+    assert!(
+        run.message().contains("locked by another process"),
+        "{}",
+        run.message()
+    );
+    assert_no_snapshot(&repo);
+}
+
+#[test]
+fn a_dump_that_fails_half_way_leaves_no_snapshot() {
+    let database = big_database();
+    let repo = Repo::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result_path = dir.path().join("result");
+    let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
+    let backend = wait_for_copy(database);
+    postgres().psql("postgres", &format!("select pg_terminate_backend({backend})"));
+    let run = finish(agent_process.wait_with_output().expect("agent"), &result_path);
+    run.assert_failed("DumpFailed");
+    assert!(run.message().contains("pg_dump failed"), "{}", run.message());
+    assert_no_snapshot(&repo);
+    assert_repository_usable(&repo);
+}
+
+#[test]
+fn restic_dying_half_way_fails_the_backup_even_though_the_dump_was_fine() {
+    let database = big_database();
+    let repo = Repo::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result_path = dir.path().join("result");
+    let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
+    wait_for_copy(database);
+    let restic = child_named(agent_process.id(), "restic").expect("restic runs under the agent");
+    signal(restic, libc::SIGKILL);
+    let run = finish(agent_process.wait_with_output().expect("agent"), &result_path);
+    assert_ne!(run.code, 0);
+    assert_eq!(run.result["ok"], false);
+    assert_eq!(run.reason(), "ResticFailed", "{}", run.stderr);
+    assert!(good_snapshots(&repo).is_empty());
+    assert_repository_usable(&repo);
+}
+
+#[test]
+fn a_backup_killed_half_way_leaves_a_usable_repository_and_the_next_backup_succeeds() {
+    let database = big_database();
+    let repo = Repo::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result_path = dir.path().join("result");
+
+    // SIGKILL to the whole group, as when a node dies or the container is OOM-killed.
+    let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
+    wait_for_copy(database);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(-(agent_process.id() as i32), libc::SIGKILL);
+    let _ = agent_process.wait_with_output();
+    assert!(good_snapshots(&repo).is_empty(), "{:#?}", repo.snapshots());
+    assert_repository_usable(&repo);
+
+    // SIGTERM, as when Kubernetes deletes the Pod: the agent stops its tools and says so.
+    let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
+    wait_for_copy(database);
+    signal(agent_process.id() as i32, libc::SIGTERM);
+    let run = finish(agent_process.wait_with_output().expect("agent"), &result_path);
+    run.assert_failed("Interrupted");
+    assert!(good_snapshots(&repo).is_empty(), "{:#?}", repo.snapshots());
+    assert_repository_usable(&repo);
+
+    // The next scheduled backup just works, and a restore of `latest` takes it.
+    let next = agent("backup", &backup_args(database, &repo), Some(PG_PASSWORD));
+    next.assert_ok();
+    assert_eq!(good_snapshots(&repo).len(), 1);
+    assert_repository_usable(&repo);
+    postgres().create_database("big_restored");
+    let mut args = strings(&[
+        "--target",
+        "postgres",
+        "--repository",
+        &repo.repository_arg(),
+        "--tag",
+        "policy=big",
+    ]);
+    args.extend(postgres().agent_args("big_restored"));
+    let restore = agent("restore", &args, Some(PG_PASSWORD));
+    restore.assert_ok();
+    assert_eq!(restore.result["snapshotId"], next.result["snapshotId"]);
+    assert_eq!(
+        postgres().psql("big", "select md5(string_agg(payload, '' order by id)) from big"),
+        postgres().psql(
+            "big_restored",
+            "select md5(string_agg(payload, '' order by id)) from big"
+        )
+    );
+}
+
+#[test]
+fn a_full_disk_is_named() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a private tmpfs needs root (unshare -m)");
+        return;
+    }
+    let database = big_database();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = dir.path().join("small-volume");
+    std::fs::create_dir(&small).expect("dir");
+    let result_path = dir.path().join("result");
+    let repository = small.join("repo");
+    let mut args = strings(&[
+        "--source",
+        "postgres",
+        "--repository",
+        &repository.display().to_string(),
+        "--init-repository",
+    ]);
+    args.extend(postgres().agent_args(database));
+    let agent_line = std::iter::once(agent_bin().to_string())
+        .chain(std::iter::once("agent".into()))
+        .chain(std::iter::once("backup".into()))
+        .chain(args)
+        .chain(["--result-path".into(), result_path.display().to_string()])
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // A 4 MiB volume in a private mount namespace: the 40 MB dump cannot fit.
+    let script = format!(
+        "mount -t tmpfs -o size=4m tmpfs '{}' && exec {agent_line}",
+        small.display()
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "bash", "-c", &script])
+        .env("LIFEBOAT_RESTIC", restic_bin())
+        .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
+        .env("RESTIC_CACHE_DIR", dir.path().join("cache"))
+        .env("LIFEBOAT_DB_PASSWORD", PG_PASSWORD);
+    let run = finish(command.output().expect("unshare"), &result_path);
+    run.assert_failed("DiskFull");
+    assert!(
+        run.message().contains("no space left on device"),
+        "{}",
+        run.message()
+    );
+}
