@@ -104,7 +104,7 @@ async fn stream(
     drop(dump_stdout);
     let dump_done = dump.wait().await?;
 
-    let dump_ok = dump_done.status.success() && matches!(pumped, Ok(_));
+    let dump_ok = dump_done.status.success() && pumped.is_ok();
     let measured = match (&pumped, dump_ok) {
         (Ok(measured), true) => measured.clone(),
         _ => {
@@ -151,7 +151,7 @@ async fn stream(
     };
     if let Some(summary) = &summary {
         if summary.total_bytes_processed != measured.size {
-            let _ = restic.forget(&[snapshot_id.clone()]).await;
+            let _ = restic.forget(std::slice::from_ref(&snapshot_id)).await;
             return Err(AgentError::internal(
                 "confirming the snapshot",
                 format!(

@@ -416,13 +416,13 @@ pub fn parse_summary(stdout: &str) -> Option<BackupSummary> {
     }
     stdout
         .lines()
+        .rev()
         .filter(|line| {
             serde_json::from_str::<Typed>(line)
                 .map(|t| t.message_type == "summary")
                 .unwrap_or(false)
         })
-        .filter_map(|line| serde_json::from_str::<BackupSummary>(line).ok())
-        .last()
+        .find_map(|line| serde_json::from_str::<BackupSummary>(line).ok())
 }
 
 /// Hides `user:password@` in URL-like repository strings (`rest:https://u:p@host/`, `s3:…`).

@@ -69,8 +69,7 @@ async fn select_snapshot(restic: &Restic, args: &RestoreArgs) -> Result<Snapshot
         let snapshots = restic.snapshots(&filter).await?;
         snapshots
             .into_iter()
-            .filter(|s| args.allow_unverified || s.is_complete())
-            .next_back()
+            .rfind(|s| args.allow_unverified || s.is_complete())
             .ok_or_else(|| AgentError::SnapshotNotFound {
                 selector: format!(
                     "latest complete {} snapshot with tags [{}]",

@@ -201,6 +201,8 @@ fn start_postgres() -> Postgres {
         .stdout(log.try_clone().expect("log"))
         .stderr(log);
     as_postgres(&mut server);
+    // Not waited for: the server lives as long as the test binary and is killed by the exit hook.
+    #[allow(clippy::zombie_processes)]
     let child = server.spawn().expect("start postgres");
     register_cleanup(child.id(), dir.clone());
     let pg = Postgres { port, dir };
@@ -340,6 +342,8 @@ fn start_mariadb() -> Mariadb {
     if root {
         server.arg("--user=root");
     }
+    // Not waited for: the server lives as long as the test binary and is killed by the exit hook.
+    #[allow(clippy::zombie_processes)]
     let child = server.spawn().expect("start mariadbd");
     register_cleanup(child.id(), dir.clone());
     let root_sql = |sql: &str| {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod operator;
+
 pub use localcluster::{Cluster, TestNamespace};
 
 /// A path inside the repository.

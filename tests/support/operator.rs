@@ -1,0 +1,154 @@
+//! The operator as users run it: the `lifeboat operator` binary, authenticated as the ServiceAccount
+//! from deploy/ with the ClusterRole from deploy/ (so every test through it also proves the RBAC).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::{repo_path, run_ok, Cluster};
+
+pub struct Operator {
+    pub metrics_url: String,
+    pub log: PathBuf,
+    child: Mutex<Child>,
+    kubeconfig: PathBuf,
+    http_port: u16,
+}
+
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+extern "C" fn kill_children() {
+    if let Ok(pids) = CHILDREN.lock() {
+        for pid in pids.iter() {
+            // SAFETY: kill(2) on an operator process this test binary started.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn remember(child: &Child) {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    // SAFETY: registering a plain extern "C" function with atexit.
+    REGISTERED.get_or_init(|| unsafe {
+        libc::atexit(kill_children);
+    });
+    CHILDREN.lock().expect("children").push(child.id());
+}
+
+/// Installs the operator's ServiceAccount and RBAC from deploy/ and writes a kubeconfig that
+/// authenticates as that ServiceAccount.
+fn service_account_kubeconfig(cluster: &Cluster) -> PathBuf {
+    for manifest in ["deploy/namespace.yaml", "deploy/serviceaccount.yaml", "deploy/rbac.yaml"] {
+        run_ok(manifest, cluster.kubectl().args(["apply", "-f"]).arg(repo_path(manifest)));
+    }
+    let token = run_ok(
+        "kubectl create token",
+        cluster.kubectl().args(["create", "token", "lifeboat-operator", "-n", "lifeboat-system", "--duration=2h"]),
+    );
+    let admin = std::fs::read_to_string(&cluster.kubeconfig).expect("admin kubeconfig");
+    let ca = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority: "))
+        .expect("the admin kubeconfig names its CA file");
+    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server");
+    let kubeconfig = localcluster::control_plane::cluster_dir().join(format!("operator-{}.kubeconfig", std::process::id()));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
+             users:\n- name: lifeboat-operator\n  user:\n    token: {}\ncontexts:\n- name: operator\n  context: {{cluster: local, user: lifeboat-operator}}\n\
+             current-context: operator\n",
+            token.trim()
+        ),
+    )
+    .expect("write kubeconfig");
+    kubeconfig
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Operator {
+    /// Starts `lifeboat operator` (leader election on) and waits until /readyz answers.
+    pub fn start(cluster: &Cluster) -> Operator {
+        let kubeconfig = service_account_kubeconfig(cluster);
+        let http_port = free_port();
+        let log = std::env::temp_dir().join(format!("lifeboat-operator-{}-{http_port}.log", std::process::id()));
+        let child = Self::spawn(&kubeconfig, http_port, &log);
+        let operator = Operator {
+            metrics_url: format!("http://127.0.0.1:{http_port}/metrics"),
+            log,
+            child: Mutex::new(child),
+            kubeconfig,
+            http_port,
+        };
+        operator.wait_ready();
+        operator
+    }
+
+    fn spawn(kubeconfig: &PathBuf, http_port: u16, log: &PathBuf) -> Child {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("operator")
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,lifeboat=debug")
+            .env("LIFEBOAT_HTTP_ADDRESS", format!("127.0.0.1:{http_port}"))
+            .env("LIFEBOAT_AGENT_COMMAND", env!("CARGO_BIN_EXE_lifeboat"))
+            .env("LIFEBOAT_NAMESPACE", "lifeboat-system")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start lifeboat operator");
+        remember(&child);
+        child
+    }
+
+    fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
+        let start = Instant::now();
+        while http_get(&url).map(|(code, _)| code) != Some(200) {
+            assert!(start.elapsed() < Duration::from_secs(60), "operator not ready; log:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kills the operator (SIGKILL, as a node failure would) and starts a new one.
+    pub fn restart(&self) {
+        let mut child = self.child.lock().expect("child");
+        let _ = child.kill();
+        let _ = child.wait();
+        *child = Self::spawn(&self.kubeconfig, self.http_port, &self.log);
+        drop(child);
+        self.wait_ready();
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&self.metrics_url).map(|(_, body)| body).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(40).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// A tiny HTTP/1.0 GET (the operator's endpoints are plain HTTP on loopback).
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
