@@ -37,6 +37,9 @@ struct OperatorArgs {
     /// Namespace of the leader-election Lease (the operator's own).
     #[arg(long, env = "LIFEBOAT_NAMESPACE", default_value = "lifeboat-system")]
     lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LIFEBOAT_LEASE_NAME", default_value = "lifeboat-operator")]
+    lease_name: String,
     /// Run without leader election (a single replica).
     #[arg(long)]
     no_leader_election: bool,
@@ -55,6 +58,7 @@ async fn operator(args: OperatorArgs) -> i32 {
         settings,
         http_address: args.http_address,
         lease_namespace: args.lease_namespace,
+        lease_name: args.lease_name,
         leader_election: !args.no_leader_election,
         watch_namespaces: args.watch_namespaces.into_iter().filter(|n| !n.trim().is_empty()).collect(),
     };

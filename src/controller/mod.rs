@@ -40,6 +40,7 @@ pub struct RunOptions {
     pub settings: Settings,
     pub http_address: SocketAddr,
     pub lease_namespace: String,
+    pub lease_name: String,
     pub leader_election: bool,
     /// Namespaces to reconcile; empty means all.
     pub watch_namespaces: Vec<String>,
@@ -56,7 +57,7 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
     let http = tokio::spawn(async move { crate::http::serve(address, http_state).await });
 
     let mut leadership = if options.leader_election {
-        let lease_name = "lifeboat-operator";
+        let lease_name = options.lease_name.as_str();
         let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), lease_name)
             .with_namespace(options.lease_namespace.clone())
             .with_duration(15)

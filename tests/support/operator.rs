@@ -99,6 +99,9 @@ impl Operator {
             .env("LIFEBOAT_HTTP_ADDRESS", format!("127.0.0.1:{http_port}"))
             .env("LIFEBOAT_AGENT_COMMAND", env!("CARGO_BIN_EXE_lifeboat"))
             .env("LIFEBOAT_NAMESPACE", "lifeboat-system")
+            // One Lease per test process, so test binaries run by different people at once do not wait
+            // for each other's leader.
+            .env("LIFEBOAT_LEASE_NAME", format!("lifeboat-test-{}", std::process::id()))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
