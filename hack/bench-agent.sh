@@ -116,18 +116,21 @@ prepare() { :; }
 timed "restic dump > /dev/null" env RESTIC_REPOSITORY="$work/repo-agent" RESTIC_CACHE_DIR="$work/cache-agent" \
   bash -c "'$restic' dump -q latest /bench.pgdump > /dev/null"
 
-prepare() {
-  "$pg_bin/psql" "${conn[@]}" -q -c "DROP DATABASE IF EXISTS bench_pipeline WITH (FORCE)" -c "CREATE DATABASE bench_pipeline"
+# Both restores load into an empty database created (and the previous step's writes checkpointed)
+# outside the timing: CREATE DATABASE forces a checkpoint whose cost depends on what ran before.
+fresh_database() {
+  "$pg_bin/psql" "${conn[@]}" -q -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" -c "CHECKPOINT"
 }
+prepare() { fresh_database bench_pipeline; }
 timed "restic dump | pg_restore (pipeline)" env RESTIC_REPOSITORY="$work/repo-agent" RESTIC_CACHE_DIR="$work/cache-agent" \
   bash -c "set -o pipefail; '$restic' dump -q latest /bench.pgdump \
   | '$pg_bin/pg_restore' -h 127.0.0.1 -p $port -U postgres -d bench_pipeline --exit-on-error --single-transaction"
 
-prepare() { :; }
+prepare() { fresh_database bench_agent; }
 timed "lifeboat agent restore" env RESTIC_REPOSITORY="$work/repo-agent" RESTIC_CACHE_DIR="$work/cache-agent" \
   LIFEBOAT_RESTIC="$restic" LIFEBOAT_DB_PASSWORD="$PGPASSWORD" LIFEBOAT_RESULT_PATH="$work/result-restore.json" \
   "$agent" agent restore --target postgres --host 127.0.0.1 --port "$port" --user postgres --database bench_agent \
-  --bin-dir "$pg_bin" --tag policy=bench --drop-database
+  --bin-dir "$pg_bin" --tag policy=bench
 
 rows="$("$pg_bin/psql" "${conn[@]}" -d bench_agent -A -t -c "select count(*) from docs")"
 [ "$rows" -eq "$((size_mb * 1000))" ] || { log "agent restore has $rows rows, expected $((size_mb * 1000))"; exit 1; }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod checks;
 pub mod conditions;
 pub mod controller;
 pub mod crdgen;
@@ -10,4 +11,5 @@ pub mod duration;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod schedule;

@@ -16,6 +16,21 @@ pub struct PolicyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestoreLabels {
+    pub namespace: String,
+    /// postgres, mysql, files or scratch.
+    pub target: String,
+    /// succeeded or failed.
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrillLabels {
+    pub namespace: String,
+    pub drill: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     pub kind: String,
 }
@@ -35,6 +50,12 @@ pub struct Metrics {
     pub duration_seconds: Family<PolicyLabels, Histogram>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub cutover: CutoverMetrics,
+    pub restore_duration_seconds: Family<RestoreLabels, Histogram>,
+    pub drill_last_rto_seconds: Family<DrillLabels, Gauge<f64, AtomicU64>>,
+    pub drill_last_rpo_seconds: Family<DrillLabels, Gauge<f64, AtomicU64>>,
+    pub drill_passed: Family<DrillLabels, Gauge>,
+    pub drill_last_timestamp: Family<DrillLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -49,6 +70,13 @@ impl Default for Metrics {
         });
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let restore_duration_seconds = Family::<RestoreLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0])
+        });
+        let drill_last_rto_seconds = Family::<DrillLabels, Gauge<f64, AtomicU64>>::default();
+        let drill_last_rpo_seconds = Family::<DrillLabels, Gauge<f64, AtomicU64>>::default();
+        let drill_passed = Family::<DrillLabels, Gauge>::default();
+        let drill_last_timestamp = Family::<DrillLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "backup_last_success_timestamp_seconds",
             "Unix time of the newest successful backup of a policy (from its status)",
@@ -60,8 +88,19 @@ impl Default for Metrics {
         // use increase()/changes() on it as on a counter.
         registry.register("backup_failures", "Failed backups of a policy since it was created (from its status)", failures_total.clone());
         registry.register("backup_duration_seconds", "Duration of successful backups", duration_seconds.clone());
+        registry.register(
+            "restore_duration_seconds",
+            "Duration of Restores from start to verified (or failed), by target kind and result",
+            restore_duration_seconds.clone(),
+        );
+        // The drill gauges come from each RestoreDrill's status.lastDrill, so they survive restarts.
+        registry.register("drill_last_rto_seconds", "Measured RTO of the newest finished drill: drill start to verified data", drill_last_rto_seconds.clone());
+        registry.register("drill_last_rpo_seconds", "Measured RPO of the newest finished drill: age of the restored snapshot at drill start", drill_last_rpo_seconds.clone());
+        registry.register("drill_passed", "1 when the newest finished drill restored, verified and met its RTO and RPO, else 0", drill_passed.clone());
+        registry.register("drill_last_timestamp_seconds", "Unix time the newest finished drill started", drill_last_timestamp.clone());
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
         registry.register("reconcile_errors", "Reconcile errors by kind and error", reconcile_errors.clone());
+        let cutover = CutoverMetrics::register(&mut registry);
         Self {
             registry,
             last_success_timestamp,
@@ -71,6 +110,12 @@ impl Default for Metrics {
             duration_seconds,
             reconciles,
             reconcile_errors,
+            cutover,
+            restore_duration_seconds,
+            drill_last_rto_seconds,
+            drill_last_rpo_seconds,
+            drill_passed,
+            drill_last_timestamp,
         }
     }
 }
@@ -89,5 +134,85 @@ impl Metrics {
 
     pub fn reconcile_failed(&self, kind: &str, error: &str) {
         self.reconcile_errors.get_or_create(&ErrorLabels { kind: kind.to_owned(), error: error.to_owned() }).inc();
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CutoverLabels {
+    pub namespace: String,
+    pub cutover: String,
+    pub phase: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// The step kind (preflight, backup, migration, …), not the check name: bounded cardinality.
+    pub step: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+/// Cutover metrics. The phase gauge is set from each Cutover's status on every reconcile.
+pub struct CutoverMetrics {
+    pub phase: Family<CutoverLabels, Gauge>,
+    pub step_duration_seconds: Family<StepLabels, Histogram>,
+    pub rollbacks: Family<NamespaceLabels, Counter>,
+    pub traffic_restore_seconds: Histogram,
+    pub approval_to_switch_seconds: Histogram,
+}
+
+impl CutoverMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let seconds = || Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0]);
+        let metrics = Self {
+            phase: Family::default(),
+            step_duration_seconds: Family::new_with_constructor(seconds),
+            rollbacks: Family::default(),
+            traffic_restore_seconds: seconds(),
+            approval_to_switch_seconds: seconds(),
+        };
+        registry.register("cutover_phase", "1 for the phase each Cutover is in (from its status), 0 for the others", metrics.phase.clone());
+        registry.register("cutover_step_duration_seconds", "Duration of finished Cutover steps by kind", metrics.step_duration_seconds.clone());
+        registry.register("cutover_rollbacks", "Cutover rollbacks started", metrics.rollbacks.clone());
+        registry.register(
+            "cutover_traffic_restore_seconds",
+            "From the first failing check of a rollback's run of failures to traffic back on the old side",
+            metrics.traffic_restore_seconds.clone(),
+        );
+        registry.register(
+            "cutover_approval_to_switch_seconds",
+            "From the recorded approval to traffic switched",
+            metrics.approval_to_switch_seconds.clone(),
+        );
+        metrics
+    }
+}
+
+impl Metrics {
+    pub fn cutover_phase(&self, namespace: &str, cutover: &str, phase: crate::api::cutover::CutoverPhase) {
+        for each in crate::controller::cutover::machine::ALL_PHASES {
+            let name = crate::controller::cutover::machine::phase_reason(each).to_owned();
+            let labels = CutoverLabels { namespace: namespace.to_owned(), cutover: cutover.to_owned(), phase: name };
+            self.cutover.phase.get_or_create(&labels).set(i64::from(each == phase));
+        }
+    }
+
+    pub fn cutover_step_duration(&self, step: &str, seconds: f64) {
+        self.cutover.step_duration_seconds.get_or_create(&StepLabels { step: step.to_owned() }).observe(seconds);
+    }
+
+    pub fn cutover_rollback(&self, namespace: &str) {
+        self.cutover.rollbacks.get_or_create(&NamespaceLabels { namespace: namespace.to_owned() }).inc();
+    }
+
+    pub fn cutover_traffic_restored(&self, seconds: f64) {
+        self.cutover.traffic_restore_seconds.observe(seconds);
+    }
+
+    pub fn cutover_approval_to_switch(&self, seconds: f64) {
+        self.cutover.approval_to_switch_seconds.observe(seconds);
     }
 }

@@ -160,7 +160,7 @@ async fn stream(
                 ),
             ));
         }
-        result.added_bytes = Some(summary.data_added_packed.max(summary.data_added));
+        result.added_bytes = Some(added_bytes(summary));
     }
     let final_id = confirm(&restic, &snapshot_id, &measured).await?;
     result.snapshot_id = Some(final_id);
@@ -193,6 +193,11 @@ async fn discard_stray_snapshot(restic: &Restic, stdout: JoinHandle<String>) {
         eprintln!("lifeboat: removing snapshot {id} of a failed dump");
         let _ = restic.forget(&[id]).await;
     }
+}
+
+/// What the repository grew by: the packed (compressed) size, which restic < 0.15 does not report.
+fn added_bytes(summary: &super::restic::BackupSummary) -> u64 {
+    if summary.data_added_packed > 0 { summary.data_added_packed } else { summary.data_added }
 }
 
 /// Keeps restic's JSON stdout (status lines are dropped: only the summary matters, and a long backup
@@ -267,6 +272,6 @@ async fn files(
     };
     result.snapshot_id = Some(final_id);
     result.size_bytes = Some(summary.total_bytes_processed);
-    result.added_bytes = Some(summary.data_added_packed.max(summary.data_added));
+    result.added_bytes = Some(added_bytes(&summary));
     Ok(())
 }

@@ -15,6 +15,7 @@ pub enum Reason {
     RepositoryCorrupt,
     RepositoryWrongPassword,
     RepositoryNotFound,
+    RepositoryUnreachable,
     DiskFull,
     DumpFailed,
     LoadFailed,
@@ -51,6 +52,9 @@ pub enum AgentError {
 
     #[error("there is no restic repository at {repository}: create it with `restic init` or allow the backup to initialise it")]
     RepositoryNotFound { repository: String },
+
+    #[error("cannot reach restic repository {repository} ({detail}): check the URL, the repository server and its credentials")]
+    RepositoryUnreachable { repository: String, detail: String },
 
     #[error("no space left on device while {during} ({detail}): free or grow the volume, or the restic cache (RESTIC_CACHE_DIR)")]
     DiskFull { during: String, detail: String },
@@ -135,6 +139,7 @@ impl AgentError {
             AgentError::RepositoryCorrupt { .. } => Reason::RepositoryCorrupt,
             AgentError::RepositoryWrongPassword { .. } => Reason::RepositoryWrongPassword,
             AgentError::RepositoryNotFound { .. } => Reason::RepositoryNotFound,
+            AgentError::RepositoryUnreachable { .. } => Reason::RepositoryUnreachable,
             AgentError::DiskFull { .. } => Reason::DiskFull,
             AgentError::DumpFailed { .. } => Reason::DumpFailed,
             AgentError::LoadFailed { .. } => Reason::LoadFailed,
@@ -232,6 +237,12 @@ pub fn classify_restic(stderr: &str, repository: &str) -> Option<AgentError> {
             repository,
             detail: lock_detail(stderr),
         });
+    }
+    // restic retries a failing backend for minutes, then gives up with the network error; its "unable to open config" then
+    // must not read as a missing repository.
+    let unreachable = ["connection refused", "no such host", "i/o timeout", "network is unreachable", "tls:"];
+    if unreachable.iter().any(|needle| lower.contains(needle)) {
+        return Some(AgentError::RepositoryUnreachable { repository, detail: last_meaningful_line(stderr) });
     }
     let not_found = [
         "is there a repository at the following location",

@@ -230,10 +230,11 @@ pub struct CheckResult {
     pub message: Option<String>,
 }
 
-/// Which database or directory a restore writes into. Exactly one field is set.
+/// Which database or directory a restore writes into. Exactly one field is set: an existing server
+/// (postgres, mysql), a directory (files), or a scratch server Lifeboat starts for the restore.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.postgres), has(self.mysql), has(self.files)].filter(x, x).size() == 1").message("set exactly one of postgres, mysql or files"))]
+#[x_kube(validation = Rule::new("[has(self.postgres), has(self.mysql), has(self.files), has(self.scratch)].filter(x, x).size() == 1").message("set exactly one of postgres, mysql or files (an existing server or directory) or scratch (a server started for the restore)"))]
 pub struct DatabaseTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresConnection>,
@@ -241,6 +242,112 @@ pub struct DatabaseTarget {
     pub mysql: Option<MysqlConnection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<FilesLocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchDatabase>,
+}
+
+/// The engine of a scratch database server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScratchEngine {
+    /// PostgreSQL; the default image is `postgres:16`.
+    Postgres,
+    /// MariaDB (or MySQL); the default image is `mariadb:11`.
+    Mysql,
+}
+
+/// A database server started for one restore: a Pod and a Service owned by the Restore, with a generated
+/// password in a Secret it also owns. All three are deleted when the restore ends (unless
+/// `keepScratch`), so a drill leaves nothing behind.
+///
+/// In a cluster, `image` alone is enough: the official images' entrypoints read `POSTGRES_PASSWORD`,
+/// `POSTGRES_USER`, `POSTGRES_DB` (PostgreSQL) and `MARIADB_ROOT_PASSWORD`, `MARIADB_DATABASE`
+/// (MariaDB), which Lifeboat sets. Where images cannot run their entrypoint (the local test node), give
+/// `command`/`args`; they see the same variables plus `POD_IP` and `LIFEBOAT_SCRATCH_PORT`, and must
+/// listen on that address and port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScratchDatabase {
+    pub engine: ScratchEngine,
+    /// The server image (default `postgres:16` or `mariadb:11`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment for the server (tuning, e.g. `POSTGRES_INITDB_ARGS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// The port the server listens on (default 5432 or 3306).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// The database restored into (default `restore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// How long the server may take to accept connections before the restore fails (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_timeout: Option<crate::duration::DurationString>,
+}
+
+impl ScratchDatabase {
+    pub fn port(&self) -> i32 {
+        self.port.unwrap_or(match self.engine {
+            ScratchEngine::Postgres => 5432,
+            ScratchEngine::Mysql => 3306,
+        })
+    }
+
+    pub fn database(&self) -> &str {
+        self.database.as_deref().unwrap_or("restore")
+    }
+
+    /// The superuser the official images create.
+    pub fn user(&self) -> &'static str {
+        match self.engine {
+            ScratchEngine::Postgres => "postgres",
+            ScratchEngine::Mysql => "root",
+        }
+    }
+
+    pub fn image(&self) -> &str {
+        self.image.as_deref().unwrap_or(match self.engine {
+            ScratchEngine::Postgres => "postgres:16",
+            ScratchEngine::Mysql => "mariadb:11",
+        })
+    }
+}
+
+impl DatabaseTarget {
+    /// The database that a restore would overwrite on an existing server (none for files and scratch).
+    pub fn existing_database(&self) -> Option<&str> {
+        if let Some(postgres) = &self.postgres {
+            return Some(&postgres.database);
+        }
+        self.mysql.as_ref().map(|mysql| mysql.database.as_str())
+    }
+
+    /// A short kind label for metrics and messages.
+    pub fn kind(&self) -> &'static str {
+        if self.postgres.is_some() {
+            "postgres"
+        } else if self.mysql.is_some() {
+            "mysql"
+        } else if self.files.is_some() {
+            "files"
+        } else {
+            "scratch"
+        }
+    }
 }
 
 /// An HTTP check: what the runbooks do with `curl -fsS …/health`.
@@ -255,8 +362,18 @@ pub struct HttpCheck {
     /// A substring the response body must contain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_body_contains: Option<String>,
+    /// Per attempt. Default 5s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<crate::duration::DurationString>,
+    /// HTTP method. Default GET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["GET", "HEAD", "POST", "PUT", "OPTIONS"]))]
+    pub method: Option<String>,
+    /// Further attempts after a failed one, one second apart, before the check counts as failed.
+    /// Default 0 (stabilization has its own failureThreshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries: Option<i32>,
 }
 
 fn default_expect_status() -> i32 {

@@ -65,7 +65,17 @@ pub struct CutoverSpec {
     /// Stop the Cutover; if traffic was already switched it is switched back.
     #[serde(default)]
     pub abort: bool,
+    /// Walk every step's read-only checks and write the plan into status without changing traffic or
+    /// data: no Backup, no migration, no switch.
+    #[serde(default)]
+    pub dry_run: bool,
 }
+
+/// Annotation that approves a Cutover (the GO), as `kubectl annotate` or the plugin sets it; the value
+/// names who approved. Equivalent to `spec.approval.approvedBy`.
+pub const APPROVED_BY_ANNOTATION: &str = "lifeboat.dev/approved-by";
+/// Optional reason recorded with an annotation approval.
+pub const APPROVAL_REASON_ANNOTATION: &str = "lifeboat.dev/approval-reason";
 
 /// Exactly one of service, ingress and httpRoute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -288,6 +298,12 @@ pub struct CutoverStatus {
     pub previous_target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRecord>,
+    /// Progress of the watch window: rounds, the current run of failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stabilization: Option<StabilizationRecord>,
+    /// A Restore of the pre-switch Backup made by the rollback (rollback.restoreDatabase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_ref: Option<LocalObjectRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,6 +320,28 @@ pub struct StepRecord {
     pub completion_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StabilizationRecord {
+    /// Rounds of checks run so far.
+    #[serde(default)]
+    pub rounds: i32,
+    /// Failed rounds in a row; failureThreshold of them trigger rollback.
+    #[serde(default)]
+    pub consecutive_failures: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_round_time: Option<Time>,
+    /// When the current run of failed rounds began (the first failing check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Time>,
+    /// The newest failure: which check, and what it saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// The check that failed last (named in the rollback reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_check: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -332,6 +370,9 @@ pub struct RollbackRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_check: Option<String>,
     pub start_time: Time,
+    /// When traffic was back on the `from` side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_restored_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
     #[serde(default)]

@@ -24,16 +24,27 @@ use super::common::{CheckResult, Conditions, DatabaseTarget, JobTemplate, LocalO
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("a Restore's spec cannot change once created; create a new Restore"))]
+#[x_kube(validation = Rule::new("!has(self.confirmOverwrite) || (has(self.target.postgres) && self.confirmOverwrite == self.target.postgres.database) || (has(self.target.mysql) && self.confirmOverwrite == self.target.mysql.database)").message("confirmOverwrite must repeat the target database's name exactly (target.postgres.database or target.mysql.database)"))]
+#[x_kube(validation = Rule::new("!has(self.keepScratch) || !self.keepScratch || has(self.target.scratch)").message("keepScratch only applies to a target.scratch database"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreSpec {
     /// Which snapshot to restore.
     pub source: RestoreSource,
     /// Where to restore it.
     pub target: DatabaseTarget,
-    /// Drop and recreate the target database (or empty the target directory) first. Off by default:
-    /// restoring over live data is a decision a person makes explicitly.
+    /// Drop and recreate the target database first (on an existing server, only an empty one unless
+    /// confirmOverwrite names it).
     #[serde(default)]
     pub drop_existing: bool,
+    /// The guard against restoring over live data: a database on an existing server that already has
+    /// tables is only replaced (dropped, recreated, restored) when this field repeats its name. Without
+    /// it, the Restore checks the database first and fails, touching nothing, if it is not empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_overwrite: Option<String>,
+    /// Keep a scratch target's Pod, Service and Secret after the restore (to inspect the data by hand;
+    /// they go when the Restore is deleted). Default false: they are deleted as soon as it ends.
+    #[serde(default)]
+    pub keep_scratch: bool,
     /// Checks that must pass on the restored data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySpec>,
@@ -59,14 +70,26 @@ pub struct RestoreSource {
     pub snapshot: Option<String>,
 }
 
+/// Where a Restore is: the phases run in this order, some skipped (Provisioning only for a scratch
+/// target, Checking only for an existing database without confirmOverwrite).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum RestorePhase {
     #[default]
     Pending,
+    /// Starting the scratch database server and waiting for it to accept connections.
+    Provisioning,
+    /// Checking that the target database is empty (the overwrite guard).
+    Checking,
+    /// Restoring, then running the verify checks (one agent run).
     Running,
-    Verifying,
     Succeeded,
     Failed,
+}
+
+impl RestorePhase {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RestorePhase::Succeeded | RestorePhase::Failed)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -78,8 +101,18 @@ pub struct RestoreStatus {
     pub conditions: Conditions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<RestorePhase>,
+    /// The restore Job (restore and verification in one agent run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// The Job that checked that the target database was empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_job_name: Option<String>,
+    /// The target actually used, e.g. `postgres hotel_restored on db.hotel.svc:5432`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The scratch database server, while and after it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchStatus>,
     /// The snapshot actually restored (resolved from "latest").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
@@ -96,6 +129,27 @@ pub struct RestoreStatus {
     pub verification: Option<Verification>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Why it failed, as a short code (the agent's reason such as `ChecksumMismatch`,
+    /// `SnapshotNotFound`, `VerifyFailed`, or the controller's such as `TargetNotEmpty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The objects of a scratch target and how to reach it (the password is in the Secret, never here).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScratchStatus {
+    pub pod: String,
+    pub service: String,
+    /// The generated Secret holding the server's password under the key `password`.
+    pub secret: String,
+    pub host: String,
+    pub port: i32,
+    pub database: String,
+    pub user: String,
+    /// True once the Pod, Service and Secret were deleted.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// Every check's result, not only the first failure.

@@ -2,14 +2,14 @@
 //! and RPO against targets — the disaster-recovery runbook's monthly drill, done every time.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Conditions, CronSchedule, DatabaseTarget, JobTemplate, LocalObjectRef, VerifySpec};
 use crate::duration::DurationString;
 
-#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "lifeboat.dev",
     version = "v1alpha1",
@@ -26,6 +26,7 @@ use crate::duration::DurationString;
     printcolumn(name = "Last Drill", type_ = "date", json_path = ".status.lastDrill.startTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = Rule::new("(!has(self.target.postgres) || self.target.postgres.database.startsWith('verify_')) && (!has(self.target.mysql) || self.target.mysql.database.startsWith('verify_'))").message("a drill drops and recreates its target database on every run: on an existing server name it verify_<something> (never a production database), or use target.scratch"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreDrillSpec {
     /// When to drill, e.g. "0 3 1 * *" (monthly).
@@ -35,10 +36,12 @@ pub struct RestoreDrillSpec {
     pub time_zone: Option<String>,
     /// The policy whose newest snapshot is restored.
     pub policy_ref: LocalObjectRef,
-    /// The scratch database or directory. It is dropped and recreated by every drill, so never point it
-    /// at production: the CRM runbook uses a `verify_` database.
+    /// Where each drill restores: best a `scratch` server started for the drill and deleted after it;
+    /// or a `verify_…` database on an existing server (the CRM runbook's way), dropped and recreated
+    /// by every drill, so never production.
     pub target: DatabaseTarget,
-    /// Drop the scratch database after the drill (default true).
+    /// Delete a scratch target after the drill (default true; false keeps it until the drill's Restore
+    /// is deleted by the history limit).
     #[serde(default = "default_true")]
     pub cleanup: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +81,10 @@ pub struct RestoreDrillStatus {
     pub last_schedule_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<Time>,
+    /// The Restore of the drill under way, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<String>,
+    /// The newest finished drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<DrillResult>,
     /// Recent drills, newest first.
@@ -102,8 +109,19 @@ pub struct DrillResult {
     /// Age of the restored snapshot at the drill's start: the data a real disaster would lose.
     #[serde(default, rename = "measuredRPO", skip_serializing_if = "Option::is_none")]
     pub measured_rpo: Option<String>,
+    /// Whether the measured RTO was within spec.rto at the time of the drill (absent without a target).
+    #[serde(default, rename = "rtoMet", skip_serializing_if = "Option::is_none")]
+    pub rto_met: Option<bool>,
+    /// Whether the measured RPO was within spec.rpo at the time of the drill (absent without a target).
+    #[serde(default, rename = "rpoMet", skip_serializing_if = "Option::is_none")]
+    pub rpo_met: Option<bool>,
+    /// Restored, verified, and within both targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed: Option<bool>,
+    /// Verification checks that failed (`table:users`, `query:orders`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_checks: Vec<String>,
+    /// What went wrong, or the summary of a pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

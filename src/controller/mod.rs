@@ -4,7 +4,10 @@
 pub mod backup;
 pub mod backup_policy;
 pub mod context;
+pub mod cutover;
 pub mod error;
+pub mod restore;
+pub mod restore_drill;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -135,13 +138,33 @@ async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<C
         .shutdown_on_signal()
         .run(backup::reconcile, backup::error_policy, context.clone())
         .for_each(|_| async {});
+    // Cutover: its Jobs (by label), its pre-switch Backup and rollback Restore wake it.
+    let cutovers = Controller::new(api::<crate::api::Cutover>(&client, namespace), watch_config.clone())
+        .owns(jobs.clone(), watcher::Config::default().labels(cutover::CUTOVER_LABEL))
+        .owns(api::<Backup>(&client, namespace), watcher::Config::default().labels(cutover::CUTOVER_LABEL))
+        .owns(api::<crate::api::Restore>(&client, namespace), watcher::Config::default().labels(cutover::CUTOVER_LABEL))
+        .shutdown_on_signal()
+        .run(cutover::reconcile, cutover::error_policy, context.clone())
+        .for_each(|_| async {});
     let policies = Controller::new(api::<BackupPolicy>(&client, namespace), watch_config)
         .owns(api::<Backup>(&client, namespace), watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(crate::jobs::POLICY_LABEL))
         .shutdown_on_signal()
-        .run(backup_policy::reconcile, backup_policy::error_policy, context)
+        .run(backup_policy::reconcile, backup_policy::error_policy, context.clone())
         .for_each(|_| async {});
-    tokio::join!(backups, policies);
+    // Restores own their Jobs and their scratch database Pods (readiness wakes them up).
+    let restores = Controller::new(api::<crate::api::Restore>(&client, namespace), watcher::Config::default().any_semantic())
+        .owns(api::<Job>(&client, namespace), watcher::Config::default().labels(restore::RESTORE_LABEL))
+        .owns(api::<k8s_openapi::api::core::v1::Pod>(&client, namespace), watcher::Config::default().labels(restore::RESTORE_LABEL))
+        .shutdown_on_signal()
+        .run(restore::reconcile, restore::error_policy, context.clone())
+        .for_each(|_| async {});
+    let drills = Controller::new(api::<crate::api::RestoreDrill>(&client, namespace), watcher::Config::default().any_semantic())
+        .owns(api::<crate::api::Restore>(&client, namespace), watcher::Config::default().labels(restore_drill::DRILL_LABEL))
+        .shutdown_on_signal()
+        .run(restore_drill::reconcile, restore_drill::error_policy, context)
+        .for_each(|_| async {});
+    tokio::join!(backups, policies, cutovers, restores, drills);
 }
 
 /// Backoff for a failed reconcile: soon, but never a hot loop.

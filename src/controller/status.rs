@@ -28,8 +28,12 @@ where
         "kind": K::kind(&()),
         "status": desired,
     });
-    api.patch_status(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
+    match api.patch_status(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await {
+        Ok(_) => Ok(()),
+        // Deleted while we reconciled a cached copy: nothing left to report on.
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// A short, stable name for a child object: `<parent>-<suffix>`, shortened with a hash when the parent's

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod operator;
+pub mod webhook;
 
 pub use localcluster::{Cluster, TestNamespace};
 

@@ -19,7 +19,7 @@ use super::backup::{missing_secret, publish};
 use super::status::{child_name, write_status};
 use super::{Context, ReconcileError, ERROR_REQUEUE};
 use crate::api::backup::{BackupPhase, BackupSpec, BackupTrigger};
-use crate::api::backup_policy::{BackupPolicyStatus, BackupSummary, FailureSummary};
+use crate::api::backup_policy::{BackupPolicyStatus, BackupSummary, FailureSummary, NotificationEvent};
 use crate::api::{Backup, BackupPolicy};
 use crate::conditions::{self, set_health, Desired, Health};
 use crate::jobs;
@@ -68,7 +68,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     let running: Vec<String> = backups.iter().filter(|b| !is_finished(b)).map(|b| b.name_any()).collect();
     status.active = running.clone();
 
-    record_results(&ctx, &policy, &backups, &mut status, &now_time).await;
+    let mut notices = record_results(&ctx, &policy, &backups, &mut status, &now_time).await;
 
     // The schedule.
     let created = policy.metadata.creation_timestamp.clone().map(|t| t.0).unwrap_or(now);
@@ -127,6 +127,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         let reason = if stale { "RPOExceeded" } else { "WithinRPO" };
         conditions::apply(&mut status.conditions.0, Desired::new(STALE, stale, reason, message.clone()), generation, &now_time);
         if stale && !was_stale {
+            notices.push(Notice { event: NotificationEvent::Stale, headline: "is STALE".into(), detail: message.clone() });
             publish(&ctx, policy.as_ref(), EventType::Warning, "Stale", message).await;
         } else if !stale && was_stale {
             publish(&ctx, policy.as_ref(), EventType::Normal, "Fresh", message).await;
@@ -140,8 +141,16 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 
     let health = overall_health(&status, &backups, policy.spec.suspend);
     set_health(&mut status.conditions.0, health, generation, &now_time);
+    let was_ready = conditions::find(&current.conditions.0, conditions::READY).map(|c| (c.status == "True", c.reason.clone()));
+    if let (Some((false, reason)), true) = (was_ready, conditions::is_true(&status.conditions.0, conditions::READY)) {
+        if reason == "BackupFailed" || reason == "Stale" {
+            let detail = conditions::find(&status.conditions.0, conditions::READY).map(|c| c.message.clone()).unwrap_or_default();
+            notices.push(Notice { event: NotificationEvent::Recovery, headline: "recovered".into(), detail });
+        }
+    }
     write_status(&policies, &policy, Some(&current), &status, &ctx.settings.manager_name).await?;
     export_metrics(&ctx, &namespace, &name, &status);
+    notify(&ctx, &policy, &namespace, notices).await;
 
     // Requeue exactly for the next slot or the moment the policy would turn Stale (Backup and Job
     // changes wake it earlier through the watches).
@@ -159,9 +168,31 @@ fn completion(backup: &Backup) -> Option<Timestamp> {
     backup.status.as_ref().and_then(|s| s.completion_time.clone()).map(|t| t.0)
 }
 
+/// Something a person may want to hear about (spec.notifications.events chooses which).
+pub struct Notice {
+    pub event: NotificationEvent,
+    pub headline: String,
+    pub detail: String,
+}
+
+/// Sends the chosen notices to the policy's webhook. A failed delivery becomes a Warning Event (the URL
+/// is never in it); it is not retried, so a flapping webhook cannot hold up reconciles.
+async fn notify(ctx: &Context, policy: &BackupPolicy, namespace: &str, notices: Vec<Notice>) {
+    let Some(notifications) = &policy.spec.notifications else {
+        return;
+    };
+    for notice in notices.into_iter().filter(|n| notifications.events.contains(&n.event)) {
+        let payload = crate::notify::message(namespace, &policy.name_any(), &notice.headline, &notice.detail);
+        if let Err(error) = crate::notify::send(&ctx.client, namespace, &notifications.webhook.url_secret_ref, &payload).await {
+            publish(ctx, policy, EventType::Warning, "NotificationFailed", format!("{:?} notification not delivered: {error}", notice.event)).await;
+        }
+    }
+}
+
 /// Folds newly finished Backups into the policy's memory: last success (with the size-anomaly check and
-/// retention), last failure and the failure count.
-async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup], status: &mut BackupPolicyStatus, now: &Time) {
+/// retention), last failure and the failure count. Returns what is worth a notification.
+async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup], status: &mut BackupPolicyStatus, now: &Time) -> Vec<Notice> {
+    let mut notices = Vec::new();
     let generation = status.observed_generation;
     let known_success = status.last_successful_backup.as_ref().map(|s| s.time.0);
     let newest_success = backups
@@ -184,6 +215,7 @@ async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup]
             match plan::size_anomaly(band, &status.recent_sizes, size) {
                 Some(message) => {
                     conditions::apply(&mut status.conditions.0, Desired::new(SIZE_ANOMALY, true, "SizeOutsideBand", message.clone()), generation, now);
+                    notices.push(Notice { event: NotificationEvent::Anomaly, headline: "made a backup of unusual size".into(), detail: message.clone() });
                     publish(ctx, policy, EventType::Warning, "SizeAnomaly", format!("{}: {message}", backup.name_any())).await;
                 }
                 None => conditions::apply(&mut status.conditions.0, Desired::new(SIZE_ANOMALY, false, "SizeWithinBand", format!("{size} bytes")), generation, now),
@@ -206,12 +238,15 @@ async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup]
         .collect();
     if let Some(newest) = new_failures.iter().max_by_key(|b| completion(b)) {
         status.failed_backups = Some(status.failed_backups.unwrap_or(0) + new_failures.len() as i64);
+        let message = newest.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
+        notices.push(Notice { event: NotificationEvent::Failure, headline: format!("backup {} FAILED", newest.name_any()), detail: message.clone() });
         status.last_failure = Some(FailureSummary {
             name: newest.name_any(),
             time: Time(completion(newest).unwrap_or(now.0)),
-            message: newest.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default(),
+            message,
         });
     }
+    notices
 }
 
 /// Ready when the newest finished Backup succeeded (or none ran yet) and the policy is not stale.

@@ -1,0 +1,397 @@
+//! What a Cutover looks at: HTTP checks (the runbooks' `curl -fsS …/health`), Prometheus instant queries
+//! (the Django plan's "error rate < 0.1 %") and Deployment readiness (fully rolled out, every Pod Ready).
+//!
+//! The operator reaches `http://web.hotel.svc/health` through cluster DNS. On the local test cluster the
+//! operator runs on the host, where no cluster DNS exists: when `LIFEBOAT_LOCAL_SERVICES` names the
+//! local node's `services.json`, `<svc>.<ns>[.svc[.cluster.local]]` hosts are sent to the Service proxy's
+//! loopback address instead (test and local-cluster support only; production leaves it unset).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::common::HttpCheck;
+
+/// Environment variable naming the local node's services.json (local cluster only).
+pub const LOCAL_SERVICES_ENV: &str = "LIFEBOAT_LOCAL_SERVICES";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bodies kept for matching and messages; a health endpoint never needs more.
+const BODY_LIMIT: usize = 64 * 1024;
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+fn client() -> Result<&'static HttpClient, String> {
+    static CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let builder = hyper_rustls::HttpsConnectorBuilder::new();
+            let builder = match builder.with_provider_and_native_roots(provider.clone()) {
+                Ok(builder) => builder,
+                Err(error) => {
+                    // Plain-http checks (in-cluster Services) still work; https ones fail naming this.
+                    tracing::warn!(%error, "no system CA certificates; https checks will fail to verify");
+                    let config = rustls::ClientConfig::builder_with_provider(provider)
+                        .with_safe_default_protocol_versions()
+                        .map_err(|error| format!("TLS setup: {error}"))?
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth();
+                    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+                }
+            };
+            let https = builder.https_or_http().enable_http1().build();
+            // Every check is a fresh look: no pooled connection to a Pod that has gone.
+            Ok(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(https))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The answer of one HTTP request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Runs `check` with its retries; `Ok` carries a one-line summary, `Err` what went wrong.
+pub async fn run_http_check(check: &HttpCheck) -> Result<String, String> {
+    let attempts = 1 + check.retries.unwrap_or(0).clamp(0, 10) as usize;
+    let mut last = String::new();
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        match http_check_once(check).await {
+            Ok(summary) => return Ok(summary),
+            Err(problem) => last = problem,
+        }
+    }
+    if attempts > 1 {
+        last = format!("{last} (after {attempts} attempts)");
+    }
+    Err(last)
+}
+
+async fn http_check_once(check: &HttpCheck) -> Result<String, String> {
+    let timeout = check.timeout.as_ref().and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_TIMEOUT);
+    let method = check.method.as_deref().unwrap_or("GET");
+    let response = request(method, &check.url, timeout).await?;
+    judge_http(check, &response)
+}
+
+/// Whether `response` passes `check` (pure, unit-tested).
+pub fn judge_http(check: &HttpCheck, response: &HttpResponse) -> Result<String, String> {
+    let method = check.method.as_deref().unwrap_or("GET");
+    if i32::from(response.status) != check.expect_status {
+        return Err(format!(
+            "{method} {} answered {} (expected {}){}",
+            check.url,
+            response.status,
+            check.expect_status,
+            body_excerpt(&response.body)
+        ));
+    }
+    if let Some(needle) = &check.expect_body_contains {
+        if !response.body.contains(needle.as_str()) {
+            return Err(format!(
+                "{method} {} answered {} but the body lacks {needle:?}{}",
+                check.url,
+                response.status,
+                body_excerpt(&response.body)
+            ));
+        }
+    }
+    Ok(format!("{method} {} answered {}", check.url, response.status))
+}
+
+fn body_excerpt(body: &str) -> String {
+    let line = body.trim().lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return String::new();
+    }
+    let short: String = line.chars().take(120).collect();
+    format!(": {short}")
+}
+
+/// One HTTP request with a deadline.
+pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<HttpResponse, String> {
+    let (target, host_header) = resolve(url)?;
+    let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|_| format!("{method} is not an HTTP method"))?;
+    let request = hyper::Request::builder()
+        .method(method.clone())
+        .uri(target)
+        .header(hyper::header::HOST, host_header)
+        .header(hyper::header::USER_AGENT, concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
+        .body(Empty::<Bytes>::new())
+        .map_err(|error| format!("{method} {url}: {error}"))?;
+    let client = client()?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|error| describe_client_error(&error))?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        let mut stream = response.into_body();
+        while let Some(frame) = stream.frame().await {
+            let frame = frame.map_err(|error| format!("reading the body: {error}"))?;
+            if let Some(data) = frame.data_ref() {
+                body.extend_from_slice(data);
+                if body.len() >= BODY_LIMIT {
+                    body.truncate(BODY_LIMIT);
+                    break;
+                }
+            }
+        }
+        Ok::<_, String>(HttpResponse { status, body: String::from_utf8_lossy(&body).into_owned() })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(problem)) => Err(format!("{method} {url}: {problem}")),
+        Err(_) => Err(format!("{method} {url}: no answer within {}", crate::duration::format_duration(timeout))),
+    }
+}
+
+fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// The URI to connect to and the Host header to send: the URL itself, or (local cluster) the Service
+/// proxy's address for a Service host.
+fn resolve(url: &str) -> Result<(Uri, String), String> {
+    let uri: Uri = url.parse().map_err(|error| format!("{url} is not a URL: {error}"))?;
+    let authority = uri.authority().ok_or_else(|| format!("{url} has no host"))?.clone();
+    let host_header = authority.as_str().to_owned();
+    let Some(table) = std::env::var_os(LOCAL_SERVICES_ENV).map(PathBuf::from) else {
+        return Ok((uri, host_header));
+    };
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let port = authority.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let Some((service, namespace)) = service_host(authority.host()) else {
+        return Ok((uri, host_header));
+    };
+    let address = local_service_address(&table, namespace, service, port)?;
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let rewritten: Uri = format!("{scheme}://{address}{path}").parse().map_err(|error| format!("{url}: {error}"))?;
+    Ok((rewritten, host_header))
+}
+
+/// `web.hotel`, `web.hotel.svc`, `web.hotel.svc.cluster.local` → (web, hotel).
+pub fn service_host(host: &str) -> Option<(&str, &str)> {
+    let parts: Vec<&str> = host.split('.').collect();
+    match parts.as_slice() {
+        [service, namespace] | [service, namespace, "svc"] | [service, namespace, "svc", "cluster", "local"] => {
+            Some((service, namespace))
+        }
+        _ => None,
+    }
+}
+
+/// The Service proxy's `address:port` for a Service, from the local node's services.json.
+fn local_service_address(table: &Path, namespace: &str, service: &str, port: u16) -> Result<String, String> {
+    let text = std::fs::read_to_string(table).map_err(|error| format!("reading {}: {error}", table.display()))?;
+    let parsed: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| format!("parsing {}: {error}", table.display()))?;
+    let entry = parsed["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["namespace"] == namespace && s["name"] == service)
+        .ok_or_else(|| format!("Service {namespace}/{service} is not in {}", table.display()))?;
+    let address = entry["address"].as_str().ok_or_else(|| format!("Service {namespace}/{service} has no address yet"))?;
+    Ok(format!("{address}:{port}"))
+}
+
+/// The single value of a Prometheus instant query (`/api/v1/query`), judged against [min, max].
+pub async fn prometheus_value(address: &str, query: &str, timeout: Duration) -> Result<f64, String> {
+    let encoded = percent_encoding::utf8_percent_encode(query, percent_encoding::NON_ALPHANUMERIC);
+    let url = format!("{}/api/v1/query?query={encoded}", address.trim_end_matches('/'));
+    let response = request("GET", &url, timeout).await?;
+    if response.status != 200 {
+        return Err(format!("Prometheus answered {}{}", response.status, body_excerpt(&response.body)));
+    }
+    parse_prometheus_value(&response.body)
+}
+
+/// Reads the one number of an instant query's JSON answer. An empty result or NaN fails: a watch that
+/// sees no data must not pass for a healthy one.
+pub fn parse_prometheus_value(body: &str) -> Result<f64, String> {
+    let parsed: serde_json::Value = serde_json::from_str(body).map_err(|error| format!("Prometheus answer is not JSON: {error}"))?;
+    if parsed["status"] != "success" {
+        let error = parsed["error"].as_str().unwrap_or("unknown error");
+        return Err(format!("Prometheus query failed: {error}"));
+    }
+    let data = &parsed["data"];
+    let sample = match data["resultType"].as_str() {
+        Some("scalar") => data["result"].clone(),
+        Some("vector") => {
+            let results = data["result"].as_array().cloned().unwrap_or_default();
+            match results.len() {
+                0 => return Err("the query returned no samples".into()),
+                1 => results[0]["value"].clone(),
+                n => return Err(format!("the query returned {n} series; aggregate it to one (sum, max, …)")),
+            }
+        }
+        other => return Err(format!("unsupported result type {other:?}; use an instant vector or scalar")),
+    };
+    let text = sample[1].as_str().ok_or("the sample has no value")?;
+    let value: f64 = text.parse().map_err(|_| format!("the sample value {text:?} is not a number"))?;
+    if value.is_nan() {
+        return Err("the query returned NaN (no traffic?)".into());
+    }
+    Ok(value)
+}
+
+/// Whether `value` lies within the bounds; `Err` says which bound it broke.
+pub fn within(value: f64, min: Option<f64>, max: Option<f64>) -> Result<(), String> {
+    if let Some(min) = min {
+        if value < min {
+            return Err(format!("{value} is below the minimum {min}"));
+        }
+    }
+    if let Some(max) = max {
+        if value > max {
+            return Err(format!("{value} is above the maximum {max}"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a Deployment is fully rolled out with every Pod Ready: the controller has seen the newest
+/// spec, every replica is updated, ready and available, no old replica remains, and each Pod matching
+/// `selector` that is not terminating is Ready. `Err` says what is still missing.
+pub fn deployment_ready(deployment: &Deployment, pods: &[Pod]) -> Result<String, String> {
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let wanted = deployment.spec.replicas.unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Err(format!("Deployment {name}: generation {generation} not yet observed by its controller"));
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if updated < wanted || ready < wanted || available < wanted || total > wanted {
+        return Err(format!(
+            "Deployment {name}: {updated}/{wanted} updated, {ready}/{wanted} ready, {available}/{wanted} available, {total} total"
+        ));
+    }
+    let live: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let unready: Vec<String> = live
+        .iter()
+        .filter(|pod| !pod_ready(pod))
+        .map(|pod| pod.metadata.name.clone().unwrap_or_default())
+        .collect();
+    if !unready.is_empty() {
+        return Err(format!("Deployment {name}: Pods not Ready: {}", unready.join(", ")));
+    }
+    if (live.len() as i32) < wanted {
+        return Err(format!("Deployment {name}: {} of {wanted} Pods exist", live.len()));
+    }
+    Ok(format!("Deployment {name}: {wanted}/{wanted} replicas updated and Ready"))
+}
+
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(value: serde_json::Value) -> HttpCheck {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn an_http_check_wants_the_expected_status_and_body() {
+        let health = check(json!({"url": "http://web.hotel.svc/health"}));
+        assert!(judge_http(&health, &HttpResponse { status: 200, body: "ok".into() }).is_ok());
+        let failed = judge_http(&health, &HttpResponse { status: 500, body: "database down\nmore".into() }).unwrap_err();
+        assert_eq!(failed, "GET http://web.hotel.svc/health answered 500 (expected 200): database down");
+        let version = check(json!({"url": "http://web/version", "expectBodyContains": "2.4"}));
+        assert!(judge_http(&version, &HttpResponse { status: 200, body: "2.3.9".into() }).unwrap_err().contains("lacks \"2.4\""));
+    }
+
+    #[test]
+    fn service_hosts_are_recognised_in_every_cluster_form() {
+        assert_eq!(service_host("web.hotel"), Some(("web", "hotel")));
+        assert_eq!(service_host("web.hotel.svc"), Some(("web", "hotel")));
+        assert_eq!(service_host("web.hotel.svc.cluster.local"), Some(("web", "hotel")));
+        assert_eq!(service_host("kajovohotel.hcasc.cz"), None);
+        assert_eq!(service_host("web"), None);
+    }
+
+    #[test]
+    fn a_service_url_goes_to_the_local_proxy_when_a_table_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("services.json");
+        std::fs::write(&table, r#"{"services":[{"namespace":"hotel","name":"web","address":"127.0.20.7","ports":[]}]}"#).unwrap();
+        assert_eq!(local_service_address(&table, "hotel", "web", 80).unwrap(), "127.0.20.7:80");
+        assert!(local_service_address(&table, "hotel", "api", 80).unwrap_err().contains("hotel/api"));
+    }
+
+    #[test]
+    fn prometheus_answers_are_one_number_or_a_reason() {
+        let vector = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"0.0004"]}]}}"#;
+        assert_eq!(parse_prometheus_value(vector), Ok(0.0004));
+        let scalar = r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.1,"2"]}}"#;
+        assert_eq!(parse_prometheus_value(scalar), Ok(2.0));
+        let empty = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(parse_prometheus_value(empty).unwrap_err().contains("no samples"));
+        let nan = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#;
+        assert!(parse_prometheus_value(nan).unwrap_err().contains("NaN"));
+        let error = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert!(parse_prometheus_value(error).unwrap_err().contains("parse error"));
+        assert!(within(0.002, None, Some(0.001)).unwrap_err().contains("above the maximum 0.001"));
+        assert!(within(0.0005, None, Some(0.001)).is_ok());
+    }
+
+    fn deployment(replicas: i32, status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-green", "generation": 2},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"track": "green"}},
+                     "template": {"metadata": {"labels": {"track": "green"}}, "spec": {"containers": []}}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deployment_is_ready_only_when_rolled_out_with_every_pod_ready() {
+        let done = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
+        assert!(deployment_ready(&deployment(2, done.clone()), &[pod("a", true), pod("b", true)]).is_ok());
+        let stale = json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
+        assert!(deployment_ready(&deployment(2, stale), &[]).unwrap_err().contains("not yet observed"));
+        let rolling = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
+        assert!(deployment_ready(&deployment(2, rolling), &[]).unwrap_err().contains("3 total"));
+        assert!(deployment_ready(&deployment(2, done), &[pod("a", true), pod("b", false)]).unwrap_err().contains("not Ready: b"));
+    }
+}

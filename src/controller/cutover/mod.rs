@@ -1,0 +1,187 @@
+//! The Cutover controller: the hotel cutover runbook carried out step by step, with the status as the
+//! deployment log.
+//!
+//! Each reconcile reads the Cutover fresh from the API (the watch cache may lag our own last write),
+//! asks [`machine::decide`] what comes next, marks the step Running in status *before* its side effect
+//! (a Backup, a Job, a patch of the Service), evaluates it, and records the result — looping through
+//! steps that finish at once, so a failed check reaches the rollback without waiting for a watch
+//! event. A restarted operator finds the same step Running and resumes it: children have
+//! deterministic names, and the switch records the previous target before patching.
+
+pub mod machine;
+mod steps;
+pub mod switch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+
+use super::status::write_status;
+use super::{Context, ReconcileError, ERROR_REQUEUE};
+use crate::api::cutover::{CutoverPhase, CutoverStatus, StepPhase};
+use crate::api::Cutover;
+use machine::{Decision, Step};
+
+const KIND: &str = "Cutover";
+/// Label on every Job a Cutover creates (the controller watches Jobs by it).
+pub const CUTOVER_LABEL: &str = "lifeboat.dev/cutover";
+
+/// What a step's evaluation found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Not finished; look again after this long (or on a watch event).
+    Wait { after: Duration, message: String },
+    Done(String),
+    /// Not applicable (dry run): what it would have done.
+    Skipped(String),
+    Failed(String),
+}
+
+/// One reconcile's view: the Cutover as last read, and the status as last written.
+pub(crate) struct Run<'a> {
+    pub ctx: &'a Context,
+    pub api: Api<Cutover>,
+    pub cutover: Cutover,
+    pub namespace: String,
+    written: CutoverStatus,
+    pub status: CutoverStatus,
+    /// How the Cutover ended, for the conditions' message.
+    outcome: Option<String>,
+}
+
+impl Run<'_> {
+    /// Writes the status if it changed: the intent a restart resumes from.
+    pub async fn save(&mut self) -> Result<(), ReconcileError> {
+        let now = now();
+        let message = self.health_message();
+        let generation = self.cutover.metadata.generation;
+        self.status.observed_generation = generation;
+        machine::set_conditions(&mut self.status, generation, message, &now);
+        write_status(&self.api, &self.cutover, Some(&self.written), &self.status, &self.ctx.settings.manager_name).await?;
+        self.written = self.status.clone();
+        Ok(())
+    }
+
+    fn health_message(&self) -> String {
+        if let Some(outcome) = &self.outcome {
+            return outcome.clone();
+        }
+        let last = self.status.steps.last();
+        match (self.status.phase, last) {
+            (Some(CutoverPhase::RollingBack | CutoverPhase::RolledBack), _) if self.status.rollback.is_some() => {
+                let reason = self.status.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+                let step = last.map(|s| format!("{}: {}", s.name, s.message.clone().unwrap_or_default())).unwrap_or_default();
+                format!("rollback because {reason}; {step}")
+            }
+            (_, Some(step)) => format!("{}: {}", step.name, step.message.clone().unwrap_or_else(|| "running".into())),
+            (_, None) => "starting".into(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.cutover.name_any()
+    }
+
+    pub async fn event(&self, type_: EventType, reason: &str, note: String) {
+        super::backup::publish(self.ctx, &self.cutover, type_, reason, note).await;
+    }
+}
+
+pub fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+pub async fn reconcile(cutover: Arc<Cutover>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciled(KIND);
+    let namespace = cutover
+        .namespace()
+        .ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: cutover.name_any() })?;
+    let api: Api<Cutover> = Api::namespaced(ctx.client.clone(), &namespace);
+    // A quorum read: acting on a cached status older than our own last write could repeat a step.
+    let Some(fresh) = api.get_opt(&cutover.name_any()).await? else { return Ok(Action::await_change()) };
+    if fresh.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let status = fresh.status.clone().unwrap_or_default();
+    let mut run = Run { ctx: &ctx, api, namespace, written: status.clone(), status, cutover: fresh, outcome: None };
+    let action = drive(&mut run).await;
+    ctx.metrics.cutover_phase(&run.namespace, &run.name(), run.status.phase.unwrap_or_default());
+    action
+}
+
+/// Runs steps until one has to wait or the Cutover is finished.
+async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
+    if run.status.start_time.is_none() {
+        run.status.start_time = Some(now());
+        run.status.phase = Some(CutoverPhase::Pending);
+        run.status.active = Some(crate::api::cutover::ActiveSide::From);
+        run.save().await?;
+        let note = if run.cutover.spec.dry_run { "dry run started" } else { "cutover started" };
+        run.event(EventType::Normal, "Started", note.into()).await;
+    }
+    // Bounded: a plan has at most ~70 steps; a loop beyond that is a bug, not progress.
+    for _ in 0..128 {
+        let decision = machine::decide(&run.cutover.spec, &run.status);
+        match decision {
+            Decision::Idle => {
+                // Finished: the status already says how; writing it again would only churn.
+                return Ok(Action::await_change());
+            }
+            Decision::Finish { phase, message } => {
+                machine::finish(&mut run.status, phase, &now());
+                run.outcome = Some(message.clone());
+                run.save().await?;
+                let type_ = if phase == CutoverPhase::Succeeded { EventType::Normal } else { EventType::Warning };
+                run.event(type_, machine::phase_reason(phase), message).await;
+                return Ok(Action::await_change());
+            }
+            Decision::StartRollback { reason, failed_check } => {
+                machine::start_rollback(&mut run.status, reason.clone(), failed_check, &now());
+                run.save().await?;
+                run.ctx.metrics.cutover_rollback(&run.namespace);
+                run.event(EventType::Warning, "RollingBack", reason).await;
+            }
+            Decision::Run(step) => {
+                if machine::begin(&mut run.status, &step, &now()) {
+                    run.save().await?;
+                    run.event(EventType::Normal, "StepStarted", step.name()).await;
+                }
+                match steps::evaluate(run, &step).await? {
+                    Progress::Wait { after, message } => {
+                        machine::note(&mut run.status, &step, message);
+                        run.save().await?;
+                        return Ok(Action::requeue(after));
+                    }
+                    Progress::Done(message) => finish_step(run, &step, StepPhase::Succeeded, message).await?,
+                    Progress::Skipped(message) => finish_step(run, &step, StepPhase::Skipped, message).await?,
+                    Progress::Failed(message) => finish_step(run, &step, StepPhase::Failed, message).await?,
+                }
+            }
+        }
+    }
+    Ok(Action::requeue(Duration::from_secs(1)))
+}
+
+async fn finish_step(run: &mut Run<'_>, step: &Step, phase: StepPhase, message: String) -> Result<(), ReconcileError> {
+    let took = machine::complete(&mut run.status, step, phase, message.clone(), &now());
+    run.save().await?;
+    run.ctx.metrics.cutover_step_duration(step.kind(), took.as_secs_f64());
+    let (type_, reason) = match phase {
+        StepPhase::Failed => (EventType::Warning, "StepFailed"),
+        StepPhase::Skipped => (EventType::Normal, "StepSkipped"),
+        _ => (EventType::Normal, "StepSucceeded"),
+    };
+    run.event(type_, reason, format!("{}: {message}", step.name())).await;
+    Ok(())
+}
+
+pub fn error_policy(cutover: Arc<Cutover>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cutover = %cutover.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(KIND, error.metric_label());
+    // Soon: a Cutover in its stabilization window must not stay blind for long.
+    Action::requeue(ERROR_REQUEUE.min(Duration::from_secs(5)))
+}

@@ -1,0 +1,477 @@
+//! The Restore controller: a snapshot back into a database (an existing server, or a scratch server it
+//! starts), verified, with every step in status.
+//!
+//! Read the world → decide → act, one step per reconcile: resolve the snapshot; for a scratch target
+//! start the server and wait until it is ready (Provisioning); for an existing database nobody
+//! confirmed overwriting, check that it is empty (Checking); run `lifeboat agent restore` with the
+//! verify checks (Running); record the result (Succeeded/Failed) and remove the scratch server. The
+//! phase and the child's name are written to status before each child is created, and every child has a
+//! deterministic name, so a restarted operator follows the same objects.
+
+pub mod plan;
+pub mod scratch;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use self::plan::{Connection, GuardVerdict, Invocation, Prepare, ResolvedSource, ScratchReadiness};
+use super::backup::publish;
+use super::status::{child_name, write_status};
+use super::{Context, ReconcileError, ERROR_REQUEUE};
+use crate::api::backup::BackupPhase;
+use crate::api::common::SecretKeyRef;
+use crate::api::restore::{RestorePhase, RestoreStatus};
+use crate::api::{Backup, BackupPolicy, Restore};
+use crate::conditions::{set_health, Health};
+use crate::jobs::{self, JobOutcome};
+
+const KIND: &str = "Restore";
+pub const RESTORE_LABEL: &str = "lifeboat.dev/restore";
+/// Default time a scratch server has to accept connections.
+const SCRATCH_READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub fn job_name(restore: &str) -> String {
+    child_name(restore, "restore", 63)
+}
+
+pub fn check_job_name(restore: &str) -> String {
+    child_name(restore, "check", 63)
+}
+
+/// What one reconcile sees and changes, so each step reads as the runbook step it is.
+struct Run<'a> {
+    ctx: &'a Context,
+    restore: &'a Restore,
+    api: Api<Restore>,
+    namespace: String,
+    current: RestoreStatus,
+    status: RestoreStatus,
+    now: Time,
+}
+
+impl Run<'_> {
+    fn name(&self) -> String {
+        self.restore.name_any()
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+    }
+
+    /// Writes the status if it changed; the object's status is then what was written.
+    async fn save(&mut self) -> Result<(), ReconcileError> {
+        write_status(&self.api, self.restore, Some(&self.current), &self.status, &self.ctx.settings.manager_name).await?;
+        self.current = self.status.clone();
+        Ok(())
+    }
+
+    async fn progress(&mut self, phase: RestorePhase, reason: &'static str, message: String) -> Result<(), ReconcileError> {
+        self.status.phase = Some(phase);
+        self.status.message = Some(message.clone());
+        let generation = self.status.observed_generation;
+        set_health(&mut self.status.conditions.0, Health::Progressing { reason, message }, generation, &self.now);
+        self.save().await
+    }
+
+    fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        [
+            (RESTORE_LABEL.to_owned(), self.name()),
+            (jobs::COMPONENT_LABEL.to_owned(), component.to_owned()),
+            ("app.kubernetes.io/managed-by".to_owned(), "lifeboat".to_owned()),
+        ]
+        .into()
+    }
+
+    /// Ends the Restore as Failed, removes what it created, and says so.
+    async fn fail(&mut self, reason: &str, message: String) -> Result<Action, ReconcileError> {
+        let now = self.now.clone();
+        plan::fail(&mut self.status, reason, message, &now);
+        self.conclude().await
+    }
+
+    /// The end of a Restore: status, cleanup, Event and metric.
+    async fn conclude(&mut self) -> Result<Action, ReconcileError> {
+        self.save().await?;
+        let succeeded = self.status.phase == Some(RestorePhase::Succeeded);
+        let (type_, reason) = if succeeded { (EventType::Normal, "Succeeded") } else { (EventType::Warning, "Failed") };
+        let note = match (&self.status.reason, &self.status.message) {
+            (Some(code), Some(message)) if !succeeded => format!("{code}: {message}"),
+            (_, message) => message.clone().unwrap_or_default(),
+        };
+        publish(self.ctx, self.restore, type_, reason, note).await;
+        if let (Some(start), Some(end)) = (&self.status.start_time, &self.status.completion_time) {
+            let seconds = end.0.duration_since(start.0).as_secs_f64().max(0.0);
+            let labels = crate::metrics::RestoreLabels {
+                namespace: self.namespace.clone(),
+                target: self.restore.spec.target.kind().to_owned(),
+                result: if succeeded { "succeeded" } else { "failed" }.to_owned(),
+            };
+            self.ctx.metrics.restore_duration_seconds.get_or_create(&labels).observe(seconds);
+        }
+        self.clean_up().await
+    }
+
+    /// Deletes the scratch server once the Restore has ended, unless asked to keep it.
+    async fn clean_up(&mut self) -> Result<Action, ReconcileError> {
+        let Some(scratch) = self.status.scratch.clone() else {
+            return Ok(Action::await_change());
+        };
+        if scratch.removed || self.restore.spec.keep_scratch {
+            return Ok(Action::await_change());
+        }
+        delete_ignoring_absent(&self.api::<Pod>(), &scratch.pod).await?;
+        delete_ignoring_absent(&self.api::<Service>(), &scratch.service).await?;
+        delete_ignoring_absent(&self.api::<Secret>(), &scratch.secret).await?;
+        if let Some(recorded) = self.status.scratch.as_mut() {
+            recorded.removed = true;
+        }
+        self.save().await?;
+        let note = format!("deleted the scratch database Pod, Service and Secret {}", scratch.pod);
+        publish(self.ctx, self.restore, EventType::Normal, "ScratchRemoved", note).await;
+        Ok(Action::await_change())
+    }
+}
+
+pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciled(KIND);
+    let namespace = restore
+        .namespace()
+        .ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: restore.name_any() })?;
+    let current = restore.status.clone().unwrap_or_default();
+    let mut status = current.clone();
+    status.observed_generation = restore.metadata.generation;
+    let mut run = Run {
+        ctx: &ctx,
+        restore: &restore,
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        namespace,
+        current,
+        status,
+        now: Time(jiff::Timestamp::now()),
+    };
+    if run.current.phase.is_some_and(RestorePhase::is_finished) {
+        // A crash between the result and the cleanup ends here, so the cleanup still happens.
+        return run.clean_up().await;
+    }
+    let now = run.now.clone();
+    run.status.start_time.get_or_insert(now);
+    run.status.phase.get_or_insert(RestorePhase::Pending);
+
+    // 1. Which snapshot, from which repository.
+    let source = match resolve_source(&run).await? {
+        Resolution::Ready(source, policy) => (source, policy),
+        Resolution::Waiting(message) => {
+            run.progress(RestorePhase::Pending, "WaitingForBackup", message).await?;
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+        Resolution::Invalid(reason, message) => return run.fail(reason, message).await,
+    };
+    let (source, policy) = source;
+    if let Some(snapshot) = Some(&source.snapshot).filter(|s| *s != "latest") {
+        run.status.snapshot_id.get_or_insert_with(|| snapshot.clone());
+    }
+
+    // 2. The Secrets the Jobs need (named, never read).
+    let mut needed = vec![("repository password", policy.spec.repository.restic.password_secret_ref.clone())];
+    if let Some(Connection::Database { password, .. }) = plan::existing_connection(&run.restore.spec) {
+        needed.push(("target database password", password));
+    }
+    if let Some(problem) = missing_secret(&run, &needed).await? {
+        return run.fail("SecretMissing", problem).await;
+    }
+
+    // 3. The target: a scratch server is started and must be ready first.
+    let connection = match &run.restore.spec.target.scratch {
+        Some(spec) => {
+            let spec = spec.clone();
+            match provision_scratch(&mut run, &spec).await? {
+                Provisioned::Ready(connection) => connection,
+                Provisioned::Wait(after) => return Ok(Action::requeue(after)),
+                Provisioned::Failed(message) => return run.fail("ScratchNotReady", message).await,
+            }
+        }
+        None => match plan::existing_connection(&run.restore.spec) {
+            Some(connection) => connection,
+            None => return run.fail("InvalidTarget", "the Restore has no target".into()).await,
+        },
+    };
+    run.status.target = Some(connection.describe());
+
+    // 4. A restore already under way is followed to its end.
+    let restore_job_name = job_name(&run.name());
+    let jobs_api: Api<Job> = run.api();
+    if let Some(job) = jobs_api.get_opt(&restore_job_name).await? {
+        return follow_restore_job(&mut run, &job).await;
+    }
+
+    // 5. The overwrite guard: an unconfirmed existing database must be empty.
+    if plan::needs_guard(&run.restore.spec) {
+        let guard_name = check_job_name(&run.name());
+        match jobs_api.get_opt(&guard_name).await? {
+            None => {
+                run.status.check_job_name = Some(guard_name.clone());
+                let message = format!("checking that {} is empty (Job {guard_name})", connection.describe());
+                run.progress(RestorePhase::Checking, "CheckingTarget", message).await?;
+                let job = agent_job(&run, &guard_name, "restore-check", plan::guard_invocation(&connection), &policy);
+                create_ignoring_existing(&jobs_api, &job).await?;
+                return Ok(Action::await_change());
+            }
+            Some(job) if jobs::job_outcome(&job) == JobOutcome::Running => {
+                let message = format!("checking that {} is empty (Job {guard_name})", connection.describe());
+                run.progress(RestorePhase::Checking, "CheckingTarget", message).await?;
+                return Ok(Action::await_change());
+            }
+            Some(_) => {
+                let report = newest_report(&run, &guard_name).await?;
+                match plan::guard_verdict(report.as_ref()) {
+                    GuardVerdict::Empty | GuardVerdict::Missing => {}
+                    GuardVerdict::NotEmpty { tables } => {
+                        let database = run.restore.spec.target.existing_database().unwrap_or_default().to_owned();
+                        let count = tables.map(|n| format!("{n} tables")).unwrap_or_else(|| "tables".into());
+                        let message = format!(
+                            "refusing to restore into {}: it already has {count}. Nothing was changed. To replace it, \
+                             create a new Restore with spec.confirmOverwrite: {database}",
+                            connection.describe()
+                        );
+                        return run.fail("TargetNotEmpty", message).await;
+                    }
+                    GuardVerdict::Unusable { reason, message } => return run.fail(&reason, message).await,
+                }
+            }
+        }
+    }
+
+    // 6. The restore (and verification) itself. Intent first: phase Running and the Job's name.
+    let prepare = plan::prepare_for(&run.restore.spec);
+    let no_owner = run.restore.spec.target.scratch.is_some() && prepare != Prepare::Nothing;
+    let invocation =
+        plan::restore_invocation(&source, &policy.spec, &connection, prepare, no_owner, run.restore.spec.verify.as_ref());
+    run.status.job_name = Some(restore_job_name.clone());
+    let what = describe_source(&source);
+    run.progress(RestorePhase::Running, "Restoring", format!("restoring {what} into {} (Job {restore_job_name})", connection.describe()))
+        .await?;
+    let job = agent_job(&run, &restore_job_name, "restore", invocation, &policy);
+    if create_ignoring_existing(&jobs_api, &job).await? {
+        let note = format!("Job {restore_job_name} restores {what} into {}", connection.describe());
+        publish(run.ctx, run.restore, EventType::Normal, "Started", note).await;
+    }
+    Ok(Action::await_change())
+}
+
+enum Resolution {
+    Ready(ResolvedSource, BackupPolicy),
+    Waiting(String),
+    Invalid(&'static str, String),
+}
+
+async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
+    let spec = &run.restore.spec.source;
+    let namespace = &run.namespace;
+    let (policy_name, snapshot) = if let Some(backup_ref) = &spec.backup_ref {
+        let backups: Api<Backup> = run.api();
+        let Some(backup) = backups.get_opt(&backup_ref.name).await? else {
+            return Ok(Resolution::Invalid("BackupNotFound", format!("Backup {} does not exist in namespace {namespace}", backup_ref.name)));
+        };
+        let status = backup.status.clone().unwrap_or_default();
+        match status.phase {
+            Some(BackupPhase::Succeeded) => match status.snapshot_id {
+                Some(id) => (backup.spec.policy_ref.name.clone(), Some(id)),
+                None => return Ok(Resolution::Invalid("SnapshotNotFound", format!("Backup {} succeeded but records no snapshot", backup_ref.name))),
+            },
+            Some(BackupPhase::Failed) => {
+                let why = status.message.unwrap_or_default();
+                return Ok(Resolution::Invalid("BackupFailed", format!("Backup {} failed, so there is nothing to restore: {why}", backup_ref.name)));
+            }
+            _ => return Ok(Resolution::Waiting(format!("waiting for Backup {} to finish", backup_ref.name))),
+        }
+    } else if let Some(policy_ref) = &spec.policy_ref {
+        (policy_ref.name.clone(), spec.snapshot.clone())
+    } else {
+        return Ok(Resolution::Invalid("InvalidSource", "set source.backupRef or source.policyRef".into()));
+    };
+    let policies: Api<BackupPolicy> = run.api();
+    let Some(policy) = policies.get_opt(&policy_name).await? else {
+        return Ok(Resolution::Invalid(
+            "PolicyNotFound",
+            format!("BackupPolicy {policy_name} does not exist in namespace {namespace}: it names the repository to restore from"),
+        ));
+    };
+    Ok(Resolution::Ready(plan::latest_of_policy(&policy_name, namespace, snapshot.as_deref()), policy))
+}
+
+fn describe_source(source: &ResolvedSource) -> String {
+    if source.snapshot == "latest" {
+        format!("the newest snapshot of policy {}", source.policy)
+    } else {
+        format!("snapshot {} of policy {}", plan::short_id(&source.snapshot), source.policy)
+    }
+}
+
+async fn missing_secret(run: &Run<'_>, needed: &[(&str, SecretKeyRef)]) -> Result<Option<String>, ReconcileError> {
+    let secrets: Api<Secret> = run.api();
+    for (what, reference) in needed {
+        match secrets.get_opt(&reference.name).await? {
+            None => return Ok(Some(format!("the {what} Secret {} does not exist in namespace {}", reference.name, run.namespace))),
+            Some(secret) => {
+                let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(&reference.key))
+                    || secret.string_data.as_ref().is_some_and(|d| d.contains_key(&reference.key));
+                if !has_key {
+                    return Ok(Some(format!("the {what} Secret {} has no key {:?}", reference.name, reference.key)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+enum Provisioned {
+    Ready(Connection),
+    Wait(Duration),
+    Failed(String),
+}
+
+async fn provision_scratch(run: &mut Run<'_>, spec: &crate::api::common::ScratchDatabase) -> Result<Provisioned, ReconcileError> {
+    let scratch = match run.status.scratch.clone() {
+        Some(existing) => existing,
+        None => scratch::scratch_status(&run.name(), &run.namespace, spec),
+    };
+    let connection = plan::scratch_connection(spec.engine, &scratch);
+    let owner = run.restore.controller_owner_ref(&()).expect("a Restore read from the API has a name and uid");
+    let labels = run.labels(scratch::COMPONENT);
+    let pods: Api<Pod> = run.api();
+    let pod = pods.get_opt(&scratch.pod).await?;
+    if pod.is_none() && run.status.scratch.is_none() {
+        // Intent first, then the objects (each created only if missing).
+        run.status.scratch = Some(scratch.clone());
+        run.status.target = Some(connection.describe());
+        run.progress(RestorePhase::Provisioning, "Provisioning", format!("starting the scratch {}", connection.describe())).await?;
+    }
+    if pod.is_none() {
+        let secrets: Api<Secret> = run.api();
+        if secrets.get_opt(&scratch.secret).await?.is_none() {
+            let password = match scratch::generate_password() {
+                Ok(password) => password,
+                Err(error) => return Ok(Provisioned::Failed(format!("cannot generate the scratch password: {error}"))),
+            };
+            create_ignoring_existing(&secrets, &scratch::secret(&scratch, &run.namespace, &labels, &owner, &password)).await?;
+        }
+        let services: Api<Service> = run.api();
+        if let Err(error) = create_ignoring_existing(&services, &scratch::service(&scratch, &run.namespace, &labels, &owner)).await {
+            return Ok(Provisioned::Failed(format!("cannot create the scratch Service {}: {error}", scratch.service)));
+        }
+        if let Err(error) = create_ignoring_existing(&pods, &scratch::pod(spec, &scratch, &run.namespace, &labels, &owner)).await {
+            return Ok(Provisioned::Failed(format!("cannot create the scratch Pod {}: {error}", scratch.pod)));
+        }
+        let note = format!("started the scratch {} (Pod {})", connection.describe(), scratch.pod);
+        publish(run.ctx, run.restore, EventType::Normal, "Provisioning", note).await;
+        return Ok(Provisioned::Wait(Duration::from_secs(2)));
+    }
+    let timeout = spec.ready_timeout.as_ref().and_then(|t| t.parse().ok()).unwrap_or(SCRATCH_READY_TIMEOUT);
+    let started = run.status.start_time.clone().map(|t| t.0).unwrap_or(run.now.0);
+    let waited = Duration::from_secs_f64(run.now.0.duration_since(started).as_secs_f64().max(0.0));
+    match plan::scratch_readiness(pod.as_ref(), waited, timeout) {
+        ScratchReadiness::Ready => Ok(Provisioned::Ready(connection)),
+        ScratchReadiness::Failed(message) => Ok(Provisioned::Failed(message)),
+        ScratchReadiness::Starting(why) => {
+            // Once the restore Job exists the server was ready; a later blip is the Job's to report.
+            let jobs_api: Api<Job> = run.api();
+            if jobs_api.get_opt(&job_name(&run.name())).await?.is_some() {
+                return Ok(Provisioned::Ready(connection));
+            }
+            let message = format!("waiting for the scratch {} to accept connections: {why}", connection.describe());
+            run.progress(RestorePhase::Provisioning, "Provisioning", message).await?;
+            // The Pod watch wakes us on readiness; this is for the timeout.
+            Ok(Provisioned::Wait(timeout.saturating_sub(waited).min(Duration::from_secs(15)) + Duration::from_millis(200)))
+        }
+    }
+}
+
+async fn follow_restore_job(run: &mut Run<'_>, job: &Job) -> Result<Action, ReconcileError> {
+    let name = job.name_any();
+    match jobs::job_outcome(job) {
+        JobOutcome::Running => {
+            run.status.job_name = Some(name.clone());
+            let target = run.status.target.clone().unwrap_or_default();
+            run.progress(RestorePhase::Running, "Restoring", format!("restoring into {target} (Job {name})")).await?;
+            Ok(Action::await_change())
+        }
+        outcome => {
+            let report = newest_report(run, &name).await?;
+            let verify_requested = run.restore.spec.verify.as_ref().is_some_and(plan::has_checks);
+            let now = run.now.clone();
+            plan::finish(&mut run.status, outcome, report, verify_requested, &now);
+            run.conclude().await
+        }
+    }
+}
+
+async fn newest_report(run: &Run<'_>, job_name: &str) -> Result<Option<jobs::AgentReport>, ReconcileError> {
+    let pods: Api<Pod> = run.api();
+    let listed = pods.list(&ListParams::default().labels(&format!("job-name={job_name}"))).await?;
+    Ok(jobs::newest_agent_report(&listed.items))
+}
+
+fn agent_job(run: &Run<'_>, name: &str, component: &str, invocation: Invocation, policy: &BackupPolicy) -> Job {
+    let owner = run.restore.controller_owner_ref(&()).expect("a Restore read from the API has a name and uid");
+    let mut labels = run.labels(component);
+    labels.insert(jobs::POLICY_LABEL.to_owned(), policy.name_any());
+    let template = run.restore.spec.job_template.as_ref().or(policy.spec.job_template.as_ref());
+    jobs::agent_job(
+        jobs::AgentJob {
+            name: name.to_owned(),
+            namespace: &run.namespace,
+            owner,
+            labels,
+            image: &run.ctx.settings.agent_image,
+            command: &run.ctx.settings.agent_command,
+        },
+        template,
+        invocation.args,
+        invocation.env,
+        policy.spec.repository.restic.env_from.clone(),
+        invocation.volumes,
+        invocation.mounts,
+    )
+}
+
+/// Creates `object`; true when this call created it, false when it already existed.
+async fn create_ignoring_existing<K>(api: &Api<K>, object: &K) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), ReconcileError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub fn error_policy(restore: Arc<Restore>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(restore = %restore.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(KIND, error.metric_label());
+    Action::requeue(ERROR_REQUEUE)
+}

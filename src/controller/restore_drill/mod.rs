@@ -1,0 +1,243 @@
+//! The RestoreDrill controller: on its schedule, a Restore of the policy's newest snapshot into the
+//! drill's target; when it ends, the measured RTO and RPO against the targets in status (lastDrill, a
+//! bounded history, conditions Ready/RTOMet/RPOMet), Events and metrics. The disaster-recovery
+//! runbook's monthly drill, done every time and recorded.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+
+use self::plan::Objectives;
+use super::backup::publish;
+use super::backup_policy::plan::{decide_slot, SlotDecision, SlotInput};
+use super::status::write_status;
+use super::{Context, ReconcileError, ERROR_REQUEUE};
+use crate::api::backup_policy::ConcurrencyPolicy;
+use crate::api::restore::RestorePhase;
+use crate::api::restore_drill::RestoreDrillStatus;
+use crate::api::{BackupPolicy, Restore, RestoreDrill};
+use crate::conditions::{self, set_health, Health};
+use crate::metrics::DrillLabels;
+use crate::schedule::Schedule;
+
+const KIND: &str = "RestoreDrill";
+pub const DRILL_LABEL: &str = "lifeboat.dev/drill";
+/// When the drill started, on each of its Restores: the start of the measured RTO and the instant the
+/// RPO is measured at.
+pub const START_ANNOTATION: &str = "lifeboat.dev/drill-start";
+
+pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciled(KIND);
+    let name = drill.name_any();
+    let namespace = drill.namespace().ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: name.clone() })?;
+    let drills: Api<RestoreDrill> = Api::namespaced(ctx.client.clone(), &namespace);
+    let restores: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = Timestamp::now();
+    let now_time = Time(now);
+    let generation = drill.metadata.generation;
+    let current = drill.status.clone().unwrap_or_default();
+    let mut status = current.clone();
+    status.observed_generation = generation;
+    let objectives = Objectives::of(&drill.spec);
+
+    let schedule = match Schedule::parse(&drill.spec.schedule.0, drill.spec.time_zone.as_deref()) {
+        Ok(schedule) => schedule,
+        Err(error) => return stalled(&drills, &drill, status, "InvalidSchedule", error.to_string(), &ctx, None).await,
+    };
+
+    // Read the world: this drill's Restores.
+    let owned: Vec<Restore> = restores
+        .list(&ListParams::default().labels(&format!("{DRILL_LABEL}={name}")))
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| r.owner_references().iter().any(|o| Some(&o.uid) == drill.metadata.uid.as_ref()))
+        .collect();
+    let finished = |r: &Restore| r.status.as_ref().and_then(|s| s.phase).is_some_and(RestorePhase::is_finished);
+
+    // Fold finished drills into the record.
+    let known = |n: &str| status.history.iter().any(|h| h.restore == n) || status.last_drill.as_ref().is_some_and(|l| l.restore == n);
+    let new_results: Vec<_> = owned
+        .iter()
+        .filter(|r| finished(r) && !known(&r.name_any()))
+        .map(|r| plan::drill_result(&r.name_any(), drill_start(r), r.status.as_ref().expect("finished has status"), &objectives))
+        .collect();
+    for result in &new_results {
+        let passed = result.passed == Some(true);
+        let (type_, reason) = if passed { (EventType::Normal, "DrillPassed") } else { (EventType::Warning, "DrillFailed") };
+        publish(&ctx, drill.as_ref(), type_, reason, format!("{}: {}", result.restore, result.message.clone().unwrap_or_default())).await;
+    }
+    let limit = drill.spec.history_limit.max(0) as usize;
+    plan::record(&mut status.history, &mut status.last_drill, new_results, limit);
+    let running: Vec<String> = owned.iter().filter(|r| !finished(r)).map(|r| r.name_any()).collect();
+    status.active = running.first().cloned();
+
+    // The schedule: one drill at a time; a slot that comes while one runs is skipped.
+    let created = drill.metadata.creation_timestamp.clone().map(|t| t.0).unwrap_or(now);
+    let handled_until = status.last_schedule_time.clone().map(|t| t.0).unwrap_or(created);
+    let (decision, next) = decide_slot(&SlotInput {
+        schedule: &schedule,
+        now,
+        handled_until,
+        starting_deadline: None,
+        suspend: drill.spec.suspend,
+        concurrency: ConcurrencyPolicy::Forbid,
+        running: &running,
+        jitter: Duration::ZERO,
+    });
+    status.next_schedule_time = if drill.spec.suspend { None } else { next.map(Time) };
+    match decision {
+        SlotDecision::Run { slot } | SlotDecision::Replace { slot, .. } => {
+            let policies: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+            if policies.get_opt(&drill.spec.policy_ref.name).await?.is_none() {
+                let message = format!("BackupPolicy {} does not exist in namespace {namespace}", drill.spec.policy_ref.name);
+                return stalled(&drills, &drill, status, "PolicyNotFound", message, &ctx, Some(Duration::from_secs(30))).await;
+            }
+            let restore_name = create_drill_restore(&ctx, &drill, &restores, slot, now).await?;
+            status.last_schedule_time = Some(Time(slot));
+            status.active = Some(restore_name);
+        }
+        SlotDecision::SkipBusy { slot } | SlotDecision::SkipMissed { slot } => {
+            status.last_schedule_time = Some(Time(slot));
+            let note = format!("skipped the {slot} drill: {} is still running", running.join(", "));
+            publish(&ctx, drill.as_ref(), EventType::Warning, "SkippedBusy", note).await;
+        }
+        SlotDecision::Wait => {}
+    }
+
+    plan::apply_objective_conditions(&mut status.conditions.0, status.last_drill.as_ref(), &objectives, generation, &now_time);
+    let health = overall_health(&status, drill.spec.suspend);
+    set_health(&mut status.conditions.0, health, generation, &now_time);
+    write_status(&drills, &drill, Some(&current), &status, &ctx.settings.manager_name).await?;
+    export_metrics(&ctx, &namespace, &name, &status);
+
+    // Only after the record is written: drop the oldest finished Restores beyond the history limit.
+    let mut done: Vec<&Restore> = owned.iter().filter(|r| finished(r)).collect();
+    done.sort_by_key(|r| std::cmp::Reverse(drill_start(r)));
+    for old in done.into_iter().skip(limit) {
+        match restores.delete(&old.name_any(), &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+
+    Ok(match next {
+        Some(at) if !drill.spec.suspend => Action::requeue(Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0)) + Duration::from_millis(50)),
+        _ => Action::await_change(),
+    })
+}
+
+fn drill_start(restore: &Restore) -> Timestamp {
+    restore
+        .annotations()
+        .get(START_ANNOTATION)
+        .and_then(|t| t.parse().ok())
+        .or_else(|| restore.metadata.creation_timestamp.clone().map(|t| t.0))
+        .unwrap_or_else(Timestamp::now)
+}
+
+async fn create_drill_restore(ctx: &Context, drill: &RestoreDrill, api: &Api<Restore>, slot: Timestamp, now: Timestamp) -> Result<String, ReconcileError> {
+    let name = plan::restore_name_for_slot(&drill.name_any(), slot);
+    let restore = Restore {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some([(DRILL_LABEL.to_owned(), drill.name_any()), (crate::jobs::POLICY_LABEL.to_owned(), drill.spec.policy_ref.name.clone())].into()),
+            annotations: Some([(START_ANNOTATION.to_owned(), now.to_string())].into()),
+            owner_references: drill.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..Default::default()
+        },
+        spec: plan::restore_spec_for(&drill.spec),
+        status: None,
+    };
+    match api.create(&PostParams::default(), &restore).await {
+        Ok(_) => {
+            publish(ctx, drill, EventType::Normal, "DrillStarted", format!("created Restore {name} for the {slot} drill")).await;
+            Ok(name)
+        }
+        // Created before a restart: the deterministic name makes this a no-op.
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(name),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Ready when the last drill passed (or none has run yet).
+fn overall_health(status: &RestoreDrillStatus, suspended: bool) -> Health {
+    match &status.last_drill {
+        Some(last) if last.passed == Some(true) => Health::Ready { reason: "DrillPassed", message: last.message.clone().unwrap_or_default() },
+        Some(last) => {
+            let why = last.message.clone().unwrap_or_default();
+            Health::NotReady { reason: "DrillFailed", message: format!("{} failed: {why}", last.restore) }
+        }
+        None if suspended => Health::Ready { reason: "Suspended", message: "suspended: no drills are scheduled".into() },
+        None => match (&status.active, &status.next_schedule_time) {
+            (Some(active), _) => Health::Ready { reason: "FirstDrillRunning", message: format!("the first drill runs as Restore {active}") },
+            (None, Some(next)) => Health::Ready { reason: "Scheduled", message: format!("the first drill is scheduled for {}", next.0) },
+            (None, None) => Health::Ready { reason: "Scheduled", message: "waiting for the first slot".into() },
+        },
+    }
+}
+
+async fn stalled(
+    api: &Api<RestoreDrill>,
+    drill: &RestoreDrill,
+    mut status: RestoreDrillStatus,
+    reason: &'static str,
+    message: String,
+    ctx: &Context,
+    retry: Option<Duration>,
+) -> Result<Action, ReconcileError> {
+    let current = drill.status.clone().unwrap_or_default();
+    let first_time = conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
+    let now = Time(Timestamp::now());
+    set_health(&mut status.conditions.0, Health::Stalled { reason, message: message.clone() }, status.observed_generation, &now);
+    write_status(api, drill, Some(&current), &status, &ctx.settings.manager_name).await?;
+    if first_time {
+        publish(ctx, drill, EventType::Warning, reason, message).await;
+    }
+    export_metrics(ctx, &drill.namespace().unwrap_or_default(), &drill.name_any(), &status);
+    Ok(retry.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Metrics are derived from status, so they are right after a restart.
+fn export_metrics(ctx: &Context, namespace: &str, drill: &str, status: &RestoreDrillStatus) {
+    let Some(last) = &status.last_drill else {
+        return;
+    };
+    let labels = DrillLabels { namespace: namespace.to_owned(), drill: drill.to_owned() };
+    let seconds = |text: &Option<String>| text.as_deref().and_then(|t| crate::duration::parse_duration(t).ok()).map(|d| d.as_secs_f64());
+    let metrics = &ctx.metrics;
+    match seconds(&last.measured_rto) {
+        Some(rto) => {
+            metrics.drill_last_rto_seconds.get_or_create(&labels).set(rto);
+        }
+        // A failed drill achieved no recovery: no RTO, rather than a stale one.
+        None => {
+            metrics.drill_last_rto_seconds.remove(&labels);
+        }
+    };
+    match seconds(&last.measured_rpo) {
+        Some(rpo) => {
+            metrics.drill_last_rpo_seconds.get_or_create(&labels).set(rpo);
+        }
+        None => {
+            metrics.drill_last_rpo_seconds.remove(&labels);
+        }
+    };
+    metrics.drill_passed.get_or_create(&labels).set(i64::from(last.passed == Some(true)));
+    metrics.drill_last_timestamp.get_or_create(&labels).set(last.start_time.0.as_millisecond() as f64 / 1000.0);
+}
+
+pub fn error_policy(drill: Arc<RestoreDrill>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(drill = %drill.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(KIND, error.metric_label());
+    Action::requeue(ERROR_REQUEUE)
+}

@@ -1,0 +1,282 @@
+//! The rest of a BackupPolicy's life on the local cluster, each scenario as a user would check it:
+//! MariaDB backups, a wrong password that is fixed, retention, suspend, RPO staleness, and cleanup on
+//! deletion. Schedules are every minute, so the scenarios run concurrently in one test to share the
+//! minute boundaries (each panics with its own name and what it last saw).
+
+mod support;
+#[path = "agent_support/mod.rs"]
+mod agent_support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::backup::BackupPhase;
+use lifeboat::api::{Backup, BackupPolicy};
+use serde_json::{json, Value};
+use support::operator::Operator;
+
+async fn secret(ns: &support::TestNamespace, name: &str, key: &str, value: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}
+    }))
+    .unwrap();
+    let api: Api<Secret> = ns.api();
+    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret)).await.unwrap();
+}
+
+fn postgres_source(database: &str) -> Value {
+    json!({"postgres": {"host": "127.0.0.1", "port": agent_support::postgres().port, "database": database,
+                        "user": "postgres", "passwordSecretRef": {"name": "db", "key": "password"}}})
+}
+
+fn mysql_source(database: &str) -> Value {
+    json!({"mysql": {"host": "127.0.0.1", "port": agent_support::mariadb().port, "database": database,
+                     "user": agent_support::MY_USER, "passwordSecretRef": {"name": "db", "key": "password"}}})
+}
+
+async fn create_policy(ns: &support::TestNamespace, name: &str, source: Value, repository: &str, extra: Value) {
+    let mut spec = json!({
+        "schedule": "* * * * *",
+        "source": source,
+        "repository": {"restic": {"repository": repository, "initialize": true,
+                                   "passwordSecretRef": {"name": "restic", "key": "password"}}},
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        spec[key] = value.clone();
+    }
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap();
+    let api: Api<BackupPolicy> = ns.api();
+    api.create(&PostParams::default(), &policy).await.unwrap();
+}
+
+async fn wait_for<T>(scenario: &str, what: &str, timeout: Duration, operator: &Operator, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if start.elapsed() > timeout => panic!(
+                "[{scenario}] {what} not within {timeout:?}; last seen: {last}\noperator log:\n{}",
+                operator.log_tail()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+fn condition(policy: &BackupPolicy, type_: &str) -> Option<(String, String, String)> {
+    let conditions = &policy.status.as_ref()?.conditions.0;
+    conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn backups_of(ns: &support::TestNamespace, policy: &str) -> Vec<Backup> {
+    let api: Api<Backup> = ns.api();
+    let list = api.list(&ListParams::default()).await.unwrap().items;
+    list.into_iter().filter(|b| b.spec.policy_ref.name == policy).collect()
+}
+
+fn phase(backup: &Backup) -> Option<BackupPhase> {
+    backup.status.as_ref().and_then(|s| s.phase)
+}
+
+/// MariaDB is backed up with mariadb-dump, and deleting the policy removes its Backups and Jobs.
+async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, operator: &Operator) {
+    let scenario = "mariadb";
+    let ns = cluster.namespace("bp-mariadb").await.unwrap();
+    let my = agent_support::mariadb();
+    let database = format!("crm_{}", ns.name.replace('-', "_"));
+    my.create_database(&database);
+    my.sql(Some(&database), "create table contacts(id int primary key, email varchar(80)); insert into contacts values (1,'a@example.com'),(2,'b@example.com');");
+    let repo = agent_support::Repo::uninitialised();
+    secret(&ns, "db", "password", agent_support::MY_PASSWORD).await;
+    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    create_policy(&ns, "crm-db", mysql_source(&database), &repo.repository_arg(), json!({})).await;
+    let policies: Api<BackupPolicy> = ns.api();
+    let summary = wait_for(scenario, "a successful MariaDB backup", Duration::from_secs(150), operator, async || {
+        let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
+        p.status.as_ref().and_then(|s| s.last_successful_backup.clone()).ok_or_else(|| format!("{:?}", p.status))
+    })
+    .await;
+    let snapshots = repo.snapshots();
+    let snapshot = snapshots.iter().find(|s| s["id"].as_str() == Some(summary.snapshot_id.as_str())).expect("snapshot in repo");
+    let file = snapshot["paths"][0].as_str().unwrap().trim_start_matches('/').to_owned();
+    let dump = repo.restic(&["dump", &summary.snapshot_id, &file]);
+    let sql = String::from_utf8_lossy(&dump.stdout);
+    assert!(sql.contains("CREATE TABLE `contacts`") && sql.contains("b@example.com"), "[{scenario}] dump lacks the data");
+
+    // Deleting the policy deletes its Backups and their Jobs (owner references, garbage collector).
+    policies.delete("crm-db", &DeleteParams::foreground()).await.unwrap();
+    let jobs: Api<Job> = ns.api();
+    wait_for(scenario, "Backups and Jobs gone after deletion", Duration::from_secs(60), operator, async || {
+        let backups = backups_of(&ns, "crm-db").await.len();
+        let jobs_left = jobs.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.len();
+        (backups == 0 && jobs_left == 0).then_some(()).ok_or(format!("{backups} Backups, {jobs_left} Jobs left"))
+    })
+    .await;
+}
+
+/// A wrong database password fails the backup with a message that says so; once the Secret is fixed
+/// the next slot succeeds and the policy is Ready again.
+async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, operator: &Operator) {
+    let scenario = "wrong-password";
+    let ns = cluster.namespace("bp-password").await.unwrap();
+    let pg = agent_support::postgres();
+    let database = format!("pw_{}", ns.name.replace('-', "_"));
+    pg.create_database(&database);
+    pg.psql(&database, "create table t(id int); insert into t values (1);");
+    let repo = agent_support::Repo::uninitialised();
+    let webhook = support::webhook::Webhook::start();
+    secret(&ns, "db", "password", "not-the-password").await;
+    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    secret(&ns, "chat", "url", &webhook.url).await;
+    create_policy(&ns, "pw-db", postgres_source(&database), &repo.repository_arg(),
+        json!({"notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}, "events": ["Failure", "Recovery"]}})).await;
+    let policies: Api<BackupPolicy> = ns.api();
+    let (status, reason, message) = wait_for(scenario, "Ready=False after a failed backup", Duration::from_secs(150), operator, async || {
+        let p = policies.get("pw-db").await.map_err(|e| e.to_string())?;
+        condition(&p, "Ready").filter(|c| c.1 == "BackupFailed").ok_or_else(|| format!("{:?}", p.status))
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "BackupFailed"));
+    assert!(message.contains("password"), "[{scenario}] the message names the cause: {message}");
+    assert!(!message.contains("not-the-password"), "[{scenario}] no secret in status");
+    let failed = policies.get("pw-db").await.unwrap().status.unwrap();
+    assert_eq!(failed.failed_backups, Some(1), "[{scenario}] {failed:?}");
+    assert!(repo.snapshots().is_empty(), "[{scenario}] no snapshot from a failed dump");
+
+    let failure_note = wait_for(scenario, "a failure notification", Duration::from_secs(10), operator, async || {
+        webhook.received().into_iter().find(|body| body.contains("FAILED")).ok_or(format!("{:?}", webhook.received()))
+    })
+    .await;
+    let text = serde_json::from_str::<Value>(&failure_note).unwrap()["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("pw-db") && text.contains("password"), "[{scenario}] Slack-style text: {text}");
+    assert!(!text.contains("not-the-password"), "[{scenario}] no secret in notifications");
+
+    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    wait_for(scenario, "Ready=True after the Secret is fixed", Duration::from_secs(150), operator, async || {
+        let p = policies.get("pw-db").await.map_err(|e| e.to_string())?;
+        condition(&p, "Ready").filter(|c| c.0 == "True").ok_or_else(|| format!("{:?}", p.status))
+    })
+    .await;
+    wait_for(scenario, "a recovery notification", Duration::from_secs(10), operator, async || {
+        webhook.received().into_iter().find(|body| body.contains("recovered")).ok_or(format!("{:?}", webhook.received()))
+    })
+    .await;
+}
+
+/// keepLast 2 leaves exactly two snapshots of the policy in the repository after three backups, and the
+/// history limit keeps exactly one Succeeded Backup object.
+async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, operator: &Operator) {
+    let scenario = "retention";
+    let ns = cluster.namespace("bp-retention").await.unwrap();
+    let pg = agent_support::postgres();
+    let database = format!("ret_{}", ns.name.replace('-', "_"));
+    pg.create_database(&database);
+    pg.psql(&database, "create table t(id int); insert into t values (1);");
+    let repo = agent_support::Repo::uninitialised();
+    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    create_policy(&ns, "ret-db", postgres_source(&database), &repo.repository_arg(),
+        json!({"retention": {"keepLast": 2}, "successfulBackupsHistoryLimit": 1})).await;
+    let policies: Api<BackupPolicy> = ns.api();
+    let mut seen = std::collections::BTreeSet::new();
+    wait_for(scenario, "three successful backups", Duration::from_secs(240), operator, async || {
+        let p = policies.get("ret-db").await.map_err(|e| e.to_string())?;
+        if let Some(last) = p.status.as_ref().and_then(|s| s.last_successful_backup.as_ref()) {
+            seen.insert(last.name.clone());
+        }
+        (seen.len() >= 3).then_some(()).ok_or(format!("{seen:?}"))
+    })
+    .await;
+    let jobs: Api<Job> = ns.api();
+    wait_for(scenario, "two snapshots left and one Succeeded Backup", Duration::from_secs(60), operator, async || {
+        let prunes_running = jobs
+            .list(&ListParams::default().labels("app.kubernetes.io/component=retention"))
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .any(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0);
+        let snapshots = repo.snapshots().len();
+        let kept = backups_of(&ns, "ret-db").await.iter().filter(|b| phase(b) == Some(BackupPhase::Succeeded)).count();
+        (!prunes_running && snapshots == 2 && kept == 1).then_some(()).ok_or(format!("{snapshots} snapshots, {kept} Succeeded Backups"))
+    })
+    .await;
+}
+
+/// A suspended policy creates no Backups and shows no next slot; resuming it schedules again.
+async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operator) {
+    let scenario = "suspend";
+    let ns = cluster.namespace("bp-suspend").await.unwrap();
+    let repo = agent_support::Repo::uninitialised();
+    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    create_policy(&ns, "sus-db", postgres_source("postgres"), &repo.repository_arg(), json!({"suspend": true})).await;
+    let policies: Api<BackupPolicy> = ns.api();
+    let ready = wait_for(scenario, "status", Duration::from_secs(20), operator, async || {
+        let p = policies.get("sus-db").await.map_err(|e| e.to_string())?;
+        condition(&p, "Ready").map(|c| (p.clone(), c)).ok_or_else(|| format!("{:?}", p.status))
+    })
+    .await;
+    assert_eq!(ready.1 .1, "Suspended");
+    assert!(ready.0.status.as_ref().unwrap().next_schedule_time.is_none());
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert!(backups_of(&ns, "sus-db").await.is_empty(), "[{scenario}] a suspended policy made a Backup");
+
+    policies.patch("sus-db", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspend": false}}))).await.unwrap();
+    wait_for(scenario, "a Backup after resuming", Duration::from_secs(75), operator, async || {
+        let count = backups_of(&ns, "sus-db").await.len();
+        (count > 0).then_some(()).ok_or(format!("{count} Backups"))
+    })
+    .await;
+}
+
+/// A policy whose last success is older than its RPO turns Stale, with an Event and the metric.
+async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator: &Operator) {
+    let scenario = "stale";
+    let ns = cluster.namespace("bp-stale").await.unwrap();
+    let repo = agent_support::Repo::uninitialised();
+    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    // Yearly schedule: no backup will run during the test, so nothing succeeds within the 5 s RPO.
+    create_policy(&ns, "old-db", postgres_source("postgres"), &repo.repository_arg(), json!({"schedule": "0 0 1 1 *", "rpo": "5s"})).await;
+    let policies: Api<BackupPolicy> = ns.api();
+    let stale = wait_for(scenario, "Stale=True", Duration::from_secs(30), operator, async || {
+        let p = policies.get("old-db").await.map_err(|e| e.to_string())?;
+        condition(&p, "Stale").filter(|c| c.0 == "True").map(|_| p.clone()).ok_or_else(|| format!("{:?}", p.status))
+    })
+    .await;
+    assert_eq!(condition(&stale, "Ready").map(|c| (c.0, c.1)), Some(("False".into(), "Stale".into())));
+    let metric = wait_for(scenario, "lifeboat_backup_stale 1", Duration::from_secs(10), operator, async || {
+        let metrics = operator.metrics();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("lifeboat_backup_stale{") && l.contains(&ns.name) && l.ends_with(" 1"))
+            .map(str::to_owned)
+            .ok_or(metrics)
+    })
+    .await;
+    assert!(metric.contains("policy=\"old-db\""), "{metric}");
+    let events = support::run_ok("events", cluster.kubectl().args(["get", "events", "-n", &ns.name, "-o", "custom-columns=R:.reason"]));
+    assert!(events.lines().any(|l| l.trim() == "Stale"), "[{scenario}] no Stale Event:\n{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_lives_through_failures_retention_suspension_staleness_and_deletion() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::start(&cluster);
+    // Start the database servers before the scenarios race for them.
+    let _ = (agent_support::postgres(), agent_support::mariadb());
+    tokio::join!(
+        mariadb_backup_then_deletion_cleans_up(&cluster, &operator),
+        wrong_password_is_reported_and_recovers(&cluster, &operator),
+        retention_and_history_keep_what_they_say(&cluster, &operator),
+        suspend_stops_new_backups(&cluster, &operator),
+        an_rpo_miss_turns_the_policy_stale(&cluster, &operator),
+    );
+}

@@ -1,0 +1,465 @@
+//! End to end, as the hotel cutover runbook reads: blue and green Deployments of a small HTTP app behind
+//! a Service on the local cluster, `lifeboat operator` under its own ServiceAccount and ClusterRole, and
+//! a Cutover that moves the traffic — observed through the local Service proxy, as a user's curl sees it.
+
+mod support;
+#[path = "agent_support/mod.rs"]
+mod agent_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::backup::{BackupPhase, BackupTrigger};
+use lifeboat::api::cutover::{ActiveSide, CutoverPhase, StepPhase};
+use lifeboat::api::{Backup, BackupPolicy, Cutover};
+use serde_json::{json, Value};
+use support::operator::{http_get, Operator};
+
+static OPERATOR: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
+
+/// The operator runs on the host, where `web.<ns>.svc` does not resolve: it is pointed at the local
+/// node's Service table (see `lifeboat::checks`).
+fn operator(cluster: &support::Cluster) -> &'static Operator {
+    OPERATOR.get_or_init(|| {
+        let table = localcluster::control_plane::cluster_dir().join("node").join("services.json");
+        // SAFETY: set once, before the operator (a child process inheriting it) starts.
+        unsafe { std::env::set_var(lifeboat::checks::LOCAL_SERVICES_ENV, &table) };
+        Operator::start(cluster)
+    })
+}
+
+/// A web app: `/health` answers 500 while `<dir>/<color>-unhealthy` exists, `/ready` always 200 (so
+/// the proxy keeps routing to it), every other path answers the color.
+const APP: &str = r#"
+import http.server, os
+color = os.environ["COLOR"]
+fail_file = os.environ["FAIL_FILE"]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health":
+            code, body = (500, "unhealthy") if os.path.exists(fail_file) else (200, "ok")
+        elif self.path == "/ready":
+            code, body = 200, "ready"
+        else:
+            code, body = 200, color
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((os.environ["POD_IP"], 8080), Handler).serve_forever()
+"#;
+
+struct App {
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    fn fail_file(&self, color: &str) -> PathBuf {
+        self.dir.path().join(format!("{color}-unhealthy"))
+    }
+
+    fn make_unhealthy(&self, color: &str) {
+        std::fs::write(self.fail_file(color), "").unwrap();
+    }
+}
+
+async fn apply<K>(api: &Api<K>, object: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object)).await.unwrap();
+}
+
+fn deployment(color: &str, script: &Path, fail_file: &Path) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("web-{color}")},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web", "track": color}},
+            "template": {
+                "metadata": {"labels": {"app": "web", "track": color}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "web", "image": "hotel/web", "command": ["python3", script],
+                        "env": [{"name": "COLOR", "value": color}, {"name": "FAIL_FILE", "value": fail_file}],
+                        "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}
+                    }]
+                }
+            }
+        }
+    })
+}
+
+fn service(name: &str, track: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": "web", "track": track}, "ports": [{"port": 80, "targetPort": 8080}]}
+    })
+}
+
+/// Blue serving behind Service `web`, green running beside it (and reachable as `web-green`).
+async fn blue_and_green(ns: &support::TestNamespace) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("app.py");
+    std::fs::write(&script, APP).unwrap();
+    let app = App { dir };
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    for color in ["blue", "green"] {
+        apply(&deployments, deployment(color, &script, &app.fail_file(color))).await;
+    }
+    apply(&services, service("web", "blue")).await;
+    apply(&services, service("web-green", "green")).await;
+    for name in ["web", "web-green"] {
+        let url = format!("http://{name}.{}.svc:80/", ns.name);
+        localcluster::services::resolve_url_when_ready(&url, Duration::from_secs(60)).await.unwrap();
+    }
+    assert_eq!(answer(ns, "/").await.as_deref(), Some("blue"));
+    app
+}
+
+/// What a client of Service `web` gets for `path` now: a fresh connection through the proxy.
+async fn answer(ns: &support::TestNamespace, path: &str) -> Option<String> {
+    let url = localcluster::services::resolve_url(&format!("http://web.{}.svc:80{path}", ns.name)).ok()?;
+    tokio::task::spawn_blocking(move || http_get(&url)).await.ok()?.map(|(_, body)| body)
+}
+
+async fn selector(ns: &support::TestNamespace) -> Value {
+    let services: Api<Service> = ns.api();
+    serde_json::to_value(services.get("web").await.unwrap().spec.unwrap().selector).unwrap()
+}
+
+fn cutover(name: &str, spec: Value) -> Cutover {
+    let mut base = json!({
+        "trafficSwitch": {"service": {"name": "web"}},
+        "from": {"selector": {"app": "web", "track": "blue"}, "deployment": "web-blue"},
+        "to": {"selector": {"app": "web", "track": "green"}, "deployment": "web-green"},
+        "readinessTimeout": "60s",
+    });
+    for (key, value) in spec.as_object().unwrap() {
+        base[key] = value.clone();
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Cutover", "metadata": {"name": name}, "spec": base
+    }))
+    .unwrap()
+}
+
+/// Polls the Cutover every 200 ms until `check` accepts it.
+async fn wait_for<F>(what: &str, api: &Api<Cutover>, name: &str, timeout: Duration, operator: &Operator, check: F) -> Cutover
+where
+    F: Fn(&Cutover) -> bool,
+{
+    let start = Instant::now();
+    loop {
+        let cutover = api.get(name).await.unwrap();
+        if check(&cutover) {
+            return cutover;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "{what} not within {timeout:?}; status:\n{}\noperator log:\n{}",
+                serde_json::to_string_pretty(&cutover.status).unwrap(),
+                operator.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn phase(cutover: &Cutover) -> Option<CutoverPhase> {
+    cutover.status.as_ref().and_then(|s| s.phase)
+}
+
+fn step_names(cutover: &Cutover) -> Vec<(String, StepPhase)> {
+    cutover.status.as_ref().unwrap().steps.iter().map(|s| (s.name.clone(), s.phase)).collect()
+}
+
+fn condition(cutover: &Cutover, type_: &str) -> Option<(String, String)> {
+    let status = cutover.status.as_ref()?;
+    status.conditions.0.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn secret(ns: &support::TestNamespace, name: &str, key: &str, value: &str) {
+    let api: Api<Secret> = ns.api();
+    apply(&api, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}})).await;
+}
+
+/// A BackupPolicy over a real PostgreSQL database into a real restic repository, never scheduled
+/// during the test: the Cutover's pre-switch Backup is the only one.
+async fn hotel_database(ns: &support::TestNamespace) -> agent_support::Repo {
+    let pg = agent_support::postgres();
+    let database = format!("hotel_{}", ns.name.replace('-', "_"));
+    pg.create_database(&database);
+    pg.psql(&database, "create table guests(id serial primary key, name text not null); \
+                        insert into guests(name) select 'guest ' || g from generate_series(1, 200) g;");
+    let repo = agent_support::Repo::uninitialised();
+    secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
+    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "hotel-db"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "source": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
+        }
+    }))
+    .unwrap();
+    let policies: Api<BackupPolicy> = ns.api();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    repo
+}
+
+#[tokio::test]
+async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_step() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("cut-happy").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let _repo = hotel_database(&ns).await;
+    let svc = |name: &str, path: &str| format!("http://{name}.{}.svc{path}", ns.name);
+
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "preflight": [
+            {"name": "verify-deploy", "job": {"image": "hotel/web", "command": ["sh", "-c", "echo 'verify-deploy: 12 checks PASS'"]}},
+            {"name": "uat", "http": {"url": svc("web-green", "/health"), "retries": 2}}
+        ],
+        "backup": {"policyRef": {"name": "hotel-db"}, "timeout": "2m"},
+        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c",
+            "echo migrating; printf '{\"migrated\": 42, \"failed\": 0}' > /dev/termination-log"]}},
+        "verify": [
+            {"name": "health", "http": {"url": svc("web", "/health")}},
+            {"name": "version", "http": {"url": svc("web", "/version"), "expectBodyContains": "green"}},
+            {"name": "smoke", "job": {"image": "hotel/smoke", "command": ["sh", "-c", "echo smoke PASS"]}}
+        ],
+        "stabilization": {"duration": "4s", "interval": "1s", "failureThreshold": 2,
+                          "http": [{"name": "healthz", "url": svc("web", "/health")}]}
+    });
+    cutovers.create(&PostParams::default(), &cutover("release-2-4", spec)).await.unwrap();
+
+    let done = wait_for("Succeeded", &cutovers, "release-2-4", Duration::from_secs(120), operator, |c| {
+        matches!(phase(c), Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack))
+    })
+    .await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CutoverPhase::Succeeded), "{}", serde_json::to_string_pretty(&status).unwrap());
+    assert_eq!(status.active, Some(ActiveSide::To));
+
+    // Traffic is on green, as a client sees it.
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    assert_eq!(selector(&ns).await, json!({"app": "web", "track": "green"}));
+    assert_eq!(status.previous_target.as_deref(), Some(r#"{"app":"web","track":"blue"}"#));
+
+    // The deployment log: every step, in runbook order, each with its times and result.
+    let names: Vec<String> = status.steps.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(
+        names,
+        ["preflight/verify-deploy", "preflight/uat", "backup", "migration", "readiness", "switch", "verify/health", "verify/version",
+         "verify/smoke", "stabilization"]
+    );
+    for step in &status.steps {
+        assert_eq!(step.phase, StepPhase::Succeeded, "{step:?}");
+        assert!(step.completion_time.as_ref().unwrap().0 >= step.start_time.0, "{step:?}");
+        assert!(step.message.as_ref().is_some_and(|m| !m.is_empty()), "{step:?}");
+    }
+    let message = |name: &str| status.steps.iter().find(|s| s.name == name).unwrap().message.clone().unwrap();
+    assert!(message("preflight/verify-deploy").contains("12 checks PASS"), "{}", message("preflight/verify-deploy"));
+    assert!(message("switch").contains("track=blue") && message("switch").contains("track=green"), "{}", message("switch"));
+
+    // One pre-switch Backup, a real non-empty snapshot; the migration's report is kept.
+    let backup_name = status.backup_ref.as_ref().unwrap().name.clone();
+    let backups: Api<Backup> = ns.api();
+    let backup = backups.get(&backup_name).await.unwrap();
+    assert_eq!(backup.spec.trigger, BackupTrigger::PreCutover);
+    let backup_status = backup.status.unwrap();
+    assert_eq!(backup_status.phase, Some(BackupPhase::Succeeded));
+    assert!(backup_status.size_bytes.unwrap() > 0);
+    assert!(message("backup").contains(backup_status.snapshot_id.as_deref().unwrap()));
+    assert_eq!(backups.list(&Default::default()).await.unwrap().items.len(), 1);
+    let report = status.migration.as_ref().unwrap().report.clone().unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&report).unwrap()["migrated"], 42);
+
+    // The stabilization window ran its rounds; conditions are kstatus Ready.
+    assert!(status.stabilization.as_ref().unwrap().rounds >= 4, "{:?}", status.stabilization);
+    assert_eq!(condition(&done, "Ready"), Some(("True".into(), "Succeeded".into())));
+    assert_eq!(condition(&done, "Reconciling"), None);
+    assert!(status.completion_time.is_some() && status.observed_generation == done.metadata.generation);
+
+    // Blue stays running until someone retires it.
+    let deployments: Api<Deployment> = ns.api();
+    let blue = deployments.get("web-blue").await.unwrap();
+    assert_eq!(blue.spec.replicas, Some(1));
+
+    let metrics = operator.metrics();
+    let succeeded = format!("lifeboat_cutover_phase{{namespace=\"{}\",cutover=\"release-2-4\",phase=\"Succeeded\"}} 1", ns.name);
+    assert!(metrics.contains(&succeeded), "{metrics}");
+    assert!(metrics.contains("lifeboat_cutover_step_duration_seconds_count{step=\"migration\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("cut-rollback").await.unwrap();
+    let app = blue_and_green(&ns).await;
+    let svc = |path: &str| format!("http://web.{}.svc{path}", ns.name);
+
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "verify": [{"name": "health", "http": {"url": svc("/health")}}],
+        "stabilization": {"duration": "2m", "interval": "1s", "failureThreshold": 2,
+                          "http": [{"name": "healthz", "url": svc("/health"), "timeout": "2s"}]}
+    });
+    cutovers.create(&PostParams::default(), &cutover("release-2-5", spec)).await.unwrap();
+    wait_for("Stabilizing", &cutovers, "release-2-5", Duration::from_secs(60), operator, |c| {
+        phase(c) == Some(CutoverPhase::Stabilizing) && c.status.as_ref().unwrap().stabilization.as_ref().is_some_and(|s| s.rounds >= 2)
+    })
+    .await;
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+
+    // Green's /health starts failing.
+    app.make_unhealthy("green");
+    let broke = Instant::now();
+    let mut back_on_blue = None;
+    while broke.elapsed() < Duration::from_secs(20) {
+        if answer(&ns, "/").await.as_deref() == Some("blue") {
+            back_on_blue = Some(broke.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back_on_blue = back_on_blue.unwrap_or_else(|| panic!("traffic never came back to blue\n{}", operator.log_tail()));
+    // Two failed rounds one second apart, then the switch: well under the 20 s above.
+    assert!(back_on_blue < Duration::from_secs(6), "traffic back on blue after {back_on_blue:?}");
+
+    let done = wait_for("RolledBack", &cutovers, "release-2-5", Duration::from_secs(60), operator, |c| {
+        matches!(phase(c), Some(CutoverPhase::RolledBack | CutoverPhase::Failed | CutoverPhase::Succeeded))
+    })
+    .await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CutoverPhase::RolledBack), "{}", serde_json::to_string_pretty(&status).unwrap());
+    assert_eq!(status.active, Some(ActiveSide::From));
+    assert_eq!(selector(&ns).await, json!({"app": "web", "track": "blue"}));
+    let rollback = status.rollback.clone().unwrap();
+    assert_eq!(rollback.failed_check.as_deref(), Some("healthz"));
+    assert!(rollback.reason.contains("healthz") && rollback.reason.contains("500"), "{}", rollback.reason);
+    assert!(rollback.traffic_restored_time.is_some() && rollback.completion_time.is_some());
+    assert!(!rollback.database_restored);
+    let steps = step_names(&done);
+    assert_eq!(steps[steps.len() - 3..], [
+        ("stabilization".to_owned(), StepPhase::Failed),
+        ("rollback/switch-back".to_owned(), StepPhase::Succeeded),
+        ("rollback/verify-from".to_owned(), StepPhase::Succeeded),
+    ]);
+    assert_eq!(condition(&done, "Stalled"), Some(("True".into(), "RolledBack".into())));
+    assert_eq!(condition(&done, "Ready").map(|c| c.0), Some("False".into()));
+    assert!(operator.metrics().contains("lifeboat_cutover_traffic_restore_seconds_count"));
+}
+
+#[tokio::test]
+async fn a_failing_preflight_is_no_go_and_never_touches_the_service() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("cut-nogo").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let services: Api<Service> = ns.api();
+    let version_before = services.get("web").await.unwrap().metadata.resource_version;
+
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "preflight": [
+            {"name": "verify-deploy", "job": {"image": "hotel/web", "command": ["sh", "-c",
+                "echo 'check 1 PASS'; echo 'check 2 FAIL: DEBUG is on' >&2; exit 3"]}},
+            {"name": "uat", "http": {"url": format!("http://web-green.{}.svc/health", ns.name)}}
+        ],
+        "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}]
+    });
+    cutovers.create(&PostParams::default(), &cutover("release-bad", spec)).await.unwrap();
+    let done = wait_for("Failed", &cutovers, "release-bad", Duration::from_secs(60), operator, |c| {
+        matches!(phase(c), Some(CutoverPhase::Failed | CutoverPhase::Succeeded | CutoverPhase::RolledBack))
+    })
+    .await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CutoverPhase::Failed));
+    assert_eq!(step_names(&done), [("preflight/verify-deploy".to_owned(), StepPhase::Failed)]);
+    let message = status.steps[0].message.clone().unwrap();
+    assert!(message.contains("DEBUG is on"), "the Job's own words explain the NO-GO: {message}");
+    assert!(status.previous_target.is_none() && status.rollback.is_none());
+    assert_eq!(status.active, Some(ActiveSide::From));
+    let stalled = done.status.as_ref().unwrap().conditions.0.iter().find(|c| c.type_ == "Stalled").unwrap().clone();
+    assert!(stalled.message.contains("NO-GO") && stalled.message.contains("not touched"), "{}", stalled.message);
+
+    // The Service was never written.
+    assert_eq!(services.get("web").await.unwrap().metadata.resource_version, version_before);
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+}
+
+#[tokio::test]
+async fn approval_gates_the_switch_until_someone_says_go() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("cut-approve").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "approval": {"required": true, "timeout": "10m"},
+        "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}]
+    });
+    cutovers.create(&PostParams::default(), &cutover("release-2-6", spec.clone())).await.unwrap();
+    let waiting = wait_for("AwaitingApproval", &cutovers, "release-2-6", Duration::from_secs(60), operator, |c| {
+        phase(c) == Some(CutoverPhase::AwaitingApproval)
+    })
+    .await;
+    assert_eq!(condition(&waiting, "Reconciling"), Some(("True".into(), "AwaitingApproval".into())));
+    // It stays there, traffic untouched.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = cutovers.get("release-2-6").await.unwrap();
+    assert_eq!(phase(&still), Some(CutoverPhase::AwaitingApproval));
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+
+    // GO, by annotation (what `kubectl annotate` or the plugin does).
+    let go = json!({"metadata": {"annotations": {"lifeboat.dev/approved-by": "alice", "lifeboat.dev/approval-reason": "CAB-1234 signed off"}}});
+    let approved_at = Instant::now();
+    cutovers.patch("release-2-6", &PatchParams::default(), &Patch::Merge(&go)).await.unwrap();
+    let mut switched = None;
+    while approved_at.elapsed() < Duration::from_secs(10) {
+        if answer(&ns, "/").await.as_deref() == Some("green") {
+            switched = Some(approved_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let switched = switched.unwrap_or_else(|| panic!("no switch after approval\n{}", operator.log_tail()));
+    assert!(switched < Duration::from_secs(3), "approval to switch took {switched:?}");
+    let done = wait_for("Succeeded", &cutovers, "release-2-6", Duration::from_secs(30), operator, |c| {
+        phase(c) == Some(CutoverPhase::Succeeded)
+    })
+    .await;
+    let approval = done.status.as_ref().unwrap().approval.clone().unwrap();
+    assert_eq!(approval.approved_by, "alice");
+    assert_eq!(approval.reason.as_deref(), Some("CAB-1234 signed off"));
+
+    // Without a GO in time, the Cutover ends as NO-GO with nothing switched.
+    let mut late = spec;
+    late["approval"]["timeout"] = json!("2s");
+    late["to"] = json!({"selector": {"app": "web", "track": "green"}, "deployment": "web-green"});
+    cutovers.create(&PostParams::default(), &cutover("release-2-7", late)).await.unwrap();
+    let expired = wait_for("NO-GO", &cutovers, "release-2-7", Duration::from_secs(30), operator, |c| phase(c) == Some(CutoverPhase::Failed)).await;
+    let steps = step_names(&expired);
+    assert_eq!(steps.last().unwrap(), &("approval".to_owned(), StepPhase::Failed));
+    assert!(expired.status.unwrap().previous_target.is_none());
+}

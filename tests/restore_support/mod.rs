@@ -1,0 +1,140 @@
+//! Shared by the Restore and RestoreDrill end-to-end tests: a PostgreSQL database with known rows, backed
+//! up once by a hand-made Backup of a BackupPolicy (through the operator, as users do), and a scratch
+//! PostgreSQL "image" for the local node, which runs commands rather than images.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::backup::BackupPhase;
+use lifeboat::api::{Backup, BackupPolicy};
+use serde_json::{json, Value};
+
+use crate::agent_support;
+use crate::support::operator::Operator;
+use crate::support::TestNamespace;
+
+pub const ROWS: i64 = 500;
+
+pub async fn secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}
+    }))
+    .unwrap();
+    let api: Api<Secret> = ns.api();
+    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret)).await.unwrap();
+}
+
+/// Polls `check` every half second until it returns Ok, or fails with what was last seen.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, operator: &Operator, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if start.elapsed() > timeout => {
+                panic!("{what} not within {timeout:?}; last seen: {last}\noperator log:\n{}", operator.log_tail())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// A source database, its repository and a policy that backed it up once.
+pub struct BackedUp {
+    pub database: String,
+    pub repo: agent_support::Repo,
+    pub policy: String,
+    pub backup: Backup,
+}
+
+/// Creates `hotel_<ns>` with `guests` (ROWS rows) and `rooms` (12 rows), a BackupPolicy whose schedule
+/// is far away, and a hand-made Backup; returns once the Backup succeeded.
+pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> BackedUp {
+    let pg = agent_support::postgres();
+    let database = format!("hotel_{}", ns.name.replace('-', "_"));
+    pg.create_database(&database);
+    pg.psql(
+        &database,
+        &format!(
+            "create table guests(id serial primary key, name text not null, note text); \
+             insert into guests(name, note) select 'guest ' || g, md5(g::text) from generate_series(1, {ROWS}) g; \
+             create table rooms(number int primary key, beds int not null); \
+             insert into rooms select g, 1 + g % 3 from generate_series(1, 12) g;"
+        ),
+    );
+    let repo = agent_support::Repo::uninitialised();
+    secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
+    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": "hotel-db"},
+        "spec": {
+            // Once a year: the tests' backups are made by hand, so nothing runs behind their back.
+            "schedule": "0 0 1 1 *",
+            "source": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
+        }
+    }))
+    .unwrap();
+    let policies: Api<BackupPolicy> = ns.api();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    let backup: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
+        "metadata": {"name": "hotel-db-by-hand"},
+        "spec": {"policyRef": {"name": "hotel-db"}, "reason": "restore test"}
+    }))
+    .unwrap();
+    let backups: Api<Backup> = ns.api();
+    backups.create(&PostParams::default(), &backup).await.unwrap();
+    let backup = eventually("the Backup to succeed", Duration::from_secs(60), operator, || async {
+        let b = backups.get("hotel-db-by-hand").await.map_err(|e| e.to_string())?;
+        match b.status.as_ref().and_then(|s| s.phase) {
+            Some(BackupPhase::Succeeded) => Ok(b),
+            Some(BackupPhase::Failed) => panic!("the Backup failed: {:?}", b.status),
+            _ => Err(format!("{:?}", b.status)),
+        }
+    })
+    .await;
+    BackedUp { database, repo, policy: "hotel-db".into(), backup }
+}
+
+/// A scratch PostgreSQL for the local node: what `postgres:16`'s entrypoint does (initdb with
+/// POSTGRES_USER/POSTGRES_PASSWORD, then the server), as a command, on the Pod's own address.
+pub fn scratch_postgres() -> Value {
+    let bin = agent_support::pg_bin_dir().display().to_string();
+    let script = format!(
+        r#"set -e
+dir=$(mktemp -d /tmp/lifeboat-scratch-XXXXXX)
+chown postgres "$dir"
+printf '%s' "$POSTGRES_PASSWORD" > "$dir/pw"
+chown postgres "$dir/pw"
+runuser -u postgres -- {bin}/initdb -D "$dir/data" -U "$POSTGRES_USER" --pwfile="$dir/pw" --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-sync >/dev/null
+echo "host all all 127.0.0.0/8 scram-sha-256" >> "$dir/data/pg_hba.conf"
+runuser -u postgres -- {bin}/postgres -D "$dir/data" -k "$dir" -p "$LIFEBOAT_SCRATCH_PORT" -c listen_addresses="$POD_IP" -c fsync=off -c synchronous_commit=off -c full_page_writes=off &
+pid=$!
+trap 'kill -INT $pid 2>/dev/null; wait $pid; rm -rf "$dir"; exit 0' TERM INT
+wait $pid
+rm -rf "$dir""#
+    );
+    json!({"engine": "postgres", "image": "postgres:16", "command": ["sh", "-c", script], "readyTimeout": "60s"})
+}
+
+pub fn condition(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> Option<(String, String, String)> {
+    conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Event reasons and notes on objects of the namespace.
+pub fn events(cluster: &crate::support::Cluster, namespace: &str) -> String {
+    crate::support::run_ok(
+        "kubectl get events",
+        cluster.kubectl().args(["get", "events", "-n", namespace, "-o", "custom-columns=REASON:.reason,OBJ:.involvedObject.name,NOTE:.message"]),
+    )
+}
