@@ -93,6 +93,13 @@ fresh_repo() {
   RESTIC_REPOSITORY="$work/repo-$1" RESTIC_CACHE_DIR="$work/cache-$1" "$restic" init -q
 }
 
+# Every restic run derives the repository key (scrypt) first: the agent's fixed cost over the plain
+# pipeline is one more restic run per backup (`restic tag`) and per restore (`restic snapshots`).
+fresh_repo open
+prepare() { :; }
+timed "restic cat config (fixed cost)" env RESTIC_REPOSITORY="$work/repo-open" RESTIC_CACHE_DIR="$work/cache-open" \
+  bash -c "'$restic' cat config > /dev/null"
+
 # --- backup -------------------------------------------------------------------------------------
 prepare() { :; }
 timed "pg_dump -Fc -Z0 > /dev/null" bash -c "'$pg_bin/pg_dump' -h 127.0.0.1 -p $port -U postgres -d bench -Fc -Z0 > /dev/null"

@@ -95,7 +95,7 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
     let repo = agent_support::Repo::uninitialised();
     secret(&ns, "db", "password", agent_support::MY_PASSWORD).await;
     secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
-    create_policy(&ns, "crm-db", mysql_source(&database), &repo.repository_arg(), json!({})).await;
+    create_policy(&ns, "crm-db", mysql_source(&database), &repo.repository_arg(), json!({"check": {"schedule": "* * * * *"}})).await;
     let policies: Api<BackupPolicy> = ns.api();
     let summary = wait_for(scenario, "a successful MariaDB backup", Duration::from_secs(150), operator, async || {
         let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
@@ -108,6 +108,14 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
     let dump = repo.restic(&["dump", &summary.snapshot_id, &file]);
     let sql = String::from_utf8_lossy(&dump.stdout);
     assert!(sql.contains("CREATE TABLE `contacts`") && sql.contains("b@example.com"), "[{scenario}] dump lacks the data");
+
+    // The repository check runs on its own schedule and its verdict lands in status.
+    let check = wait_for(scenario, "a repository check result", Duration::from_secs(150), operator, async || {
+        let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
+        p.status.as_ref().and_then(|s| s.last_check.clone()).ok_or_else(|| format!("{:?}", p.status))
+    })
+    .await;
+    assert!(check.passed, "[{scenario}] restic check of a healthy repository: {check:?}");
 
     // Deleting the policy deletes its Backups and their Jobs (owner references, garbage collector).
     policies.delete("crm-db", &DeleteParams::foreground()).await.unwrap();

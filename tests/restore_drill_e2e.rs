@@ -3,11 +3,11 @@
 //! and record the real RTO and RPO against the targets, in status, conditions, Events and metrics.
 //! Drills run on "* * * * *" so the tests run in parallel and wait for the same minute's slot.
 
-mod support;
 #[path = "agent_support/mod.rs"]
 mod agent_support;
 #[path = "restore_support/mod.rs"]
 mod restore_support;
+mod support;
 
 use std::time::Duration;
 
@@ -45,14 +45,23 @@ fn drill(name: &str, extra: Value) -> RestoreDrill {
 }
 
 /// The first finished drill (the next minute's slot plus the drill itself).
-async fn first_drill(api: &Api<RestoreDrill>, name: &str, operator: &Operator) -> (RestoreDrill, DrillResult) {
-    eventually(&format!("a finished drill of {name}"), Duration::from_secs(150), operator, || async {
-        let d = api.get(name).await.map_err(|e| e.to_string())?;
-        match d.status.as_ref().and_then(|s| s.last_drill.clone()) {
-            Some(last) => Ok((d, last)),
-            None => Err(format!("{:?}", d.status)),
-        }
-    })
+async fn first_drill(
+    api: &Api<RestoreDrill>,
+    name: &str,
+    operator: &Operator,
+) -> (RestoreDrill, DrillResult) {
+    eventually(
+        &format!("a finished drill of {name}"),
+        Duration::from_secs(150),
+        operator,
+        || async {
+            let d = api.get(name).await.map_err(|e| e.to_string())?;
+            match d.status.as_ref().and_then(|s| s.last_drill.clone()) {
+                Some(last) => Ok((d, last)),
+                None => Err(format!("{:?}", d.status)),
+            }
+        },
+    )
     .await
 }
 
@@ -63,49 +72,112 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
     let ns = cluster.namespace("drill-ok").await.unwrap();
     let source = backed_up_database(&ns, operator).await;
     let drills: Api<RestoreDrill> = ns.api();
-    drills.create(&PostParams::default(), &drill("hotel-db-drill", json!({}))).await.unwrap();
+    drills
+        .create(&PostParams::default(), &drill("hotel-db-drill", json!({})))
+        .await
+        .unwrap();
 
     let (drill_now, last) = first_drill(&drills, "hotel-db-drill", operator).await;
     let status = drill_now.status.clone().unwrap();
     assert_eq!(last.passed, Some(true), "{last:?}");
     assert!(last.failed_checks.is_empty());
-    assert_eq!(last.snapshot_id, source.backup.status.as_ref().unwrap().snapshot_id);
-    let rto = lifeboat::duration::parse_duration(last.measured_rto.as_deref().expect("measured RTO")).unwrap();
-    let rpo = lifeboat::duration::parse_duration(last.measured_rpo.as_deref().expect("measured RPO")).unwrap();
+    assert_eq!(
+        last.snapshot_id,
+        source.backup.status.as_ref().unwrap().snapshot_id
+    );
+    let rto =
+        lifeboat::duration::parse_duration(last.measured_rto.as_deref().expect("measured RTO")).unwrap();
+    let rpo =
+        lifeboat::duration::parse_duration(last.measured_rpo.as_deref().expect("measured RPO")).unwrap();
     assert!(rto < Duration::from_secs(120), "RTO {rto:?}");
-    assert!(rpo < Duration::from_secs(300), "RPO {rpo:?}: the backup was made just before");
-    println!("measured: RTO {:?}, RPO {:?} ({last:?})", last.measured_rto, last.measured_rpo);
+    assert!(
+        rpo < Duration::from_secs(300),
+        "RPO {rpo:?}: the backup was made just before"
+    );
+    println!(
+        "measured: RTO {:?}, RPO {:?} ({last:?})",
+        last.measured_rto, last.measured_rpo
+    );
     for type_ in ["Ready", "RTOMet", "RPOMet"] {
-        assert_eq!(condition(&status.conditions.0, type_).map(|c| c.0), Some("True".into()), "{type_}: {:?}", status.conditions);
+        assert_eq!(
+            condition(&status.conditions.0, type_).map(|c| c.0),
+            Some("True".into()),
+            "{type_}: {:?}",
+            status.conditions
+        );
     }
     assert!(status.next_schedule_time.is_some() && status.last_schedule_time.is_some());
-    assert_eq!(status.history.first().map(|h| h.restore.clone()), Some(last.restore.clone()));
+    assert_eq!(
+        status.history.first().map(|h| h.restore.clone()),
+        Some(last.restore.clone())
+    );
 
     // The drill's Restore restored into a scratch server that is gone now, and verified every table.
     let restores: Api<Restore> = ns.api();
     let restore = restores.get(&last.restore).await.unwrap();
-    assert!(last.restore.starts_with("hotel-db-drill-"), "deterministic slot name: {}", last.restore);
+    assert!(
+        last.restore.starts_with("hotel-db-drill-"),
+        "deterministic slot name: {}",
+        last.restore
+    );
     let restore_status = restore.status.clone().unwrap();
     assert_eq!(restore_status.phase, Some(RestorePhase::Succeeded));
-    assert_eq!(restore_status.verification.as_ref().map(|v| v.checks.len()), Some(3), "{restore_status:?}");
-    let scratch = eventually("the scratch server to be removed", Duration::from_secs(20), operator, || async {
-        let r = restores.get(&last.restore).await.map_err(|e| e.to_string())?;
-        let scratch = r.status.and_then(|s| s.scratch).ok_or("no scratch status")?;
-        if scratch.removed { Ok(scratch) } else { Err(format!("{scratch:?}")) }
-    })
+    assert_eq!(
+        restore_status.verification.as_ref().map(|v| v.checks.len()),
+        Some(3),
+        "{restore_status:?}"
+    );
+    let scratch = eventually(
+        "the scratch server to be removed",
+        Duration::from_secs(20),
+        operator,
+        || async {
+            let r = restores.get(&last.restore).await.map_err(|e| e.to_string())?;
+            let scratch = r.status.and_then(|s| s.scratch).ok_or("no scratch status")?;
+            if scratch.removed {
+                Ok(scratch)
+            } else {
+                Err(format!("{scratch:?}"))
+            }
+        },
+    )
     .await;
     let pods: Api<Pod> = ns.api();
-    assert!(pods.get_opt(&scratch.pod).await.unwrap().is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
+    assert!(pods
+        .get_opt(&scratch.pod)
+        .await
+        .unwrap()
+        .is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
 
     // kubectl, Events and metrics tell the same story.
-    let table = support::run_ok("kubectl get drill", cluster.kubectl().args(["get", "drill", "-n", &ns.name]));
-    assert!(table.lines().nth(1).is_some_and(|row| row.contains("true")), "{table}");
+    let table = support::run_ok(
+        "kubectl get drill",
+        cluster.kubectl().args(["get", "drill", "-n", &ns.name]),
+    );
+    assert!(
+        table.lines().nth(1).is_some_and(|row| row.contains("true")),
+        "{table}"
+    );
     let events = restore_support::events(&cluster, &ns.name);
-    for reason in ["DrillStarted", "Provisioning", "Started", "Succeeded", "ScratchRemoved", "DrillPassed"] {
-        assert!(events.lines().any(|l| l.starts_with(reason)), "no {reason} Event:\n{events}");
+    for reason in [
+        "DrillStarted",
+        "Provisioning",
+        "Started",
+        "Succeeded",
+        "ScratchRemoved",
+        "DrillPassed",
+    ] {
+        assert!(
+            events.lines().any(|l| l.starts_with(reason)),
+            "no {reason} Event:\n{events}"
+        );
     }
     let metrics = operator.metrics();
-    for name in ["lifeboat_drill_last_rto_seconds", "lifeboat_drill_last_rpo_seconds", "lifeboat_drill_passed"] {
+    for name in [
+        "lifeboat_drill_last_rto_seconds",
+        "lifeboat_drill_last_rpo_seconds",
+        "lifeboat_drill_passed",
+    ] {
         let line = metrics
             .lines()
             .find(|l| l.starts_with(name) && l.contains(&ns.name))
@@ -113,7 +185,9 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
         let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         match name {
             "lifeboat_drill_passed" => assert_eq!(value, 1.0, "{line}"),
-            "lifeboat_drill_last_rto_seconds" => assert!((value - rto.as_secs_f64()).abs() < 0.01, "{line} vs {rto:?}"),
+            "lifeboat_drill_last_rto_seconds" => {
+                assert!((value - rto.as_secs_f64()).abs() < 0.01, "{line} vs {rto:?}")
+            }
             _ => assert!((value - rpo.as_secs_f64()).abs() < 0.01, "{line} vs {rpo:?}"),
         }
     }
@@ -128,12 +202,19 @@ async fn a_drill_whose_newest_backup_is_older_than_the_rpo_reports_rpo_met_false
     // The next drill slot is at least a second away, so the backup is older than 1s when it starts.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let drills: Api<RestoreDrill> = ns.api();
-    drills.create(&PostParams::default(), &drill("strict", json!({"rpo": "1s"}))).await.unwrap();
+    drills
+        .create(&PostParams::default(), &drill("strict", json!({"rpo": "1s"})))
+        .await
+        .unwrap();
 
     let (drill_now, last) = first_drill(&drills, "strict", operator).await;
     let conditions = &drill_now.status.as_ref().unwrap().conditions.0;
     let rpo_met = condition(conditions, "RPOMet").expect("RPOMet");
-    assert_eq!((rpo_met.0.as_str(), rpo_met.1.as_str()), ("False", "RPOExceeded"), "{rpo_met:?}");
+    assert_eq!(
+        (rpo_met.0.as_str(), rpo_met.1.as_str()),
+        ("False", "RPOExceeded"),
+        "{rpo_met:?}"
+    );
     assert!(rpo_met.2.contains("over the RPO 1s"), "{}", rpo_met.2);
     // The data restored and verified fine: it is the recovery point that misses the target.
     assert_eq!(condition(conditions, "RTOMet").map(|c| c.0), Some("True".into()));
@@ -142,7 +223,12 @@ async fn a_drill_whose_newest_backup_is_older_than_the_rpo_reports_rpo_met_false
     assert!(last.failed_checks.is_empty(), "{last:?}");
     assert_eq!(condition(conditions, "Ready").map(|c| c.0), Some("False".into()));
     let events = restore_support::events(&cluster, &ns.name);
-    assert!(events.lines().any(|l| l.starts_with("DrillFailed") && l.contains("over RPO")), "{events}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("DrillFailed") && l.contains("over RPO")),
+        "{events}"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +259,10 @@ async fn a_drill_of_a_corrupted_snapshot_fails_with_the_repositorys_error_not_a_
     assert!(flipped > 0, "no pack files under {}", data.display());
 
     let drills: Api<RestoreDrill> = ns.api();
-    drills.create(&PostParams::default(), &drill("corrupt", json!({}))).await.unwrap();
+    drills
+        .create(&PostParams::default(), &drill("corrupt", json!({})))
+        .await
+        .unwrap();
     let (drill_now, last) = first_drill(&drills, "corrupt", operator).await;
     assert_eq!(last.passed, Some(false), "{last:?}");
     let restores: Api<Restore> = ns.api();
@@ -181,17 +270,28 @@ async fn a_drill_of_a_corrupted_snapshot_fails_with_the_repositorys_error_not_a_
     assert_eq!(restore.phase, Some(RestorePhase::Failed));
     let reason = restore.reason.clone().unwrap_or_default();
     assert!(
-        ["RepositoryCorrupt", "ResticFailed", "ChecksumMismatch", "LoadFailed"].contains(&reason.as_str()),
+        [
+            "RepositoryCorrupt",
+            "ResticFailed",
+            "ChecksumMismatch",
+            "LoadFailed"
+        ]
+        .contains(&reason.as_str()),
         "a repository error, got {reason}: {:?}",
         restore.message
     );
     println!("corrupted snapshot: {reason}: {:?}", restore.message);
     let conditions = &drill_now.status.as_ref().unwrap().conditions.0;
     assert_eq!(condition(conditions, "Ready").map(|c| c.0), Some("False".into()));
-    assert_eq!(condition(conditions, "RTOMet").map(|c| c.1), Some("RestoreFailed".into()));
+    assert_eq!(
+        condition(conditions, "RTOMet").map(|c| c.1),
+        Some("RestoreFailed".into())
+    );
     let metrics = operator.metrics();
     assert!(
-        metrics.lines().any(|l| l.starts_with("lifeboat_drill_passed") && l.contains(&ns.name) && l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lifeboat_drill_passed") && l.contains(&ns.name) && l.ends_with(" 0")),
         "drill_passed 0 for {}:\n{metrics}",
         ns.name
     );

@@ -3,11 +3,11 @@
 //! its own ServiceAccount and ClusterRole), verifies it, and refuses to overwrite a database that has
 //! data unless a person names that database.
 
-mod support;
 #[path = "agent_support/mod.rs"]
 mod agent_support;
 #[path = "restore_support/mod.rs"]
 mod restore_support;
+mod support;
 
 use std::time::Duration;
 
@@ -38,13 +38,18 @@ fn existing_target(database: &str) -> Value {
 }
 
 async fn finished(api: &Api<Restore>, name: &str, operator: &Operator) -> Restore {
-    eventually(&format!("Restore {name} to finish"), Duration::from_secs(90), operator, || async {
-        let r = api.get(name).await.map_err(|e| e.to_string())?;
-        match r.status.as_ref().and_then(|s| s.phase) {
-            Some(RestorePhase::Succeeded | RestorePhase::Failed) => Ok(r),
-            _ => Err(format!("{:?}", r.status)),
-        }
-    })
+    eventually(
+        &format!("Restore {name} to finish"),
+        Duration::from_secs(90),
+        operator,
+        || async {
+            let r = api.get(name).await.map_err(|e| e.to_string())?;
+            match r.status.as_ref().and_then(|s| s.phase) {
+                Some(RestorePhase::Succeeded | RestorePhase::Failed) => Ok(r),
+                _ => Err(format!("{:?}", r.status)),
+            }
+        },
+    )
     .await
 }
 
@@ -65,45 +70,90 @@ async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it(
         "verify": {"minTables": 2, "tables": [{"name": "guests", "minRows": ROWS}, {"name": "rooms", "minRows": 12}],
                    "queries": [{"name": "notes-intact", "sql": "select count(*) = 0 from guests where note <> md5(id::text)"}]}
     });
-    restores.create(&PostParams::default(), &restore("hotel-db-restore", spec)).await.unwrap();
+    restores
+        .create(&PostParams::default(), &restore("hotel-db-restore", spec))
+        .await
+        .unwrap();
     let done = finished(&restores, "hotel-db-restore", operator).await;
     let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(RestorePhase::Succeeded), "{status:?}");
 
     // Every row is back, byte for byte.
     for table in ["guests", "rooms"] {
-        assert_eq!(pg.table_content(&target, table), pg.table_content(&source.database, table), "{table}");
+        assert_eq!(
+            pg.table_content(&target, table),
+            pg.table_content(&source.database, table),
+            "{table}"
+        );
     }
     // Status records what the runbook asks to write down.
     let backup_status = source.backup.status.clone().unwrap();
-    assert_eq!(status.snapshot_id, backup_status.snapshot_id, "the newest snapshot is the hand-made backup's");
+    assert_eq!(
+        status.snapshot_id, backup_status.snapshot_id,
+        "the newest snapshot is the hand-made backup's"
+    );
     let taken = status.snapshot_time.clone().expect("snapshot time").0;
     let backup_start = backup_status.start_time.clone().unwrap().0;
-    assert!(taken.duration_since(backup_start).as_secs().abs() < 30, "{taken} vs backup start {backup_start}");
-    assert!(status.start_time.is_some() && status.completion_time.is_some() && status.duration.is_some(), "{status:?}");
-    assert!(status.target.as_deref().unwrap().contains(&target), "{:?}", status.target);
+    assert!(
+        taken.duration_since(backup_start).as_secs().abs() < 30,
+        "{taken} vs backup start {backup_start}"
+    );
+    assert!(
+        status.start_time.is_some() && status.completion_time.is_some() && status.duration.is_some(),
+        "{status:?}"
+    );
+    assert!(
+        status.target.as_deref().unwrap().contains(&target),
+        "{:?}",
+        status.target
+    );
     let verification = status.verification.clone().unwrap();
     assert!(verification.passed);
     let names: Vec<&str> = verification.checks.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["minTables", "table:guests", "table:rooms", "query:notes-intact"], "every check is reported");
-    assert_eq!(condition(&status.conditions.0, "Ready").map(|c| c.0), Some("True".into()));
+    assert_eq!(
+        names,
+        ["minTables", "table:guests", "table:rooms", "query:notes-intact"],
+        "every check is reported"
+    );
+    assert_eq!(
+        condition(&status.conditions.0, "Ready").map(|c| c.0),
+        Some("True".into())
+    );
     assert_eq!(status.observed_generation, done.metadata.generation);
 
     // The guard looked first (the database was empty), and the restore Job ran after it.
     assert!(status.check_job_name.is_some(), "{status:?}");
     let events = restore_support::events(&cluster, &ns.name);
     for reason in ["Started", "Succeeded"] {
-        assert!(events.lines().any(|l| l.starts_with(reason) && l.contains("hotel-db-restore")), "no {reason} Event:\n{events}");
+        assert!(
+            events
+                .lines()
+                .any(|l| l.starts_with(reason) && l.contains("hotel-db-restore")),
+            "no {reason} Event:\n{events}"
+        );
     }
     assert!(!events.contains(agent_support::PG_PASSWORD) && !events.contains(agent_support::RESTIC_PASSWORD));
     let metrics = operator.metrics();
     assert!(
-        metrics.lines().any(|l| l.starts_with("lifeboat_restore_duration_seconds_count") && l.contains(&ns.name) && l.contains("succeeded")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lifeboat_restore_duration_seconds_count")
+                && l.contains(&ns.name)
+                && l.contains("succeeded")),
         "no restore duration metric for {}:\n{metrics}",
         ns.name
     );
-    let table = support::run_ok("kubectl get rst", cluster.kubectl().args(["get", "rst", "-n", &ns.name]));
-    assert!(table.lines().nth(1).is_some_and(|row| row.contains("Succeeded") && row.contains("true")), "{table}");
+    let table = support::run_ok(
+        "kubectl get rst",
+        cluster.kubectl().args(["get", "rst", "-n", &ns.name]),
+    );
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.contains("Succeeded") && row.contains("true")),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -114,32 +164,68 @@ async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
     let source = backed_up_database(&ns, operator).await;
     let pg = agent_support::postgres();
     // Live data written after the backup: what an accidental restore would destroy.
-    pg.psql(&source.database, "insert into guests(name, note) values ('arrived after the backup', 'x')");
+    pg.psql(
+        &source.database,
+        "insert into guests(name, note) values ('arrived after the backup', 'x')",
+    );
     let live = pg.table_content(&source.database, "guests");
 
     let restores: Api<Restore> = ns.api();
-    let unconfirmed = json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": existing_target(&source.database)});
-    restores.create(&PostParams::default(), &restore("oops", unconfirmed)).await.unwrap();
+    let unconfirmed =
+        json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": existing_target(&source.database)});
+    restores
+        .create(&PostParams::default(), &restore("oops", unconfirmed))
+        .await
+        .unwrap();
     let refused = finished(&restores, "oops", operator).await;
     let status = refused.status.clone().unwrap();
     assert_eq!(status.phase, Some(RestorePhase::Failed), "{status:?}");
     assert_eq!(status.reason.as_deref(), Some("TargetNotEmpty"), "{status:?}");
     let message = status.message.clone().unwrap();
-    assert!(message.contains("2 tables") && message.contains(&format!("confirmOverwrite: {}", source.database)), "{message}");
-    assert!(status.job_name.is_none(), "no restore Job was created: {status:?}");
-    assert_eq!(pg.table_content(&source.database, "guests"), live, "nothing was touched");
+    assert!(
+        message.contains("2 tables") && message.contains(&format!("confirmOverwrite: {}", source.database)),
+        "{message}"
+    );
+    assert!(
+        status.job_name.is_none(),
+        "no restore Job was created: {status:?}"
+    );
+    assert_eq!(
+        pg.table_content(&source.database, "guests"),
+        live,
+        "nothing was touched"
+    );
     let events = restore_support::events(&cluster, &ns.name);
-    assert!(events.lines().any(|l| l.starts_with("Failed") && l.contains("TargetNotEmpty")), "{events}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("Failed") && l.contains("TargetNotEmpty")),
+        "{events}"
+    );
 
     // Named explicitly, the database is replaced by the snapshot: the row written after it is gone.
     let confirmed = json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": existing_target(&source.database),
                            "confirmOverwrite": source.database, "verify": {"tables": [{"name": "guests", "minRows": ROWS}]}});
-    restores.create(&PostParams::default(), &restore("on-purpose", confirmed)).await.unwrap();
+    restores
+        .create(&PostParams::default(), &restore("on-purpose", confirmed))
+        .await
+        .unwrap();
     let replaced = finished(&restores, "on-purpose", operator).await;
-    assert_eq!(replaced.status.as_ref().and_then(|s| s.phase), Some(RestorePhase::Succeeded), "{:?}", replaced.status);
+    assert_eq!(
+        replaced.status.as_ref().and_then(|s| s.phase),
+        Some(RestorePhase::Succeeded),
+        "{:?}",
+        replaced.status
+    );
     let count = pg.psql(&source.database, "select count(*) from guests");
     assert_eq!(count, ROWS.to_string());
-    assert_eq!(pg.psql(&source.database, "select count(*) from guests where name = 'arrived after the backup'"), "0");
+    assert_eq!(
+        pg.psql(
+            &source.database,
+            "select count(*) from guests where name = 'arrived after the backup'"
+        ),
+        "0"
+    );
 }
 
 #[tokio::test]
@@ -151,22 +237,44 @@ async fn a_missing_snapshot_fails_the_restore_and_removes_its_scratch_server() {
     let restores: Api<Restore> = ns.api();
     let spec = json!({"source": {"policyRef": {"name": "hotel-db"}, "snapshot": "deadbeef"},
                       "target": {"scratch": restore_support::scratch_postgres()}});
-    restores.create(&PostParams::default(), &restore("no-such-snapshot", spec)).await.unwrap();
+    restores
+        .create(&PostParams::default(), &restore("no-such-snapshot", spec))
+        .await
+        .unwrap();
     let failed = finished(&restores, "no-such-snapshot", operator).await;
     let status = failed.status.clone().unwrap();
     assert_eq!(status.phase, Some(RestorePhase::Failed), "{status:?}");
     assert_eq!(status.reason.as_deref(), Some("SnapshotNotFound"), "{status:?}");
-    assert!(status.message.as_deref().unwrap_or_default().contains("deadbeef"), "{status:?}");
+    assert!(
+        status.message.as_deref().unwrap_or_default().contains("deadbeef"),
+        "{status:?}"
+    );
 
     // What the Restore created for itself is gone once it ended.
-    let scratch = eventually("the scratch server to be removed", Duration::from_secs(20), operator, || async {
-        let r = restores.get("no-such-snapshot").await.map_err(|e| e.to_string())?;
-        let scratch = r.status.and_then(|s| s.scratch).ok_or("no scratch status")?;
-        if scratch.removed { Ok(scratch) } else { Err(format!("{scratch:?}")) }
-    })
+    let scratch = eventually(
+        "the scratch server to be removed",
+        Duration::from_secs(20),
+        operator,
+        || async {
+            let r = restores
+                .get("no-such-snapshot")
+                .await
+                .map_err(|e| e.to_string())?;
+            let scratch = r.status.and_then(|s| s.scratch).ok_or("no scratch status")?;
+            if scratch.removed {
+                Ok(scratch)
+            } else {
+                Err(format!("{scratch:?}"))
+            }
+        },
+    )
     .await;
     let pods: Api<Pod> = ns.api();
-    let pod_gone_or_going = pods.get_opt(&scratch.pod).await.unwrap().is_none_or(|p| p.metadata.deletion_timestamp.is_some());
+    let pod_gone_or_going = pods
+        .get_opt(&scratch.pod)
+        .await
+        .unwrap()
+        .is_none_or(|p| p.metadata.deletion_timestamp.is_some());
     assert!(pod_gone_or_going, "scratch Pod {} still there", scratch.pod);
     let services: Api<Service> = ns.api();
     assert!(services.get_opt(&scratch.service).await.unwrap().is_none());

@@ -51,9 +51,7 @@ async fn stream(
     let database_required = !(engine == Engine::Postgres && args.pg_scope != PgScope::Database);
     let db = Database::from_args(engine, &args.db, database_required, redactor)?;
     let restic = Restic::new(&args.repo, redactor)?;
-    // Opening the repository first turns a wrong password or a missing repository into its own clear
-    // error instead of a dump that was produced for nothing.
-    restic.ensure_repository(args.init_repository).await?;
+    restic.prepare_for_backup(args.init_repository).await?;
 
     let (tool_name, dump_command, default_filename, format) =
         db.dump_command(args.pg_scope, args.pg_format, args.pg_compress);
@@ -90,7 +88,7 @@ async fn stream(
     enlarge_pipe(&dump_stdout);
 
     let pumped = tokio::select! {
-        pumped = pump(&mut dump_stdout, &mut restic_stdin) => pumped,
+        pumped = pump(&mut dump_stdout, &mut restic_stdin, false) => pumped,
         signal = stop.requested() => {
             // restic first, while its input is still open: it must not see end of file and commit.
             // Interrupted rather than killed, so it removes its lock on the way out.
@@ -117,9 +115,7 @@ async fn stream(
                 pumped.map_err(|e| AgentError::internal(format!("reading the output of {tool_name}"), e))?;
             // A restic that died first (lock, disk full) breaks the dump's pipe: its cause comes first.
             if restic_died_first || pumped.writer_closed_early {
-                if let Some(cause) = super::error::classify_restic(&restic_done.stderr, &restic.display) {
-                    return Err(cause);
-                }
+                return Err(restic.failure("backup", &restic_done));
             }
             return Err(db
                 .failure_cause(&dump_done.stderr)
@@ -232,7 +228,7 @@ async fn files(
         )));
     }
     let restic = Restic::new(&args.repo, redactor)?;
-    restic.ensure_repository(args.init_repository).await?;
+    restic.prepare_for_backup(args.init_repository).await?;
     let mut tags = args.tags.clone();
     tags.push(format!("{TAG_KIND}=files"));
     tags.push(TAG_INCOMPLETE.to_string());

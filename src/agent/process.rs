@@ -212,10 +212,11 @@ pub struct Measured {
 }
 
 /// Copies `reader` to `writer`, hashing and counting every byte on the way, so the dump never touches the
-/// disk. When the writer goes away the rest is still read and hashed: for a restore that tells whether
-/// the snapshot was intact even if the loader stopped early, and it lets the producer finish instead of
-/// dying on SIGPIPE. The writer is NOT closed here: closing it is the commit point the caller decides on.
-pub async fn pump<R, W>(reader: &mut R, writer: &mut W) -> Result<Measured, std::io::Error>
+/// disk. When the writer goes away and `drain` is set, the rest is still read and hashed: for a restore
+/// that tells whether the snapshot was intact even if the loader stopped early. A backup does not drain:
+/// without restic the dump is worthless, and stopping early lets the dump tool end on a broken pipe.
+/// The writer is NOT closed here: closing it is the commit point the caller decides on.
+pub async fn pump<R, W>(reader: &mut R, writer: &mut W, drain: bool) -> Result<Measured, std::io::Error>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -233,6 +234,9 @@ where
         size += n as u64;
         if writer_open && writer.write_all(&buffer[..n]).await.is_err() {
             writer_open = false;
+            if !drain {
+                break;
+            }
         }
     }
     if writer_open && writer.flush().await.is_err() {
@@ -267,7 +271,7 @@ mod tests {
         let data = b"hello lifeboat".repeat(100_000);
         let mut reader = &data[..];
         let mut out = Vec::new();
-        let measured = pump(&mut reader, &mut out).await.expect("pump");
+        let measured = pump(&mut reader, &mut out, true).await.expect("pump");
         assert_eq!(out, data);
         assert_eq!(measured.size, data.len() as u64);
         assert_eq!(measured.sha256, hex::encode(Sha256::digest(&data)));

@@ -181,6 +181,27 @@ impl Restic {
         }
     }
 
+    /// Makes sure a backup can start. Every restic run derives the repository key (scrypt, ~0.7 s on two
+    /// cores), so the repository is probed only when it may have to be created; otherwise `restic
+    /// backup`'s own failure names the cause (missing repository, wrong password, lock).
+    pub async fn prepare_for_backup(&self, init: bool) -> Result<(), AgentError> {
+        if !init {
+            return Ok(());
+        }
+        if let Some(path) = self.local_path() {
+            if path.join("config").is_file() {
+                return Ok(());
+            }
+        }
+        self.ensure_repository(true).await
+    }
+
+    /// The directory of a local repository (`/path` or `local:/path`).
+    fn local_path(&self) -> Option<PathBuf> {
+        let path = self.repository.strip_prefix("local:").unwrap_or(&self.repository);
+        path.starts_with('/').then(|| PathBuf::from(path))
+    }
+
     /// Snapshots carrying every tag in `tags`, oldest first.
     pub async fn snapshots(&self, tags: &[String]) -> Result<Vec<Snapshot>, AgentError> {
         let mut args = vec!["snapshots", "--json"];

@@ -164,7 +164,7 @@ async fn stream(
     enlarge_pipe(&dump_stdout);
 
     let pumped = tokio::select! {
-        pumped = pump(&mut dump_stdout, &mut loader_stdin) => pumped,
+        pumped = pump(&mut dump_stdout, &mut loader_stdin, true) => pumped,
         signal = stop.requested() => {
             // The loader runs in one transaction (single database): killing it rolls the restore back.
             loader.kill();

@@ -258,6 +258,9 @@ pub struct BackupPolicyStatus {
     pub last_failure: Option<FailureSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<CheckSummary>,
+    /// The last repository-check slot handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_schedule_time: Option<Time>,
     /// Backups currently running for this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<String>,
@@ -294,6 +297,8 @@ pub struct FailureSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckSummary {
+    /// The check Job.
+    pub job_name: String,
     pub time: Time,
     pub passed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,7 +24,9 @@ pub async fn secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
     }))
     .unwrap();
     let api: Api<Secret> = ns.api();
-    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret)).await.unwrap();
+    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
+        .await
+        .unwrap();
 }
 
 /// Polls `check` every half second until it returns Ok, or fails with what was last seen.
@@ -38,7 +40,10 @@ where
         match check().await {
             Ok(value) => return value,
             Err(last) if start.elapsed() > timeout => {
-                panic!("{what} not within {timeout:?}; last seen: {last}\noperator log:\n{}", operator.log_tail())
+                panic!(
+                    "{what} not within {timeout:?}; last seen: {last}\noperator log:\n{}",
+                    operator.log_tail()
+                )
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -94,16 +99,26 @@ pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> Back
     .unwrap();
     let backups: Api<Backup> = ns.api();
     backups.create(&PostParams::default(), &backup).await.unwrap();
-    let backup = eventually("the Backup to succeed", Duration::from_secs(60), operator, || async {
-        let b = backups.get("hotel-db-by-hand").await.map_err(|e| e.to_string())?;
-        match b.status.as_ref().and_then(|s| s.phase) {
-            Some(BackupPhase::Succeeded) => Ok(b),
-            Some(BackupPhase::Failed) => panic!("the Backup failed: {:?}", b.status),
-            _ => Err(format!("{:?}", b.status)),
-        }
-    })
+    let backup = eventually(
+        "the Backup to succeed",
+        Duration::from_secs(60),
+        operator,
+        || async {
+            let b = backups.get("hotel-db-by-hand").await.map_err(|e| e.to_string())?;
+            match b.status.as_ref().and_then(|s| s.phase) {
+                Some(BackupPhase::Succeeded) => Ok(b),
+                Some(BackupPhase::Failed) => panic!("the Backup failed: {:?}", b.status),
+                _ => Err(format!("{:?}", b.status)),
+            }
+        },
+    )
     .await;
-    BackedUp { database, repo, policy: "hotel-db".into(), backup }
+    BackedUp {
+        database,
+        repo,
+        policy: "hotel-db".into(),
+        backup,
+    }
 }
 
 /// A scratch PostgreSQL for the local node: what `postgres:16`'s entrypoint does (initdb with
@@ -114,6 +129,7 @@ pub fn scratch_postgres() -> Value {
         r#"set -e
 dir=$(mktemp -d /tmp/lifeboat-scratch-XXXXXX)
 chown postgres "$dir"
+cd "$dir"
 printf '%s' "$POSTGRES_PASSWORD" > "$dir/pw"
 chown postgres "$dir/pw"
 runuser -u postgres -- {bin}/initdb -D "$dir/data" -U "$POSTGRES_USER" --pwfile="$dir/pw" --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --no-sync >/dev/null
@@ -127,14 +143,27 @@ rm -rf "$dir""#
     json!({"engine": "postgres", "image": "postgres:16", "command": ["sh", "-c", script], "readyTimeout": "60s"})
 }
 
-pub fn condition(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> Option<(String, String, String)> {
-    conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+pub fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// Event reasons and notes on objects of the namespace.
 pub fn events(cluster: &crate::support::Cluster, namespace: &str) -> String {
     crate::support::run_ok(
         "kubectl get events",
-        cluster.kubectl().args(["get", "events", "-n", namespace, "-o", "custom-columns=REASON:.reason,OBJ:.involvedObject.name,NOTE:.message"]),
+        cluster.kubectl().args([
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "-o",
+            "custom-columns=REASON:.reason,OBJ:.involvedObject.name,NOTE:.message",
+        ]),
     )
 }

@@ -32,7 +32,14 @@ pub fn cluster_with_crds() -> Cluster {
         ensure_success("kubectl apply -k crds", &apply)?;
         let wait = cluster
             .kubectl()
-            .args(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=lifeboat"])
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "-l",
+                "app.kubernetes.io/part-of=lifeboat",
+            ])
             .output()
             .map_err(|error| error.to_string())?;
         ensure_success("kubectl wait crds", &wait)
@@ -58,7 +65,9 @@ pub fn ensure_success(what: &str, output: &Output) -> Result<(), String> {
 
 /// Runs `command`, panicking with its output on failure; returns stdout.
 pub fn run_ok(what: &str, command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|error| panic!("{what}: cannot run {command:?}: {error}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{what}: cannot run {command:?}: {error}"));
     if let Err(message) = ensure_success(what, &output) {
         panic!("{message}");
     }

@@ -41,20 +41,38 @@ fn remember(child: &Child) {
 /// Installs the operator's ServiceAccount and RBAC from deploy/ and writes a kubeconfig that
 /// authenticates as that ServiceAccount.
 fn service_account_kubeconfig(cluster: &Cluster) -> PathBuf {
-    for manifest in ["deploy/namespace.yaml", "deploy/serviceaccount.yaml", "deploy/rbac.yaml"] {
-        run_ok(manifest, cluster.kubectl().args(["apply", "-f"]).arg(repo_path(manifest)));
+    for manifest in [
+        "deploy/namespace.yaml",
+        "deploy/serviceaccount.yaml",
+        "deploy/rbac.yaml",
+    ] {
+        run_ok(
+            manifest,
+            cluster.kubectl().args(["apply", "-f"]).arg(repo_path(manifest)),
+        );
     }
     let token = run_ok(
         "kubectl create token",
-        cluster.kubectl().args(["create", "token", "lifeboat-operator", "-n", "lifeboat-system", "--duration=2h"]),
+        cluster.kubectl().args([
+            "create",
+            "token",
+            "lifeboat-operator",
+            "-n",
+            "lifeboat-system",
+            "--duration=2h",
+        ]),
     );
     let admin = std::fs::read_to_string(&cluster.kubeconfig).expect("admin kubeconfig");
     let ca = admin
         .lines()
         .find_map(|l| l.trim().strip_prefix("certificate-authority: "))
         .expect("the admin kubeconfig names its CA file");
-    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server");
-    let kubeconfig = localcluster::control_plane::cluster_dir().join(format!("operator-{}.kubeconfig", std::process::id()));
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("server");
+    let kubeconfig = localcluster::control_plane::cluster_dir()
+        .join(format!("operator-{}.kubeconfig", std::process::id()));
     std::fs::write(
         &kubeconfig,
         format!(
@@ -69,7 +87,11 @@ fn service_account_kubeconfig(cluster: &Cluster) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Operator {
@@ -77,7 +99,10 @@ impl Operator {
     pub fn start(cluster: &Cluster) -> Operator {
         let kubeconfig = service_account_kubeconfig(cluster);
         let http_port = free_port();
-        let log = std::env::temp_dir().join(format!("lifeboat-operator-{}-{http_port}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!(
+            "lifeboat-operator-{}-{http_port}.log",
+            std::process::id()
+        ));
         let child = Self::spawn(&kubeconfig, http_port, &log);
         let operator = Operator {
             metrics_url: format!("http://127.0.0.1:{http_port}/metrics"),
@@ -91,17 +116,33 @@ impl Operator {
     }
 
     fn spawn(kubeconfig: &PathBuf, http_port: u16, log: &PathBuf) -> Child {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("operator log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
             .arg("operator")
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,lifeboat=debug")
             .env("LIFEBOAT_HTTP_ADDRESS", format!("127.0.0.1:{http_port}"))
             .env("LIFEBOAT_AGENT_COMMAND", env!("CARGO_BIN_EXE_lifeboat"))
+            // The operator runs on the host, without cluster DNS: Cutover HTTP checks of `<svc>.<ns>.svc`
+            // go through the local node's Service proxy (every test operator alike, since any of them
+            // may reconcile any test's Cutover on the shared cluster).
+            .env(
+                "LIFEBOAT_LOCAL_SERVICES",
+                localcluster::control_plane::cluster_dir()
+                    .join("node")
+                    .join("services.json"),
+            )
             .env("LIFEBOAT_NAMESPACE", "lifeboat-system")
             // One Lease per test process, so test binaries run by different people at once do not wait
             // for each other's leader.
-            .env("LIFEBOAT_LEASE_NAME", format!("lifeboat-test-{}", std::process::id()))
+            .env(
+                "LIFEBOAT_LEASE_NAME",
+                format!("lifeboat-test-{}", std::process::id()),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -115,7 +156,11 @@ impl Operator {
         let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
         let start = Instant::now();
         while http_get(&url).map(|(code, _)| code) != Some(200) {
-            assert!(start.elapsed() < Duration::from_secs(60), "operator not ready; log:\n{}", self.log_tail());
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "operator not ready; log:\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -131,7 +176,9 @@ impl Operator {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(&self.metrics_url).map(|(_, body)| body).unwrap_or_default()
+        http_get(&self.metrics_url)
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {
@@ -145,13 +192,19 @@ impl Operator {
 pub fn http_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut stream = std::net::TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((code, body))
 }

@@ -31,9 +31,13 @@ impl Webhook {
                 }
                 let mut body = vec![0; length];
                 if reader.read_exact(&mut body).is_ok() {
-                    sink.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                    sink.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
                 }
-                let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                let _ = reader
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
             }
         });
         Webhook { url, received }

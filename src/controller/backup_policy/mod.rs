@@ -1,13 +1,13 @@
 //! The BackupPolicy controller: creates a Backup per schedule slot, keeps history, runs retention,
 //! and reports freshness (Stale), size anomalies and the last success — in status, Events and metrics.
 
+pub mod maintenance;
 pub mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use self::plan::{SlotDecision, SlotInput};
 use super::backup::{missing_secret, publish};
-use super::status::{child_name, write_status};
+use super::status::write_status;
 use super::{Context, ReconcileError, ERROR_REQUEUE};
 use crate::api::backup::{BackupPhase, BackupSpec, BackupTrigger};
 use crate::api::backup_policy::{BackupPolicyStatus, BackupSummary, FailureSummary, NotificationEvent};
@@ -113,8 +113,18 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 
     enforce_history(&backups_api, &policy, &backups).await?;
 
+    // Repository maintenance: the integrity check on its own schedule, and finished Jobs cleaned up.
+    if let Some(message) = maintenance::record_check(&ctx, &policy, &mut status).await? {
+        notices.push(Notice { event: NotificationEvent::Failure, headline: "repository check FAILED".into(), detail: message });
+    }
+    let next_check = maintenance::schedule_check(&ctx, &policy, &mut status, now).await?;
+    maintenance::clean_up_finished_jobs(&ctx, &policy).await?;
+
     // Freshness.
-    let mut wake_up = next;
+    let mut wake_up = match (next, next_check) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     if let Some(rpo) = parse_optional(&policy.spec.rpo) {
         let last_success = status.last_successful_backup.as_ref().map(|s| s.time.0);
         let (stale, turns_stale_at) = plan::staleness(rpo, last_success, created, now);
@@ -225,7 +235,7 @@ async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup]
             let excess = status.recent_sizes.len().saturating_sub(window);
             status.recent_sizes.drain(..excess);
         }
-        if let Err(error) = start_retention(ctx, policy, &backup.name_any()).await {
+        if let Err(error) = maintenance::start_retention(ctx, policy, &backup.name_any()).await {
             tracing::warn!(%error, policy = %policy.name_any(), "could not start retention");
         }
     }
@@ -316,73 +326,6 @@ async fn enforce_history(api: &Api<Backup>, policy: &BackupPolicy, backups: &[Ba
         }
     }
     Ok(())
-}
-
-/// Runs `agent prune` after a successful backup (one Job per success, named after it). restic's own
-/// lock keeps it from overlapping a running backup of the same repository.
-async fn start_retention(ctx: &Context, policy: &BackupPolicy, after_backup: &str) -> Result<(), kube::Error> {
-    let Some(retention) = &policy.spec.retention else {
-        return Ok(());
-    };
-    let namespace = policy.namespace().unwrap_or_default();
-    let mut args: Vec<String> = vec!["agent".into(), "prune".into(), "--retry-lock".into(), "10m".into()];
-    for (flag, value) in [
-        ("--keep-last", retention.keep_last),
-        ("--keep-hourly", retention.keep_hourly),
-        ("--keep-daily", retention.keep_daily),
-        ("--keep-weekly", retention.keep_weekly),
-        ("--keep-monthly", retention.keep_monthly),
-        ("--keep-yearly", retention.keep_yearly),
-    ] {
-        if let Some(count) = value.filter(|c| *c > 0) {
-            args.extend([flag.to_owned(), count.to_string()]);
-        }
-    }
-    // Only this policy's snapshots: a repository may be shared.
-    args.extend(["--tag".into(), format!("policy={}", policy.name_any()), "--tag".into(), format!("namespace={namespace}")]);
-    let restic = &policy.spec.repository.restic;
-    let env = vec![
-        k8s_openapi::api::core::v1::EnvVar { name: "RESTIC_REPOSITORY".into(), value: Some(restic.repository.clone()), ..Default::default() },
-        k8s_openapi::api::core::v1::EnvVar {
-            name: "RESTIC_PASSWORD".into(),
-            value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
-                secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
-                    name: restic.password_secret_ref.name.clone(),
-                    key: restic.password_secret_ref.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ];
-    let name = child_name(after_backup, "prune", 63);
-    let labels = [
-        (jobs::POLICY_LABEL.to_owned(), policy.name_any()),
-        (jobs::COMPONENT_LABEL.to_owned(), "retention".to_owned()),
-    ]
-    .into();
-    let Some(owner) = policy.controller_owner_ref(&()) else {
-        return Ok(());
-    };
-    let job = jobs::agent_job(
-        jobs::AgentJob { name: name.clone(), namespace: &namespace, owner, labels, image: &ctx.settings.agent_image, command: &ctx.settings.agent_command },
-        policy.spec.job_template.as_ref(),
-        args,
-        env,
-        restic.env_from.clone(),
-        Vec::new(),
-        Vec::new(),
-    );
-    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    match api.create(&PostParams::default(), &job).await {
-        Ok(_) => {
-            publish(ctx, policy, EventType::Normal, "Retention", format!("Job {name} applies the retention rules")).await;
-            Ok(())
-        }
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
-        Err(error) => Err(error),
-    }
 }
 
 async fn delete_ignoring_absent(api: &Api<Backup>, name: &str) -> Result<(), ReconcileError> {

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use super::status::write_status;
 use super::{Context, ReconcileError, ERROR_REQUEUE};
 use crate::api::cutover::{CutoverPhase, CutoverStatus, StepPhase};
 use crate::api::Cutover;
@@ -61,7 +61,21 @@ impl Run<'_> {
         let generation = self.cutover.metadata.generation;
         self.status.observed_generation = generation;
         machine::set_conditions(&mut self.status, generation, message, &now);
-        write_status(&self.api, &self.cutover, Some(&self.written), &self.status, &self.ctx.settings.manager_name).await?;
+        if self.status == self.written {
+            return Ok(());
+        }
+        // Optimistic concurrency: the write only lands on the Cutover as it was read. A second operator
+        // acting on the same Cutover (a deposed leader that has not noticed yet, or test operators
+        // sharing a cluster) gets a conflict instead of erasing the intent this one recorded.
+        let patch = serde_json::json!({
+            "apiVersion": <Cutover as kube::Resource>::api_version(&()),
+            "kind": <Cutover as kube::Resource>::kind(&()),
+            "metadata": {"resourceVersion": self.cutover.metadata.resource_version},
+            "status": self.status,
+        });
+        let params = PatchParams::apply(&self.ctx.settings.manager_name).force();
+        let updated = self.api.patch_status(&self.name(), &params, &Patch::Apply(&patch)).await?;
+        self.cutover.metadata.resource_version = updated.metadata.resource_version;
         self.written = self.status.clone();
         Ok(())
     }
@@ -108,8 +122,14 @@ pub async fn reconcile(cutover: Arc<Cutover>, ctx: Arc<Context>) -> Result<Actio
     }
     let status = fresh.status.clone().unwrap_or_default();
     let mut run = Run { ctx: &ctx, api, namespace, written: status.clone(), status, cutover: fresh, outcome: None };
-    let action = drive(&mut run).await;
-    ctx.metrics.cutover_phase(&run.namespace, &run.name(), run.status.phase.unwrap_or_default());
+    let action = match drive(&mut run).await {
+        // Someone else wrote the Cutover since it was read: read it again and decide afresh.
+        Err(ReconcileError::Kube(kube::Error::Api(response))) if response.code == 409 => {
+            Ok(Action::requeue(Duration::from_millis(200)))
+        }
+        other => other,
+    };
+    ctx.metrics.cutover_phase(&run.namespace, &run.name(), run.written.phase.unwrap_or_default());
     action
 }
 

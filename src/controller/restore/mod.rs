@@ -66,23 +66,43 @@ impl Run<'_> {
 
     fn api<K>(&self) -> Api<K>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
     {
         Api::namespaced(self.ctx.client.clone(), &self.namespace)
     }
 
     /// Writes the status if it changed; the object's status is then what was written.
     async fn save(&mut self) -> Result<(), ReconcileError> {
-        write_status(&self.api, self.restore, Some(&self.current), &self.status, &self.ctx.settings.manager_name).await?;
+        write_status(
+            &self.api,
+            self.restore,
+            Some(&self.current),
+            &self.status,
+            &self.ctx.settings.manager_name,
+        )
+        .await?;
         self.current = self.status.clone();
         Ok(())
     }
 
-    async fn progress(&mut self, phase: RestorePhase, reason: &'static str, message: String) -> Result<(), ReconcileError> {
+    async fn progress(
+        &mut self,
+        phase: RestorePhase,
+        reason: &'static str,
+        message: String,
+    ) -> Result<(), ReconcileError> {
         self.status.phase = Some(phase);
         self.status.message = Some(message.clone());
         let generation = self.status.observed_generation;
-        set_health(&mut self.status.conditions.0, Health::Progressing { reason, message }, generation, &self.now);
+        set_health(
+            &mut self.status.conditions.0,
+            Health::Progressing { reason, message },
+            generation,
+            &self.now,
+        );
         self.save().await
     }
 
@@ -106,7 +126,11 @@ impl Run<'_> {
     async fn conclude(&mut self) -> Result<Action, ReconcileError> {
         self.save().await?;
         let succeeded = self.status.phase == Some(RestorePhase::Succeeded);
-        let (type_, reason) = if succeeded { (EventType::Normal, "Succeeded") } else { (EventType::Warning, "Failed") };
+        let (type_, reason) = if succeeded {
+            (EventType::Normal, "Succeeded")
+        } else {
+            (EventType::Warning, "Failed")
+        };
         let note = match (&self.status.reason, &self.status.message) {
             (Some(code), Some(message)) if !succeeded => format!("{code}: {message}"),
             (_, message) => message.clone().unwrap_or_default(),
@@ -119,7 +143,11 @@ impl Run<'_> {
                 target: self.restore.spec.target.kind().to_owned(),
                 result: if succeeded { "succeeded" } else { "failed" }.to_owned(),
             };
-            self.ctx.metrics.restore_duration_seconds.get_or_create(&labels).observe(seconds);
+            self.ctx
+                .metrics
+                .restore_duration_seconds
+                .get_or_create(&labels)
+                .observe(seconds);
         }
         self.clean_up().await
     }
@@ -139,7 +167,10 @@ impl Run<'_> {
             recorded.removed = true;
         }
         self.save().await?;
-        let note = format!("deleted the scratch database Pod, Service and Secret {}", scratch.pod);
+        let note = format!(
+            "deleted the scratch database Pod, Service and Secret {}",
+            scratch.pod
+        );
         publish(self.ctx, self.restore, EventType::Normal, "ScratchRemoved", note).await;
         Ok(Action::await_change())
     }
@@ -147,16 +178,24 @@ impl Run<'_> {
 
 pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciled(KIND);
-    let namespace = restore
-        .namespace()
-        .ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: restore.name_any() })?;
+    let namespace = restore.namespace().ok_or_else(|| ReconcileError::NotNamespaced {
+        kind: KIND,
+        name: restore.name_any(),
+    })?;
+    // The watch cache may lag our own last status write by a moment; acting on a stale phase could undo
+    // a finished Restore, so the status is read fresh.
+    let api: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(fresh) = api.get_opt(&restore.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let restore = Arc::new(fresh);
     let current = restore.status.clone().unwrap_or_default();
     let mut status = current.clone();
     status.observed_generation = restore.metadata.generation;
     let mut run = Run {
         ctx: &ctx,
         restore: &restore,
-        api: Api::namespaced(ctx.client.clone(), &namespace),
+        api,
         namespace,
         current,
         status,
@@ -174,7 +213,8 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     let source = match resolve_source(&run).await? {
         Resolution::Ready(source, policy) => (source, policy),
         Resolution::Waiting(message) => {
-            run.progress(RestorePhase::Pending, "WaitingForBackup", message).await?;
+            run.progress(RestorePhase::Pending, "WaitingForBackup", message)
+                .await?;
             return Ok(Action::requeue(Duration::from_secs(10)));
         }
         Resolution::Invalid(reason, message) => return run.fail(reason, message).await,
@@ -185,7 +225,10 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     }
 
     // 2. The Secrets the Jobs need (named, never read).
-    let mut needed = vec![("repository password", policy.spec.repository.restic.password_secret_ref.clone())];
+    let mut needed = vec![(
+        "repository password",
+        policy.spec.repository.restic.password_secret_ref.clone(),
+    )];
     if let Some(Connection::Database { password, .. }) = plan::existing_connection(&run.restore.spec) {
         needed.push(("target database password", password));
     }
@@ -205,7 +248,11 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
         }
         None => match plan::existing_connection(&run.restore.spec) {
             Some(connection) => connection,
-            None => return run.fail("InvalidTarget", "the Restore has no target".into()).await,
+            None => {
+                return run
+                    .fail("InvalidTarget", "the Restore has no target".into())
+                    .await
+            }
         },
     };
     run.status.target = Some(connection.describe());
@@ -223,15 +270,29 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
         match jobs_api.get_opt(&guard_name).await? {
             None => {
                 run.status.check_job_name = Some(guard_name.clone());
-                let message = format!("checking that {} is empty (Job {guard_name})", connection.describe());
-                run.progress(RestorePhase::Checking, "CheckingTarget", message).await?;
-                let job = agent_job(&run, &guard_name, "restore-check", plan::guard_invocation(&connection), &policy);
+                let message = format!(
+                    "checking that {} is empty (Job {guard_name})",
+                    connection.describe()
+                );
+                run.progress(RestorePhase::Checking, "CheckingTarget", message)
+                    .await?;
+                let job = agent_job(
+                    &run,
+                    &guard_name,
+                    "restore-check",
+                    plan::guard_invocation(&connection),
+                    &policy,
+                );
                 create_ignoring_existing(&jobs_api, &job).await?;
                 return Ok(Action::await_change());
             }
             Some(job) if jobs::job_outcome(&job) == JobOutcome::Running => {
-                let message = format!("checking that {} is empty (Job {guard_name})", connection.describe());
-                run.progress(RestorePhase::Checking, "CheckingTarget", message).await?;
+                let message = format!(
+                    "checking that {} is empty (Job {guard_name})",
+                    connection.describe()
+                );
+                run.progress(RestorePhase::Checking, "CheckingTarget", message)
+                    .await?;
                 return Ok(Action::await_change());
             }
             Some(_) => {
@@ -239,8 +300,16 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
                 match plan::guard_verdict(report.as_ref()) {
                     GuardVerdict::Empty | GuardVerdict::Missing => {}
                     GuardVerdict::NotEmpty { tables } => {
-                        let database = run.restore.spec.target.existing_database().unwrap_or_default().to_owned();
-                        let count = tables.map(|n| format!("{n} tables")).unwrap_or_else(|| "tables".into());
+                        let database = run
+                            .restore
+                            .spec
+                            .target
+                            .existing_database()
+                            .unwrap_or_default()
+                            .to_owned();
+                        let count = tables
+                            .map(|n| format!("{n} tables"))
+                            .unwrap_or_else(|| "tables".into());
                         let message = format!(
                             "refusing to restore into {}: it already has {count}. Nothing was changed. To replace it, \
                              create a new Restore with spec.confirmOverwrite: {database}",
@@ -257,15 +326,31 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     // 6. The restore (and verification) itself. Intent first: phase Running and the Job's name.
     let prepare = plan::prepare_for(&run.restore.spec);
     let no_owner = run.restore.spec.target.scratch.is_some() && prepare != Prepare::Nothing;
-    let invocation =
-        plan::restore_invocation(&source, &policy.spec, &connection, prepare, no_owner, run.restore.spec.verify.as_ref());
+    let invocation = plan::restore_invocation(
+        &source,
+        &policy.spec,
+        &connection,
+        prepare,
+        no_owner,
+        run.restore.spec.verify.as_ref(),
+    );
     run.status.job_name = Some(restore_job_name.clone());
     let what = describe_source(&source);
-    run.progress(RestorePhase::Running, "Restoring", format!("restoring {what} into {} (Job {restore_job_name})", connection.describe()))
-        .await?;
+    run.progress(
+        RestorePhase::Running,
+        "Restoring",
+        format!(
+            "restoring {what} into {} (Job {restore_job_name})",
+            connection.describe()
+        ),
+    )
+    .await?;
     let job = agent_job(&run, &restore_job_name, "restore", invocation, &policy);
     if create_ignoring_existing(&jobs_api, &job).await? {
-        let note = format!("Job {restore_job_name} restores {what} into {}", connection.describe());
+        let note = format!(
+            "Job {restore_job_name} restores {what} into {}",
+            connection.describe()
+        );
         publish(run.ctx, run.restore, EventType::Normal, "Started", note).await;
     }
     Ok(Action::await_change())
@@ -283,24 +368,49 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
     let (policy_name, snapshot) = if let Some(backup_ref) = &spec.backup_ref {
         let backups: Api<Backup> = run.api();
         let Some(backup) = backups.get_opt(&backup_ref.name).await? else {
-            return Ok(Resolution::Invalid("BackupNotFound", format!("Backup {} does not exist in namespace {namespace}", backup_ref.name)));
+            return Ok(Resolution::Invalid(
+                "BackupNotFound",
+                format!(
+                    "Backup {} does not exist in namespace {namespace}",
+                    backup_ref.name
+                ),
+            ));
         };
         let status = backup.status.clone().unwrap_or_default();
         match status.phase {
             Some(BackupPhase::Succeeded) => match status.snapshot_id {
                 Some(id) => (backup.spec.policy_ref.name.clone(), Some(id)),
-                None => return Ok(Resolution::Invalid("SnapshotNotFound", format!("Backup {} succeeded but records no snapshot", backup_ref.name))),
+                None => {
+                    return Ok(Resolution::Invalid(
+                        "SnapshotNotFound",
+                        format!("Backup {} succeeded but records no snapshot", backup_ref.name),
+                    ))
+                }
             },
             Some(BackupPhase::Failed) => {
                 let why = status.message.unwrap_or_default();
-                return Ok(Resolution::Invalid("BackupFailed", format!("Backup {} failed, so there is nothing to restore: {why}", backup_ref.name)));
+                return Ok(Resolution::Invalid(
+                    "BackupFailed",
+                    format!(
+                        "Backup {} failed, so there is nothing to restore: {why}",
+                        backup_ref.name
+                    ),
+                ));
             }
-            _ => return Ok(Resolution::Waiting(format!("waiting for Backup {} to finish", backup_ref.name))),
+            _ => {
+                return Ok(Resolution::Waiting(format!(
+                    "waiting for Backup {} to finish",
+                    backup_ref.name
+                )))
+            }
         }
     } else if let Some(policy_ref) = &spec.policy_ref {
         (policy_ref.name.clone(), spec.snapshot.clone())
     } else {
-        return Ok(Resolution::Invalid("InvalidSource", "set source.backupRef or source.policyRef".into()));
+        return Ok(Resolution::Invalid(
+            "InvalidSource",
+            "set source.backupRef or source.policyRef".into(),
+        ));
     };
     let policies: Api<BackupPolicy> = run.api();
     let Some(policy) = policies.get_opt(&policy_name).await? else {
@@ -309,27 +419,51 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
             format!("BackupPolicy {policy_name} does not exist in namespace {namespace}: it names the repository to restore from"),
         ));
     };
-    Ok(Resolution::Ready(plan::latest_of_policy(&policy_name, namespace, snapshot.as_deref()), policy))
+    Ok(Resolution::Ready(
+        plan::latest_of_policy(&policy_name, namespace, snapshot.as_deref()),
+        policy,
+    ))
 }
 
 fn describe_source(source: &ResolvedSource) -> String {
     if source.snapshot == "latest" {
         format!("the newest snapshot of policy {}", source.policy)
     } else {
-        format!("snapshot {} of policy {}", plan::short_id(&source.snapshot), source.policy)
+        format!(
+            "snapshot {} of policy {}",
+            plan::short_id(&source.snapshot),
+            source.policy
+        )
     }
 }
 
-async fn missing_secret(run: &Run<'_>, needed: &[(&str, SecretKeyRef)]) -> Result<Option<String>, ReconcileError> {
+async fn missing_secret(
+    run: &Run<'_>,
+    needed: &[(&str, SecretKeyRef)],
+) -> Result<Option<String>, ReconcileError> {
     let secrets: Api<Secret> = run.api();
     for (what, reference) in needed {
         match secrets.get_opt(&reference.name).await? {
-            None => return Ok(Some(format!("the {what} Secret {} does not exist in namespace {}", reference.name, run.namespace))),
+            None => {
+                return Ok(Some(format!(
+                    "the {what} Secret {} does not exist in namespace {}",
+                    reference.name, run.namespace
+                )))
+            }
             Some(secret) => {
-                let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(&reference.key))
-                    || secret.string_data.as_ref().is_some_and(|d| d.contains_key(&reference.key));
+                let has_key = secret
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&reference.key))
+                    || secret
+                        .string_data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key(&reference.key));
                 if !has_key {
-                    return Ok(Some(format!("the {what} Secret {} has no key {:?}", reference.name, reference.key)));
+                    return Ok(Some(format!(
+                        "the {what} Secret {} has no key {:?}",
+                        reference.name, reference.key
+                    )));
                 }
             }
         }
@@ -343,13 +477,19 @@ enum Provisioned {
     Failed(String),
 }
 
-async fn provision_scratch(run: &mut Run<'_>, spec: &crate::api::common::ScratchDatabase) -> Result<Provisioned, ReconcileError> {
+async fn provision_scratch(
+    run: &mut Run<'_>,
+    spec: &crate::api::common::ScratchDatabase,
+) -> Result<Provisioned, ReconcileError> {
     let scratch = match run.status.scratch.clone() {
         Some(existing) => existing,
         None => scratch::scratch_status(&run.name(), &run.namespace, spec),
     };
     let connection = plan::scratch_connection(spec.engine, &scratch);
-    let owner = run.restore.controller_owner_ref(&()).expect("a Restore read from the API has a name and uid");
+    let owner = run
+        .restore
+        .controller_owner_ref(&())
+        .expect("a Restore read from the API has a name and uid");
     let labels = run.labels(scratch::COMPONENT);
     let pods: Api<Pod> = run.api();
     let pod = pods.get_opt(&scratch.pod).await?;
@@ -357,44 +497,87 @@ async fn provision_scratch(run: &mut Run<'_>, spec: &crate::api::common::Scratch
         // Intent first, then the objects (each created only if missing).
         run.status.scratch = Some(scratch.clone());
         run.status.target = Some(connection.describe());
-        run.progress(RestorePhase::Provisioning, "Provisioning", format!("starting the scratch {}", connection.describe())).await?;
+        run.progress(
+            RestorePhase::Provisioning,
+            "Provisioning",
+            format!("starting the scratch {}", connection.describe()),
+        )
+        .await?;
     }
     if pod.is_none() {
         let secrets: Api<Secret> = run.api();
         if secrets.get_opt(&scratch.secret).await?.is_none() {
             let password = match scratch::generate_password() {
                 Ok(password) => password,
-                Err(error) => return Ok(Provisioned::Failed(format!("cannot generate the scratch password: {error}"))),
+                Err(error) => {
+                    return Ok(Provisioned::Failed(format!(
+                        "cannot generate the scratch password: {error}"
+                    )))
+                }
             };
-            create_ignoring_existing(&secrets, &scratch::secret(&scratch, &run.namespace, &labels, &owner, &password)).await?;
+            create_ignoring_existing(
+                &secrets,
+                &scratch::secret(&scratch, &run.namespace, &labels, &owner, &password),
+            )
+            .await?;
         }
         let services: Api<Service> = run.api();
-        if let Err(error) = create_ignoring_existing(&services, &scratch::service(&scratch, &run.namespace, &labels, &owner)).await {
-            return Ok(Provisioned::Failed(format!("cannot create the scratch Service {}: {error}", scratch.service)));
+        if let Err(error) = create_ignoring_existing(
+            &services,
+            &scratch::service(&scratch, &run.namespace, &labels, &owner),
+        )
+        .await
+        {
+            return Ok(Provisioned::Failed(format!(
+                "cannot create the scratch Service {}: {error}",
+                scratch.service
+            )));
         }
-        if let Err(error) = create_ignoring_existing(&pods, &scratch::pod(spec, &scratch, &run.namespace, &labels, &owner)).await {
-            return Ok(Provisioned::Failed(format!("cannot create the scratch Pod {}: {error}", scratch.pod)));
+        if let Err(error) = create_ignoring_existing(
+            &pods,
+            &scratch::pod(spec, &scratch, &run.namespace, &labels, &owner),
+        )
+        .await
+        {
+            return Ok(Provisioned::Failed(format!(
+                "cannot create the scratch Pod {}: {error}",
+                scratch.pod
+            )));
         }
-        let note = format!("started the scratch {} (Pod {})", connection.describe(), scratch.pod);
+        let note = format!(
+            "started the scratch {} (Pod {})",
+            connection.describe(),
+            scratch.pod
+        );
         publish(run.ctx, run.restore, EventType::Normal, "Provisioning", note).await;
         return Ok(Provisioned::Wait(Duration::from_secs(2)));
     }
-    let timeout = spec.ready_timeout.as_ref().and_then(|t| t.parse().ok()).unwrap_or(SCRATCH_READY_TIMEOUT);
+    // Once the restore Job exists the server was ready; what happens to it later is the Job's to report.
+    let jobs_api: Api<Job> = run.api();
+    if jobs_api.get_opt(&job_name(&run.name())).await?.is_some() {
+        return Ok(Provisioned::Ready(connection));
+    }
+    let timeout = spec
+        .ready_timeout
+        .as_ref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(SCRATCH_READY_TIMEOUT);
     let started = run.status.start_time.clone().map(|t| t.0).unwrap_or(run.now.0);
     let waited = Duration::from_secs_f64(run.now.0.duration_since(started).as_secs_f64().max(0.0));
     match plan::scratch_readiness(pod.as_ref(), waited, timeout) {
         ScratchReadiness::Ready => Ok(Provisioned::Ready(connection)),
         ScratchReadiness::Failed(message) => Ok(Provisioned::Failed(message)),
         ScratchReadiness::Starting(why) => {
-            // Once the restore Job exists the server was ready; a later blip is the Job's to report.
-            let jobs_api: Api<Job> = run.api();
-            if jobs_api.get_opt(&job_name(&run.name())).await?.is_some() {
-                return Ok(Provisioned::Ready(connection));
-            }
-            let message = format!("waiting for the scratch {} to accept connections: {why}", connection.describe());
-            run.progress(RestorePhase::Provisioning, "Provisioning", message).await?;
+            let message = format!(
+                "waiting for the scratch {} to accept connections: {why}",
+                connection.describe()
+            );
+            run.progress(RestorePhase::Provisioning, "Provisioning", message)
+                .await?;
             // The Pod watch wakes us on readiness; this is for the timeout.
-            Ok(Provisioned::Wait(timeout.saturating_sub(waited).min(Duration::from_secs(15)) + Duration::from_millis(200)))
+            Ok(Provisioned::Wait(
+                timeout.saturating_sub(waited).min(Duration::from_secs(15)) + Duration::from_millis(200),
+            ))
         }
     }
 }
@@ -405,7 +588,12 @@ async fn follow_restore_job(run: &mut Run<'_>, job: &Job) -> Result<Action, Reco
         JobOutcome::Running => {
             run.status.job_name = Some(name.clone());
             let target = run.status.target.clone().unwrap_or_default();
-            run.progress(RestorePhase::Running, "Restoring", format!("restoring into {target} (Job {name})")).await?;
+            run.progress(
+                RestorePhase::Running,
+                "Restoring",
+                format!("restoring into {target} (Job {name})"),
+            )
+            .await?;
             Ok(Action::await_change())
         }
         outcome => {
@@ -420,15 +608,35 @@ async fn follow_restore_job(run: &mut Run<'_>, job: &Job) -> Result<Action, Reco
 
 async fn newest_report(run: &Run<'_>, job_name: &str) -> Result<Option<jobs::AgentReport>, ReconcileError> {
     let pods: Api<Pod> = run.api();
-    let listed = pods.list(&ListParams::default().labels(&format!("job-name={job_name}"))).await?;
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+        .await?;
     Ok(jobs::newest_agent_report(&listed.items))
 }
 
-fn agent_job(run: &Run<'_>, name: &str, component: &str, invocation: Invocation, policy: &BackupPolicy) -> Job {
-    let owner = run.restore.controller_owner_ref(&()).expect("a Restore read from the API has a name and uid");
+fn agent_job(
+    run: &Run<'_>,
+    name: &str,
+    component: &str,
+    invocation: Invocation,
+    policy: &BackupPolicy,
+) -> Job {
+    let owner = run
+        .restore
+        .controller_owner_ref(&())
+        .expect("a Restore read from the API has a name and uid");
     let mut labels = run.labels(component);
     labels.insert(jobs::POLICY_LABEL.to_owned(), policy.name_any());
-    let template = run.restore.spec.job_template.as_ref().or(policy.spec.job_template.as_ref());
+    let mut template = run
+        .restore
+        .spec
+        .job_template
+        .clone()
+        .or_else(|| policy.spec.job_template.clone())
+        .unwrap_or_default();
+    // No retry by default: a failed load changed nothing (single transaction) and fails the same way
+    // again, and a drill should report the first failure rather than double its RTO.
+    template.backoff_limit.get_or_insert(0);
     jobs::agent_job(
         jobs::AgentJob {
             name: name.to_owned(),
@@ -438,7 +646,7 @@ fn agent_job(run: &Run<'_>, name: &str, component: &str, invocation: Invocation,
             image: &run.ctx.settings.agent_image,
             command: &run.ctx.settings.agent_command,
         },
-        template,
+        Some(&template),
         invocation.args,
         invocation.env,
         policy.spec.repository.restic.env_from.clone(),

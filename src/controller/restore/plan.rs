@@ -44,7 +44,13 @@ impl Connection {
     /// The target as a person reads it in status and Events (no credentials).
     pub fn describe(&self) -> String {
         match self {
-            Connection::Database { engine, host, port, database, .. } => {
+            Connection::Database {
+                engine,
+                host,
+                port,
+                database,
+                ..
+            } => {
                 format!("{} database {database} on {host}:{port}", engine_name(*engine))
             }
             Connection::Files { claim, path } => format!("directory {path} on PersistentVolumeClaim {claim}"),
@@ -84,7 +90,10 @@ pub fn existing_connection(spec: &RestoreSpec) -> Option<Connection> {
             ssl_mode: None,
         });
     }
-    target.files.as_ref().map(|files| Connection::Files { claim: files.persistent_volume_claim.clone(), path: files.path.clone() })
+    target.files.as_ref().map(|files| Connection::Files {
+        claim: files.persistent_volume_claim.clone(),
+        path: files.path.clone(),
+    })
 }
 
 pub fn scratch_connection(engine: ScratchEngine, scratch: &ScratchStatus) -> Connection {
@@ -94,7 +103,10 @@ pub fn scratch_connection(engine: ScratchEngine, scratch: &ScratchStatus) -> Con
         port: scratch.port,
         database: scratch.database.clone(),
         user: scratch.user.clone(),
-        password: SecretKeyRef { name: scratch.secret.clone(), key: super::scratch::PASSWORD_KEY.to_owned() },
+        password: SecretKeyRef {
+            name: scratch.secret.clone(),
+            key: super::scratch::PASSWORD_KEY.to_owned(),
+        },
         ssl_mode: None,
     }
 }
@@ -150,7 +162,11 @@ pub fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.name.clone(), key: secret.key.clone(), optional: Some(false) }),
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -158,14 +174,32 @@ pub fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
 }
 
 pub fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.to_owned(), value: Some(value.into()), ..Default::default() }
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
 fn connection_args(args: &mut Vec<String>, env: &mut Vec<EnvVar>, connection: &Connection) {
-    if let Connection::Database { engine, host, port, database, user, password, ssl_mode } = connection {
+    if let Connection::Database {
+        engine,
+        host,
+        port,
+        database,
+        user,
+        password,
+        ssl_mode,
+    } = connection
+    {
         args.extend(["--target".into(), engine_name(*engine).into()]);
         args.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
-        args.extend(["--database".into(), database.clone(), "--user".into(), user.clone()]);
+        args.extend([
+            "--database".into(),
+            database.clone(),
+            "--user".into(),
+            user.clone(),
+        ]);
         env.push(secret_env("LIFEBOAT_DB_PASSWORD", password));
         if let Some(mode) = ssl_mode {
             env.push(plain_env("PGSSLMODE", mode));
@@ -205,10 +239,17 @@ pub fn restore_invocation(
             args.extend(["--path".into(), path]);
             volumes.push(Volume {
                 name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: claim.clone(), read_only: Some(false) }),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(false),
+                }),
                 ..Default::default()
             });
-            mounts.push(VolumeMount { name: "data".into(), mount_path: DATA_MOUNT.into(), ..Default::default() });
+            mounts.push(VolumeMount {
+                name: "data".into(),
+                mount_path: DATA_MOUNT.into(),
+                ..Default::default()
+            });
         }
     }
     args.extend(["--snapshot".into(), source.snapshot.clone()]);
@@ -227,9 +268,17 @@ pub fn restore_invocation(
     }
     if let Some(verify) = verify.filter(|v| has_checks(v)) {
         // JSON of the spec as the user wrote it: the agent parses the same type.
-        args.extend(["--checks".into(), serde_json::to_string(verify).unwrap_or_default()]);
+        args.extend([
+            "--checks".into(),
+            serde_json::to_string(verify).unwrap_or_default(),
+        ]);
     }
-    Invocation { args, env, volumes, mounts }
+    Invocation {
+        args,
+        env,
+        volumes,
+        mounts,
+    }
 }
 
 pub fn has_checks(verify: &VerifySpec) -> bool {
@@ -252,10 +301,21 @@ pub fn guard_invocation(connection: &Connection) -> Invocation {
     let checks = VerifySpec {
         min_tables: Some(0),
         tables: Vec::new(),
-        queries: vec![QueryCheck { name: EMPTY_CHECK.into(), sql: sql.into() }],
+        queries: vec![QueryCheck {
+            name: EMPTY_CHECK.into(),
+            sql: sql.into(),
+        }],
     };
-    args.extend(["--checks".into(), serde_json::to_string(&checks).unwrap_or_default()]);
-    Invocation { args, env, volumes: Vec::new(), mounts: Vec::new() }
+    args.extend([
+        "--checks".into(),
+        serde_json::to_string(&checks).unwrap_or_default(),
+    ]);
+    Invocation {
+        args,
+        env,
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+    }
 }
 
 /// What the overwrite guard found.
@@ -275,7 +335,10 @@ pub fn guard_verdict(report: Option<&AgentReport>) -> GuardVerdict {
     let result = match report {
         Some(AgentReport::Result(result)) => result,
         Some(AgentReport::Unstructured(text)) => {
-            return GuardVerdict::Unusable { reason: "CheckFailed".into(), message: text.clone() };
+            return GuardVerdict::Unusable {
+                reason: "CheckFailed".into(),
+                message: text.clone(),
+            };
         }
         None => {
             return GuardVerdict::Unusable {
@@ -288,7 +351,10 @@ pub fn guard_verdict(report: Option<&AgentReport>) -> GuardVerdict {
         return GuardVerdict::Empty;
     }
     let reason = reason_of(result);
-    let empty_check = result.checks.iter().find(|c| c.name == format!("query:{EMPTY_CHECK}"));
+    let empty_check = result
+        .checks
+        .iter()
+        .find(|c| c.name == format!("query:{EMPTY_CHECK}"));
     match (reason.as_str(), empty_check) {
         ("DatabaseMissing", _) => GuardVerdict::Missing,
         ("VerifyFailed", Some(check)) if !check.passed => {
@@ -303,13 +369,19 @@ pub fn guard_verdict(report: Option<&AgentReport>) -> GuardVerdict {
         }
         _ => GuardVerdict::Unusable {
             reason,
-            message: result.message.clone().unwrap_or_else(|| "the target check failed without a message".into()),
+            message: result
+                .message
+                .clone()
+                .unwrap_or_else(|| "the target check failed without a message".into()),
         },
     }
 }
 
 fn reason_of(result: &AgentResult) -> String {
-    result.reason.map(|r| format!("{r:?}")).unwrap_or_else(|| "Failed".into())
+    result
+        .reason
+        .map(|r| format!("{r:?}"))
+        .unwrap_or_else(|| "Failed".into())
 }
 
 /// Whether the scratch server can take the restore.
@@ -336,7 +408,9 @@ pub fn scratch_readiness(pod: Option<&Pod>, waited: Duration, timeout: Duration)
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
-    if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded")) || pod.metadata.deletion_timestamp.is_some() {
+    if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded"))
+        || pod.metadata.deletion_timestamp.is_some()
+    {
         let detail = status
             .container_statuses
             .iter()
@@ -344,13 +418,25 @@ pub fn scratch_readiness(pod: Option<&Pod>, waited: Duration, timeout: Duration)
             .filter_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()))
             .map(|t| {
                 let message = t.message.as_deref().map(last_line).unwrap_or_default();
-                format!("exit code {}{}", t.exit_code, if message.is_empty() { String::new() } else { format!(": {message}") })
+                format!(
+                    "exit code {}{}",
+                    t.exit_code,
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {message}")
+                    }
+                )
             })
             .next()
             .unwrap_or_else(|| "stopped".into());
         return ScratchReadiness::Failed(format!("the scratch database Pod {name} stopped ({detail})"));
     }
-    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
     if ready {
         return ScratchReadiness::Ready;
     }
@@ -359,13 +445,29 @@ pub fn scratch_readiness(pod: Option<&Pod>, waited: Duration, timeout: Duration)
         .iter()
         .flatten()
         .filter_map(|c| c.state.as_ref().and_then(|s| s.waiting.as_ref()))
-        .map(|w| format!("{}{}", w.reason.clone().unwrap_or_default(), w.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()))
+        .map(|w| {
+            format!(
+                "{}{}",
+                w.reason.clone().unwrap_or_default(),
+                w.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+            )
+        })
         .next();
-    timed_out(waiting.unwrap_or_else(|| format!("Pod {name} is {}", status.phase.unwrap_or_else(|| "Pending".into()))))
+    timed_out(waiting.unwrap_or_else(|| {
+        format!(
+            "Pod {name} is {}",
+            status.phase.unwrap_or_else(|| "Pending".into())
+        )
+    }))
 }
 
 fn last_line(text: &str) -> String {
-    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim();
     line.chars().take(300).collect()
 }
 
@@ -377,12 +479,26 @@ pub fn fail(status: &mut RestoreStatus, reason: &str, message: String, now: &Tim
     status.completion_time = Some(now.clone());
     set_duration(status);
     let generation = status.observed_generation;
-    set_health(&mut status.conditions.0, Health::Stalled { reason: "RestoreFailed", message }, generation, now);
+    set_health(
+        &mut status.conditions.0,
+        Health::Stalled {
+            reason: "RestoreFailed",
+            message,
+        },
+        generation,
+        now,
+    );
 }
 
 /// The terminal status from the restore Job's outcome and the agent's report. Only a result the agent
 /// confirmed is a success.
-pub fn finish(status: &mut RestoreStatus, outcome: JobOutcome, report: Option<AgentReport>, verify_requested: bool, now: &Time) {
+pub fn finish(
+    status: &mut RestoreStatus,
+    outcome: JobOutcome,
+    report: Option<AgentReport>,
+    verify_requested: bool,
+    now: &Time,
+) {
     let generation = status.observed_generation;
     let result = match &report {
         Some(AgentReport::Result(result)) => Some(result.as_ref()),
@@ -390,11 +506,18 @@ pub fn finish(status: &mut RestoreStatus, outcome: JobOutcome, report: Option<Ag
     };
     if let Some(result) = result {
         status.snapshot_id = result.snapshot_id.clone().or(status.snapshot_id.take());
-        if let Some(time) = result.snapshot_time.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+        if let Some(time) = result
+            .snapshot_time
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        {
             status.snapshot_time = Some(Time(time));
         }
         if verify_requested || !result.checks.is_empty() {
-            status.verification = Some(Verification { passed: result.ok && outcome == JobOutcome::Succeeded, checks: result.checks.clone() });
+            status.verification = Some(Verification {
+                passed: result.ok && outcome == JobOutcome::Succeeded,
+                checks: result.checks.clone(),
+            });
         }
     }
     // The agent's own completion time: the operator may notice the Job's end a little later, and the
@@ -414,17 +537,35 @@ pub fn finish(status: &mut RestoreStatus, outcome: JobOutcome, report: Option<Ag
                 None => String::new(),
             };
             let snapshot = status.snapshot_id.as_deref().map(short_id).unwrap_or("?");
-            let message = format!("restored snapshot {snapshot} in {}{checks}", status.duration.clone().unwrap_or_default());
+            let message = format!(
+                "restored snapshot {snapshot} in {}{checks}",
+                status.duration.clone().unwrap_or_default()
+            );
             status.message = Some(message.clone());
-            set_health(&mut status.conditions.0, Health::Ready { reason: "Succeeded", message }, generation, now);
+            set_health(
+                &mut status.conditions.0,
+                Health::Ready {
+                    reason: "Succeeded",
+                    message,
+                },
+                generation,
+                now,
+            );
         }
         _ => {
             let (reason, message) = match report {
-                Some(AgentReport::Result(result)) => {
-                    (reason_of(&result), result.message.clone().unwrap_or_else(|| "the agent reported a failure without a message".into()))
-                }
+                Some(AgentReport::Result(result)) => (
+                    reason_of(&result),
+                    result
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "the agent reported a failure without a message".into()),
+                ),
                 Some(AgentReport::Unstructured(text)) => ("AgentFailed".into(), text),
-                None => ("JobFailed".into(), "the restore Job ended without a finished agent container (deleted or evicted?)".into()),
+                None => (
+                    "JobFailed".into(),
+                    "the restore Job ended without a finished agent container (deleted or evicted?)".into(),
+                ),
             };
             fail(status, &reason, message, &completed);
         }
@@ -468,7 +609,11 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
         .expect("valid policy")
     }
 
-    fn result(ok: bool, reason: Option<crate::agent::error::Reason>, checks: Vec<CheckResult>) -> AgentReport {
+    fn result(
+        ok: bool,
+        reason: Option<crate::agent::error::Reason>,
+        checks: Vec<CheckResult>,
+    ) -> AgentReport {
         let mut result = AgentResult::new(Mode::Verify, "2026-11-23T10:00:00Z".parse().unwrap());
         result.ok = ok;
         result.reason = reason;
@@ -477,7 +622,11 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
     }
 
     fn check(name: &str, passed: bool, message: &str) -> CheckResult {
-        CheckResult { name: name.into(), passed, message: Some(message.into()) }
+        CheckResult {
+            name: name.into(),
+            passed,
+            message: Some(message.into()),
+        }
     }
 
     #[test]
@@ -495,61 +644,135 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
     #[test]
     fn the_guard_refuses_tables_and_accepts_an_empty_or_missing_database() {
         use crate::agent::error::Reason;
-        let tables = result(false, Some(Reason::VerifyFailed), vec![check("minTables", true, "3 tables, at least 0 required"), check("query:empty", false, "returned \"f\"")]);
-        assert_eq!(guard_verdict(Some(&tables)), GuardVerdict::NotEmpty { tables: Some(3) });
-        assert_eq!(guard_verdict(Some(&result(true, None, vec![]))), GuardVerdict::Empty);
-        assert_eq!(guard_verdict(Some(&result(false, Some(Reason::DatabaseMissing), vec![]))), GuardVerdict::Missing);
+        let tables = result(
+            false,
+            Some(Reason::VerifyFailed),
+            vec![
+                check("minTables", true, "3 tables, at least 0 required"),
+                check("query:empty", false, "returned \"f\""),
+            ],
+        );
+        assert_eq!(
+            guard_verdict(Some(&tables)),
+            GuardVerdict::NotEmpty { tables: Some(3) }
+        );
+        assert_eq!(
+            guard_verdict(Some(&result(true, None, vec![]))),
+            GuardVerdict::Empty
+        );
+        assert_eq!(
+            guard_verdict(Some(&result(false, Some(Reason::DatabaseMissing), vec![]))),
+            GuardVerdict::Missing
+        );
         let unreachable = guard_verdict(Some(&result(false, Some(Reason::DatabaseUnreachable), vec![])));
-        assert!(matches!(unreachable, GuardVerdict::Unusable { ref reason, .. } if reason == "DatabaseUnreachable"), "{unreachable:?}");
+        assert!(
+            matches!(unreachable, GuardVerdict::Unusable { ref reason, .. } if reason == "DatabaseUnreachable"),
+            "{unreachable:?}"
+        );
         assert!(matches!(guard_verdict(None), GuardVerdict::Unusable { .. }));
     }
 
     #[test]
     fn the_restore_job_names_the_snapshot_the_target_and_the_checks_but_no_secret() {
-        let restore = spec(&format!("{EXISTING}verify: {{minTables: 2, tables: [{{name: guests, minRows: 5}}]}}\n"));
+        let restore = spec(&format!(
+            "{EXISTING}verify: {{minTables: 2, tables: [{{name: guests, minRows: 5}}]}}\n"
+        ));
         let connection = existing_connection(&restore).unwrap();
         let source = latest_of_policy("hotel-db", "hotel", None);
-        let call = restore_invocation(&source, &policy(), &connection, Prepare::CreateIfMissing, false, restore.verify.as_ref());
+        let call = restore_invocation(
+            &source,
+            &policy(),
+            &connection,
+            Prepare::CreateIfMissing,
+            false,
+            restore.verify.as_ref(),
+        );
         let args = call.args.join(" ");
         assert!(args.starts_with("agent restore --target postgres --host db.hotel.svc --port 5432 --database hotel --user kajovo"), "{args}");
-        assert!(args.contains("--snapshot latest --tag policy=hotel-db --tag namespace=hotel --create-database"), "{args}");
-        assert!(args.contains(r#"--checks {"minTables":2,"tables":[{"name":"guests","minRows":5}]}"#), "{args}");
-        let password = call.env.iter().find(|e| e.name == "LIFEBOAT_DB_PASSWORD").unwrap();
+        assert!(
+            args.contains("--snapshot latest --tag policy=hotel-db --tag namespace=hotel --create-database"),
+            "{args}"
+        );
+        assert!(
+            args.contains(r#"--checks {"minTables":2,"tables":[{"name":"guests","minRows":5}]}"#),
+            "{args}"
+        );
+        let password = call
+            .env
+            .iter()
+            .find(|e| e.name == "LIFEBOAT_DB_PASSWORD")
+            .unwrap();
         assert!(password.value.is_none() && password.value_from.is_some());
 
         let pinned = latest_of_policy("hotel-db", "hotel", Some("4f42669d"));
-        let args = restore_invocation(&pinned, &policy(), &connection, Prepare::Recreate, true, None).args.join(" ");
-        assert!(args.contains("--snapshot 4f42669d --drop-database --no-owner"), "{args}");
+        let args = restore_invocation(&pinned, &policy(), &connection, Prepare::Recreate, true, None)
+            .args
+            .join(" ");
+        assert!(
+            args.contains("--snapshot 4f42669d --drop-database --no-owner"),
+            "{args}"
+        );
         assert!(!args.contains("--tag") && !args.contains("--checks"), "{args}");
     }
 
     #[test]
     fn the_guard_query_fits_the_engine() {
         let restore = spec(EXISTING);
-        let args = guard_invocation(&existing_connection(&restore).unwrap()).args.join(" ");
+        let args = guard_invocation(&existing_connection(&restore).unwrap())
+            .args
+            .join(" ");
         assert!(args.starts_with("agent verify --target postgres"), "{args}");
-        assert!(args.contains("pg_catalog") && args.contains(r#""minTables":0"#), "{args}");
+        assert!(
+            args.contains("pg_catalog") && args.contains(r#""minTables":0"#),
+            "{args}"
+        );
     }
 
     #[test]
     fn a_verified_restore_succeeds_and_a_failed_check_fails_it_with_every_result() {
         use crate::agent::error::Reason;
         let now = Time("2026-11-23T10:05:00Z".parse().unwrap());
-        let mut status = RestoreStatus { start_time: Some(Time("2026-11-23T10:00:00Z".parse().unwrap())), ..Default::default() };
+        let mut status = RestoreStatus {
+            start_time: Some(Time("2026-11-23T10:00:00Z".parse().unwrap())),
+            ..Default::default()
+        };
         let mut ok = AgentResult::new(Mode::Restore, "2026-11-23T10:00:10Z".parse().unwrap());
         ok.ok = true;
         ok.snapshot_id = Some("4f42669d8c2f0000".into());
         ok.snapshot_time = Some("2026-11-23T02:00:00Z".into());
         ok.completion_time = "2026-11-23T10:01:30Z".into();
         ok.set_checks(vec![check("table:guests", true, "500 rows, at least 1 required")]);
-        finish(&mut status, JobOutcome::Succeeded, Some(AgentReport::Result(Box::new(ok))), true, &now);
+        finish(
+            &mut status,
+            JobOutcome::Succeeded,
+            Some(AgentReport::Result(Box::new(ok))),
+            true,
+            &now,
+        );
         assert_eq!(status.phase, Some(RestorePhase::Succeeded));
-        assert_eq!(status.duration.as_deref(), Some("1m30s"), "the agent's completion, not the operator's");
-        assert_eq!(status.snapshot_time, Some(Time("2026-11-23T02:00:00Z".parse().unwrap())));
+        assert_eq!(
+            status.duration.as_deref(),
+            Some("1m30s"),
+            "the agent's completion, not the operator's"
+        );
+        assert_eq!(
+            status.snapshot_time,
+            Some(Time("2026-11-23T02:00:00Z".parse().unwrap()))
+        );
         assert!(status.verification.as_ref().unwrap().passed);
 
-        let mut status = RestoreStatus { start_time: Some(Time("2026-11-23T10:00:00Z".parse().unwrap())), ..Default::default() };
-        let failed = result(false, Some(Reason::VerifyFailed), vec![check("table:guests", false, "0 rows"), check("minTables", true, "1 tables")]);
+        let mut status = RestoreStatus {
+            start_time: Some(Time("2026-11-23T10:00:00Z".parse().unwrap())),
+            ..Default::default()
+        };
+        let failed = result(
+            false,
+            Some(Reason::VerifyFailed),
+            vec![
+                check("table:guests", false, "0 rows"),
+                check("minTables", true, "1 tables"),
+            ],
+        );
         finish(&mut status, JobOutcome::Failed, Some(failed), true, &now);
         assert_eq!(status.phase, Some(RestorePhase::Failed));
         assert_eq!(status.reason.as_deref(), Some("VerifyFailed"));
@@ -570,8 +793,14 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
         }))
         .unwrap();
         let timeout = Duration::from_secs(60);
-        assert!(matches!(scratch_readiness(Some(&pod), Duration::from_secs(5), timeout), ScratchReadiness::Starting(_)));
-        assert!(matches!(scratch_readiness(Some(&pod), Duration::from_secs(61), timeout), ScratchReadiness::Failed(_)));
+        assert!(matches!(
+            scratch_readiness(Some(&pod), Duration::from_secs(5), timeout),
+            ScratchReadiness::Starting(_)
+        ));
+        assert!(matches!(
+            scratch_readiness(Some(&pod), Duration::from_secs(61), timeout),
+            ScratchReadiness::Failed(_)
+        ));
         let crashed: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "r-scratch"},
             "status": {"phase": "Failed", "containerStatuses": [{"name": "database", "image": "postgres:16", "imageID": "", "ready": false, "restartCount": 0,
@@ -579,13 +808,18 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
         }))
         .unwrap();
         match scratch_readiness(Some(&crashed), Duration::from_secs(1), timeout) {
-            ScratchReadiness::Failed(message) => assert!(message.contains("cannot be run as root"), "{message}"),
+            ScratchReadiness::Failed(message) => {
+                assert!(message.contains("cannot be run as root"), "{message}")
+            }
             other => panic!("{other:?}"),
         }
         let ready: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "r-scratch"}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
         }))
         .unwrap();
-        assert_eq!(scratch_readiness(Some(&ready), Duration::ZERO, timeout), ScratchReadiness::Ready);
+        assert_eq!(
+            scratch_readiness(Some(&ready), Duration::ZERO, timeout),
+            ScratchReadiness::Ready
+        );
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, Probe, Secret, Service,
-    ServicePort, ServiceSpec, TCPSocketAction,
+    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, Probe, Secret,
+    Service, ServicePort, ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -36,7 +36,12 @@ pub fn scratch_status(restore: &str, namespace: &str, spec: &ScratchDatabase) ->
     }
 }
 
-fn metadata(name: &str, namespace: &str, labels: &BTreeMap<String, String>, owner: &OwnerReference) -> ObjectMeta {
+fn metadata(
+    name: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    owner: &OwnerReference,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: Some(namespace.to_owned()),
@@ -54,7 +59,13 @@ pub fn generate_password() -> std::io::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-pub fn secret(scratch: &ScratchStatus, namespace: &str, labels: &BTreeMap<String, String>, owner: &OwnerReference, password: &str) -> Secret {
+pub fn secret(
+    scratch: &ScratchStatus,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    owner: &OwnerReference,
+    password: &str,
+) -> Secret {
     Secret {
         metadata: metadata(&scratch.secret, namespace, labels, owner),
         data: Some([(PASSWORD_KEY.to_owned(), ByteString(password.as_bytes().to_vec()))].into()),
@@ -70,12 +81,18 @@ pub fn pod(
     labels: &BTreeMap<String, String>,
     owner: &OwnerReference,
 ) -> Pod {
-    let password = SecretKeyRef { name: scratch.secret.clone(), key: PASSWORD_KEY.to_owned() };
+    let password = SecretKeyRef {
+        name: scratch.secret.clone(),
+        key: PASSWORD_KEY.to_owned(),
+    };
     let mut env: Vec<EnvVar> = vec![
         EnvVar {
             name: "POD_IP".into(),
             value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector { field_path: "status.podIP".into(), ..Default::default() }),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -105,11 +122,18 @@ pub fn pod(
         command: (!spec.command.is_empty()).then(|| spec.command.clone()),
         args: (!spec.args.is_empty()).then(|| spec.args.clone()),
         env: Some(env),
-        ports: Some(vec![ContainerPort { name: Some("database".into()), container_port: scratch.port, ..Default::default() }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("database".into()),
+            container_port: scratch.port,
+            ..Default::default()
+        }]),
         // The official images listen on TCP only after initialisation (their set-up server uses the Unix
         // socket), so an open port means ready for the restore.
         readiness_probe: Some(Probe {
-            tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(scratch.port), host: None }),
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(scratch.port),
+                host: None,
+            }),
             period_seconds: Some(1),
             failure_threshold: Some(3),
             ..Default::default()
@@ -136,7 +160,12 @@ pub fn pod(
     }
 }
 
-pub fn service(scratch: &ScratchStatus, namespace: &str, labels: &BTreeMap<String, String>, owner: &OwnerReference) -> Service {
+pub fn service(
+    scratch: &ScratchStatus,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    owner: &OwnerReference,
+) -> Service {
     Service {
         metadata: metadata(&scratch.service, namespace, labels, owner),
         spec: Some(ServiceSpec {
@@ -163,17 +192,31 @@ mod tests {
         let spec: ScratchDatabase = serde_yaml::from_str("{engine: postgres}").unwrap();
         let scratch = scratch_status("hotel-db-1767225600", "hotel", &spec);
         assert_eq!(scratch.host, "hotel-db-1767225600-scratch.hotel.svc");
-        assert_eq!((scratch.port, scratch.database.as_str(), scratch.user.as_str()), (5432, "restore", "postgres"));
-        let owner = OwnerReference { name: "r".into(), ..Default::default() };
+        assert_eq!(
+            (scratch.port, scratch.database.as_str(), scratch.user.as_str()),
+            (5432, "restore", "postgres")
+        );
+        let owner = OwnerReference {
+            name: "r".into(),
+            ..Default::default()
+        };
         let labels = BTreeMap::from([("lifeboat.dev/restore".to_owned(), "r".to_owned())]);
         let pod = pod(&spec, &scratch, "hotel", &labels, &owner);
         let container = &pod.spec.as_ref().unwrap().containers[0];
         assert_eq!(container.image.as_deref(), Some("postgres:16"));
-        assert!(container.command.is_none(), "the image's own entrypoint by default");
+        assert!(
+            container.command.is_none(),
+            "the image's own entrypoint by default"
+        );
         let env = container.env.as_ref().unwrap();
         let password = env.iter().find(|e| e.name == "POSTGRES_PASSWORD").unwrap();
-        assert!(password.value.is_none(), "never a literal password in the Pod spec");
-        assert!(env.iter().any(|e| e.name == "POSTGRES_DB" && e.value.as_deref() == Some("restore")));
+        assert!(
+            password.value.is_none(),
+            "never a literal password in the Pod spec"
+        );
+        assert!(env
+            .iter()
+            .any(|e| e.name == "POSTGRES_DB" && e.value.as_deref() == Some("restore")));
         let password = generate_password().unwrap();
         assert_eq!(password.len(), 32);
         assert_ne!(password, generate_password().unwrap());

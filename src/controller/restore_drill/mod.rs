@@ -37,9 +37,18 @@ pub const START_ANNOTATION: &str = "lifeboat.dev/drill-start";
 pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciled(KIND);
     let name = drill.name_any();
-    let namespace = drill.namespace().ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: name.clone() })?;
+    let namespace = drill.namespace().ok_or_else(|| ReconcileError::NotNamespaced {
+        kind: KIND,
+        name: name.clone(),
+    })?;
     let drills: Api<RestoreDrill> = Api::namespaced(ctx.client.clone(), &namespace);
     let restores: Api<Restore> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Read fresh rather than from the watch cache, which may lag our last status write: a stale status
+    // would fold the same drill twice (a second Event) or look at a slot already handled.
+    let Some(fresh) = drills.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let drill = Arc::new(fresh);
     let now = Timestamp::now();
     let now_time = Time(now);
     let generation = drill.metadata.generation;
@@ -50,7 +59,18 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
 
     let schedule = match Schedule::parse(&drill.spec.schedule.0, drill.spec.time_zone.as_deref()) {
         Ok(schedule) => schedule,
-        Err(error) => return stalled(&drills, &drill, status, "InvalidSchedule", error.to_string(), &ctx, None).await,
+        Err(error) => {
+            return stalled(
+                &drills,
+                &drill,
+                status,
+                "InvalidSchedule",
+                error.to_string(),
+                &ctx,
+                None,
+            )
+            .await
+        }
     };
 
     // Read the world: this drill's Restores.
@@ -59,29 +79,72 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
         .await?
         .items
         .into_iter()
-        .filter(|r| r.owner_references().iter().any(|o| Some(&o.uid) == drill.metadata.uid.as_ref()))
+        .filter(|r| {
+            r.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == drill.metadata.uid.as_ref())
+        })
         .collect();
-    let finished = |r: &Restore| r.status.as_ref().and_then(|s| s.phase).is_some_and(RestorePhase::is_finished);
+    let finished = |r: &Restore| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(RestorePhase::is_finished)
+    };
 
     // Fold finished drills into the record.
-    let known = |n: &str| status.history.iter().any(|h| h.restore == n) || status.last_drill.as_ref().is_some_and(|l| l.restore == n);
+    let known = |n: &str| {
+        status.history.iter().any(|h| h.restore == n)
+            || status.last_drill.as_ref().is_some_and(|l| l.restore == n)
+    };
     let new_results: Vec<_> = owned
         .iter()
         .filter(|r| finished(r) && !known(&r.name_any()))
-        .map(|r| plan::drill_result(&r.name_any(), drill_start(r), r.status.as_ref().expect("finished has status"), &objectives))
+        .map(|r| {
+            plan::drill_result(
+                &r.name_any(),
+                drill_start(r),
+                r.status.as_ref().expect("finished has status"),
+                &objectives,
+            )
+        })
         .collect();
     for result in &new_results {
         let passed = result.passed == Some(true);
-        let (type_, reason) = if passed { (EventType::Normal, "DrillPassed") } else { (EventType::Warning, "DrillFailed") };
-        publish(&ctx, drill.as_ref(), type_, reason, format!("{}: {}", result.restore, result.message.clone().unwrap_or_default())).await;
+        let (type_, reason) = if passed {
+            (EventType::Normal, "DrillPassed")
+        } else {
+            (EventType::Warning, "DrillFailed")
+        };
+        publish(
+            &ctx,
+            drill.as_ref(),
+            type_,
+            reason,
+            format!(
+                "{}: {}",
+                result.restore,
+                result.message.clone().unwrap_or_default()
+            ),
+        )
+        .await;
     }
     let limit = drill.spec.history_limit.max(0) as usize;
     plan::record(&mut status.history, &mut status.last_drill, new_results, limit);
-    let running: Vec<String> = owned.iter().filter(|r| !finished(r)).map(|r| r.name_any()).collect();
+    let running: Vec<String> = owned
+        .iter()
+        .filter(|r| !finished(r))
+        .map(|r| r.name_any())
+        .collect();
     status.active = running.first().cloned();
 
     // The schedule: one drill at a time; a slot that comes while one runs is skipped.
-    let created = drill.metadata.creation_timestamp.clone().map(|t| t.0).unwrap_or(now);
+    let created = drill
+        .metadata
+        .creation_timestamp
+        .clone()
+        .map(|t| t.0)
+        .unwrap_or(now);
     let handled_until = status.last_schedule_time.clone().map(|t| t.0).unwrap_or(created);
     let (decision, next) = decide_slot(&SlotInput {
         schedule: &schedule,
@@ -98,8 +161,20 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
         SlotDecision::Run { slot } | SlotDecision::Replace { slot, .. } => {
             let policies: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
             if policies.get_opt(&drill.spec.policy_ref.name).await?.is_none() {
-                let message = format!("BackupPolicy {} does not exist in namespace {namespace}", drill.spec.policy_ref.name);
-                return stalled(&drills, &drill, status, "PolicyNotFound", message, &ctx, Some(Duration::from_secs(30))).await;
+                let message = format!(
+                    "BackupPolicy {} does not exist in namespace {namespace}",
+                    drill.spec.policy_ref.name
+                );
+                return stalled(
+                    &drills,
+                    &drill,
+                    status,
+                    "PolicyNotFound",
+                    message,
+                    &ctx,
+                    Some(Duration::from_secs(30)),
+                )
+                .await;
             }
             let restore_name = create_drill_restore(&ctx, &drill, &restores, slot, now).await?;
             status.last_schedule_time = Some(Time(slot));
@@ -107,23 +182,42 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
         }
         SlotDecision::SkipBusy { slot } | SlotDecision::SkipMissed { slot } => {
             status.last_schedule_time = Some(Time(slot));
-            let note = format!("skipped the {slot} drill: {} is still running", running.join(", "));
+            let note = format!(
+                "skipped the {slot} drill: {} is still running",
+                running.join(", ")
+            );
             publish(&ctx, drill.as_ref(), EventType::Warning, "SkippedBusy", note).await;
         }
         SlotDecision::Wait => {}
     }
 
-    plan::apply_objective_conditions(&mut status.conditions.0, status.last_drill.as_ref(), &objectives, generation, &now_time);
+    plan::apply_objective_conditions(
+        &mut status.conditions.0,
+        status.last_drill.as_ref(),
+        &objectives,
+        generation,
+        &now_time,
+    );
     let health = overall_health(&status, drill.spec.suspend);
     set_health(&mut status.conditions.0, health, generation, &now_time);
-    write_status(&drills, &drill, Some(&current), &status, &ctx.settings.manager_name).await?;
+    write_status(
+        &drills,
+        &drill,
+        Some(&current),
+        &status,
+        &ctx.settings.manager_name,
+    )
+    .await?;
     export_metrics(&ctx, &namespace, &name, &status);
 
     // Only after the record is written: drop the oldest finished Restores beyond the history limit.
     let mut done: Vec<&Restore> = owned.iter().filter(|r| finished(r)).collect();
     done.sort_by_key(|r| std::cmp::Reverse(drill_start(r)));
     for old in done.into_iter().skip(limit) {
-        match restores.delete(&old.name_any(), &DeleteParams::background()).await {
+        match restores
+            .delete(&old.name_any(), &DeleteParams::background())
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(response)) if response.code == 404 => {}
             Err(error) => return Err(error.into()),
@@ -131,7 +225,10 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
     }
 
     Ok(match next {
-        Some(at) if !drill.spec.suspend => Action::requeue(Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0)) + Duration::from_millis(50)),
+        Some(at) if !drill.spec.suspend => Action::requeue(
+            Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0))
+                + Duration::from_millis(50),
+        ),
         _ => Action::await_change(),
     })
 }
@@ -145,12 +242,27 @@ fn drill_start(restore: &Restore) -> Timestamp {
         .unwrap_or_else(Timestamp::now)
 }
 
-async fn create_drill_restore(ctx: &Context, drill: &RestoreDrill, api: &Api<Restore>, slot: Timestamp, now: Timestamp) -> Result<String, ReconcileError> {
+async fn create_drill_restore(
+    ctx: &Context,
+    drill: &RestoreDrill,
+    api: &Api<Restore>,
+    slot: Timestamp,
+    now: Timestamp,
+) -> Result<String, ReconcileError> {
     let name = plan::restore_name_for_slot(&drill.name_any(), slot);
     let restore = Restore {
         metadata: ObjectMeta {
             name: Some(name.clone()),
-            labels: Some([(DRILL_LABEL.to_owned(), drill.name_any()), (crate::jobs::POLICY_LABEL.to_owned(), drill.spec.policy_ref.name.clone())].into()),
+            labels: Some(
+                [
+                    (DRILL_LABEL.to_owned(), drill.name_any()),
+                    (
+                        crate::jobs::POLICY_LABEL.to_owned(),
+                        drill.spec.policy_ref.name.clone(),
+                    ),
+                ]
+                .into(),
+            ),
             annotations: Some([(START_ANNOTATION.to_owned(), now.to_string())].into()),
             owner_references: drill.controller_owner_ref(&()).map(|owner| vec![owner]),
             ..Default::default()
@@ -160,7 +272,14 @@ async fn create_drill_restore(ctx: &Context, drill: &RestoreDrill, api: &Api<Res
     };
     match api.create(&PostParams::default(), &restore).await {
         Ok(_) => {
-            publish(ctx, drill, EventType::Normal, "DrillStarted", format!("created Restore {name} for the {slot} drill")).await;
+            publish(
+                ctx,
+                drill,
+                EventType::Normal,
+                "DrillStarted",
+                format!("created Restore {name} for the {slot} drill"),
+            )
+            .await;
             Ok(name)
         }
         // Created before a restart: the deterministic name makes this a no-op.
@@ -172,16 +291,34 @@ async fn create_drill_restore(ctx: &Context, drill: &RestoreDrill, api: &Api<Res
 /// Ready when the last drill passed (or none has run yet).
 fn overall_health(status: &RestoreDrillStatus, suspended: bool) -> Health {
     match &status.last_drill {
-        Some(last) if last.passed == Some(true) => Health::Ready { reason: "DrillPassed", message: last.message.clone().unwrap_or_default() },
+        Some(last) if last.passed == Some(true) => Health::Ready {
+            reason: "DrillPassed",
+            message: last.message.clone().unwrap_or_default(),
+        },
         Some(last) => {
             let why = last.message.clone().unwrap_or_default();
-            Health::NotReady { reason: "DrillFailed", message: format!("{} failed: {why}", last.restore) }
+            Health::NotReady {
+                reason: "DrillFailed",
+                message: format!("{} failed: {why}", last.restore),
+            }
         }
-        None if suspended => Health::Ready { reason: "Suspended", message: "suspended: no drills are scheduled".into() },
+        None if suspended => Health::Ready {
+            reason: "Suspended",
+            message: "suspended: no drills are scheduled".into(),
+        },
         None => match (&status.active, &status.next_schedule_time) {
-            (Some(active), _) => Health::Ready { reason: "FirstDrillRunning", message: format!("the first drill runs as Restore {active}") },
-            (None, Some(next)) => Health::Ready { reason: "Scheduled", message: format!("the first drill is scheduled for {}", next.0) },
-            (None, None) => Health::Ready { reason: "Scheduled", message: "waiting for the first slot".into() },
+            (Some(active), _) => Health::Ready {
+                reason: "FirstDrillRunning",
+                message: format!("the first drill runs as Restore {active}"),
+            },
+            (None, Some(next)) => Health::Ready {
+                reason: "Scheduled",
+                message: format!("the first drill is scheduled for {}", next.0),
+            },
+            (None, None) => Health::Ready {
+                reason: "Scheduled",
+                message: "waiting for the first slot".into(),
+            },
         },
     }
 }
@@ -196,14 +333,28 @@ async fn stalled(
     retry: Option<Duration>,
 ) -> Result<Action, ReconcileError> {
     let current = drill.status.clone().unwrap_or_default();
-    let first_time = conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
+    let first_time =
+        conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
     let now = Time(Timestamp::now());
-    set_health(&mut status.conditions.0, Health::Stalled { reason, message: message.clone() }, status.observed_generation, &now);
+    set_health(
+        &mut status.conditions.0,
+        Health::Stalled {
+            reason,
+            message: message.clone(),
+        },
+        status.observed_generation,
+        &now,
+    );
     write_status(api, drill, Some(&current), &status, &ctx.settings.manager_name).await?;
     if first_time {
         publish(ctx, drill, EventType::Warning, reason, message).await;
     }
-    export_metrics(ctx, &drill.namespace().unwrap_or_default(), &drill.name_any(), &status);
+    export_metrics(
+        ctx,
+        &drill.namespace().unwrap_or_default(),
+        &drill.name_any(),
+        &status,
+    );
     Ok(retry.map_or_else(Action::await_change, Action::requeue))
 }
 
@@ -212,8 +363,15 @@ fn export_metrics(ctx: &Context, namespace: &str, drill: &str, status: &RestoreD
     let Some(last) = &status.last_drill else {
         return;
     };
-    let labels = DrillLabels { namespace: namespace.to_owned(), drill: drill.to_owned() };
-    let seconds = |text: &Option<String>| text.as_deref().and_then(|t| crate::duration::parse_duration(t).ok()).map(|d| d.as_secs_f64());
+    let labels = DrillLabels {
+        namespace: namespace.to_owned(),
+        drill: drill.to_owned(),
+    };
+    let seconds = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| crate::duration::parse_duration(t).ok())
+            .map(|d| d.as_secs_f64())
+    };
     let metrics = &ctx.metrics;
     match seconds(&last.measured_rto) {
         Some(rto) => {
@@ -232,8 +390,14 @@ fn export_metrics(ctx: &Context, namespace: &str, drill: &str, status: &RestoreD
             metrics.drill_last_rpo_seconds.remove(&labels);
         }
     };
-    metrics.drill_passed.get_or_create(&labels).set(i64::from(last.passed == Some(true)));
-    metrics.drill_last_timestamp.get_or_create(&labels).set(last.start_time.0.as_millisecond() as f64 / 1000.0);
+    metrics
+        .drill_passed
+        .get_or_create(&labels)
+        .set(i64::from(last.passed == Some(true)));
+    metrics
+        .drill_last_timestamp
+        .get_or_create(&labels)
+        .set(last.start_time.0.as_millisecond() as f64 / 1000.0);
 }
 
 pub fn error_policy(drill: Arc<RestoreDrill>, error: &ReconcileError, ctx: Arc<Context>) -> Action {

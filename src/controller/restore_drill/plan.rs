@@ -28,7 +28,13 @@ pub fn restore_name_for_slot(drill: &str, slot: Timestamp) -> String {
 pub fn restore_spec_for(drill: &RestoreDrillSpec) -> RestoreSpec {
     let existing = drill.target.existing_database().map(str::to_owned);
     RestoreSpec {
-        source: RestoreSource { backup_ref: None, policy_ref: Some(LocalObjectRef { name: drill.policy_ref.name.clone() }), snapshot: None },
+        source: RestoreSource {
+            backup_ref: None,
+            policy_ref: Some(LocalObjectRef {
+                name: drill.policy_ref.name.clone(),
+            }),
+            snapshot: None,
+        },
         target: drill.target.clone(),
         drop_existing: existing.is_some(),
         confirm_overwrite: existing,
@@ -58,9 +64,18 @@ fn between(from: Timestamp, to: Timestamp) -> Duration {
 }
 
 /// What a finished drill measured, and whether it passed: restored, verified, within the RTO and the RPO.
-pub fn drill_result(restore_name: &str, start: Timestamp, status: &RestoreStatus, objectives: &Objectives) -> DrillResult {
+pub fn drill_result(
+    restore_name: &str,
+    start: Timestamp,
+    status: &RestoreStatus,
+    objectives: &Objectives,
+) -> DrillResult {
     let succeeded = status.phase == Some(RestorePhase::Succeeded);
-    let rto = status.completion_time.as_ref().filter(|_| succeeded).map(|end| between(start, end.0));
+    let rto = status
+        .completion_time
+        .as_ref()
+        .filter(|_| succeeded)
+        .map(|end| between(start, end.0));
     let rpo = status.snapshot_time.as_ref().map(|taken| between(taken.0, start));
     let failed_checks: Vec<String> = status
         .verification
@@ -77,10 +92,17 @@ pub fn drill_result(restore_name: &str, start: Timestamp, status: &RestoreStatus
     let mut notes = Vec::new();
     if succeeded {
         let snapshot = status.snapshot_id.as_deref().map(short_id).unwrap_or("?");
-        let checks = status.verification.as_ref().map(|v| format!(", {} checks passed", v.checks.len())).unwrap_or_default();
+        let checks = status
+            .verification
+            .as_ref()
+            .map(|v| format!(", {} checks passed", v.checks.len()))
+            .unwrap_or_default();
         notes.push(format!("restored snapshot {snapshot}{checks}"));
     } else {
-        let why = status.message.clone().unwrap_or_else(|| "the restore failed".into());
+        let why = status
+            .message
+            .clone()
+            .unwrap_or_else(|| "the restore failed".into());
         notes.push(match &status.reason {
             Some(reason) => format!("restore failed ({reason}): {why}"),
             None => format!("restore failed: {why}"),
@@ -88,11 +110,19 @@ pub fn drill_result(restore_name: &str, start: Timestamp, status: &RestoreStatus
     }
     if let (Some(measured), Some(target)) = (rto, objectives.rto) {
         let verdict = if rto_missed { "over" } else { "within" };
-        notes.push(format!("RTO {} {verdict} {}", format_measured(measured), format_duration(target)));
+        notes.push(format!(
+            "RTO {} {verdict} {}",
+            format_measured(measured),
+            format_duration(target)
+        ));
     }
     if let (Some(measured), Some(target)) = (rpo, objectives.rpo) {
         let verdict = if rpo_missed { "over" } else { "within" };
-        notes.push(format!("snapshot age {} {verdict} RPO {}", format_measured(measured), format_duration(target)));
+        notes.push(format!(
+            "snapshot age {} {verdict} RPO {}",
+            format_measured(measured),
+            format_duration(target)
+        ));
     }
     DrillResult {
         restore: restore_name.to_owned(),
@@ -121,7 +151,12 @@ pub fn format_measured(duration: Duration) -> String {
 
 /// Adds newly finished drills: history newest first and at most `limit` long; the last drill is the
 /// newest finished one even when the limit is 0.
-pub fn record(history: &mut Vec<DrillResult>, last: &mut Option<DrillResult>, finished: Vec<DrillResult>, limit: usize) {
+pub fn record(
+    history: &mut Vec<DrillResult>,
+    last: &mut Option<DrillResult>,
+    finished: Vec<DrillResult>,
+    limit: usize,
+) {
     for result in finished {
         if last.as_ref().is_none_or(|l| result.start_time.0 > l.start_time.0) {
             *last = Some(result.clone());
@@ -135,24 +170,57 @@ pub fn record(history: &mut Vec<DrillResult>, last: &mut Option<DrillResult>, fi
 }
 
 /// RTOMet and RPOMet from the last drill, against the spec's targets (absent when no target is set).
-pub fn apply_objective_conditions(conditions: &mut Vec<Condition>, last: Option<&DrillResult>, objectives: &Objectives, generation: Option<i64>, now: &Time) {
+pub fn apply_objective_conditions(
+    conditions: &mut Vec<Condition>,
+    last: Option<&DrillResult>,
+    objectives: &Objectives,
+    generation: Option<i64>,
+    now: &Time,
+) {
     let Some(last) = last else {
         conditions::remove(conditions, RTO_MET);
         conditions::remove(conditions, RPO_MET);
         return;
     };
-    let parse = |text: &Option<String>| text.as_deref().and_then(|t| crate::duration::parse_duration(t).ok());
+    let parse = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|t| crate::duration::parse_duration(t).ok())
+    };
     match objectives.rto {
         Some(target) => {
             let met = |measured: Duration| last.rto_met.unwrap_or(measured <= target);
             let desired = match parse(&last.measured_rto) {
-                Some(measured) if met(measured) => {
-                    Desired::new(RTO_MET, true, "WithinRTO", format!("{} restored and verified in {} (RTO {})", last.restore, format_measured(measured), format_duration(target)))
-                }
-                Some(measured) => {
-                    Desired::new(RTO_MET, false, "RTOExceeded", format!("{} took {} to restore and verify, over the RTO {}", last.restore, format_measured(measured), format_duration(target)))
-                }
-                None => Desired::new(RTO_MET, false, "RestoreFailed", format!("{} did not restore and verify, so no recovery time was achieved", last.restore)),
+                Some(measured) if met(measured) => Desired::new(
+                    RTO_MET,
+                    true,
+                    "WithinRTO",
+                    format!(
+                        "{} restored and verified in {} (RTO {})",
+                        last.restore,
+                        format_measured(measured),
+                        format_duration(target)
+                    ),
+                ),
+                Some(measured) => Desired::new(
+                    RTO_MET,
+                    false,
+                    "RTOExceeded",
+                    format!(
+                        "{} took {} to restore and verify, over the RTO {}",
+                        last.restore,
+                        format_measured(measured),
+                        format_duration(target)
+                    ),
+                ),
+                None => Desired::new(
+                    RTO_MET,
+                    false,
+                    "RestoreFailed",
+                    format!(
+                        "{} did not restore and verify, so no recovery time was achieved",
+                        last.restore
+                    ),
+                ),
             };
             conditions::apply(conditions, desired, generation, now);
         }
@@ -199,7 +267,14 @@ mod tests {
             snapshot_id: Some("4f42669d8c2f".into()),
             snapshot_time: Some(Time(at(snapshot_time))),
             completion_time: Some(Time(at(completion))),
-            verification: Some(Verification { passed: true, checks: vec![CheckResult { name: "table:guests".into(), passed: true, message: None }] }),
+            verification: Some(Verification {
+                passed: true,
+                checks: vec![CheckResult {
+                    name: "table:guests".into(),
+                    passed: true,
+                    message: None,
+                }],
+            }),
             ..Default::default()
         }
     }
@@ -215,20 +290,37 @@ rpo: 24h
     #[test]
     fn a_drill_measures_rto_from_its_start_and_rpo_as_the_snapshot_age() {
         let objectives = Objectives::of(&drill(SPEC));
-        let result = drill_result("d-1", at("2026-11-01T03:00:00Z"), &succeeded("2026-10-31T02:00:00Z", "2026-11-01T03:12:30Z"), &objectives);
+        let result = drill_result(
+            "d-1",
+            at("2026-11-01T03:00:00Z"),
+            &succeeded("2026-10-31T02:00:00Z", "2026-11-01T03:12:30Z"),
+            &objectives,
+        );
         assert_eq!(result.measured_rto.as_deref(), Some("12m30s"));
         assert_eq!(result.measured_rpo.as_deref(), Some("1d1h"));
         assert_eq!(result.passed, Some(false), "25h old > 24h RPO");
-        assert!(result.message.as_deref().unwrap().contains("over RPO 1d"), "{:?}", result.message);
+        assert!(
+            result.message.as_deref().unwrap().contains("over RPO 1d"),
+            "{:?}",
+            result.message
+        );
 
-        let fresh = drill_result("d-2", at("2026-11-01T03:00:00Z"), &succeeded("2026-11-01T02:00:00Z", "2026-11-01T03:01:00Z"), &objectives);
+        let fresh = drill_result(
+            "d-2",
+            at("2026-11-01T03:00:00Z"),
+            &succeeded("2026-11-01T02:00:00Z", "2026-11-01T03:01:00Z"),
+            &objectives,
+        );
         assert_eq!(fresh.passed, Some(true));
         let mut conditions = Vec::new();
         let now = Time(at("2026-11-01T03:01:00Z"));
         apply_objective_conditions(&mut conditions, Some(&result), &objectives, Some(1), &now);
         assert!(conditions::is_true(&conditions, RTO_MET));
         let rpo = conditions::find(&conditions, RPO_MET).unwrap();
-        assert_eq!((rpo.status.as_str(), rpo.reason.as_str()), ("False", "RPOExceeded"));
+        assert_eq!(
+            (rpo.status.as_str(), rpo.reason.as_str()),
+            ("False", "RPOExceeded")
+        );
     }
 
     #[test]
@@ -243,8 +335,16 @@ rpo: 24h
             verification: Some(Verification {
                 passed: false,
                 checks: vec![
-                    CheckResult { name: "table:guests".into(), passed: false, message: None },
-                    CheckResult { name: "minTables".into(), passed: true, message: None },
+                    CheckResult {
+                        name: "table:guests".into(),
+                        passed: false,
+                        message: None,
+                    },
+                    CheckResult {
+                        name: "minTables".into(),
+                        passed: true,
+                        message: None,
+                    },
                 ],
             }),
             ..Default::default()
@@ -255,24 +355,53 @@ rpo: 24h
         assert!(result.measured_rto.is_none());
         assert_eq!(result.measured_rpo.as_deref(), Some("1h"));
         let mut conditions = Vec::new();
-        apply_objective_conditions(&mut conditions, Some(&result), &objectives, None, &Time(at("2026-11-01T03:02:00Z")));
-        assert_eq!(conditions::find(&conditions, RTO_MET).unwrap().reason, "RestoreFailed");
+        apply_objective_conditions(
+            &mut conditions,
+            Some(&result),
+            &objectives,
+            None,
+            &Time(at("2026-11-01T03:02:00Z")),
+        );
+        assert_eq!(
+            conditions::find(&conditions, RTO_MET).unwrap().reason,
+            "RestoreFailed"
+        );
         assert!(conditions::is_true(&conditions, RPO_MET));
     }
 
     #[test]
     fn history_is_newest_first_bounded_and_the_last_drill_survives_a_zero_limit() {
         let objectives = Objectives::of(&drill(SPEC));
-        let make = |name: &str, start: &str| drill_result(name, at(start), &succeeded("2026-11-01T00:00:00Z", "2026-11-05T00:00:00Z"), &objectives);
+        let make = |name: &str, start: &str| {
+            drill_result(
+                name,
+                at(start),
+                &succeeded("2026-11-01T00:00:00Z", "2026-11-05T00:00:00Z"),
+                &objectives,
+            )
+        };
         let mut history = vec![make("d-1", "2026-11-01T03:00:00Z")];
         let mut last = history.first().cloned();
-        record(&mut history, &mut last, vec![make("d-3", "2026-11-03T03:00:00Z"), make("d-2", "2026-11-02T03:00:00Z")], 2);
+        record(
+            &mut history,
+            &mut last,
+            vec![
+                make("d-3", "2026-11-03T03:00:00Z"),
+                make("d-2", "2026-11-02T03:00:00Z"),
+            ],
+            2,
+        );
         let names: Vec<&str> = history.iter().map(|h| h.restore.as_str()).collect();
         assert_eq!(names, ["d-3", "d-2"]);
         assert_eq!(last.as_ref().unwrap().restore, "d-3");
         let mut empty = Vec::new();
         let mut last = None;
-        record(&mut empty, &mut last, vec![make("d-4", "2026-11-04T03:00:00Z")], 0);
+        record(
+            &mut empty,
+            &mut last,
+            vec![make("d-4", "2026-11-04T03:00:00Z")],
+            0,
+        );
         assert!(empty.is_empty());
         assert_eq!(last.unwrap().restore, "d-4");
     }
@@ -291,18 +420,38 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
         assert_eq!(on_server.source.policy_ref.unwrap().name, "crm-db");
         let kept = restore_spec_for(&drill(&format!("{SPEC}cleanup: false\n")));
         assert!(kept.keep_scratch && kept.confirm_overwrite.is_none());
-        assert_eq!(restore_name_for_slot("hotel-db-monthly", at("2026-11-01T02:00:00Z")), "hotel-db-monthly-1793498400");
+        assert_eq!(
+            restore_name_for_slot("hotel-db-monthly", at("2026-11-01T02:00:00Z")),
+            "hotel-db-monthly-1793498400"
+        );
     }
 
     #[test]
     fn a_snapshot_a_little_over_a_one_second_rpo_misses_it() {
         let objectives = Objectives::of(&drill(&SPEC.replace("rpo: 24h", "rpo: 1s")));
-        let result = drill_result("d", at("2026-11-01T03:00:01.800Z"), &succeeded("2026-11-01T03:00:00Z", "2026-11-01T03:00:05Z"), &objectives);
+        let result = drill_result(
+            "d",
+            at("2026-11-01T03:00:01.800Z"),
+            &succeeded("2026-11-01T03:00:00Z", "2026-11-01T03:00:05Z"),
+            &objectives,
+        );
         assert_eq!(result.measured_rpo.as_deref(), Some("1s800ms"));
         assert_eq!((result.rpo_met, result.passed), (Some(false), Some(false)));
         let mut conditions = Vec::new();
-        apply_objective_conditions(&mut conditions, Some(&result), &objectives, None, &Time(at("2026-11-01T03:00:05Z")));
-        assert_eq!(conditions::find(&conditions, RPO_MET).unwrap().reason, "RPOExceeded");
-        assert_eq!(crate::duration::parse_duration("1s800ms").unwrap(), Duration::from_millis(1800));
+        apply_objective_conditions(
+            &mut conditions,
+            Some(&result),
+            &objectives,
+            None,
+            &Time(at("2026-11-01T03:00:05Z")),
+        );
+        assert_eq!(
+            conditions::find(&conditions, RPO_MET).unwrap().reason,
+            "RPOExceeded"
+        );
+        assert_eq!(
+            crate::duration::parse_duration("1s800ms").unwrap(),
+            Duration::from_millis(1800)
+        );
     }
 }

@@ -1,0 +1,199 @@
+//! The policy's repository maintenance Jobs: retention (`agent prune`) after each successful backup, and
+//! the integrity check (`agent check`) on its own schedule; their results, and cleanup of finished ones.
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Pod, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+
+use super::plan::{self, SlotDecision, SlotInput};
+use crate::api::backup_policy::{BackupPolicyStatus, CheckSummary, ConcurrencyPolicy};
+use crate::api::BackupPolicy;
+use crate::controller::backup::publish;
+use crate::controller::status::child_name;
+use crate::controller::{Context, ReconcileError};
+use crate::jobs::{self, AgentReport, JobOutcome};
+use crate::schedule::Schedule;
+
+pub const RETENTION: &str = "retention";
+pub const CHECK: &str = "check";
+/// Finished maintenance Jobs kept for `kubectl describe` (their results live in status).
+const KEEP_FINISHED: usize = 2;
+
+fn restic_env(policy: &BackupPolicy) -> Vec<EnvVar> {
+    let restic = &policy.spec.repository.restic;
+    vec![
+        EnvVar { name: "RESTIC_REPOSITORY".into(), value: Some(restic.repository.clone()), ..Default::default() },
+        EnvVar {
+            name: "RESTIC_PASSWORD".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: restic.password_secret_ref.name.clone(),
+                    key: restic.password_secret_ref.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ]
+}
+
+/// Creates a maintenance Job of `component` named `name`, owned by the policy; an existing one is kept.
+async fn create_job(ctx: &Context, policy: &BackupPolicy, name: &str, component: &str, args: Vec<String>) -> Result<bool, kube::Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let Some(owner) = policy.controller_owner_ref(&()) else {
+        return Ok(false);
+    };
+    let labels =
+        [(jobs::POLICY_LABEL.to_owned(), policy.name_any()), (jobs::COMPONENT_LABEL.to_owned(), component.to_owned())].into();
+    let job = jobs::agent_job(
+        jobs::AgentJob { name: name.to_owned(), namespace: &namespace, owner, labels, image: &ctx.settings.agent_image, command: &ctx.settings.agent_command },
+        policy.spec.job_template.as_ref(),
+        args,
+        restic_env(policy),
+        policy.spec.repository.restic.env_from.clone(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.create(&PostParams::default(), &job).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Runs `agent prune` after a successful backup (one Job per success, named after it). The agent waits
+/// for restic's lock (--retry-lock), so it never overlaps a backup of the same repository.
+pub async fn start_retention(ctx: &Context, policy: &BackupPolicy, after_backup: &str) -> Result<(), kube::Error> {
+    let Some(retention) = &policy.spec.retention else {
+        return Ok(());
+    };
+    let namespace = policy.namespace().unwrap_or_default();
+    let mut args: Vec<String> = vec!["agent".into(), "prune".into(), "--retry-lock".into(), "10m".into()];
+    for (flag, value) in [
+        ("--keep-last", retention.keep_last),
+        ("--keep-hourly", retention.keep_hourly),
+        ("--keep-daily", retention.keep_daily),
+        ("--keep-weekly", retention.keep_weekly),
+        ("--keep-monthly", retention.keep_monthly),
+        ("--keep-yearly", retention.keep_yearly),
+    ] {
+        if let Some(count) = value.filter(|c| *c > 0) {
+            args.extend([flag.to_owned(), count.to_string()]);
+        }
+    }
+    // Only this policy's snapshots: a repository may be shared.
+    args.extend(["--tag".into(), format!("policy={}", policy.name_any()), "--tag".into(), format!("namespace={namespace}")]);
+    let name = child_name(after_backup, "prune", 63);
+    if create_job(ctx, policy, &name, RETENTION, args).await? {
+        publish(ctx, policy, EventType::Normal, "Retention", format!("Job {name} applies the retention rules")).await;
+    }
+    Ok(())
+}
+
+/// Starts the repository check when its slot is due; returns when the next check is due.
+pub async fn schedule_check(ctx: &Context, policy: &BackupPolicy, status: &mut BackupPolicyStatus, now: Timestamp) -> Result<Option<Timestamp>, ReconcileError> {
+    let Some(check) = &policy.spec.check else {
+        return Ok(None);
+    };
+    // The main schedule's time zone applies; an invalid check schedule is reported like the main one.
+    let Ok(schedule) = Schedule::parse(&check.schedule.0, policy.spec.time_zone.as_deref()) else {
+        return Ok(None);
+    };
+    let created = policy.metadata.creation_timestamp.clone().map(|t| t.0).unwrap_or(now);
+    let handled_until = status.last_check_schedule_time.clone().map(|t| t.0).unwrap_or(created);
+    let (decision, next) = plan::decide_slot(&SlotInput {
+        schedule: &schedule,
+        now,
+        handled_until,
+        starting_deadline: None,
+        suspend: policy.spec.suspend,
+        concurrency: ConcurrencyPolicy::Allow,
+        running: &[],
+        jitter: std::time::Duration::ZERO,
+    });
+    if let SlotDecision::Run { slot } = decision {
+        let mut args: Vec<String> = vec!["agent".into(), "check".into(), "--retry-lock".into(), "30m".into()];
+        if let Some(subset) = &check.read_data_subset {
+            args.extend(["--read-data-subset".into(), subset.clone()]);
+        }
+        let name = child_name(&policy.name_any(), &format!("check-{}", slot.as_second()), 63);
+        if create_job(ctx, policy, &name, CHECK, args).await? {
+            publish(ctx, policy, EventType::Normal, "RepositoryCheck", format!("Job {name} checks the repository")).await;
+        }
+        status.last_check_schedule_time = Some(Time(slot));
+    }
+    Ok(next)
+}
+
+/// Records the newest finished check Job's result in status; returns a failure message when a newly
+/// finished check failed.
+pub async fn record_check(ctx: &Context, policy: &BackupPolicy, status: &mut BackupPolicyStatus) -> Result<Option<String>, ReconcileError> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let selector = format!("{}={},{}={CHECK}", jobs::POLICY_LABEL, policy.name_any(), jobs::COMPONENT_LABEL);
+    let mut finished: Vec<Job> = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|job| jobs::job_outcome(job) != JobOutcome::Running)
+        .collect();
+    finished.sort_by_key(|job| job.metadata.creation_timestamp.clone().map(|t| t.0));
+    let Some(newest) = finished.last() else {
+        return Ok(None);
+    };
+    let name = newest.name_any();
+    if status.last_check.as_ref().is_some_and(|c| c.job_name == name) {
+        return Ok(None);
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let listed = pods.list(&ListParams::default().labels(&format!("job-name={name}"))).await?;
+    let (passed, message) = match (jobs::job_outcome(newest), jobs::newest_agent_report(&listed.items)) {
+        (JobOutcome::Succeeded, Some(AgentReport::Result(result))) if result.ok => (true, None),
+        (_, Some(AgentReport::Result(result))) => (false, Some(result.message.clone().unwrap_or_else(|| "restic check failed".into()))),
+        (_, Some(AgentReport::Unstructured(text))) => (false, Some(text)),
+        (_, None) => (false, Some("the check Job ended without a finished agent container".into())),
+    };
+    let time = newest.status.as_ref().and_then(|s| s.completion_time.clone()).unwrap_or(Time(Timestamp::now()));
+    status.last_check = Some(CheckSummary { job_name: name.clone(), time, passed, message: message.clone() });
+    if passed {
+        publish(ctx, policy, EventType::Normal, "RepositoryHealthy", format!("{name}: restic check passed")).await;
+        Ok(None)
+    } else {
+        let message = message.unwrap_or_default();
+        publish(ctx, policy, EventType::Warning, "RepositoryCheckFailed", format!("{name}: {message}")).await;
+        Ok(Some(message))
+    }
+}
+
+/// Deletes finished maintenance Jobs beyond the newest few of each kind (results are in status).
+pub async fn clean_up_finished_jobs(ctx: &Context, policy: &BackupPolicy) -> Result<(), ReconcileError> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    for component in [RETENTION, CHECK] {
+        let selector = format!("{}={},{}={component}", jobs::POLICY_LABEL, policy.name_any(), jobs::COMPONENT_LABEL);
+        let mut finished: Vec<Job> = jobs_api
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|job| jobs::job_outcome(job) != JobOutcome::Running)
+            .collect();
+        finished.sort_by_key(|job| job.metadata.creation_timestamp.clone().map(|t| t.0));
+        let excess = finished.len().saturating_sub(KEEP_FINISHED);
+        for job in finished.into_iter().take(excess) {
+            match jobs_api.delete(&job.name_any(), &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(response)) if response.code == 404 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(())
+}

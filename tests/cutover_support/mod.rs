@@ -1,0 +1,217 @@
+//! Shared by the Cutover end-to-end tests: blue and green Deployments of a small HTTP app behind a
+//! Service, what a client of that Service sees, and waiting on a Cutover's status.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::cutover::{CutoverPhase, StepPhase};
+use lifeboat::api::{BackupPolicy, Cutover};
+use serde_json::{json, Value};
+
+use crate::agent_support;
+use crate::support;
+use crate::support::operator::{http_get, Operator};
+
+pub static OPERATOR: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
+
+/// The test operator is pointed at the local node's Service table (LIFEBOAT_LOCAL_SERVICES, see
+/// `lifeboat::checks`): on the host, `web.<ns>.svc` does not resolve.
+pub fn operator(cluster: &support::Cluster) -> &'static Operator {
+    OPERATOR.get_or_init(|| Operator::start(cluster))
+}
+
+/// A web app: `/health` answers 500 while `<dir>/<color>-unhealthy` exists, `/ready` always 200 (so
+/// the proxy keeps routing to it), every other path answers the color.
+pub const APP: &str = r#"
+import http.server, os
+color = os.environ["COLOR"]
+fail_file = os.environ["FAIL_FILE"]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health":
+            code, body = (500, "unhealthy") if os.path.exists(fail_file) else (200, "ok")
+        elif self.path == "/ready":
+            code, body = 200, "ready"
+        else:
+            code, body = 200, color
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((os.environ["POD_IP"], 8080), Handler).serve_forever()
+"#;
+
+pub struct App {
+    pub dir: tempfile::TempDir,
+}
+
+impl App {
+    pub fn fail_file(&self, color: &str) -> PathBuf {
+        self.dir.path().join(format!("{color}-unhealthy"))
+    }
+
+    pub fn make_unhealthy(&self, color: &str) {
+        std::fs::write(self.fail_file(color), "").unwrap();
+    }
+}
+
+pub async fn apply<K>(api: &Api<K>, object: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object)).await.unwrap();
+}
+
+pub fn deployment(color: &str, script: &Path, fail_file: &Path) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("web-{color}")},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web", "track": color}},
+            "template": {
+                "metadata": {"labels": {"app": "web", "track": color}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "web", "image": "hotel/web", "command": ["python3", script],
+                        "env": [{"name": "COLOR", "value": color}, {"name": "FAIL_FILE", "value": fail_file}],
+                        "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}
+                    }]
+                }
+            }
+        }
+    })
+}
+
+pub fn service(name: &str, track: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": "web", "track": track}, "ports": [{"port": 80, "targetPort": 8080}]}
+    })
+}
+
+/// Blue serving behind Service `web`, green running beside it (and reachable as `web-green`).
+pub async fn blue_and_green(ns: &support::TestNamespace) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("app.py");
+    std::fs::write(&script, APP).unwrap();
+    let app = App { dir };
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    for color in ["blue", "green"] {
+        apply(&deployments, deployment(color, &script, &app.fail_file(color))).await;
+    }
+    apply(&services, service("web", "blue")).await;
+    apply(&services, service("web-green", "green")).await;
+    for name in ["web", "web-green"] {
+        let url = format!("http://{name}.{}.svc:80/", ns.name);
+        localcluster::services::resolve_url_when_ready(&url, Duration::from_secs(60)).await.unwrap();
+    }
+    assert_eq!(answer(ns, "/").await.as_deref(), Some("blue"));
+    app
+}
+
+/// What a client of Service `web` gets for `path` now: a fresh connection through the proxy.
+pub async fn answer(ns: &support::TestNamespace, path: &str) -> Option<String> {
+    let url = localcluster::services::resolve_url(&format!("http://web.{}.svc:80{path}", ns.name)).ok()?;
+    tokio::task::spawn_blocking(move || http_get(&url)).await.ok()?.map(|(_, body)| body)
+}
+
+pub async fn selector(ns: &support::TestNamespace) -> Value {
+    let services: Api<Service> = ns.api();
+    serde_json::to_value(services.get("web").await.unwrap().spec.unwrap().selector).unwrap()
+}
+
+pub fn cutover(name: &str, spec: Value) -> Cutover {
+    let mut base = json!({
+        "trafficSwitch": {"service": {"name": "web"}},
+        "from": {"selector": {"app": "web", "track": "blue"}, "deployment": "web-blue"},
+        "to": {"selector": {"app": "web", "track": "green"}, "deployment": "web-green"},
+        "readinessTimeout": "60s",
+    });
+    for (key, value) in spec.as_object().unwrap() {
+        base[key] = value.clone();
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Cutover", "metadata": {"name": name}, "spec": base
+    }))
+    .unwrap()
+}
+
+/// Polls the Cutover every 200 ms until `check` accepts it.
+pub async fn wait_for<F>(what: &str, api: &Api<Cutover>, name: &str, timeout: Duration, operator: &Operator, check: F) -> Cutover
+where
+    F: Fn(&Cutover) -> bool,
+{
+    let start = Instant::now();
+    loop {
+        let cutover = api.get(name).await.unwrap();
+        if check(&cutover) {
+            return cutover;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "{what} not within {timeout:?}; status:\n{}\noperator log:\n{}",
+                serde_json::to_string_pretty(&cutover.status).unwrap(),
+                operator.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn phase(cutover: &Cutover) -> Option<CutoverPhase> {
+    cutover.status.as_ref().and_then(|s| s.phase)
+}
+
+pub fn step_names(cutover: &Cutover) -> Vec<(String, StepPhase)> {
+    cutover.status.as_ref().unwrap().steps.iter().map(|s| (s.name.clone(), s.phase)).collect()
+}
+
+pub fn condition(cutover: &Cutover, type_: &str) -> Option<(String, String)> {
+    let status = cutover.status.as_ref()?;
+    status.conditions.0.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub async fn secret(ns: &support::TestNamespace, name: &str, key: &str, value: &str) {
+    let api: Api<Secret> = ns.api();
+    apply(&api, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}})).await;
+}
+
+/// A BackupPolicy over a real PostgreSQL database into a real restic repository, never scheduled
+/// during the test: the Cutover's pre-switch Backup is the only one.
+pub async fn hotel_database(ns: &support::TestNamespace) -> agent_support::Repo {
+    let pg = agent_support::postgres();
+    let database = format!("hotel_{}", ns.name.replace('-', "_"));
+    pg.create_database(&database);
+    pg.psql(&database, "create table guests(id serial primary key, name text not null); \
+                        insert into guests(name) select 'guest ' || g from generate_series(1, 200) g;");
+    let repo = agent_support::Repo::uninitialised();
+    secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
+    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "hotel-db"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "source": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
+        }
+    }))
+    .unwrap();
+    let policies: Api<BackupPolicy> = ns.api();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    repo
+}
+
