@@ -14,6 +14,7 @@ pub struct Operator {
     child: Mutex<Child>,
     kubeconfig: PathBuf,
     http_port: u16,
+    agent_command: String,
 }
 
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -97,25 +98,31 @@ fn free_port() -> u16 {
 impl Operator {
     /// Starts `lifeboat operator` (leader election on) and waits until /readyz answers.
     pub fn start(cluster: &Cluster) -> Operator {
+        Self::start_with_agent(cluster, env!("CARGO_BIN_EXE_lifeboat"))
+    }
+
+    /// Like [`Operator::start`] with another agent program in the Jobs (benchmarks use `true`).
+    pub fn start_with_agent(cluster: &Cluster, agent_command: &str) -> Operator {
         let kubeconfig = service_account_kubeconfig(cluster);
         let http_port = free_port();
         let log = std::env::temp_dir().join(format!(
             "lifeboat-operator-{}-{http_port}.log",
             std::process::id()
         ));
-        let child = Self::spawn(&kubeconfig, http_port, &log);
+        let child = Self::spawn(&kubeconfig, http_port, &log, agent_command);
         let operator = Operator {
             metrics_url: format!("http://127.0.0.1:{http_port}/metrics"),
             log,
             child: Mutex::new(child),
             kubeconfig,
             http_port,
+            agent_command: agent_command.to_owned(),
         };
         operator.wait_ready();
         operator
     }
 
-    fn spawn(kubeconfig: &PathBuf, http_port: u16, log: &PathBuf) -> Child {
+    fn spawn(kubeconfig: &PathBuf, http_port: u16, log: &PathBuf, agent_command: &str) -> Child {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -126,7 +133,7 @@ impl Operator {
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,lifeboat=debug")
             .env("LIFEBOAT_HTTP_ADDRESS", format!("127.0.0.1:{http_port}"))
-            .env("LIFEBOAT_AGENT_COMMAND", env!("CARGO_BIN_EXE_lifeboat"))
+            .env("LIFEBOAT_AGENT_COMMAND", agent_command)
             // The operator runs on the host, without cluster DNS: Cutover HTTP checks of `<svc>.<ns>.svc`
             // go through the local node's Service proxy (every test operator alike, since any of them
             // may reconcile any test's Cutover on the shared cluster).
@@ -170,9 +177,13 @@ impl Operator {
         let mut child = self.child.lock().expect("child");
         let _ = child.kill();
         let _ = child.wait();
-        *child = Self::spawn(&self.kubeconfig, self.http_port, &self.log);
+        *child = Self::spawn(&self.kubeconfig, self.http_port, &self.log, &self.agent_command);
         drop(child);
         self.wait_ready();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().expect("child").id()
     }
 
     pub fn metrics(&self) -> String {

@@ -1,0 +1,146 @@
+//! Operator scale benchmark: 500 BackupPolicies across 50 namespaces on the local cluster.
+//!
+//! Prints: operator RSS and CPU while idle (against the same operator with no policies, as a ratio), the
+//! time to reconcile every policy after a restart, and the delay between a slot's time and its Backup's
+//! creation as seen by a watch (p50/p99). Targets from the issue: RSS < 64 MiB, p99 slot delay < 1 s.
+//! Run with `just bench-operator` (a running local cluster is used, or started). The Jobs run `true`:
+//! this measures the control loop, not restic.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(unused_imports)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use lifeboat::api::{Backup, BackupPolicy};
+use serde_json::json;
+
+const NAMESPACES: usize = 50;
+const PER_NAMESPACE: usize = 10;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Idle RSS (KiB) and CPU share over `window`.
+async fn idle_profile(pid: u32, window: Duration) -> (u64, f64) {
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(window).await;
+    (rss_kib(pid), (cpu_seconds(pid) - before) / window.as_secs_f64())
+}
+
+fn reconciles(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("lifeboat_reconciles_total{kind=\"BackupPolicy\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+#[tokio::main]
+async fn main() {
+    let cluster = support::cluster_with_crds();
+    let client = cluster.client().await.unwrap();
+    let operator = support::operator::Operator::start_with_agent(&cluster, "true");
+    let pid = operator.pid();
+    let (baseline_rss, baseline_cpu) = idle_profile(pid, Duration::from_secs(10)).await;
+
+    // 500 policies in 50 namespaces, each with its Secrets, on one every-minute schedule: the worst case
+    // of everyone backing up at 02:00.
+    let run = format!("{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
+    let namespaces: Vec<String> = (0..NAMESPACES).map(|i| format!("bench-{run}-{i:02}")).collect();
+    let created = Instant::now();
+    for namespace in &namespaces {
+        let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"lifeboat.dev/bench": run}}})).unwrap();
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        for name in ["db", "restic"] {
+            let secret: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"password": "bench"}})).unwrap();
+            secrets.patch(name, &PatchParams::apply("bench").force(), &Patch::Apply(&secret)).await.unwrap();
+        }
+        let policies: Api<BackupPolicy> = Api::namespaced(client.clone(), namespace);
+        for i in 0..PER_NAMESPACE {
+            let policy: BackupPolicy = serde_json::from_value(json!({
+                "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": format!("db-{i}")},
+                "spec": {"schedule": "* * * * *",
+                         "source": {"postgres": {"host": "db", "database": "app", "user": "app", "passwordSecretRef": {"name": "db", "key": "password"}}},
+                         "repository": {"restic": {"repository": "/tmp/bench-repo", "passwordSecretRef": {"name": "restic", "key": "password"}}},
+                         "rpo": "24h", "successfulBackupsHistoryLimit": 1, "failedBackupsHistoryLimit": 1}
+            }))
+            .unwrap();
+            policies.create(&PostParams::default(), &policy).await.unwrap();
+        }
+    }
+    println!("created {} policies in {:.1}s", NAMESPACES * PER_NAMESPACE, created.elapsed().as_secs_f64());
+
+    // Reconcile all after a restart: the reconcile counter of the new process reaches one per policy.
+    operator.restart();
+    let restarted = Instant::now();
+    while reconciles(&operator.metrics()) < (NAMESPACES * PER_NAMESPACE) as u64 {
+        assert!(restarted.elapsed() < Duration::from_secs(300), "not all policies reconciled after a restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reconcile_all = restarted.elapsed();
+    let pid = operator.pid();
+    let (idle_rss, idle_cpu) = idle_profile(pid, Duration::from_secs(10)).await;
+
+    // Slot delay: watch Backups until one per policy has been seen for the next slot.
+    let backups: Api<Backup> = Api::all(client.clone());
+    let mut first_seen: BTreeMap<String, f64> = BTreeMap::new();
+    let mut stream = watcher(backups, watcher::Config::default().labels("lifeboat.dev/policy")).applied_objects().boxed();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+    let next_slot = (now / 60.0).floor() * 60.0 + 60.0;
+    let deadline = Instant::now() + Duration::from_secs_f64(next_slot - now + 120.0);
+    while first_seen.len() < NAMESPACES * PER_NAMESPACE && Instant::now() < deadline {
+        let Ok(Some(backup)) = tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await.unwrap_or(Ok(None)) else { continue };
+        let seen_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+        let name = backup.metadata.name.clone().unwrap_or_default();
+        let Some(slot) = name.rsplit('-').next().and_then(|s| s.parse::<f64>().ok()) else { continue };
+        if (slot - next_slot).abs() < 0.5 && backup.metadata.namespace.as_deref().is_some_and(|n| n.contains(&run)) {
+            first_seen.entry(format!("{}/{name}", backup.metadata.namespace.unwrap_or_default())).or_insert(seen_at - slot);
+        }
+    }
+    let mut delays: Vec<f64> = first_seen.values().copied().collect();
+    delays.sort_by(f64::total_cmp);
+
+    println!("operator scale benchmark ({} policies, {} namespaces)", NAMESPACES * PER_NAMESPACE, NAMESPACES);
+    println!("  idle RSS:  {:.1} MiB with 0 policies, {:.1} MiB with 500 (ratio {:.2}; target < 64 MiB)",
+        baseline_rss as f64 / 1024.0, idle_rss as f64 / 1024.0, idle_rss as f64 / baseline_rss.max(1) as f64);
+    println!("  idle CPU:  {:.2}% with 0 policies, {:.2}% with 500", baseline_cpu * 100.0, idle_cpu * 100.0);
+    println!("  reconcile all 500 after a restart: {:.2}s", reconcile_all.as_secs_f64());
+    println!("  slot -> Backup seen by a watch: {} of 500, p50 {:.3}s, p99 {:.3}s, max {:.3}s (target p99 < 1 s)",
+        delays.len(), percentile(&delays, 0.5), percentile(&delays, 0.99), delays.last().copied().unwrap_or(f64::NAN));
+
+    for namespace in &namespaces {
+        let _ = Api::<Namespace>::all(client.clone()).delete(namespace, &DeleteParams::background()).await;
+    }
+}
