@@ -134,6 +134,9 @@ pub async fn schedule_check(ctx: &Context, policy: &BackupPolicy, status: &mut B
 /// Records the newest finished check Job's result in status; returns a failure message when a newly
 /// finished check failed.
 pub async fn record_check(ctx: &Context, policy: &BackupPolicy, status: &mut BackupPolicyStatus) -> Result<Option<String>, ReconcileError> {
+    if policy.spec.check.is_none() && status.last_check_schedule_time.is_none() {
+        return Ok(None);
+    }
     let namespace = policy.namespace().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let selector = format!("{}={},{}={CHECK}", jobs::POLICY_LABEL, policy.name_any(), jobs::COMPONENT_LABEL);
@@ -176,7 +179,10 @@ pub async fn record_check(ctx: &Context, policy: &BackupPolicy, status: &mut Bac
 pub async fn clean_up_finished_jobs(ctx: &Context, policy: &BackupPolicy) -> Result<(), ReconcileError> {
     let namespace = policy.namespace().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    for component in [RETENTION, CHECK] {
+    // Only the kinds this policy ever ran: every list is an API call on each reconcile.
+    let ran_check = policy.spec.check.is_some() || policy.status.as_ref().is_some_and(|s| s.last_check_schedule_time.is_some());
+    let components = [(RETENTION, policy.spec.retention.is_some()), (CHECK, ran_check)];
+    for component in components.into_iter().filter(|(_, used)| *used).map(|(c, _)| c) {
         let selector = format!("{}={},{}={component}", jobs::POLICY_LABEL, policy.name_any(), jobs::COMPONENT_LABEL);
         let mut finished: Vec<Job> = jobs_api
             .list(&ListParams::default().labels(&selector))
