@@ -1,5 +1,9 @@
 //! The Lifeboat API (`lifeboat.dev/v1alpha1`): one module per kind, shared pieces in `common`.
 
+// kube's derive takes one `printcolumn(...)` per column; clippy reads the repeated `type_ = "string"` as
+// a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod backup;
 pub mod backup_policy;
 pub mod common;

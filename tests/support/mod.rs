@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 pub mod operator;
 pub mod webhook;
 
+#[allow(unused_imports)]
 pub use localcluster::{Cluster, TestNamespace};
 
 /// A path inside the repository.

@@ -97,7 +97,7 @@ pub fn size_anomaly(band: &SizeAnomaly, recent: &[i64], size: i64) -> Option<Str
     let mut sorted = recent.to_vec();
     sorted.sort_unstable();
     let middle = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 0 { (sorted[middle - 1] + sorted[middle]) as f64 / 2.0 } else { sorted[middle] as f64 };
+    let median = if sorted.len().is_multiple_of(2) { (sorted[middle - 1] + sorted[middle]) as f64 / 2.0 } else { sorted[middle] as f64 };
     if median <= 0.0 {
         return None;
     }
