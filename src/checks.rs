@@ -50,7 +50,9 @@ fn client() -> Result<&'static HttpClient, String> {
             };
             let https = builder.https_or_http().enable_http1().build();
             // Every check is a fresh look: no pooled connection to a Pod that has gone.
-            Ok(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(https))
+            Ok(Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(https))
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -83,7 +85,11 @@ pub async fn run_http_check(check: &HttpCheck) -> Result<String, String> {
 }
 
 async fn http_check_once(check: &HttpCheck) -> Result<String, String> {
-    let timeout = check.timeout.as_ref().and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = check
+        .timeout
+        .as_ref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(DEFAULT_TIMEOUT);
     let method = check.method.as_deref().unwrap_or("GET");
     let response = request(method, &check.url, timeout).await?;
     judge_http(check, &response)
@@ -126,17 +132,24 @@ fn body_excerpt(body: &str) -> String {
 /// One HTTP request with a deadline.
 pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<HttpResponse, String> {
     let (target, host_header) = resolve(url)?;
-    let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|_| format!("{method} is not an HTTP method"))?;
+    let method = hyper::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("{method} is not an HTTP method"))?;
     let request = hyper::Request::builder()
         .method(method.clone())
         .uri(target)
         .header(hyper::header::HOST, host_header)
-        .header(hyper::header::USER_AGENT, concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("lifeboat/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Empty::<Bytes>::new())
         .map_err(|error| format!("{method} {url}: {error}"))?;
     let client = client()?;
     let exchange = async {
-        let response = client.request(request).await.map_err(|error| describe_client_error(&error))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|error| describe_client_error(&error))?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         let mut stream = response.into_body();
@@ -150,12 +163,18 @@ pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<HttpR
                 }
             }
         }
-        Ok::<_, String>(HttpResponse { status, body: String::from_utf8_lossy(&body).into_owned() })
+        Ok::<_, String>(HttpResponse {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(problem)) => Err(format!("{method} {url}: {problem}")),
-        Err(_) => Err(format!("{method} {url}: no answer within {}", crate::duration::format_duration(timeout))),
+        Err(_) => Err(format!(
+            "{method} {url}: no answer within {}",
+            crate::duration::format_duration(timeout)
+        )),
     }
 }
 
@@ -173,20 +192,29 @@ fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
 /// The URI to connect to and the Host header to send: the URL itself, or (local cluster) the Service
 /// proxy's address for a Service host.
 fn resolve(url: &str) -> Result<(Uri, String), String> {
-    let uri: Uri = url.parse().map_err(|error| format!("{url} is not a URL: {error}"))?;
-    let authority = uri.authority().ok_or_else(|| format!("{url} has no host"))?.clone();
+    let uri: Uri = url
+        .parse()
+        .map_err(|error| format!("{url} is not a URL: {error}"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url} has no host"))?
+        .clone();
     let host_header = authority.as_str().to_owned();
     let Some(table) = std::env::var_os(LOCAL_SERVICES_ENV).map(PathBuf::from) else {
         return Ok((uri, host_header));
     };
     let scheme = uri.scheme_str().unwrap_or("http");
-    let port = authority.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let port = authority
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let Some((service, namespace)) = service_host(authority.host()) else {
         return Ok((uri, host_header));
     };
     let address = local_service_address(&table, namespace, service, port)?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let rewritten: Uri = format!("{scheme}://{address}{path}").parse().map_err(|error| format!("{url}: {error}"))?;
+    let rewritten: Uri = format!("{scheme}://{address}{path}")
+        .parse()
+        .map_err(|error| format!("{url}: {error}"))?;
     Ok((rewritten, host_header))
 }
 
@@ -194,16 +222,17 @@ fn resolve(url: &str) -> Result<(Uri, String), String> {
 pub fn service_host(host: &str) -> Option<(&str, &str)> {
     let parts: Vec<&str> = host.split('.').collect();
     match parts.as_slice() {
-        [service, namespace] | [service, namespace, "svc"] | [service, namespace, "svc", "cluster", "local"] => {
-            Some((service, namespace))
-        }
+        [service, namespace]
+        | [service, namespace, "svc"]
+        | [service, namespace, "svc", "cluster", "local"] => Some((service, namespace)),
         _ => None,
     }
 }
 
 /// The Service proxy's `address:port` for a Service, from the local node's services.json.
 fn local_service_address(table: &Path, namespace: &str, service: &str, port: u16) -> Result<String, String> {
-    let text = std::fs::read_to_string(table).map_err(|error| format!("reading {}: {error}", table.display()))?;
+    let text =
+        std::fs::read_to_string(table).map_err(|error| format!("reading {}: {error}", table.display()))?;
     let parsed: serde_json::Value =
         serde_json::from_str(&text).map_err(|error| format!("parsing {}: {error}", table.display()))?;
     let entry = parsed["services"]
@@ -212,7 +241,9 @@ fn local_service_address(table: &Path, namespace: &str, service: &str, port: u16
         .flatten()
         .find(|s| s["namespace"] == namespace && s["name"] == service)
         .ok_or_else(|| format!("Service {namespace}/{service} is not in {}", table.display()))?;
-    let address = entry["address"].as_str().ok_or_else(|| format!("Service {namespace}/{service} has no address yet"))?;
+    let address = entry["address"]
+        .as_str()
+        .ok_or_else(|| format!("Service {namespace}/{service} has no address yet"))?;
     Ok(format!("{address}:{port}"))
 }
 
@@ -222,7 +253,11 @@ pub async fn prometheus_value(address: &str, query: &str, timeout: Duration) -> 
     let url = format!("{}/api/v1/query?query={encoded}", address.trim_end_matches('/'));
     let response = request("GET", &url, timeout).await?;
     if response.status != 200 {
-        return Err(format!("Prometheus answered {}{}", response.status, body_excerpt(&response.body)));
+        return Err(format!(
+            "Prometheus answered {}{}",
+            response.status,
+            body_excerpt(&response.body)
+        ));
     }
     parse_prometheus_value(&response.body)
 }
@@ -230,7 +265,8 @@ pub async fn prometheus_value(address: &str, query: &str, timeout: Duration) -> 
 /// Reads the one number of an instant query's JSON answer. An empty result or NaN fails: a watch that
 /// sees no data must not pass for a healthy one.
 pub fn parse_prometheus_value(body: &str) -> Result<f64, String> {
-    let parsed: serde_json::Value = serde_json::from_str(body).map_err(|error| format!("Prometheus answer is not JSON: {error}"))?;
+    let parsed: serde_json::Value =
+        serde_json::from_str(body).map_err(|error| format!("Prometheus answer is not JSON: {error}"))?;
     if parsed["status"] != "success" {
         let error = parsed["error"].as_str().unwrap_or("unknown error");
         return Err(format!("Prometheus query failed: {error}"));
@@ -243,13 +279,23 @@ pub fn parse_prometheus_value(body: &str) -> Result<f64, String> {
             match results.len() {
                 0 => return Err("the query returned no samples".into()),
                 1 => results[0]["value"].clone(),
-                n => return Err(format!("the query returned {n} series; aggregate it to one (sum, max, …)")),
+                n => {
+                    return Err(format!(
+                        "the query returned {n} series; aggregate it to one (sum, max, …)"
+                    ))
+                }
             }
         }
-        other => return Err(format!("unsupported result type {other:?}; use an instant vector or scalar")),
+        other => {
+            return Err(format!(
+                "unsupported result type {other:?}; use an instant vector or scalar"
+            ))
+        }
     };
     let text = sample[1].as_str().ok_or("the sample has no value")?;
-    let value: f64 = text.parse().map_err(|_| format!("the sample value {text:?} is not a number"))?;
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("the sample value {text:?} is not a number"))?;
     if value.is_nan() {
         return Err("the query returned NaN (no traffic?)".into());
     }
@@ -280,7 +326,9 @@ pub fn deployment_ready(deployment: &Deployment, pods: &[Pod]) -> Result<String,
     let status = deployment.status.clone().unwrap_or_default();
     let generation = deployment.metadata.generation.unwrap_or(0);
     if status.observed_generation.unwrap_or(0) < generation {
-        return Err(format!("Deployment {name}: generation {generation} not yet observed by its controller"));
+        return Err(format!(
+            "Deployment {name}: generation {generation} not yet observed by its controller"
+        ));
     }
     let updated = status.updated_replicas.unwrap_or(0);
     let ready = status.ready_replicas.unwrap_or(0);
@@ -291,26 +339,41 @@ pub fn deployment_ready(deployment: &Deployment, pods: &[Pod]) -> Result<String,
             "Deployment {name}: {updated}/{wanted} updated, {ready}/{wanted} ready, {available}/{wanted} available, {total} total"
         ));
     }
-    let live: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let live: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
     let unready: Vec<String> = live
         .iter()
         .filter(|pod| !pod_ready(pod))
         .map(|pod| pod.metadata.name.clone().unwrap_or_default())
         .collect();
     if !unready.is_empty() {
-        return Err(format!("Deployment {name}: Pods not Ready: {}", unready.join(", ")));
+        return Err(format!(
+            "Deployment {name}: Pods not Ready: {}",
+            unready.join(", ")
+        ));
     }
     if (live.len() as i32) < wanted {
-        return Err(format!("Deployment {name}: {} of {wanted} Pods exist", live.len()));
+        return Err(format!(
+            "Deployment {name}: {} of {wanted} Pods exist",
+            live.len()
+        ));
     }
-    Ok(format!("Deployment {name}: {wanted}/{wanted} replicas updated and Ready"))
+    Ok(format!(
+        "Deployment {name}: {wanted}/{wanted} replicas updated and Ready"
+    ))
 }
 
 pub fn pod_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
 }
 
 #[cfg(test)]
@@ -325,18 +388,46 @@ mod tests {
     #[test]
     fn an_http_check_wants_the_expected_status_and_body() {
         let health = check(json!({"url": "http://web.hotel.svc/health"}));
-        assert!(judge_http(&health, &HttpResponse { status: 200, body: "ok".into() }).is_ok());
-        let failed = judge_http(&health, &HttpResponse { status: 500, body: "database down\nmore".into() }).unwrap_err();
-        assert_eq!(failed, "GET http://web.hotel.svc/health answered 500 (expected 200): database down");
+        assert!(judge_http(
+            &health,
+            &HttpResponse {
+                status: 200,
+                body: "ok".into()
+            }
+        )
+        .is_ok());
+        let failed = judge_http(
+            &health,
+            &HttpResponse {
+                status: 500,
+                body: "database down\nmore".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            failed,
+            "GET http://web.hotel.svc/health answered 500 (expected 200): database down"
+        );
         let version = check(json!({"url": "http://web/version", "expectBodyContains": "2.4"}));
-        assert!(judge_http(&version, &HttpResponse { status: 200, body: "2.3.9".into() }).unwrap_err().contains("lacks \"2.4\""));
+        assert!(judge_http(
+            &version,
+            &HttpResponse {
+                status: 200,
+                body: "2.3.9".into()
+            }
+        )
+        .unwrap_err()
+        .contains("lacks \"2.4\""));
     }
 
     #[test]
     fn service_hosts_are_recognised_in_every_cluster_form() {
         assert_eq!(service_host("web.hotel"), Some(("web", "hotel")));
         assert_eq!(service_host("web.hotel.svc"), Some(("web", "hotel")));
-        assert_eq!(service_host("web.hotel.svc.cluster.local"), Some(("web", "hotel")));
+        assert_eq!(
+            service_host("web.hotel.svc.cluster.local"),
+            Some(("web", "hotel"))
+        );
         assert_eq!(service_host("kajovohotel.hcasc.cz"), None);
         assert_eq!(service_host("web"), None);
     }
@@ -345,9 +436,18 @@ mod tests {
     fn a_service_url_goes_to_the_local_proxy_when_a_table_is_given() {
         let dir = tempfile::tempdir().unwrap();
         let table = dir.path().join("services.json");
-        std::fs::write(&table, r#"{"services":[{"namespace":"hotel","name":"web","address":"127.0.20.7","ports":[]}]}"#).unwrap();
-        assert_eq!(local_service_address(&table, "hotel", "web", 80).unwrap(), "127.0.20.7:80");
-        assert!(local_service_address(&table, "hotel", "api", 80).unwrap_err().contains("hotel/api"));
+        std::fs::write(
+            &table,
+            r#"{"services":[{"namespace":"hotel","name":"web","address":"127.0.20.7","ports":[]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            local_service_address(&table, "hotel", "web", 80).unwrap(),
+            "127.0.20.7:80"
+        );
+        assert!(local_service_address(&table, "hotel", "api", 80)
+            .unwrap_err()
+            .contains("hotel/api"));
     }
 
     #[test]
@@ -362,7 +462,9 @@ mod tests {
         assert!(parse_prometheus_value(nan).unwrap_err().contains("NaN"));
         let error = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
         assert!(parse_prometheus_value(error).unwrap_err().contains("parse error"));
-        assert!(within(0.002, None, Some(0.001)).unwrap_err().contains("above the maximum 0.001"));
+        assert!(within(0.002, None, Some(0.001))
+            .unwrap_err()
+            .contains("above the maximum 0.001"));
         assert!(within(0.0005, None, Some(0.001)).is_ok());
     }
 
@@ -389,9 +491,17 @@ mod tests {
         let done = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
         assert!(deployment_ready(&deployment(2, done.clone()), &[pod("a", true), pod("b", true)]).is_ok());
         let stale = json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
-        assert!(deployment_ready(&deployment(2, stale), &[]).unwrap_err().contains("not yet observed"));
+        assert!(deployment_ready(&deployment(2, stale), &[])
+            .unwrap_err()
+            .contains("not yet observed"));
         let rolling = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2});
-        assert!(deployment_ready(&deployment(2, rolling), &[]).unwrap_err().contains("3 total"));
-        assert!(deployment_ready(&deployment(2, done), &[pod("a", true), pod("b", false)]).unwrap_err().contains("not Ready: b"));
+        assert!(deployment_ready(&deployment(2, rolling), &[])
+            .unwrap_err()
+            .contains("3 total"));
+        assert!(
+            deployment_ready(&deployment(2, done), &[pod("a", true), pod("b", false)])
+                .unwrap_err()
+                .contains("not Ready: b")
+        );
     }
 }

@@ -84,24 +84,48 @@ fn assert_repository_usable(repo: &Repo) {
     );
 }
 
-/// Starts the agent in its own process group (like a container: killing the group kills the tools too).
+/// The real restic with its upload rate limited (4 MiB/s), so a backup of the big table takes seconds
+/// and a test can reliably interfere half-way.
+fn slow_restic() -> std::path::PathBuf {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("lifeboat-slow-restic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        remove_at_exit(dir.clone());
+        let path = dir.join("restic");
+        let script = format!(
+            "#!/bin/sh\nexec '{}' --limit-upload 4096 \"$@\"\n",
+            restic_bin().display()
+        );
+        std::fs::write(&path, script).expect("write wrapper");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    })
+    .clone()
+}
+
+/// Starts the agent in its own process group (like a container: killing the group kills the tools too),
+/// with a rate-limited restic.
 fn spawn_agent(mode: &str, args: &[String], result_path: &std::path::Path) -> Child {
     let mut command = agent_command(mode, args, result_path);
     command
         .env("LIFEBOAT_DB_PASSWORD", PG_PASSWORD)
+        .env("LIFEBOAT_RESTIC", slow_restic())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     command.spawn().expect("spawn agent")
 }
 
-/// Waits until pg_dump is streaming table data (its COPY is running) and returns that backend's pid.
+/// Waits until pg_dump is streaming table data (its COPY is still running: an idle backend shows its last
+/// query too) and returns that backend's pid.
 fn wait_for_copy(database: &str) -> String {
     let start = Instant::now();
     loop {
         let pid = postgres().psql(
             "postgres",
-            &format!("select pid from pg_stat_activity where datname = '{database}' and query like 'COPY public.big%' limit 1"),
+            &format!("select pid from pg_stat_activity where datname = '{database}' and state = 'active' and query like 'COPY public.big%' limit 1"),
         );
         if !pid.is_empty() {
             return pid;
@@ -118,6 +142,20 @@ fn signal(pid: i32, signal: i32) {
     // SAFETY: kill(2) on a process (group) this test started.
     unsafe {
         libc::kill(pid, signal);
+    }
+}
+
+/// Waits until every process of a killed group has been reaped: until then restic rightly treats the
+/// dead job's lock as held (its PID still exists), as it would for a job on another node.
+fn wait_until_gone(group: i32) {
+    let start = Instant::now();
+    // SAFETY: kill(2) with signal 0 only checks for existence.
+    while unsafe { libc::kill(-group, 0) } == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "killed processes never went away"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -239,18 +277,44 @@ fn a_locked_repository_is_named_and_the_lock_holder_shown() {
     assert_no_snapshot(&repo);
 }
 
+/// A database whose last row cannot be output (its enum label was removed from the catalog, as
+/// corruption would): pg_dump streams megabytes of good data, then fails in the middle of the table.
+fn broken_database() -> &'static str {
+    static CREATED: OnceLock<()> = OnceLock::new();
+    CREATED.get_or_init(|| {
+        let pg = postgres();
+        pg.create_database("broken");
+        pg.psql(
+            "broken",
+            "CREATE TYPE mood AS ENUM ('ok', 'gone');
+             CREATE TABLE rows (id int, payload text, m mood);
+             INSERT INTO rows SELECT i, repeat(md5(i::text), 20), 'ok' FROM generate_series(1, 20000) i;
+             INSERT INTO rows VALUES (20001, 'last', 'gone');
+             DELETE FROM pg_enum WHERE enumlabel = 'gone';",
+        );
+    });
+    "broken"
+}
+
 #[test]
 fn a_dump_that_fails_half_way_leaves_no_snapshot() {
-    let database = big_database();
     let repo = Repo::new();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let result_path = dir.path().join("result");
-    let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
-    let backend = wait_for_copy(database);
-    postgres().psql("postgres", &format!("select pg_terminate_backend({backend})"));
-    let run = finish(agent_process.wait_with_output().expect("agent"), &result_path);
+    let run = agent(
+        "backup",
+        &backup_args(broken_database(), &repo),
+        Some(PG_PASSWORD),
+    );
     run.assert_failed("DumpFailed");
     assert!(run.message().contains("pg_dump failed"), "{}", run.message());
+    assert!(
+        run.message().contains("invalid internal value for enum"),
+        "{}",
+        run.message()
+    );
+    assert!(
+        run.stderr.contains("signal interrupt received"),
+        "restic was stopped before its input ended"
+    );
     assert_no_snapshot(&repo);
     assert_repository_usable(&repo);
 }
@@ -285,7 +349,9 @@ fn a_backup_killed_half_way_leaves_a_usable_repository_and_the_next_backup_succe
     wait_for_copy(database);
     std::thread::sleep(Duration::from_millis(300));
     signal(-(agent_process.id() as i32), libc::SIGKILL);
+    let group = agent_process.id() as i32;
     let _ = agent_process.wait_with_output();
+    wait_until_gone(group);
     assert!(good_snapshots(&repo).is_empty(), "{:#?}", repo.snapshots());
     assert_repository_usable(&repo);
 

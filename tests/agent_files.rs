@@ -237,3 +237,65 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn restores_refuse_snapshots_that_are_missing_or_were_not_confirmed() {
+    let repo = Repo::new();
+    let work = tempfile::tempdir().expect("tempdir");
+    make_uploads(work.path());
+    let target = work.path().join("restored").display().to_string();
+    let restore = |extra: &[&str]| {
+        let mut args = strings(&[
+            "--target",
+            "files",
+            "--repository",
+            &repo.repository_arg(),
+            "--path",
+            &target,
+        ]);
+        args.extend(strings(extra));
+        agent("restore", &args, None)
+    };
+
+    restore(&[]).assert_failed("SnapshotNotFound");
+    restore(&["--snapshot", "deadbeef"]).assert_failed("SnapshotNotFound");
+
+    // A snapshot made by hand has no recorded size: refused unless the caller accepts that.
+    let out = repo.restic(&[
+        "backup",
+        "--json",
+        &work.path().join("2026").display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = repo.snapshots()[0]["id"].as_str().expect("id").to_string();
+    let refused = restore(&["--snapshot", &id]);
+    refused.assert_failed("SnapshotUnverified");
+    assert!(
+        refused.message().contains("--allow-unverified"),
+        "{}",
+        refused.message()
+    );
+    restore(&["--snapshot", &id, "--allow-unverified"]).assert_ok();
+    assert_eq!(tree(&work.path().join("2026")), tree(Path::new(&target)));
+
+    // A files snapshot is not a database dump.
+    let mut args = strings(&[
+        "--target",
+        "postgres",
+        "--repository",
+        &repo.repository_arg(),
+        "--snapshot",
+        &id,
+    ]);
+    args.extend(strings(&[
+        "--host",
+        "127.0.0.1",
+        "--user",
+        "u",
+        "--database",
+        "d",
+        "--allow-unverified",
+    ]));
+    let wrong_kind = agent("restore", &args, None);
+    assert_ne!(wrong_kind.code, 0);
+}

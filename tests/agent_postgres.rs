@@ -312,3 +312,38 @@ fn globals_are_backed_up_with_pg_dumpall() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("CREATE ROLE lifeboat_reader"));
 }
+
+#[test]
+fn a_restore_that_fails_changes_nothing_in_the_target() {
+    let pg = postgres();
+    let repo = Repo::new();
+    create_shop(pg, "shop_atomic");
+    agent(
+        "backup",
+        &backup_args(pg, "shop_atomic", &repo, &[]),
+        Some(PG_PASSWORD),
+    )
+    .assert_ok();
+    pg.create_database("shop_atomic_target");
+    // An existing table with the same name makes pg_restore fail part-way through.
+    pg.psql(
+        "shop_atomic_target",
+        "CREATE TABLE orders (keep int); INSERT INTO orders VALUES (42)",
+    );
+
+    let run = agent(
+        "restore",
+        &restore_args(pg, "shop_atomic_target", &repo, &[]),
+        Some(PG_PASSWORD),
+    );
+    run.assert_failed("LoadFailed");
+    assert!(run.message().contains("pg_restore"), "{}", run.message());
+    assert!(
+        run.message().contains("already exists"),
+        "the first error is the cause: {}",
+        run.message()
+    );
+    // One transaction: nothing of the half-restored dump is left behind.
+    assert_eq!(pg.tables("shop_atomic_target"), vec!["public.orders".to_string()]);
+    assert_eq!(pg.psql("shop_atomic_target", "select keep from orders"), "42");
+}

@@ -154,6 +154,12 @@ fn invalid_specs() -> Vec<Invalid> {
             spec: with(valid_cutover(), &[("/verify/0/name", json!("Health Check"))]), expect: &["spec.verify[0].name"] },
         Invalid { case: "http check that is not a URL", resource: cut(),
             spec: with(valid_cutover(), &[("/verify/0/http/url", json!("web.hotel.svc/health"))]), expect: &["spec.verify[0].http.url"] },
+        Invalid { case: "http check with an unknown method", resource: cut(),
+            spec: with(valid_cutover(), &[("/verify/0/http/method", json!("FETCH"))]), expect: &["spec.verify[0].http.method", "Unsupported value"] },
+        Invalid { case: "http check retried forever", resource: cut(),
+            spec: with(valid_cutover(), &[("/verify/0/http/retries", json!(1000))]), expect: &["spec.verify[0].http.retries"] },
+        Invalid { case: "ingress switch without the sides' Services", resource: cut(),
+            spec: with(valid_cutover(), &[("/trafficSwitch", json!({"ingress": {"name": "web"}}))]), expect: &["spec", "from.service and to.service"] },
     ]
 }
 

@@ -2,11 +2,11 @@
 //! a Service on the local cluster, `lifeboat operator` under its own ServiceAccount and ClusterRole, and
 //! a Cutover that moves the traffic — observed through the local Service proxy, as a user's curl sees it.
 
-mod support;
 #[path = "agent_support/mod.rs"]
 mod agent_support;
 #[path = "cutover_support/mod.rs"]
 mod cutover_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
     let operator = operator(&cluster);
     let ns = cluster.namespace("cut-happy").await.unwrap();
     let _app = blue_and_green(&ns).await;
-    let _repo = hotel_database(&ns).await;
+    let (_repo, _database) = hotel_database(&ns).await;
     let svc = |name: &str, path: &str| format!("http://{name}.{}.svc{path}", ns.name);
 
     let cutovers: Api<Cutover> = ns.api();
@@ -47,36 +47,87 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
         "stabilization": {"duration": "4s", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": svc("web", "/health")}]}
     });
-    cutovers.create(&PostParams::default(), &cutover("release-2-4", spec)).await.unwrap();
+    cutovers
+        .create(&PostParams::default(), &cutover("release-2-4", spec))
+        .await
+        .unwrap();
 
-    let done = wait_for("Succeeded", &cutovers, "release-2-4", Duration::from_secs(120), operator, |c| {
-        matches!(phase(c), Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack))
-    })
+    let done = wait_for(
+        "Succeeded",
+        &cutovers,
+        "release-2-4",
+        Duration::from_secs(120),
+        operator,
+        |c| {
+            matches!(
+                phase(c),
+                Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
+            )
+        },
+    )
     .await;
     let status = done.status.clone().unwrap();
-    assert_eq!(status.phase, Some(CutoverPhase::Succeeded), "{}", serde_json::to_string_pretty(&status).unwrap());
+    assert_eq!(
+        status.phase,
+        Some(CutoverPhase::Succeeded),
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
     assert_eq!(status.active, Some(ActiveSide::To));
 
     // Traffic is on green, as a client sees it.
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    assert!(answers_soon(&ns, "green").await);
     assert_eq!(selector(&ns).await, json!({"app": "web", "track": "green"}));
-    assert_eq!(status.previous_target.as_deref(), Some(r#"{"app":"web","track":"blue"}"#));
+    assert_eq!(
+        status.previous_target.as_deref(),
+        Some(r#"{"app":"web","track":"blue"}"#)
+    );
 
     // The deployment log: every step, in runbook order, each with its times and result.
     let names: Vec<String> = status.steps.iter().map(|s| s.name.clone()).collect();
     assert_eq!(
         names,
-        ["preflight/verify-deploy", "preflight/uat", "backup", "migration", "readiness", "switch", "verify/health", "verify/version",
-         "verify/smoke", "stabilization"]
+        [
+            "preflight/verify-deploy",
+            "preflight/uat",
+            "backup",
+            "migration",
+            "readiness",
+            "switch",
+            "verify/health",
+            "verify/version",
+            "verify/smoke",
+            "stabilization"
+        ]
     );
     for step in &status.steps {
         assert_eq!(step.phase, StepPhase::Succeeded, "{step:?}");
-        assert!(step.completion_time.as_ref().unwrap().0 >= step.start_time.0, "{step:?}");
+        assert!(
+            step.completion_time.as_ref().unwrap().0 >= step.start_time.0,
+            "{step:?}"
+        );
         assert!(step.message.as_ref().is_some_and(|m| !m.is_empty()), "{step:?}");
     }
-    let message = |name: &str| status.steps.iter().find(|s| s.name == name).unwrap().message.clone().unwrap();
-    assert!(message("preflight/verify-deploy").contains("12 checks PASS"), "{}", message("preflight/verify-deploy"));
-    assert!(message("switch").contains("track=blue") && message("switch").contains("track=green"), "{}", message("switch"));
+    let message = |name: &str| {
+        status
+            .steps
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .message
+            .clone()
+            .unwrap()
+    };
+    assert!(
+        message("preflight/verify-deploy").contains("12 checks PASS"),
+        "{}",
+        message("preflight/verify-deploy")
+    );
+    assert!(
+        message("switch").contains("track=blue") && message("switch").contains("track=green"),
+        "{}",
+        message("switch")
+    );
 
     // One pre-switch Backup, a real non-empty snapshot; the migration's report is kept.
     let backup_name = status.backup_ref.as_ref().unwrap().name.clone();
@@ -92,8 +143,15 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
     assert_eq!(serde_json::from_str::<Value>(&report).unwrap()["migrated"], 42);
 
     // The stabilization window ran its rounds; conditions are kstatus Ready.
-    assert!(status.stabilization.as_ref().unwrap().rounds >= 4, "{:?}", status.stabilization);
-    assert_eq!(condition(&done, "Ready"), Some(("True".into(), "Succeeded".into())));
+    assert!(
+        status.stabilization.as_ref().unwrap().rounds >= 4,
+        "{:?}",
+        status.stabilization
+    );
+    assert_eq!(
+        condition(&done, "Ready"),
+        Some(("True".into(), "Succeeded".into()))
+    );
     assert_eq!(condition(&done, "Reconciling"), None);
     assert!(status.completion_time.is_some() && status.observed_generation == done.metadata.generation);
 
@@ -103,10 +161,16 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
     assert_eq!(blue.spec.replicas, Some(1));
 
     let metrics = operator.metrics();
-    let succeeded = format!("lifeboat_cutover_phase{{namespace=\"{}\",cutover=\"release-2-4\",phase=\"Succeeded\"}} 1", ns.name);
+    let succeeded = format!(
+        "lifeboat_cutover_phase{{namespace=\"{}\",cutover=\"release-2-4\",phase=\"Succeeded\"}} 1",
+        ns.name
+    );
     assert!(metrics.contains(&succeeded), "{metrics}");
     // (Step durations are observed by whichever operator finished the step: only the family is certain.)
-    assert!(metrics.contains("# TYPE lifeboat_cutover_step_duration_seconds histogram"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE lifeboat_cutover_step_duration_seconds histogram"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -123,12 +187,28 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
         "stabilization": {"duration": "2m", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": svc("/health"), "timeout": "2s"}]}
     });
-    cutovers.create(&PostParams::default(), &cutover("release-2-5", spec)).await.unwrap();
-    wait_for("Stabilizing", &cutovers, "release-2-5", Duration::from_secs(60), operator, |c| {
-        phase(c) == Some(CutoverPhase::Stabilizing) && c.status.as_ref().unwrap().stabilization.as_ref().is_some_and(|s| s.rounds >= 2)
-    })
+    cutovers
+        .create(&PostParams::default(), &cutover("release-2-5", spec))
+        .await
+        .unwrap();
+    wait_for(
+        "Stabilizing",
+        &cutovers,
+        "release-2-5",
+        Duration::from_secs(60),
+        operator,
+        |c| {
+            phase(c) == Some(CutoverPhase::Stabilizing)
+                && c.status
+                    .as_ref()
+                    .unwrap()
+                    .stabilization
+                    .as_ref()
+                    .is_some_and(|s| s.rounds >= 2)
+        },
+    )
     .await;
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    assert!(answers_soon(&ns, "green").await);
 
     // Green's /health starts failing.
     app.make_unhealthy("green");
@@ -143,33 +223,67 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
     }
     let Some(back_on_blue) = back_on_blue else {
         let status = cutovers.get("release-2-5").await.unwrap().status;
-        panic!("traffic never came back to blue\n{}\n{}", serde_json::to_string_pretty(&status).unwrap(), operator.log_tail());
+        panic!(
+            "traffic never came back to blue\n{}\n{}",
+            serde_json::to_string_pretty(&status).unwrap(),
+            operator.log_tail()
+        );
     };
     // Two failed rounds one second apart, then the switch: well under the 20 s above.
-    assert!(back_on_blue < Duration::from_secs(6), "traffic back on blue after {back_on_blue:?}");
+    assert!(
+        back_on_blue < Duration::from_secs(6),
+        "traffic back on blue after {back_on_blue:?}"
+    );
 
-    let done = wait_for("RolledBack", &cutovers, "release-2-5", Duration::from_secs(60), operator, |c| {
-        matches!(phase(c), Some(CutoverPhase::RolledBack | CutoverPhase::Failed | CutoverPhase::Succeeded))
-    })
+    let done = wait_for(
+        "RolledBack",
+        &cutovers,
+        "release-2-5",
+        Duration::from_secs(60),
+        operator,
+        |c| {
+            matches!(
+                phase(c),
+                Some(CutoverPhase::RolledBack | CutoverPhase::Failed | CutoverPhase::Succeeded)
+            )
+        },
+    )
     .await;
     let status = done.status.clone().unwrap();
-    assert_eq!(status.phase, Some(CutoverPhase::RolledBack), "{}", serde_json::to_string_pretty(&status).unwrap());
+    assert_eq!(
+        status.phase,
+        Some(CutoverPhase::RolledBack),
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
     assert_eq!(status.active, Some(ActiveSide::From));
     assert_eq!(selector(&ns).await, json!({"app": "web", "track": "blue"}));
     let rollback = status.rollback.clone().unwrap();
     assert_eq!(rollback.failed_check.as_deref(), Some("healthz"));
-    assert!(rollback.reason.contains("healthz") && rollback.reason.contains("500"), "{}", rollback.reason);
+    assert!(
+        rollback.reason.contains("healthz") && rollback.reason.contains("500"),
+        "{}",
+        rollback.reason
+    );
     assert!(rollback.traffic_restored_time.is_some() && rollback.completion_time.is_some());
     assert!(!rollback.database_restored);
     let steps = step_names(&done);
-    assert_eq!(steps[steps.len() - 3..], [
-        ("stabilization".to_owned(), StepPhase::Failed),
-        ("rollback/switch-back".to_owned(), StepPhase::Succeeded),
-        ("rollback/verify-from".to_owned(), StepPhase::Succeeded),
-    ]);
-    assert_eq!(condition(&done, "Stalled"), Some(("True".into(), "RolledBack".into())));
+    assert_eq!(
+        steps[steps.len() - 3..],
+        [
+            ("stabilization".to_owned(), StepPhase::Failed),
+            ("rollback/switch-back".to_owned(), StepPhase::Succeeded),
+            ("rollback/verify-from".to_owned(), StepPhase::Succeeded),
+        ]
+    );
+    assert_eq!(
+        condition(&done, "Stalled"),
+        Some(("True".into(), "RolledBack".into()))
+    );
     assert_eq!(condition(&done, "Ready").map(|c| c.0), Some("False".into()));
-    assert!(operator.metrics().contains("lifeboat_cutover_traffic_restore_seconds_count"));
+    assert!(operator
+        .metrics()
+        .contains("lifeboat_cutover_traffic_restore_seconds_count"));
 }
 
 #[tokio::test]
@@ -190,23 +304,58 @@ async fn a_failing_preflight_is_no_go_and_never_touches_the_service() {
         ],
         "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}]
     });
-    cutovers.create(&PostParams::default(), &cutover("release-bad", spec)).await.unwrap();
-    let done = wait_for("Failed", &cutovers, "release-bad", Duration::from_secs(60), operator, |c| {
-        matches!(phase(c), Some(CutoverPhase::Failed | CutoverPhase::Succeeded | CutoverPhase::RolledBack))
-    })
+    cutovers
+        .create(&PostParams::default(), &cutover("release-bad", spec))
+        .await
+        .unwrap();
+    let done = wait_for(
+        "Failed",
+        &cutovers,
+        "release-bad",
+        Duration::from_secs(60),
+        operator,
+        |c| {
+            matches!(
+                phase(c),
+                Some(CutoverPhase::Failed | CutoverPhase::Succeeded | CutoverPhase::RolledBack)
+            )
+        },
+    )
     .await;
     let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(CutoverPhase::Failed));
-    assert_eq!(step_names(&done), [("preflight/verify-deploy".to_owned(), StepPhase::Failed)]);
+    assert_eq!(
+        step_names(&done),
+        [("preflight/verify-deploy".to_owned(), StepPhase::Failed)]
+    );
     let message = status.steps[0].message.clone().unwrap();
-    assert!(message.contains("DEBUG is on"), "the Job's own words explain the NO-GO: {message}");
+    assert!(
+        message.contains("DEBUG is on"),
+        "the Job's own words explain the NO-GO: {message}"
+    );
     assert!(status.previous_target.is_none() && status.rollback.is_none());
     assert_eq!(status.active, Some(ActiveSide::From));
-    let stalled = done.status.as_ref().unwrap().conditions.0.iter().find(|c| c.type_ == "Stalled").unwrap().clone();
-    assert!(stalled.message.contains("NO-GO") && stalled.message.contains("not touched"), "{}", stalled.message);
+    let stalled = done
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .0
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .clone();
+    assert!(
+        stalled.message.contains("NO-GO") && stalled.message.contains("not touched"),
+        "{}",
+        stalled.message
+    );
 
     // The Service was never written.
-    assert_eq!(services.get("web").await.unwrap().metadata.resource_version, version_before);
+    assert_eq!(
+        services.get("web").await.unwrap().metadata.resource_version,
+        version_before
+    );
     assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
 }
 
@@ -222,12 +371,23 @@ async fn approval_gates_the_switch_until_someone_says_go() {
         "approval": {"required": true, "timeout": "10m"},
         "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}]
     });
-    cutovers.create(&PostParams::default(), &cutover("release-2-6", spec.clone())).await.unwrap();
-    let waiting = wait_for("AwaitingApproval", &cutovers, "release-2-6", Duration::from_secs(60), operator, |c| {
-        phase(c) == Some(CutoverPhase::AwaitingApproval)
-    })
+    cutovers
+        .create(&PostParams::default(), &cutover("release-2-6", spec.clone()))
+        .await
+        .unwrap();
+    let waiting = wait_for(
+        "AwaitingApproval",
+        &cutovers,
+        "release-2-6",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
+    )
     .await;
-    assert_eq!(condition(&waiting, "Reconciling"), Some(("True".into(), "AwaitingApproval".into())));
+    assert_eq!(
+        condition(&waiting, "Reconciling"),
+        Some(("True".into(), "AwaitingApproval".into()))
+    );
     // It stays there, traffic untouched.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = cutovers.get("release-2-6").await.unwrap();
@@ -237,7 +397,10 @@ async fn approval_gates_the_switch_until_someone_says_go() {
     // GO, by annotation (what `kubectl annotate` or the plugin does).
     let go = json!({"metadata": {"annotations": {"lifeboat.dev/approved-by": "alice", "lifeboat.dev/approval-reason": "CAB-1234 signed off"}}});
     let approved_at = Instant::now();
-    cutovers.patch("release-2-6", &PatchParams::default(), &Patch::Merge(&go)).await.unwrap();
+    cutovers
+        .patch("release-2-6", &PatchParams::default(), &Patch::Merge(&go))
+        .await
+        .unwrap();
     let mut switched = None;
     while approved_at.elapsed() < Duration::from_secs(10) {
         if answer(&ns, "/").await.as_deref() == Some("green") {
@@ -247,10 +410,18 @@ async fn approval_gates_the_switch_until_someone_says_go() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let switched = switched.unwrap_or_else(|| panic!("no switch after approval\n{}", operator.log_tail()));
-    assert!(switched < Duration::from_secs(3), "approval to switch took {switched:?}");
-    let done = wait_for("Succeeded", &cutovers, "release-2-6", Duration::from_secs(30), operator, |c| {
-        phase(c) == Some(CutoverPhase::Succeeded)
-    })
+    assert!(
+        switched < Duration::from_secs(3),
+        "approval to switch took {switched:?}"
+    );
+    let done = wait_for(
+        "Succeeded",
+        &cutovers,
+        "release-2-6",
+        Duration::from_secs(30),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Succeeded),
+    )
     .await;
     let approval = done.status.as_ref().unwrap().approval.clone().unwrap();
     assert_eq!(approval.approved_by, "alice");
@@ -260,8 +431,19 @@ async fn approval_gates_the_switch_until_someone_says_go() {
     let mut late = spec;
     late["approval"]["timeout"] = json!("2s");
     late["to"] = json!({"selector": {"app": "web", "track": "green"}, "deployment": "web-green"});
-    cutovers.create(&PostParams::default(), &cutover("release-2-7", late)).await.unwrap();
-    let expired = wait_for("NO-GO", &cutovers, "release-2-7", Duration::from_secs(30), operator, |c| phase(c) == Some(CutoverPhase::Failed)).await;
+    cutovers
+        .create(&PostParams::default(), &cutover("release-2-7", late))
+        .await
+        .unwrap();
+    let expired = wait_for(
+        "NO-GO",
+        &cutovers,
+        "release-2-7",
+        Duration::from_secs(30),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Failed),
+    )
+    .await;
     let steps = step_names(&expired);
     assert_eq!(steps.last().unwrap(), &("approval".to_owned(), StepPhase::Failed));
     assert!(expired.status.unwrap().previous_target.is_none());
@@ -286,13 +468,31 @@ async fn a_dry_run_walks_the_checks_and_changes_nothing() {
         "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}],
         "stabilization": {"duration": "1h"}
     });
-    cutovers.create(&PostParams::default(), &cutover("plan-2-4", spec)).await.unwrap();
-    let done = wait_for("Succeeded", &cutovers, "plan-2-4", Duration::from_secs(60), operator, |c| {
-        matches!(phase(c), Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack))
-    })
+    cutovers
+        .create(&PostParams::default(), &cutover("plan-2-4", spec))
+        .await
+        .unwrap();
+    let done = wait_for(
+        "Succeeded",
+        &cutovers,
+        "plan-2-4",
+        Duration::from_secs(60),
+        operator,
+        |c| {
+            matches!(
+                phase(c),
+                Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
+            )
+        },
+    )
     .await;
     let status = done.status.clone().unwrap();
-    assert_eq!(status.phase, Some(CutoverPhase::Succeeded), "{}", serde_json::to_string_pretty(&status).unwrap());
+    assert_eq!(
+        status.phase,
+        Some(CutoverPhase::Succeeded),
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
     assert_eq!(
         step_names(&done),
         [
@@ -306,10 +506,23 @@ async fn a_dry_run_walks_the_checks_and_changes_nothing() {
             ("stabilization".to_owned(), StepPhase::Skipped),
         ]
     );
-    let plan = status.steps.iter().find(|s| s.name == "switch").unwrap().message.clone().unwrap();
-    assert!(plan.contains("would change Service web selector {app=web,track=blue} → {app=web,track=green}"), "{plan}");
+    let plan = status
+        .steps
+        .iter()
+        .find(|s| s.name == "switch")
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(
+        plan.contains("would change Service web selector {app=web,track=blue} → {app=web,track=green}"),
+        "{plan}"
+    );
     assert!(status.previous_target.is_none() && status.backup_ref.is_none() && status.migration.is_none());
-    assert_eq!(services.get("web").await.unwrap().metadata.resource_version, version_before);
+    assert_eq!(
+        services.get("web").await.unwrap().metadata.resource_version,
+        version_before
+    );
     let backups: Api<Backup> = ns.api();
     assert!(backups.list(&Default::default()).await.unwrap().items.is_empty());
 }
@@ -324,21 +537,261 @@ async fn abort_before_the_switch_stops_and_after_it_rolls_back() {
     let abort = json!({"spec": {"abort": true}});
 
     // Waiting for a GO: abort ends it, traffic untouched.
-    cutovers.create(&PostParams::default(), &cutover("waits", json!({"approval": {"required": true}}))).await.unwrap();
-    wait_for("AwaitingApproval", &cutovers, "waits", Duration::from_secs(60), operator, |c| phase(c) == Some(CutoverPhase::AwaitingApproval)).await;
-    cutovers.patch("waits", &PatchParams::default(), &Patch::Merge(&abort)).await.unwrap();
-    let stopped = wait_for("Failed", &cutovers, "waits", Duration::from_secs(20), operator, |c| phase(c) == Some(CutoverPhase::Failed)).await;
+    cutovers
+        .create(
+            &PostParams::default(),
+            &cutover("waits", json!({"approval": {"required": true}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "AwaitingApproval",
+        &cutovers,
+        "waits",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
+    )
+    .await;
+    cutovers
+        .patch("waits", &PatchParams::default(), &Patch::Merge(&abort))
+        .await
+        .unwrap();
+    let stopped = wait_for(
+        "Failed",
+        &cutovers,
+        "waits",
+        Duration::from_secs(20),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Failed),
+    )
+    .await;
     assert!(stopped.status.as_ref().unwrap().previous_target.is_none());
     assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
 
     // Watching green: abort switches back to blue.
     let spec = json!({"stabilization": {"duration": "10m", "interval": "1s",
                       "http": [{"name": "healthz", "url": format!("http://web.{}.svc/health", ns.name)}]}});
-    cutovers.create(&PostParams::default(), &cutover("watches", spec)).await.unwrap();
-    wait_for("Stabilizing", &cutovers, "watches", Duration::from_secs(60), operator, |c| phase(c) == Some(CutoverPhase::Stabilizing)).await;
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
-    cutovers.patch("watches", &PatchParams::default(), &Patch::Merge(&abort)).await.unwrap();
-    let rolled = wait_for("RolledBack", &cutovers, "watches", Duration::from_secs(20), operator, |c| phase(c) == Some(CutoverPhase::RolledBack)).await;
-    assert!(rolled.status.as_ref().unwrap().rollback.as_ref().unwrap().reason.contains("spec.abort"));
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    cutovers
+        .create(&PostParams::default(), &cutover("watches", spec))
+        .await
+        .unwrap();
+    wait_for(
+        "Stabilizing",
+        &cutovers,
+        "watches",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Stabilizing),
+    )
+    .await;
+    assert!(answers_soon(&ns, "green").await);
+    cutovers
+        .patch("watches", &PatchParams::default(), &Patch::Merge(&abort))
+        .await
+        .unwrap();
+    let rolled = wait_for(
+        "RolledBack",
+        &cutovers,
+        "watches",
+        Duration::from_secs(20),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::RolledBack),
+    )
+    .await;
+    assert!(rolled
+        .status
+        .as_ref()
+        .unwrap()
+        .rollback
+        .as_ref()
+        .unwrap()
+        .reason
+        .contains("spec.abort"));
+    assert!(answers_soon(&ns, "blue").await);
+}
+
+#[tokio::test]
+async fn a_rollback_with_restore_database_brings_back_the_pre_switch_snapshot() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("cut-restore").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let (_repo, database) = hotel_database(&ns).await;
+    let pg = agent_support::postgres();
+    let psql = agent_support::pg_bin("psql").display().to_string();
+    let count = || pg.psql(&database, "select count(*) from guests");
+    assert_eq!(count(), "200");
+
+    // The migration changes the data; the new version then fails its check after the switch.
+    let migrate = format!(
+        "{psql} -h 127.0.0.1 -p {} -U postgres -d {database} -v ON_ERROR_STOP=1 \
+         -c \"alter table guests add column vip boolean default false; delete from guests where id > 150\"",
+        pg.port
+    );
+    let spec = json!({
+        "backup": {"policyRef": {"name": "hotel-db"}},
+        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c", migrate],
+                              "env": [{"name": "PGPASSWORD", "value": agent_support::PG_PASSWORD}]}},
+        "verify": [{"name": "version", "http": {"url": format!("http://web.{}.svc/version", ns.name), "expectBodyContains": "2.5"}}],
+        "rollback": {"automatic": true, "restoreDatabase": true}
+    });
+    let cutovers: Api<Cutover> = ns.api();
+    cutovers
+        .create(&PostParams::default(), &cutover("release-2-5", spec))
+        .await
+        .unwrap();
+    let done = wait_for(
+        "RolledBack",
+        &cutovers,
+        "release-2-5",
+        Duration::from_secs(180),
+        operator,
+        |c| {
+            matches!(
+                phase(c),
+                Some(CutoverPhase::RolledBack | CutoverPhase::Failed | CutoverPhase::Succeeded)
+            )
+        },
+    )
+    .await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(
+        status.phase,
+        Some(CutoverPhase::RolledBack),
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
+    let rollback = status.rollback.clone().unwrap();
+    assert_eq!(rollback.failed_check.as_deref(), Some("version"));
+    assert!(rollback.database_restored, "{rollback:?}");
+    assert!(
+        rollback
+            .data_loss_warning
+            .as_deref()
+            .is_some_and(|w| w.contains("is lost")),
+        "{rollback:?}"
+    );
+    let steps = step_names(&done);
+    assert_eq!(
+        steps.last().unwrap(),
+        &("rollback/restore-database".to_owned(), StepPhase::Succeeded)
+    );
+    assert!(status.restore_ref.is_some());
+
+    // The data is as it was before the switch: all 200 guests, no migrated column.
+    assert_eq!(count(), "200");
+    let columns = pg.psql(
+        &database,
+        "select count(*) from information_schema.columns where table_name = 'guests' and column_name = 'vip'",
+    );
+    assert_eq!(columns, "0");
+    assert!(answers_soon(&ns, "blue").await);
+}
+
+#[tokio::test]
+async fn an_ingress_backend_is_switched_and_restored_on_rollback() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("cut-ingress").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let services: Api<Service> = ns.api();
+    apply(&services, service("web-blue", "blue")).await;
+    let ingresses: Api<Ingress> = ns.api();
+    let rule = |host: &str| {
+        json!({"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web-blue", "port": {"number": 80}}}}]}})
+    };
+    apply(
+        &ingresses,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+                             "spec": {"rules": [rule("hotel.example"), rule("legacy.example")]}}),
+    )
+    .await;
+    let backends = || async {
+        let ingress = ingresses.get("web").await.unwrap();
+        ingress
+            .spec
+            .unwrap()
+            .rules
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.http.as_ref().unwrap().paths[0]
+                    .backend
+                    .service
+                    .as_ref()
+                    .unwrap()
+                    .name
+                    .clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let spec = |verify: Value| {
+        json!({
+            "trafficSwitch": {"ingress": {"name": "web", "host": "hotel.example"}},
+            "from": {"selector": {"app": "web", "track": "blue"}, "deployment": "web-blue", "service": "web-blue"},
+            "to": {"selector": {"app": "web", "track": "green"}, "deployment": "web-green", "service": "web-green"},
+            "verify": verify,
+        })
+    };
+    let cutovers: Api<Cutover> = ns.api();
+
+    // A failing check after the switch puts the recorded rules back.
+    let failing = json!([{"name": "version", "http": {"url": format!("http://web-green.{}.svc/version", ns.name), "expectBodyContains": "3.0"}}]);
+    cutovers
+        .create(&PostParams::default(), &cutover("try-1", spec(failing)))
+        .await
+        .unwrap();
+    let rolled = wait_for(
+        "RolledBack",
+        &cutovers,
+        "try-1",
+        Duration::from_secs(60),
+        operator,
+        |c| {
+            matches!(
+                phase(c),
+                Some(CutoverPhase::RolledBack | CutoverPhase::Failed | CutoverPhase::Succeeded)
+            )
+        },
+    )
+    .await;
+    assert_eq!(
+        phase(&rolled),
+        Some(CutoverPhase::RolledBack),
+        "{:?}",
+        rolled.status
+    );
+    let switch = rolled
+        .status
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .find(|s| s.name == "switch")
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(switch.contains("Ingress web backends"), "{switch}");
+    assert_eq!(backends().await, ["web-blue", "web-blue"]);
+
+    // A healthy one moves only the hotel.example rule to green.
+    let healthy = json!([{"name": "version", "http": {"url": format!("http://web-green.{}.svc/version", ns.name), "expectBodyContains": "green"}}]);
+    cutovers
+        .create(&PostParams::default(), &cutover("try-2", spec(healthy)))
+        .await
+        .unwrap();
+    wait_for(
+        "Succeeded",
+        &cutovers,
+        "try-2",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Succeeded),
+    )
+    .await;
+    assert_eq!(backends().await, ["web-green", "web-blue"]);
 }

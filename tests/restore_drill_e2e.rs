@@ -52,7 +52,7 @@ async fn first_drill(
 ) -> (RestoreDrill, DrillResult) {
     eventually(
         &format!("a finished drill of {name}"),
-        Duration::from_secs(150),
+        Duration::from_secs(200),
         operator,
         || async {
             let d = api.get(name).await.map_err(|e| e.to_string())?;
@@ -72,8 +72,14 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
     let ns = cluster.namespace("drill-ok").await.unwrap();
     let source = backed_up_database(&ns, operator).await;
     let drills: Api<RestoreDrill> = ns.api();
+    // The runbook's smoke test after the restore: the application's view of the restored data.
+    let smoke = json!({"image": "postgres:16", "command": ["sh", "-c",
+        "n=$(psql -XAtc 'select count(*) from guests') && test \"$n\" -ge 500 && echo \"smoke ok: $n guests\" | tee /dev/termination-log"]});
     drills
-        .create(&PostParams::default(), &drill("hotel-db-drill", json!({})))
+        .create(
+            &PostParams::default(),
+            &drill("hotel-db-drill", json!({"smoke": smoke})),
+        )
         .await
         .unwrap();
 
@@ -127,6 +133,11 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
         Some(3),
         "{restore_status:?}"
     );
+    let message = restore_status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("smoke test passed (smoke ok: 500 guests)"),
+        "{message}"
+    );
     let scratch = eventually(
         "the scratch server to be removed",
         Duration::from_secs(20),
@@ -163,6 +174,7 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
         "DrillStarted",
         "Provisioning",
         "Started",
+        "SmokeStarted",
         "Succeeded",
         "ScratchRemoved",
         "DrillPassed",
@@ -295,6 +307,52 @@ async fn a_drill_of_a_corrupted_snapshot_fails_with_the_repositorys_error_not_a_
         "drill_passed 0 for {}:\n{metrics}",
         ns.name
     );
+}
+
+#[tokio::test]
+async fn a_drill_into_a_verify_database_on_the_existing_server_replaces_it_and_drops_it_afterwards() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("drill-verify").await.unwrap();
+    let _source = backed_up_database(&ns, operator).await;
+    let pg = agent_support::postgres();
+    // What an earlier, interrupted drill left behind: the drill owns verify_ databases and replaces them.
+    let scratch_db = format!("verify_{}", ns.name.replace('-', "_"));
+    pg.create_database(&scratch_db);
+    pg.psql(&scratch_db, "create table leftover(id int)");
+    let target = json!({"postgres": {"host": "127.0.0.1", "port": pg.port, "database": scratch_db, "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}});
+    let drills: Api<RestoreDrill> = ns.api();
+    drills
+        .create(
+            &PostParams::default(),
+            &drill("crm-style", json!({"target": target})),
+        )
+        .await
+        .unwrap();
+
+    let (_, last) = first_drill(&drills, "crm-style", operator).await;
+    assert_eq!(last.passed, Some(true), "{last:?}");
+    let restores: Api<Restore> = ns.api();
+    let dropped = eventually(
+        "the verify_ database to be dropped",
+        Duration::from_secs(30),
+        operator,
+        || async {
+            let r = restores.get(&last.restore).await.map_err(|e| e.to_string())?;
+            let status = r.status.unwrap_or_default();
+            status.target_dropped.ok_or_else(|| format!("{status:?}"))
+        },
+    )
+    .await;
+    assert!(dropped);
+    let exists = pg.psql(
+        "postgres",
+        &format!("select count(*) from pg_database where datname = '{scratch_db}'"),
+    );
+    assert_eq!(exists, "0", "{scratch_db} is gone");
+    let events = restore_support::events(&cluster, &ns.name);
+    assert!(events.lines().any(|l| l.starts_with("TargetDropped")), "{events}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

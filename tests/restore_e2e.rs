@@ -16,7 +16,7 @@ use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::restore::RestorePhase;
 use lifeboat::api::Restore;
-use restore_support::{backed_up_database, condition, eventually, ROWS};
+use restore_support::{backed_up_database, backed_up_mariadb, condition, eventually, ROWS};
 use serde_json::{json, Value};
 use support::operator::Operator;
 
@@ -40,7 +40,7 @@ fn existing_target(database: &str) -> Value {
 async fn finished(api: &Api<Restore>, name: &str, operator: &Operator) -> Restore {
     eventually(
         &format!("Restore {name} to finish"),
-        Duration::from_secs(90),
+        Duration::from_secs(120),
         operator,
         || async {
             let r = api.get(name).await.map_err(|e| e.to_string())?;
@@ -280,4 +280,138 @@ async fn a_missing_snapshot_fails_the_restore_and_removes_its_scratch_server() {
     assert!(services.get_opt(&scratch.service).await.unwrap().is_none());
     let secrets: Api<Secret> = ns.api();
     assert!(secrets.get_opt(&scratch.secret).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_mariadb_backup_restores_into_a_scratch_mariadb_with_every_row() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("rst-mariadb").await.unwrap();
+    let source = backed_up_mariadb(&ns, operator).await;
+    let restores: Api<Restore> = ns.api();
+    let spec = json!({
+        "source": {"backupRef": {"name": "crm-db-by-hand"}},
+        "target": {"scratch": restore_support::scratch_mariadb()},
+        "verify": {"minTables": 1, "tables": [{"name": "customers", "minRows": ROWS}],
+                   "queries": [{"name": "names", "sql": format!("select count(*) = {ROWS} from customers where name = concat('customer ', id)")}]}
+    });
+    restores
+        .create(&PostParams::default(), &restore("crm-scratch", spec))
+        .await
+        .unwrap();
+    let done = finished(&restores, "crm-scratch", operator).await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.phase, Some(RestorePhase::Succeeded), "{status:?}");
+    assert_eq!(
+        status.snapshot_id,
+        source.backup.status.as_ref().unwrap().snapshot_id,
+        "the Backup's own snapshot"
+    );
+    assert!(
+        status
+            .target
+            .as_deref()
+            .unwrap()
+            .starts_with("mysql database restore on crm-scratch-scratch."),
+        "{:?}",
+        status.target
+    );
+    let verification = status.verification.unwrap();
+    assert!(
+        verification.passed && verification.checks.len() == 3,
+        "{verification:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_target_fails_the_restore_with_the_agents_reason() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("rst-unreachable").await.unwrap();
+    let _repo = restore_support::policy_without_backups(&ns).await;
+    let nothing_listens = agent_support::free_port();
+    let target = json!({"postgres": {"host": "127.0.0.1", "port": nothing_listens, "database": "hotel", "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}});
+    let restores: Api<Restore> = ns.api();
+    restores
+        .create(
+            &PostParams::default(),
+            &restore(
+                "nowhere",
+                json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": target}),
+            ),
+        )
+        .await
+        .unwrap();
+    let failed = finished(&restores, "nowhere", operator).await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.phase, Some(RestorePhase::Failed), "{status:?}");
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("DatabaseUnreachable"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&nothing_listens.to_string()),
+        "{status:?}"
+    );
+    assert!(status.job_name.is_none(), "no restore was attempted: {status:?}");
+}
+
+#[tokio::test]
+async fn a_scratch_server_that_never_gets_ready_fails_the_restore_and_is_removed() {
+    let cluster = support::cluster_with_crds();
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("rst-never-ready").await.unwrap();
+    let _repo = restore_support::policy_without_backups(&ns).await;
+    // A "server" that never listens.
+    let scratch = json!({"engine": "postgres", "command": ["sleep", "3600"], "readyTimeout": "5s"});
+    let restores: Api<Restore> = ns.api();
+    restores
+        .create(
+            &PostParams::default(),
+            &restore(
+                "stuck",
+                json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": {"scratch": scratch}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let failed = finished(&restores, "stuck", operator).await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.phase, Some(RestorePhase::Failed), "{status:?}");
+    assert_eq!(status.reason.as_deref(), Some("ScratchNotReady"), "{status:?}");
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not ready within 5s"),
+        "{status:?}"
+    );
+    let removed = eventually(
+        "the scratch server to be removed",
+        Duration::from_secs(20),
+        operator,
+        || async {
+            let r = restores.get("stuck").await.map_err(|e| e.to_string())?;
+            let scratch = r.status.and_then(|s| s.scratch).ok_or("no scratch status")?;
+            if scratch.removed {
+                Ok(scratch)
+            } else {
+                Err(format!("{scratch:?}"))
+            }
+        },
+    )
+    .await;
+    let pods: Api<Pod> = ns.api();
+    assert!(pods
+        .get_opt(&removed.pod)
+        .await
+        .unwrap()
+        .is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
 }

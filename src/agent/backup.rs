@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::cli::{BackupArgs, Engine, Kind, PgScope};
 use super::database::Database;
-use super::error::{last_meaningful_line, AgentError};
+use super::error::{error_summary, last_meaningful_line, AgentError};
 use super::process::{enlarge_pipe, pump, Measured, Redactor, Tool};
 use super::restic::{
     self, parse_summary, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SHA256, TAG_SIZE,
@@ -122,7 +122,7 @@ async fn stream(
                 .unwrap_or_else(|| AgentError::DumpFailed {
                     tool: tool_name.clone(),
                     status: dump_done.describe_status(),
-                    detail: last_meaningful_line(&dump_done.stderr),
+                    detail: error_summary(&dump_done.stderr),
                 }));
         }
     };
@@ -193,7 +193,11 @@ async fn discard_stray_snapshot(restic: &Restic, stdout: JoinHandle<String>) {
 
 /// What the repository grew by: the packed (compressed) size, which restic < 0.15 does not report.
 fn added_bytes(summary: &super::restic::BackupSummary) -> u64 {
-    if summary.data_added_packed > 0 { summary.data_added_packed } else { summary.data_added }
+    if summary.data_added_packed > 0 {
+        summary.data_added_packed
+    } else {
+        summary.data_added
+    }
 }
 
 /// Keeps restic's JSON stdout (status lines are dropped: only the summary matters, and a long backup

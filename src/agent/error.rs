@@ -240,9 +240,18 @@ pub fn classify_restic(stderr: &str, repository: &str) -> Option<AgentError> {
     }
     // restic retries a failing backend for minutes, then gives up with the network error; its "unable to open config" then
     // must not read as a missing repository.
-    let unreachable = ["connection refused", "no such host", "i/o timeout", "network is unreachable", "tls:"];
+    let unreachable = [
+        "connection refused",
+        "no such host",
+        "i/o timeout",
+        "network is unreachable",
+        "tls:",
+    ];
     if unreachable.iter().any(|needle| lower.contains(needle)) {
-        return Some(AgentError::RepositoryUnreachable { repository, detail: last_meaningful_line(stderr) });
+        return Some(AgentError::RepositoryUnreachable {
+            repository,
+            detail: last_meaningful_line(stderr),
+        });
     }
     let not_found = [
         "is there a repository at the following location",
@@ -334,6 +343,23 @@ pub fn first_error_line(stderr: &str) -> String {
         .unwrap_or_else(|| last_meaningful_line(stderr))
 }
 
+/// The first error line plus the server's own message when the client quotes it on a later line
+/// (pg_dump: "Dumping the contents of table … failed" / "detail: Error message from server: ERROR: …").
+pub fn error_summary(stderr: &str) -> String {
+    let first = first_error_line(stderr);
+    let server = stderr
+        .lines()
+        .find_map(|line| {
+            line.split_once("Error message from server:")
+                .map(|(_, message)| message.trim())
+        })
+        .filter(|message| !message.is_empty() && !first.contains(*message));
+    match server {
+        Some(message) => truncate(&format!("{first} ({message})"), 400),
+        None => first,
+    }
+}
+
 pub fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -415,6 +441,19 @@ mod tests {
                 "{stderr}"
             );
         }
+    }
+
+    #[test]
+    fn a_dump_error_names_the_server_s_reason() {
+        let stderr = "pg_dump: error: Dumping the contents of table \"rows\" failed: PQgetResult() failed.\n\
+                      pg_dump: detail: Error message from server: ERROR:  invalid internal value for enum: 16390\n\
+                      pg_dump: detail: Command was: COPY public.rows (id) TO stdout;";
+        let summary = error_summary(stderr);
+        assert!(
+            summary.starts_with("pg_dump: error: Dumping the contents of table"),
+            "{summary}"
+        );
+        assert!(summary.contains("invalid internal value for enum"), "{summary}");
     }
 
     #[test]

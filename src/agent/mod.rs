@@ -65,9 +65,10 @@ pub async fn run(command: AgentCommand) -> i32 {
         tokio::select! {
             outcome = &mut work => outcome,
             signal = stop.requested() => match tokio::time::timeout(STOP_GRACE, &mut work).await {
-                Ok(Err(error)) => Err(error),
-                // A mode that finished despite the signal still did not run to the end it was asked for.
-                Ok(Ok(())) | Err(_) => Err(AgentError::Interrupted { signal }),
+                // The streaming steps stop their tools themselves; whatever a mode reports after the
+                // signal is true (a backup confirmed just before it is a real backup).
+                Ok(outcome) => outcome,
+                Err(_) => Err(AgentError::Interrupted { signal }),
             },
         }
     };

@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub paths: Vec<String>,
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// For a snapshot rewritten by `restic tag`: the id it had before.
+    #[serde(default)]
+    pub original: Option<String>,
 }
 
 impl Snapshot {
@@ -204,7 +207,9 @@ impl Restic {
 
     /// Snapshots carrying every tag in `tags`, oldest first.
     pub async fn snapshots(&self, tags: &[String]) -> Result<Vec<Snapshot>, AgentError> {
-        let mut args = vec!["snapshots", "--json"];
+        // --no-lock: listing is read-only, and taking a lock costs restic a deliberate 200 ms wait; the
+        // dump or restore that follows takes its own lock.
+        let mut args = vec!["snapshots", "--json", "--no-lock"];
         let joined = tags.join(",");
         if !tags.is_empty() {
             args.push("--tag");
@@ -221,7 +226,7 @@ impl Restic {
     pub async fn snapshot(&self, id: &str) -> Result<Option<Snapshot>, AgentError> {
         let (finished, stdout) = run_capture(
             "restic",
-            self.command(&["snapshots", "--json", id]),
+            self.command(&["snapshots", "--json", "--no-lock", id]),
             None,
             &self.redactor,
         )
@@ -242,14 +247,14 @@ impl Restic {
 
     /// Rewrites a snapshot's tags; restic gives the rewritten snapshot a new id, which is returned.
     pub async fn retag(&self, id: &str, add: &[String], remove: &[&str]) -> Result<String, AgentError> {
-        let add = add.join(",");
-        let remove = remove.join(",");
+        let joined_add = add.join(",");
+        let joined_remove = remove.join(",");
         let mut args = vec!["tag", "--json"];
-        if !add.is_empty() {
-            args.extend(["--add", add.as_str()]);
+        if !joined_add.is_empty() {
+            args.extend(["--add", joined_add.as_str()]);
         }
-        if !remove.is_empty() {
-            args.extend(["--remove", remove.as_str()]);
+        if !joined_remove.is_empty() {
+            args.extend(["--remove", joined_remove.as_str()]);
         }
         args.push(id);
         let stdout = self.run(&args).await?;
@@ -258,17 +263,26 @@ impl Restic {
             message_type: String,
             new_snapshot_id: Option<String>,
         }
-        stdout
+        let changed = stdout
             .lines()
             .filter_map(|line| serde_json::from_str::<Changed>(line).ok())
             .find(|c| c.message_type == "changed")
-            .and_then(|c| c.new_snapshot_id)
-            .ok_or_else(|| {
-                AgentError::internal(
-                    format!("tagging snapshot {id}"),
-                    "restic reported no changed snapshot",
-                )
-            })
+            .and_then(|c| c.new_snapshot_id);
+        if let Some(new_id) = changed {
+            return Ok(new_id);
+        }
+        // restic < 0.17 prints nothing for `tag --json`: find the rewritten snapshot by its `original`.
+        let rewritten = self.snapshots(add).await?.into_iter().rev().find(|s| {
+            s.original
+                .as_deref()
+                .is_some_and(|original| original.starts_with(id) || id.starts_with(original))
+        });
+        rewritten.map(|s| s.id).ok_or_else(|| {
+            AgentError::internal(
+                format!("tagging snapshot {id}"),
+                "restic reported no rewritten snapshot",
+            )
+        })
     }
 
     /// Removes snapshots (without pruning their data: the next prune does that).
@@ -498,6 +512,7 @@ mod tests {
             time: "2026-01-01T00:00:00Z".into(),
             paths: vec![],
             tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+            original: None,
         };
         assert!(!snapshot(&["lifeboat-incomplete", "lifeboat-kind=postgres"]).is_complete());
         assert!(snapshot(&["lifeboat-size=12", "lifeboat-sha256=ab"]).is_complete());

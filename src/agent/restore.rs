@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use super::cli::{Engine, Kind, RestoreArgs};
 use super::database::Database;
-use super::error::{first_error_line, AgentError};
+use super::error::{error_summary, AgentError};
 use super::process::{enlarge_pipe, pump, Redactor, Tool};
 use super::restic::{Restic, Snapshot, TAG_FORMAT, TAG_KIND, TAG_SHA256, TAG_SIZE};
 use super::result::AgentResult;
@@ -195,7 +195,7 @@ async fn stream(
             .unwrap_or_else(|| AgentError::LoadFailed {
                 tool: loader_name.clone(),
                 status: loader_done.describe_status(),
-                detail: first_error_line(&loader_done.stderr),
+                detail: error_summary(&loader_done.stderr),
             }));
     }
     result.size_bytes = Some(measured.size);
@@ -256,6 +256,7 @@ mod tests {
             time: "2026-01-01T00:00:00Z".into(),
             paths: vec![path.into()],
             tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+            original: None,
         }
     }
 

@@ -29,6 +29,7 @@ use crate::duration::DurationString;
     validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || (self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to && self.spec.trafficSwitch == oldSelf.spec.trafficSwitch)").message("spec.from, spec.to and spec.trafficSwitch cannot change once the Cutover has started; create a new Cutover").field_path(".spec.to")
 )]
 #[x_kube(validation = Rule::new("self.from.selector != self.to.selector").message("spec.from.selector and spec.to.selector must differ, or the switch would change nothing"))]
+#[x_kube(validation = Rule::new("!(has(self.trafficSwitch.ingress) || has(self.trafficSwitch.httpRoute)) || (has(self.from.service) && has(self.to.service))").message("Ingress and HTTPRoute switching need from.service and to.service (the backends to swap)"))]
 #[serde(rename_all = "camelCase")]
 pub struct CutoverSpec {
     /// What carries production traffic and gets switched.

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CheckResult, Conditions, DatabaseTarget, JobTemplate, LocalObjectRef, VerifySpec};
+use super::common::{CheckResult, Conditions, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec};
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
@@ -26,6 +26,7 @@ use super::common::{CheckResult, Conditions, DatabaseTarget, JobTemplate, LocalO
 #[x_kube(validation = Rule::new("self == oldSelf").message("a Restore's spec cannot change once created; create a new Restore"))]
 #[x_kube(validation = Rule::new("!has(self.confirmOverwrite) || (has(self.target.postgres) && self.confirmOverwrite == self.target.postgres.database) || (has(self.target.mysql) && self.confirmOverwrite == self.target.mysql.database)").message("confirmOverwrite must repeat the target database's name exactly (target.postgres.database or target.mysql.database)"))]
 #[x_kube(validation = Rule::new("!has(self.keepScratch) || !self.keepScratch || has(self.target.scratch)").message("keepScratch only applies to a target.scratch database"))]
+#[x_kube(validation = Rule::new("!has(self.dropAfter) || !self.dropAfter || has(self.confirmOverwrite)").message("dropAfter deletes the target database: set confirmOverwrite to its name as well"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreSpec {
     /// Which snapshot to restore.
@@ -45,9 +46,21 @@ pub struct RestoreSpec {
     /// they go when the Restore is deleted). Default false: they are deleted as soon as it ends.
     #[serde(default)]
     pub keep_scratch: bool,
+    /// Drop the target database on the existing server once the Restore has ended (verified or not):
+    /// for throwaway `verify_` databases, as the CRM runbook's verify-restore does. Needs
+    /// confirmOverwrite naming it.
+    #[serde(default)]
+    pub drop_after: bool,
     /// Checks that must pass on the restored data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySpec>,
+    /// A smoke test run after verification, against the restored database (its address and credentials
+    /// are in the Job's environment: LIFEBOAT_DB_HOST/PORT/NAME/USER/PASSWORD, and PGHOST… or MYSQL_HOST…).
+    /// The Restore succeeds only if it exits 0; its time counts in the Restore's duration, as the DR
+    /// runbook counts the smoke test in the RTO. A line it writes to /dev/termination-log (or, when it
+    /// fails, its last log line) is quoted in the Restore's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<JobStep>,
     /// How the restore Job runs (defaults to the policy's jobTemplate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_template: Option<JobTemplate>,
@@ -82,6 +95,8 @@ pub enum RestorePhase {
     Checking,
     /// Restoring, then running the verify checks (one agent run).
     Running,
+    /// Running the smoke Job against the restored database.
+    SmokeTesting,
     Succeeded,
     Failed,
 }
@@ -104,9 +119,18 @@ pub struct RestoreStatus {
     /// The restore Job (restore and verification in one agent run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// The smoke test Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_job_name: Option<String>,
     /// The Job that checked that the target database was empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_job_name: Option<String>,
+    /// The Job that dropped the target database afterwards (dropAfter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_job_name: Option<String>,
+    /// Whether dropAfter dropped the target database (false: the drop failed, see the Events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_dropped: Option<bool>,
     /// The target actually used, e.g. `postgres hotel_restored on db.hotel.svc:5432`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, CronSchedule, DatabaseTarget, JobTemplate, LocalObjectRef, VerifySpec};
+use super::common::{Conditions, CronSchedule, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec};
 use crate::duration::DurationString;
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -40,12 +40,16 @@ pub struct RestoreDrillSpec {
     /// or a `verify_…` database on an existing server (the CRM runbook's way), dropped and recreated
     /// by every drill, so never production.
     pub target: DatabaseTarget,
-    /// Delete a scratch target after the drill (default true; false keeps it until the drill's Restore
-    /// is deleted by the history limit).
+    /// Delete a scratch target, or drop the `verify_` database on an existing server, after each drill
+    /// (default true; false keeps them: a scratch server until the drill's Restore is deleted by the
+    /// history limit, a `verify_` database until the next drill replaces it).
     #[serde(default = "default_true")]
     pub cleanup: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySpec>,
+    /// A smoke test after each verified restore (see Restore's spec.smoke): its time counts in the RTO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<JobStep>,
     /// Recovery time objective: a drill whose restore and verification take longer fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto: Option<DurationString>,

@@ -15,21 +15,52 @@ pub const MY_USER: &str = "lifeboat";
 pub const RESTIC_PASSWORD: &str = "restic-Repo-s3cret";
 
 /// Servers to stop and directories to remove when the test binary exits (statics are never dropped).
-static CLEANUP: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
+static CLEANUP: Mutex<Vec<(Option<u32>, PathBuf)>> = Mutex::new(Vec::new());
 
 extern "C" fn cleanup_at_exit() {
     if let Ok(list) = CLEANUP.lock() {
         for (pid, dir) in list.iter() {
-            // SAFETY: kill(2) on a server process this binary started.
-            unsafe {
-                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            if let Some(pid) = pid {
+                stop_server(*pid as libc::pid_t);
             }
-            let _ = std::fs::remove_dir_all(dir);
+            // A server's helpers may still be writing for a moment after it exited.
+            for _ in 0..20 {
+                if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 }
 
+/// Removes `dir` when the test binary exits.
+pub fn remove_at_exit(dir: PathBuf) {
+    register(None, dir);
+}
+
+/// SIGQUIT is PostgreSQL's immediate shutdown (it takes its helper processes along) and a fast stop for
+/// MariaDB; SIGKILL if it is still there after five seconds. Reaped here: it is our child.
+fn stop_server(pid: libc::pid_t) {
+    // SAFETY: kill(2) and waitpid(2) on a server process this binary started and has not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGQUIT);
+        for _ in 0..100 {
+            if libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) != 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
 fn register_cleanup(pid: u32, dir: PathBuf) {
+    register(Some(pid), dir);
+}
+
+fn register(pid: Option<u32>, dir: PathBuf) {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
         // SAFETY: registering a plain extern "C" function with atexit.

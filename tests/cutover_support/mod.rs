@@ -68,7 +68,9 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
     let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object)).await.unwrap();
+    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&object))
+        .await
+        .unwrap();
 }
 
 pub fn deployment(color: &str, script: &Path, fail_file: &Path) -> Value {
@@ -115,7 +117,9 @@ pub async fn blue_and_green(ns: &support::TestNamespace) -> App {
     apply(&services, service("web-green", "green")).await;
     for name in ["web", "web-green"] {
         let url = format!("http://{name}.{}.svc:80/", ns.name);
-        localcluster::services::resolve_url_when_ready(&url, Duration::from_secs(60)).await.unwrap();
+        localcluster::services::resolve_url_when_ready(&url, Duration::from_secs(60))
+            .await
+            .unwrap();
     }
     assert_eq!(answer(ns, "/").await.as_deref(), Some("blue"));
     app
@@ -124,7 +128,10 @@ pub async fn blue_and_green(ns: &support::TestNamespace) -> App {
 /// What a client of Service `web` gets for `path` now: a fresh connection through the proxy.
 pub async fn answer(ns: &support::TestNamespace, path: &str) -> Option<String> {
     let url = localcluster::services::resolve_url(&format!("http://web.{}.svc:80{path}", ns.name)).ok()?;
-    tokio::task::spawn_blocking(move || http_get(&url)).await.ok()?.map(|(_, body)| body)
+    tokio::task::spawn_blocking(move || http_get(&url))
+        .await
+        .ok()?
+        .map(|(_, body)| body)
 }
 
 pub async fn selector(ns: &support::TestNamespace) -> Value {
@@ -149,7 +156,14 @@ pub fn cutover(name: &str, spec: Value) -> Cutover {
 }
 
 /// Polls the Cutover every 200 ms until `check` accepts it.
-pub async fn wait_for<F>(what: &str, api: &Api<Cutover>, name: &str, timeout: Duration, operator: &Operator, check: F) -> Cutover
+pub async fn wait_for<F>(
+    what: &str,
+    api: &Api<Cutover>,
+    name: &str,
+    timeout: Duration,
+    operator: &Operator,
+    check: F,
+) -> Cutover
 where
     F: Fn(&Cutover) -> bool,
 {
@@ -175,27 +189,47 @@ pub fn phase(cutover: &Cutover) -> Option<CutoverPhase> {
 }
 
 pub fn step_names(cutover: &Cutover) -> Vec<(String, StepPhase)> {
-    cutover.status.as_ref().unwrap().steps.iter().map(|s| (s.name.clone(), s.phase)).collect()
+    cutover
+        .status
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), s.phase))
+        .collect()
 }
 
 pub fn condition(cutover: &Cutover, type_: &str) -> Option<(String, String)> {
     let status = cutover.status.as_ref()?;
-    status.conditions.0.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+    status
+        .conditions
+        .0
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 pub async fn secret(ns: &support::TestNamespace, name: &str, key: &str, value: &str) {
     let api: Api<Secret> = ns.api();
-    apply(&api, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}})).await;
+    apply(
+        &api,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}}),
+    )
+    .await;
 }
 
 /// A BackupPolicy over a real PostgreSQL database into a real restic repository, never scheduled
 /// during the test: the Cutover's pre-switch Backup is the only one.
-pub async fn hotel_database(ns: &support::TestNamespace) -> agent_support::Repo {
+/// The database's name is returned with the repository.
+pub async fn hotel_database(ns: &support::TestNamespace) -> (agent_support::Repo, String) {
     let pg = agent_support::postgres();
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     pg.create_database(&database);
-    pg.psql(&database, "create table guests(id serial primary key, name text not null); \
-                        insert into guests(name) select 'guest ' || g from generate_series(1, 200) g;");
+    pg.psql(
+        &database,
+        "create table guests(id serial primary key, name text not null); \
+                        insert into guests(name) select 'guest ' || g from generate_series(1, 200) g;",
+    );
     let repo = agent_support::Repo::uninitialised();
     secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
     secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
@@ -212,6 +246,18 @@ pub async fn hotel_database(ns: &support::TestNamespace) -> agent_support::Repo 
     .unwrap();
     let policies: Api<BackupPolicy> = ns.api();
     policies.create(&PostParams::default(), &policy).await.unwrap();
-    repo
+    (repo, database)
 }
 
+/// Waits (up to 5 s) until a client of Service `web` gets `color`: the proxy follows a selector change
+/// within a moment, not within the same instant.
+pub async fn answers_soon(ns: &support::TestNamespace, color: &str) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if answer(ns, "/").await.as_deref() == Some(color) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

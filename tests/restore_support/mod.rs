@@ -121,6 +121,29 @@ pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> Back
     }
 }
 
+/// Only a BackupPolicy (and its Secrets), for Restores that must fail before reading any snapshot.
+pub async fn policy_without_backups(ns: &TestNamespace) -> agent_support::Repo {
+    let pg = agent_support::postgres();
+    let repo = agent_support::Repo::uninitialised();
+    secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
+    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": "hotel-db"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "source": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": "postgres", "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": repo.repository_arg(),
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
+        }
+    }))
+    .unwrap();
+    let policies: Api<BackupPolicy> = ns.api();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    repo
+}
+
 /// A scratch PostgreSQL for the local node: what `postgres:16`'s entrypoint does (initdb with
 /// POSTGRES_USER/POSTGRES_PASSWORD, then the server), as a command, on the Pod's own address.
 pub fn scratch_postgres() -> Value {
@@ -166,4 +189,87 @@ pub fn events(cluster: &crate::support::Cluster, namespace: &str) -> String {
             "custom-columns=REASON:.reason,OBJ:.involvedObject.name,NOTE:.message",
         ]),
     )
+}
+
+/// A scratch MariaDB for the local node: what `mariadb:11`'s entrypoint does (install the data
+/// directory, set the root password from MARIADB_ROOT_PASSWORD, create MARIADB_DATABASE), as a command.
+pub fn scratch_mariadb() -> Value {
+    let script = r#"set -e
+dir=$(mktemp -d /tmp/lifeboat-scratch-my-XXXXXX)
+cd "$dir"
+mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal --skip-test-db --user=root >/dev/null
+cat > "$dir/init.sql" <<SQL
+DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1';
+ALTER USER 'root'@'localhost' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';
+CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$MARIADB_ROOT_PASSWORD';
+GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;
+CREATE DATABASE IF NOT EXISTS \`$MARIADB_DATABASE\`;
+SQL
+/usr/sbin/mariadbd --no-defaults --user=root --datadir="$dir/data" --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+  --init-file="$dir/init.sql" --bind-address="$POD_IP" --port="$LIFEBOAT_SCRATCH_PORT" --skip-networking=0 --skip-name-resolve \
+  --skip-log-bin --innodb-buffer-pool-size=32M --innodb-flush-log-at-trx-commit=0 --innodb-log-file-size=16M &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid; rm -rf "$dir"; exit 0' TERM INT
+wait $pid
+rm -rf "$dir""#;
+    json!({"engine": "mysql", "image": "mariadb:11", "command": ["sh", "-c", script], "readyTimeout": "60s"})
+}
+
+/// A MariaDB database `crm_<ns>` with `customers` (ROWS rows), backed up once through a policy.
+pub async fn backed_up_mariadb(ns: &TestNamespace, operator: &Operator) -> BackedUp {
+    let my = agent_support::mariadb();
+    let database = format!("crm_{}", ns.name.replace('-', "_"));
+    my.create_database(&database);
+    my.sql(
+        Some(&database),
+        &format!(
+            "create table customers(id int primary key, name varchar(64) not null); \
+             insert into customers select seq, concat('customer ', seq) from seq_1_to_{ROWS};"
+        ),
+    );
+    let repo = agent_support::Repo::uninitialised();
+    secret(ns, "my", "password", agent_support::MY_PASSWORD).await;
+    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": "crm-db"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "source": {"mysql": {"host": "127.0.0.1", "port": my.port, "database": database, "user": agent_support::MY_USER,
+                                  "passwordSecretRef": {"name": "my", "key": "password"}}},
+            "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
+        }
+    }))
+    .unwrap();
+    let policies: Api<BackupPolicy> = ns.api();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    let backup: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
+        "metadata": {"name": "crm-db-by-hand"},
+        "spec": {"policyRef": {"name": "crm-db"}, "reason": "restore test"}
+    }))
+    .unwrap();
+    let backups: Api<Backup> = ns.api();
+    backups.create(&PostParams::default(), &backup).await.unwrap();
+    let backup = eventually(
+        "the MariaDB Backup to succeed",
+        Duration::from_secs(60),
+        operator,
+        || async {
+            let b = backups.get("crm-db-by-hand").await.map_err(|e| e.to_string())?;
+            match b.status.as_ref().and_then(|s| s.phase) {
+                Some(BackupPhase::Succeeded) => Ok(b),
+                Some(BackupPhase::Failed) => panic!("the Backup failed: {:?}", b.status),
+                _ => Err(format!("{:?}", b.status)),
+            }
+        },
+    )
+    .await;
+    BackedUp {
+        database,
+        repo,
+        policy: "crm-db".into(),
+        backup,
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::cutover::{
-    ActiveSide, CutoverPhase, CutoverSpec, CutoverStatus, RollbackRecord, StabilizationRecord, StepPhase, StepRecord,
+    ActiveSide, CutoverPhase, CutoverSpec, CutoverStatus, RollbackRecord, StabilizationRecord, StepPhase,
+    StepRecord,
 };
 use crate::conditions::{set_health, Health};
 
@@ -72,7 +73,11 @@ impl Step {
 
 /// The forward steps of `spec`, in runbook order.
 pub fn forward_plan(spec: &CutoverSpec) -> Vec<Step> {
-    let mut plan: Vec<Step> = spec.preflight.iter().map(|c| Step::Preflight(c.name.clone())).collect();
+    let mut plan: Vec<Step> = spec
+        .preflight
+        .iter()
+        .map(|c| Step::Preflight(c.name.clone()))
+        .collect();
     if spec.backup.is_some() {
         plan.push(Step::Backup);
     }
@@ -111,7 +116,10 @@ pub fn traffic_touched(status: &CutoverStatus) -> bool {
 }
 
 pub fn is_terminal(phase: Option<CutoverPhase>) -> bool {
-    matches!(phase, Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack))
+    matches!(
+        phase,
+        Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,8 +128,14 @@ pub enum Decision {
     Idle,
     /// Start or continue this step.
     Run(Step),
-    StartRollback { reason: String, failed_check: Option<String> },
-    Finish { phase: CutoverPhase, message: String },
+    StartRollback {
+        reason: String,
+        failed_check: Option<String>,
+    },
+    Finish {
+        phase: CutoverPhase,
+        message: String,
+    },
 }
 
 fn record<'a>(status: &'a CutoverStatus, step: &Step) -> Option<&'a StepRecord> {
@@ -136,7 +150,10 @@ pub fn decide(spec: &CutoverSpec, status: &CutoverStatus) -> Decision {
         // A Failed Cutover left on `to` (rollback.automatic false) can still be rolled back by abort.
         let stuck_on_to = status.phase == Some(CutoverPhase::Failed) && status.active == Some(ActiveSide::To);
         if spec.abort && stuck_on_to && !in_rollback {
-            return Decision::StartRollback { reason: "aborted (spec.abort) after a failed check".into(), failed_check: None };
+            return Decision::StartRollback {
+                reason: "aborted (spec.abort) after a failed check".into(),
+                failed_check: None,
+            };
         }
         return Decision::Idle;
     }
@@ -145,31 +162,53 @@ pub fn decide(spec: &CutoverSpec, status: &CutoverStatus) -> Decision {
             match record(status, &step).map(|r| r.phase) {
                 None | Some(StepPhase::Running) => return Decision::Run(step),
                 Some(StepPhase::Failed) => {
-                    let message = record(status, &step).and_then(|r| r.message.clone()).unwrap_or_default();
+                    let message = record(status, &step)
+                        .and_then(|r| r.message.clone())
+                        .unwrap_or_default();
                     let side = side_name(status.active);
                     return Decision::Finish {
                         phase: CutoverPhase::Failed,
-                        message: format!("rollback step {} failed: {message}; traffic is on {side}", step.name()),
+                        message: format!(
+                            "rollback step {} failed: {message}; traffic is on {side}",
+                            step.name()
+                        ),
                     };
                 }
                 Some(StepPhase::Succeeded | StepPhase::Skipped) => {}
             }
         }
-        let reason = status.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-        return Decision::Finish { phase: CutoverPhase::RolledBack, message: format!("rolled back: {reason}") };
+        let reason = status
+            .rollback
+            .as_ref()
+            .map(|r| r.reason.clone())
+            .unwrap_or_default();
+        return Decision::Finish {
+            phase: CutoverPhase::RolledBack,
+            message: format!("rolled back: {reason}"),
+        };
     }
     if spec.abort {
         if traffic_touched(status) {
-            return Decision::StartRollback { reason: "aborted (spec.abort)".into(), failed_check: None };
+            return Decision::StartRollback {
+                reason: "aborted (spec.abort)".into(),
+                failed_check: None,
+            };
         }
-        return Decision::Finish { phase: CutoverPhase::Failed, message: "aborted (spec.abort) before the switch; traffic was not touched".into() };
+        return Decision::Finish {
+            phase: CutoverPhase::Failed,
+            message: "aborted (spec.abort) before the switch; traffic was not touched".into(),
+        };
     }
     for step in forward_plan(spec) {
-        let Some(done) = record(status, &step) else { return Decision::Run(step) };
+        let Some(done) = record(status, &step) else {
+            return Decision::Run(step);
+        };
         match done.phase {
             StepPhase::Running => return Decision::Run(step),
             StepPhase::Succeeded | StepPhase::Skipped => {}
-            StepPhase::Failed => return after_failure(spec, status, &step, done.message.clone().unwrap_or_default()),
+            StepPhase::Failed => {
+                return after_failure(spec, status, &step, done.message.clone().unwrap_or_default())
+            }
         }
     }
     let message = if spec.dry_run {
@@ -177,7 +216,10 @@ pub fn decide(spec: &CutoverSpec, status: &CutoverStatus) -> Decision {
     } else {
         "traffic is on the new side and stayed healthy".to_owned()
     };
-    Decision::Finish { phase: CutoverPhase::Succeeded, message }
+    Decision::Finish {
+        phase: CutoverPhase::Succeeded,
+        message,
+    }
 }
 
 fn after_failure(spec: &CutoverSpec, status: &CutoverStatus, step: &Step, message: String) -> Decision {
@@ -200,7 +242,10 @@ fn after_failure(spec: &CutoverSpec, status: &CutoverStatus, step: &Step, messag
     if *step == Step::Migration && spec.rollback.restore_database && status.backup_ref.is_some() {
         return Decision::StartRollback { reason, failed_check };
     }
-    Decision::Finish { phase: CutoverPhase::Failed, message: format!("NO-GO: {reason}; traffic was not touched") }
+    Decision::Finish {
+        phase: CutoverPhase::Failed,
+        message: format!("NO-GO: {reason}; traffic was not touched"),
+    }
 }
 
 fn side_name(side: Option<ActiveSide>) -> &'static str {
@@ -217,22 +262,44 @@ pub fn begin(status: &mut CutoverStatus, step: &Step, now: &Time) -> bool {
     if record(status, step).is_some_and(|r| r.phase == StepPhase::Running) {
         return false;
     }
-    status.steps.push(StepRecord { name: step.name(), phase: StepPhase::Running, start_time: now.clone(), completion_time: None, message: None });
+    status.steps.push(StepRecord {
+        name: step.name(),
+        phase: StepPhase::Running,
+        start_time: now.clone(),
+        completion_time: None,
+        message: None,
+    });
     true
 }
 
 /// Updates the running step's message (what it waits for).
 pub fn note(status: &mut CutoverStatus, step: &Step, message: String) {
     let name = step.name();
-    if let Some(running) = status.steps.iter_mut().rev().find(|r| r.name == name && r.phase == StepPhase::Running) {
+    if let Some(running) = status
+        .steps
+        .iter_mut()
+        .rev()
+        .find(|r| r.name == name && r.phase == StepPhase::Running)
+    {
         running.message = Some(message);
     }
 }
 
 /// Ends the running step with `phase`; returns how long it took.
-pub fn complete(status: &mut CutoverStatus, step: &Step, phase: StepPhase, message: String, now: &Time) -> Duration {
+pub fn complete(
+    status: &mut CutoverStatus,
+    step: &Step,
+    phase: StepPhase,
+    message: String,
+    now: &Time,
+) -> Duration {
     let name = step.name();
-    let Some(running) = status.steps.iter_mut().rev().find(|r| r.name == name && r.phase == StepPhase::Running) else {
+    let Some(running) = status
+        .steps
+        .iter_mut()
+        .rev()
+        .find(|r| r.name == name && r.phase == StepPhase::Running)
+    else {
         return Duration::ZERO;
     };
     running.phase = phase;
@@ -266,10 +333,22 @@ pub fn finish(status: &mut CutoverStatus, phase: CutoverPhase, now: &Time) {
 /// The kstatus conditions for the current phase; `message` explains it to a person.
 pub fn set_conditions(status: &mut CutoverStatus, generation: Option<i64>, message: String, now: &Time) {
     let health = match status.phase.unwrap_or_default() {
-        CutoverPhase::Succeeded => Health::Ready { reason: "Succeeded", message },
-        CutoverPhase::Failed => Health::Stalled { reason: "Failed", message },
-        CutoverPhase::RolledBack => Health::Stalled { reason: "RolledBack", message },
-        phase => Health::Progressing { reason: phase_reason(phase), message },
+        CutoverPhase::Succeeded => Health::Ready {
+            reason: "Succeeded",
+            message,
+        },
+        CutoverPhase::Failed => Health::Stalled {
+            reason: "Failed",
+            message,
+        },
+        CutoverPhase::RolledBack => Health::Stalled {
+            reason: "RolledBack",
+            message,
+        },
+        phase => Health::Progressing {
+            reason: phase_reason(phase),
+            message,
+        },
     };
     set_health(&mut status.conditions.0, health, generation, now);
 }
@@ -367,8 +446,16 @@ pub fn record_round(
         }
     }
     if record.consecutive_failures == 0 && elapsed(started, now) >= duration {
-        let failures = record.last_failure.as_ref().map(|f| format!("; last failure seen: {f}")).unwrap_or_default();
-        return Watch::Passed(format!("{} rounds over {}, healthy at the end{failures}", record.rounds, crate::duration::format_duration(duration)));
+        let failures = record
+            .last_failure
+            .as_ref()
+            .map(|f| format!("; last failure seen: {f}"))
+            .unwrap_or_default();
+        return Watch::Passed(format!(
+            "{} rounds over {}, healthy at the end{failures}",
+            record.rounds,
+            crate::duration::format_duration(duration)
+        ));
     }
     Watch::Continue(interval)
 }
@@ -419,7 +506,13 @@ mod tests {
             if step == Step::Backup {
                 status.backup_ref = Some(crate::api::common::LocalObjectRef { name: "b".into() });
             }
-            complete(&mut status, &step, StepPhase::Succeeded, "ok".into(), &t(i as i64 + 1));
+            complete(
+                &mut status,
+                &step,
+                StepPhase::Succeeded,
+                "ok".into(),
+                &t(i as i64 + 1),
+            );
         }
         status
     }
@@ -429,7 +522,17 @@ mod tests {
         let names: Vec<String> = forward_plan(&full_spec()).iter().map(Step::name).collect();
         assert_eq!(
             names,
-            ["preflight/verify-deploy", "preflight/uat", "backup", "migration", "readiness", "approval", "switch", "verify/health", "stabilization"]
+            [
+                "preflight/verify-deploy",
+                "preflight/uat",
+                "backup",
+                "migration",
+                "readiness",
+                "approval",
+                "switch",
+                "verify/health",
+                "stabilization"
+            ]
         );
         let minimal: Vec<String> = forward_plan(&spec(json!({}))).iter().map(Step::name).collect();
         assert_eq!(minimal, ["readiness", "switch"]);
@@ -439,9 +542,18 @@ mod tests {
     fn every_step_succeeding_ends_succeeded_with_the_whole_log() {
         let spec = full_spec();
         let status = after_succeeding(&spec, 9);
-        assert!(matches!(decide(&spec, &status), Decision::Finish { phase: CutoverPhase::Succeeded, .. }));
+        assert!(matches!(
+            decide(&spec, &status),
+            Decision::Finish {
+                phase: CutoverPhase::Succeeded,
+                ..
+            }
+        ));
         assert_eq!(status.steps.len(), 9);
-        assert!(status.steps.iter().all(|s| s.completion_time.is_some() && s.phase == StepPhase::Succeeded));
+        assert!(status
+            .steps
+            .iter()
+            .all(|s| s.completion_time.is_some() && s.phase == StepPhase::Succeeded));
     }
 
     #[test]
@@ -463,10 +575,24 @@ mod tests {
         let mut status = CutoverStatus::default();
         let step = Step::Preflight("verify-deploy".into());
         begin(&mut status, &step, &t(0));
-        complete(&mut status, &step, StepPhase::Failed, "Job exited 1".into(), &t(1));
+        complete(
+            &mut status,
+            &step,
+            StepPhase::Failed,
+            "Job exited 1".into(),
+            &t(1),
+        );
         match decide(&spec, &status) {
-            Decision::Finish { phase: CutoverPhase::Failed, message } => {
-                assert!(message.contains("NO-GO") && message.contains("preflight/verify-deploy") && message.contains("not touched"), "{message}");
+            Decision::Finish {
+                phase: CutoverPhase::Failed,
+                message,
+            } => {
+                assert!(
+                    message.contains("NO-GO")
+                        && message.contains("preflight/verify-deploy")
+                        && message.contains("not touched"),
+                    "{message}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -479,8 +605,16 @@ mod tests {
         let mut status = after_succeeding(&spec, 7);
         let step = Step::Verify("health".into());
         begin(&mut status, &step, &t(20));
-        complete(&mut status, &step, StepPhase::Failed, "answered 500".into(), &t(21));
-        let Decision::StartRollback { reason, failed_check } = decide(&spec, &status) else { panic!() };
+        complete(
+            &mut status,
+            &step,
+            StepPhase::Failed,
+            "answered 500".into(),
+            &t(21),
+        );
+        let Decision::StartRollback { reason, failed_check } = decide(&spec, &status) else {
+            panic!()
+        };
         assert_eq!(failed_check.as_deref(), Some("health"));
         assert!(reason.contains("answered 500"));
         start_rollback(&mut status, reason, failed_check, &t(21));
@@ -489,7 +623,13 @@ mod tests {
             begin(&mut status, &step, &t(22));
             complete(&mut status, &step, StepPhase::Succeeded, "ok".into(), &t(23));
         }
-        assert!(matches!(decide(&spec, &status), Decision::Finish { phase: CutoverPhase::RolledBack, .. }));
+        assert!(matches!(
+            decide(&spec, &status),
+            Decision::Finish {
+                phase: CutoverPhase::RolledBack,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -499,8 +639,20 @@ mod tests {
         let mut status = after_succeeding(&spec, 7);
         let step = Step::Verify("health".into());
         begin(&mut status, &step, &t(20));
-        complete(&mut status, &step, StepPhase::Failed, "answered 500".into(), &t(21));
-        let Decision::Finish { phase: CutoverPhase::Failed, message } = decide(&spec, &status) else { panic!() };
+        complete(
+            &mut status,
+            &step,
+            StepPhase::Failed,
+            "answered 500".into(),
+            &t(21),
+        );
+        let Decision::Finish {
+            phase: CutoverPhase::Failed,
+            message,
+        } = decide(&spec, &status)
+        else {
+            panic!()
+        };
         assert!(message.contains("spec.abort"));
         finish(&mut status, CutoverPhase::Failed, &t(22));
         assert_eq!(decide(&spec, &status), Decision::Idle);
@@ -514,7 +666,13 @@ mod tests {
         let before = after_succeeding(&spec, 3);
         let after = after_succeeding(&spec, 7);
         spec.abort = true;
-        assert!(matches!(decide(&spec, &before), Decision::Finish { phase: CutoverPhase::Failed, .. }));
+        assert!(matches!(
+            decide(&spec, &before),
+            Decision::Finish {
+                phase: CutoverPhase::Failed,
+                ..
+            }
+        ));
         assert!(matches!(decide(&spec, &after), Decision::StartRollback { .. }));
     }
 
@@ -523,11 +681,20 @@ mod tests {
         let mut spec = full_spec();
         spec.rollback.restore_database = true;
         let status = after_succeeding(&spec, 7);
-        assert_eq!(rollback_plan(&spec, &status), [Step::SwitchBack, Step::VerifyFrom, Step::RestoreDatabase]);
+        assert_eq!(
+            rollback_plan(&spec, &status),
+            [Step::SwitchBack, Step::VerifyFrom, Step::RestoreDatabase]
+        );
         // A failed migration restores the snapshot too (the runbook's "Stop cutover; restore DB").
         let mut failed = after_succeeding(&spec, 3);
         begin(&mut failed, &Step::Migration, &t(5));
-        complete(&mut failed, &Step::Migration, StepPhase::Failed, "exit 1".into(), &t(6));
+        complete(
+            &mut failed,
+            &Step::Migration,
+            StepPhase::Failed,
+            "exit 1".into(),
+            &t(6),
+        );
         assert!(matches!(decide(&spec, &failed), Decision::StartRollback { .. }));
         assert_eq!(rollback_plan(&spec, &failed), [Step::RestoreDatabase]);
     }
@@ -537,16 +704,30 @@ mod tests {
         let window = (Duration::from_secs(6), Duration::from_secs(1));
         let mut record = StabilizationRecord::default();
         let fail = || Some(("healthz".to_owned(), "answered 500".to_owned()));
-        assert_eq!(record_round(&mut record, fail(), 3, window, &t(0), &t(0)), Watch::Continue(Duration::from_secs(1)));
-        assert_eq!(record_round(&mut record, fail(), 3, window, &t(0), &t(1)), Watch::Continue(Duration::from_secs(1)));
+        assert_eq!(
+            record_round(&mut record, fail(), 3, window, &t(0), &t(0)),
+            Watch::Continue(Duration::from_secs(1))
+        );
+        assert_eq!(
+            record_round(&mut record, fail(), 3, window, &t(0), &t(1)),
+            Watch::Continue(Duration::from_secs(1))
+        );
         // A healthy round resets the run.
-        assert_eq!(record_round(&mut record, None, 3, window, &t(0), &t(2)), Watch::Continue(Duration::from_secs(1)));
+        assert_eq!(
+            record_round(&mut record, None, 3, window, &t(0), &t(2)),
+            Watch::Continue(Duration::from_secs(1))
+        );
         assert_eq!(record.consecutive_failures, 0);
         assert!(record.failing_since.is_none());
         record_round(&mut record, fail(), 3, window, &t(0), &t(3));
         record_round(&mut record, fail(), 3, window, &t(0), &t(4));
-        let Watch::Failed(message) = record_round(&mut record, fail(), 3, window, &t(0), &t(5)) else { panic!() };
-        assert!(message.contains("3 failed rounds in a row") && message.contains("healthz"), "{message}");
+        let Watch::Failed(message) = record_round(&mut record, fail(), 3, window, &t(0), &t(5)) else {
+            panic!()
+        };
+        assert!(
+            message.contains("3 failed rounds in a row") && message.contains("healthz"),
+            "{message}"
+        );
         assert_eq!(record.failing_since, Some(t(3)));
         assert_eq!(record.failed_check.as_deref(), Some("healthz"));
     }
@@ -556,20 +737,45 @@ mod tests {
         let window = (Duration::from_secs(6), Duration::from_secs(1));
         let mut record = StabilizationRecord::default();
         for second in 0..6 {
-            assert!(matches!(record_round(&mut record, None, 3, window, &t(0), &t(second)), Watch::Continue(_)));
+            assert!(matches!(
+                record_round(&mut record, None, 3, window, &t(0), &t(second)),
+                Watch::Continue(_)
+            ));
         }
-        record_round(&mut record, Some(("healthz".into(), "timeout".into())), 3, window, &t(0), &t(6));
-        assert!(matches!(record_round(&mut record, None, 3, window, &t(0), &t(7)), Watch::Passed(_)));
-        assert_eq!(next_round_in(&record, Duration::from_secs(1), &t(7)), Duration::from_secs(1));
-        assert_eq!(next_round_in(&record, Duration::from_secs(1), &t(9)), Duration::ZERO);
+        record_round(
+            &mut record,
+            Some(("healthz".into(), "timeout".into())),
+            3,
+            window,
+            &t(0),
+            &t(6),
+        );
+        assert!(matches!(
+            record_round(&mut record, None, 3, window, &t(0), &t(7)),
+            Watch::Passed(_)
+        ));
+        assert_eq!(
+            next_round_in(&record, Duration::from_secs(1), &t(7)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            next_round_in(&record, Duration::from_secs(1), &t(9)),
+            Duration::ZERO
+        );
     }
 
     #[test]
     fn conditions_follow_kstatus() {
-        let mut status = CutoverStatus { phase: Some(CutoverPhase::AwaitingApproval), ..Default::default() };
+        let mut status = CutoverStatus {
+            phase: Some(CutoverPhase::AwaitingApproval),
+            ..Default::default()
+        };
         set_conditions(&mut status, Some(1), "waiting".into(), &t(0));
         let reconciling = crate::conditions::find(&status.conditions.0, "Reconciling").unwrap();
-        assert_eq!((reconciling.status.as_str(), reconciling.reason.as_str()), ("True", "AwaitingApproval"));
+        assert_eq!(
+            (reconciling.status.as_str(), reconciling.reason.as_str()),
+            ("True", "AwaitingApproval")
+        );
         status.phase = Some(CutoverPhase::RolledBack);
         set_conditions(&mut status, Some(1), "rolled back".into(), &t(1));
         assert!(crate::conditions::is_true(&status.conditions.0, "Stalled"));

@@ -34,7 +34,10 @@ pub const CUTOVER_LABEL: &str = "lifeboat.dev/cutover";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
     /// Not finished; look again after this long (or on a watch event).
-    Wait { after: Duration, message: String },
+    Wait {
+        after: Duration,
+        message: String,
+    },
     Done(String),
     /// Not applicable (dry run): what it would have done.
     Skipped(String),
@@ -74,7 +77,10 @@ impl Run<'_> {
             "status": self.status,
         });
         let params = PatchParams::apply(&self.ctx.settings.manager_name).force();
-        let updated = self.api.patch_status(&self.name(), &params, &Patch::Apply(&patch)).await?;
+        let updated = self
+            .api
+            .patch_status(&self.name(), &params, &Patch::Apply(&patch))
+            .await?;
         self.cutover.metadata.resource_version = updated.metadata.resource_version;
         self.written = self.status.clone();
         Ok(())
@@ -86,12 +92,25 @@ impl Run<'_> {
         }
         let last = self.status.steps.last();
         match (self.status.phase, last) {
-            (Some(CutoverPhase::RollingBack | CutoverPhase::RolledBack), _) if self.status.rollback.is_some() => {
-                let reason = self.status.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
-                let step = last.map(|s| format!("{}: {}", s.name, s.message.clone().unwrap_or_default())).unwrap_or_default();
+            (Some(CutoverPhase::RollingBack | CutoverPhase::RolledBack), _)
+                if self.status.rollback.is_some() =>
+            {
+                let reason = self
+                    .status
+                    .rollback
+                    .as_ref()
+                    .map(|r| r.reason.clone())
+                    .unwrap_or_default();
+                let step = last
+                    .map(|s| format!("{}: {}", s.name, s.message.clone().unwrap_or_default()))
+                    .unwrap_or_default();
                 format!("rollback because {reason}; {step}")
             }
-            (_, Some(step)) => format!("{}: {}", step.name, step.message.clone().unwrap_or_else(|| "running".into())),
+            (_, Some(step)) => format!(
+                "{}: {}",
+                step.name,
+                step.message.clone().unwrap_or_else(|| "running".into())
+            ),
             (_, None) => "starting".into(),
         }
     }
@@ -111,17 +130,28 @@ pub fn now() -> Time {
 
 pub async fn reconcile(cutover: Arc<Cutover>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciled(KIND);
-    let namespace = cutover
-        .namespace()
-        .ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: cutover.name_any() })?;
+    let namespace = cutover.namespace().ok_or_else(|| ReconcileError::NotNamespaced {
+        kind: KIND,
+        name: cutover.name_any(),
+    })?;
     let api: Api<Cutover> = Api::namespaced(ctx.client.clone(), &namespace);
     // A quorum read: acting on a cached status older than our own last write could repeat a step.
-    let Some(fresh) = api.get_opt(&cutover.name_any()).await? else { return Ok(Action::await_change()) };
+    let Some(fresh) = api.get_opt(&cutover.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
     if fresh.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let status = fresh.status.clone().unwrap_or_default();
-    let mut run = Run { ctx: &ctx, api, namespace, written: status.clone(), status, cutover: fresh, outcome: None };
+    let mut run = Run {
+        ctx: &ctx,
+        api,
+        namespace,
+        written: status.clone(),
+        status,
+        cutover: fresh,
+        outcome: None,
+    };
     let action = match drive(&mut run).await {
         // Someone else wrote the Cutover since it was read: read it again and decide afresh.
         Err(ReconcileError::Kube(kube::Error::Api(response))) if response.code == 409 => {
@@ -129,7 +159,8 @@ pub async fn reconcile(cutover: Arc<Cutover>, ctx: Arc<Context>) -> Result<Actio
         }
         other => other,
     };
-    ctx.metrics.cutover_phase(&run.namespace, &run.name(), run.written.phase.unwrap_or_default());
+    ctx.metrics
+        .cutover_phase(&run.namespace, &run.name(), run.written.phase.unwrap_or_default());
     action
 }
 
@@ -140,7 +171,11 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
         run.status.phase = Some(CutoverPhase::Pending);
         run.status.active = Some(crate::api::cutover::ActiveSide::From);
         run.save().await?;
-        let note = if run.cutover.spec.dry_run { "dry run started" } else { "cutover started" };
+        let note = if run.cutover.spec.dry_run {
+            "dry run started"
+        } else {
+            "cutover started"
+        };
         run.event(EventType::Normal, "Started", note.into()).await;
     }
     // Bounded: a plan has at most ~70 steps; a loop beyond that is a bug, not progress.
@@ -155,7 +190,11 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
                 machine::finish(&mut run.status, phase, &now());
                 run.outcome = Some(message.clone());
                 run.save().await?;
-                let type_ = if phase == CutoverPhase::Succeeded { EventType::Normal } else { EventType::Warning };
+                let type_ = if phase == CutoverPhase::Succeeded {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                };
                 run.event(type_, machine::phase_reason(phase), message).await;
                 return Ok(Action::await_change());
             }
@@ -177,7 +216,9 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
                         return Ok(Action::requeue(after));
                     }
                     Progress::Done(message) => finish_step(run, &step, StepPhase::Succeeded, message).await?,
-                    Progress::Skipped(message) => finish_step(run, &step, StepPhase::Skipped, message).await?,
+                    Progress::Skipped(message) => {
+                        finish_step(run, &step, StepPhase::Skipped, message).await?
+                    }
                     Progress::Failed(message) => finish_step(run, &step, StepPhase::Failed, message).await?,
                 }
             }
@@ -186,16 +227,24 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
     Ok(Action::requeue(Duration::from_secs(1)))
 }
 
-async fn finish_step(run: &mut Run<'_>, step: &Step, phase: StepPhase, message: String) -> Result<(), ReconcileError> {
+async fn finish_step(
+    run: &mut Run<'_>,
+    step: &Step,
+    phase: StepPhase,
+    message: String,
+) -> Result<(), ReconcileError> {
     let took = machine::complete(&mut run.status, step, phase, message.clone(), &now());
     run.save().await?;
-    run.ctx.metrics.cutover_step_duration(step.kind(), took.as_secs_f64());
+    run.ctx
+        .metrics
+        .cutover_step_duration(step.kind(), took.as_secs_f64());
     let (type_, reason) = match phase {
         StepPhase::Failed => (EventType::Warning, "StepFailed"),
         StepPhase::Skipped => (EventType::Normal, "StepSkipped"),
         _ => (EventType::Normal, "StepSucceeded"),
     };
-    run.event(type_, reason, format!("{}: {message}", step.name())).await;
+    run.event(type_, reason, format!("{}: {message}", step.name()))
+        .await;
     Ok(())
 }
 

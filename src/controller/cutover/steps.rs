@@ -54,14 +54,22 @@ pub(super) async fn evaluate(run: &mut Run<'_>, step: &Step) -> Result<Progress,
             Some(check) => run_check(run, check, "preflight").await,
             None => Ok(Progress::Skipped("no longer in spec.preflight".into())),
         },
-        Step::Verify(name) if dry => Ok(Progress::Skipped(format!("dry run: would check {name} after the switch"))),
+        Step::Verify(name) if dry => Ok(Progress::Skipped(format!(
+            "dry run: would check {name} after the switch"
+        ))),
         Step::Verify(name) => match spec.verify.iter().find(|c| &c.name == name) {
             Some(check) => run_check(run, check, "verify").await,
             None => Ok(Progress::Skipped("no longer in spec.verify".into())),
         },
         Step::Backup if dry => {
-            let policy = spec.backup.as_ref().map(|b| b.policy_ref.name.clone()).unwrap_or_default();
-            Ok(Progress::Skipped(format!("dry run: would back up through BackupPolicy {policy}")))
+            let policy = spec
+                .backup
+                .as_ref()
+                .map(|b| b.policy_ref.name.clone())
+                .unwrap_or_default();
+            Ok(Progress::Skipped(format!(
+                "dry run: would back up through BackupPolicy {policy}"
+            )))
         }
         Step::Backup => backup(run, step).await,
         Step::Migration if dry => Ok(Progress::Skipped("dry run: would run the migration Job".into())),
@@ -85,14 +93,21 @@ async fn run_check(run: &mut Run<'_>, check: &Check, purpose: &str) -> Result<Pr
             Err(problem) => Progress::Failed(problem),
         });
     }
-    let Some(job) = &check.job else { return Ok(Progress::Failed("the check has neither http nor job".into())) };
+    let Some(job) = &check.job else {
+        return Ok(Progress::Failed("the check has neither http nor job".into()));
+    };
     let name = child_name(&run.name(), &format!("{purpose}-{}", check.name), 63);
     let (progress, _) = job_step(run, &name, purpose, job).await?;
     Ok(progress)
 }
 
 /// Creates the step's Job if missing and reads how it ended, with its termination message.
-async fn job_step(run: &Run<'_>, name: &str, purpose: &str, step: &JobStep) -> Result<(Progress, Option<String>), ReconcileError> {
+async fn job_step(
+    run: &Run<'_>,
+    name: &str,
+    purpose: &str,
+    step: &JobStep,
+) -> Result<(Progress, Option<String>), ReconcileError> {
     let jobs: Api<Job> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
     let Some(job) = jobs.get_opt(name).await? else {
         let job = step_job(run, name, purpose, step);
@@ -101,16 +116,33 @@ async fn job_step(run: &Run<'_>, name: &str, purpose: &str, step: &JobStep) -> R
             Err(kube::Error::Api(response)) if response.code == 409 => {}
             Err(error) => return Err(error.into()),
         }
-        return Ok((Progress::Wait { after: SLOW_POLL, message: format!("Job {name} started") }, None));
+        return Ok((
+            Progress::Wait {
+                after: SLOW_POLL,
+                message: format!("Job {name} started"),
+            },
+            None,
+        ));
     };
     let outcome = job_outcome(&job);
     if outcome == JobOutcome::Running {
-        return Ok((Progress::Wait { after: SLOW_POLL, message: format!("Job {name} is running") }, None));
+        return Ok((
+            Progress::Wait {
+                after: SLOW_POLL,
+                message: format!("Job {name} is running"),
+            },
+            None,
+        ));
     }
     let pods: Api<Pod> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
-    let listed = pods.list(&ListParams::default().labels(&format!("job-name={name}"))).await?;
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await?;
     let report = termination_message(&listed.items);
-    let said = report.as_deref().map(|r| format!(": {}", one_line(r))).unwrap_or_default();
+    let said = report
+        .as_deref()
+        .map(|r| format!(": {}", one_line(r)))
+        .unwrap_or_default();
     let progress = match outcome {
         JobOutcome::Succeeded => Progress::Done(format!("Job {name} succeeded{said}")),
         _ => Progress::Failed(format!("Job {name} failed{said}")),
@@ -119,7 +151,12 @@ async fn job_step(run: &Run<'_>, name: &str, purpose: &str, step: &JobStep) -> R
 }
 
 fn one_line(text: &str) -> String {
-    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim();
     line.chars().take(200).collect()
 }
 
@@ -127,7 +164,13 @@ fn one_line(text: &str) -> String {
 fn termination_message(pods: &[Pod]) -> Option<String> {
     let mut finished: Vec<_> = pods
         .iter()
-        .flat_map(|pod| pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).into_iter().flatten())
+        .flat_map(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+        })
         .filter(|status| status.name == "step")
         .filter_map(|status| status.state.as_ref().and_then(|s| s.terminated.clone()))
         .collect();
@@ -146,9 +189,15 @@ fn termination_message(pods: &[Pod]) -> Option<String> {
 
 /// A Job running a user's container once (no retries unless asked: a migration is not blindly rerun).
 fn step_job(run: &Run<'_>, name: &str, purpose: &str, step: &JobStep) -> Job {
-    let labels: std::collections::BTreeMap<String, String> =
-        [(CUTOVER_LABEL.to_owned(), run.name()), (COMPONENT_LABEL.to_owned(), purpose.to_owned())].into();
-    let owner = run.cutover.controller_owner_ref(&()).expect("a Cutover read from the API has a name and uid");
+    let labels: std::collections::BTreeMap<String, String> = [
+        (CUTOVER_LABEL.to_owned(), run.name()),
+        (COMPONENT_LABEL.to_owned(), purpose.to_owned()),
+    ]
+    .into();
+    let owner = run
+        .cutover
+        .controller_owner_ref(&())
+        .expect("a Cutover read from the API has a name and uid");
     let container = Container {
         name: "step".into(),
         image: Some(step.image.clone()),
@@ -173,7 +222,10 @@ fn step_job(run: &Run<'_>, name: &str, purpose: &str, step: &JobStep) -> Job {
             backoff_limit: Some(step.backoff_limit.unwrap_or(0)),
             active_deadline_seconds: step.active_deadline_seconds,
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     containers: vec![container],
@@ -193,7 +245,9 @@ pub fn backup_name(cutover: &str) -> String {
 }
 
 async fn backup(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileError> {
-    let Some(wanted) = run.cutover.spec.backup.clone() else { return Ok(Progress::Skipped("no backup configured".into())) };
+    let Some(wanted) = run.cutover.spec.backup.clone() else {
+        return Ok(Progress::Skipped("no backup configured".into()));
+    };
     let name = backup_name(&run.name());
     if run.status.backup_ref.is_none() {
         run.status.backup_ref = Some(LocalObjectRef { name: name.clone() });
@@ -201,7 +255,10 @@ async fn backup(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileErr
     }
     let backups: Api<Backup> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
     let Some(existing) = backups.get_opt(&name).await? else {
-        let owner = run.cutover.controller_owner_ref(&()).expect("a Cutover read from the API has a name and uid");
+        let owner = run
+            .cutover
+            .controller_owner_ref(&())
+            .expect("a Cutover read from the API has a name and uid");
         let mut backup = Backup::new(
             &name,
             BackupSpec {
@@ -218,21 +275,36 @@ async fn backup(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileErr
             Err(kube::Error::Api(response)) if response.code == 409 => {}
             Err(error) => return Err(error.into()),
         }
-        return Ok(Progress::Wait { after: SLOW_POLL, message: format!("Backup {name} created from BackupPolicy {}", wanted.policy_ref.name) });
+        return Ok(Progress::Wait {
+            after: SLOW_POLL,
+            message: format!(
+                "Backup {name} created from BackupPolicy {}",
+                wanted.policy_ref.name
+            ),
+        });
     };
     let status: BackupStatus = existing.status.unwrap_or_default();
     match status.phase {
         Some(BackupPhase::Succeeded) => Ok(judge_backup(&name, &status)),
-        Some(BackupPhase::Failed) => {
-            Ok(Progress::Failed(format!("Backup {name} failed: {}; no switch without a valid snapshot", status.message.unwrap_or_default())))
-        }
+        Some(BackupPhase::Failed) => Ok(Progress::Failed(format!(
+            "Backup {name} failed: {}; no switch without a valid snapshot",
+            status.message.unwrap_or_default()
+        ))),
         _ => {
             let timeout = limit(wanted.timeout.as_ref(), Duration::from_secs(3600));
             if step_age(run, step) > timeout {
-                return Ok(Progress::Failed(format!("Backup {name} did not finish within {}", format_duration(timeout))));
+                return Ok(Progress::Failed(format!(
+                    "Backup {name} did not finish within {}",
+                    format_duration(timeout)
+                )));
             }
-            let doing = status.message.unwrap_or_else(|| "waiting for the Backup controller".into());
-            Ok(Progress::Wait { after: SLOW_POLL, message: format!("Backup {name}: {doing}") })
+            let doing = status
+                .message
+                .unwrap_or_else(|| "waiting for the Backup controller".into());
+            Ok(Progress::Wait {
+                after: SLOW_POLL,
+                message: format!("Backup {name}: {doing}"),
+            })
         }
     }
 }
@@ -240,17 +312,28 @@ async fn backup(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileErr
 /// The runbook's `test -s backup.sql`: a snapshot that exists and is not empty.
 fn judge_backup(name: &str, status: &BackupStatus) -> Progress {
     match (&status.snapshot_id, status.size_bytes) {
-        (Some(snapshot), Some(size)) if size > 0 => Progress::Done(format!("Backup {name}: snapshot {snapshot}, {size} bytes")),
-        (Some(snapshot), _) => Progress::Failed(format!("Backup {name}: snapshot {snapshot} is empty; no switch without a valid snapshot")),
-        (None, _) => Progress::Failed(format!("Backup {name} succeeded without a snapshot id; no switch without a valid snapshot")),
+        (Some(snapshot), Some(size)) if size > 0 => {
+            Progress::Done(format!("Backup {name}: snapshot {snapshot}, {size} bytes"))
+        }
+        (Some(snapshot), _) => Progress::Failed(format!(
+            "Backup {name}: snapshot {snapshot} is empty; no switch without a valid snapshot"
+        )),
+        (None, _) => Progress::Failed(format!(
+            "Backup {name} succeeded without a snapshot id; no switch without a valid snapshot"
+        )),
     }
 }
 
 async fn migration(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
-    let Some(migration) = run.cutover.spec.migration.clone() else { return Ok(Progress::Skipped("no migration".into())) };
+    let Some(migration) = run.cutover.spec.migration.clone() else {
+        return Ok(Progress::Skipped("no migration".into()));
+    };
     let name = child_name(&run.name(), "migration", 63);
     if run.status.migration.is_none() {
-        run.status.migration = Some(MigrationRecord { job_name: name.clone(), report: None });
+        run.status.migration = Some(MigrationRecord {
+            job_name: name.clone(),
+            report: None,
+        });
         run.save().await?;
     }
     let (progress, report) = job_step(run, &name, "migration", &migration.job).await?;
@@ -263,22 +346,37 @@ async fn migration(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
 }
 
 async fn readiness(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileError> {
-    let timeout = limit(run.cutover.spec.readiness_timeout.as_ref(), Duration::from_secs(600));
+    let timeout = limit(
+        run.cutover.spec.readiness_timeout.as_ref(),
+        Duration::from_secs(600),
+    );
     let to = run.cutover.spec.to.clone();
     let verdict = side_ready(run, &to).await?;
     Ok(match verdict {
         Ok(summary) => Progress::Done(summary),
-        Err(missing) if step_age(run, step) > timeout => {
-            Progress::Failed(format!("not ready within {}: {missing}", format_duration(timeout)))
-        }
-        Err(missing) => Progress::Wait { after: POLL, message: missing },
+        Err(missing) if step_age(run, step) > timeout => Progress::Failed(format!(
+            "not ready within {}: {missing}",
+            format_duration(timeout)
+        )),
+        Err(missing) => Progress::Wait {
+            after: POLL,
+            message: missing,
+        },
     })
 }
 
 /// Whether a side can take traffic: its Deployment rolled out with every Pod Ready, or (without a
 /// Deployment) at least one Pod matching its selector and all of them Ready.
-async fn side_ready(run: &Run<'_>, side: &crate::api::cutover::Side) -> Result<Result<String, String>, ReconcileError> {
-    let selector = side.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+async fn side_ready(
+    run: &Run<'_>,
+    side: &crate::api::cutover::Side,
+) -> Result<Result<String, String>, ReconcileError> {
+    let selector = side
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let pods: Api<Pod> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
     let listed = pods.list(&ListParams::default().labels(&selector)).await?.items;
     if let Some(name) = &side.deployment {
@@ -288,7 +386,10 @@ async fn side_ready(run: &Run<'_>, side: &crate::api::cutover::Side) -> Result<R
             Some(deployment) => crate::checks::deployment_ready(&deployment, &listed),
         });
     }
-    let live: Vec<&Pod> = listed.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let live: Vec<&Pod> = listed
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
     let ready = live.iter().filter(|p| crate::checks::pod_ready(p)).count();
     Ok(if !live.is_empty() && ready == live.len() {
         Ok(format!("{ready} Pods matching {selector} Ready"))
@@ -300,14 +401,22 @@ async fn side_ready(run: &Run<'_>, side: &crate::api::cutover::Side) -> Result<R
 async fn approval(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileError> {
     let spec = run.cutover.spec.approval.clone().unwrap_or_default();
     let annotations = run.cutover.annotations();
-    let by_field = spec.approved_by.clone().filter(|who| !who.trim().is_empty()).map(|who| (who, spec.reason.clone()));
+    let by_field = spec
+        .approved_by
+        .clone()
+        .filter(|who| !who.trim().is_empty())
+        .map(|who| (who, spec.reason.clone()));
     let by_annotation = annotations
         .get(APPROVED_BY_ANNOTATION)
         .filter(|who| !who.trim().is_empty())
         .map(|who| (who.clone(), annotations.get(APPROVAL_REASON_ANNOTATION).cloned()));
     if let Some((who, reason)) = by_field.or(by_annotation) {
         if run.status.approval.is_none() {
-            run.status.approval = Some(ApprovalRecord { approved_by: who.clone(), reason: reason.clone(), time: now() });
+            run.status.approval = Some(ApprovalRecord {
+                approved_by: who.clone(),
+                reason: reason.clone(),
+                time: now(),
+            });
         }
         let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
         return Ok(Progress::Done(format!("GO from {who}{why}")));
@@ -315,7 +424,10 @@ async fn approval(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileE
     let waited = step_age(run, step);
     if let Some(timeout) = spec.timeout.as_ref().and_then(|t| t.parse().ok()) {
         if waited >= timeout {
-            return Ok(Progress::Failed(format!("no approval within {}", format_duration(timeout))));
+            return Ok(Progress::Failed(format!(
+                "no approval within {}",
+                format_duration(timeout)
+            )));
         }
         let left = timeout.saturating_sub(waited);
         return Ok(Progress::Wait {
@@ -328,16 +440,23 @@ async fn approval(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileE
     }
     Ok(Progress::Wait {
         after: SLOW_POLL,
-        message: format!("awaiting approval: set spec.approval.approvedBy or annotate {APPROVED_BY_ANNOTATION}=<who>"),
+        message: format!(
+            "awaiting approval: set spec.approval.approvedBy or annotate {APPROVED_BY_ANNOTATION}=<who>"
+        ),
     })
 }
 
 async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
     let spec = run.cutover.spec.clone();
-    let Some(target) = Target::of(&spec) else { return Ok(Progress::Failed("spec.trafficSwitch names nothing".into())) };
+    let Some(target) = Target::of(&spec) else {
+        return Ok(Progress::Failed("spec.trafficSwitch names nothing".into()));
+    };
     let client = run.ctx.client.clone();
     let Some(current) = switch::read(&client, &run.namespace, &target).await? else {
-        return Ok(Progress::Failed(format!("{} not found: the {} does not exist", target.describe(), target.describe())));
+        return Ok(Progress::Failed(format!(
+            "{}: the object does not exist",
+            target.describe()
+        )));
     };
     // After a restart mid-switch, the recorded value is the original; `current` may already be `to`.
     let previous = match &run.status.previous_target {
@@ -348,7 +467,18 @@ async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
         Ok(desired) => desired,
         Err(problem) => return Ok(Progress::Failed(problem)),
     };
-    let change = format!("{} {} → {}", target.describe(), compact(&previous), compact(&desired));
+    let change = match (&target, &spec.from.service, &spec.to.service) {
+        (Target::Service(_), _, _) | (_, None, _) | (_, _, None) => {
+            format!(
+                "{} {} → {}",
+                target.describe(),
+                compact(&previous),
+                compact(&desired)
+            )
+        }
+        // Rules are long; the Services they point at say what changed (the rules are in previousTarget).
+        (_, Some(from), Some(to)) => format!("{} Service {from} → {to}", target.describe()),
+    };
     if spec.dry_run {
         return Ok(Progress::Skipped(format!("dry run: would change {change}")));
     }
@@ -357,7 +487,14 @@ async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
         run.save().await?;
     }
     if current != desired {
-        switch::write(&client, &run.namespace, &target, &desired, &run.ctx.settings.manager_name).await?;
+        switch::write(
+            &client,
+            &run.namespace,
+            &target,
+            &desired,
+            &run.ctx.settings.manager_name,
+        )
+        .await?;
     }
     run.status.active = Some(ActiveSide::To);
     if let Some(approved) = &run.status.approval {
@@ -370,13 +507,19 @@ async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
 fn compact(value: &serde_json::Value) -> String {
     match value.as_object() {
         Some(map) if map.values().all(|v| v.is_string()) => {
-            let pairs: Vec<String> = map.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+            let pairs: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
             format!("{{{}}}", pairs.join(","))
         }
         _ => {
             let text = value.to_string();
             if text.len() > 300 {
-                format!("{}…", &text[..text.char_indices().nth(300).map(|(i, _)| i).unwrap_or(text.len())])
+                format!(
+                    "{}…",
+                    &text[..text.char_indices().nth(300).map(|(i, _)| i).unwrap_or(text.len())]
+                )
             } else {
                 text
             }
@@ -385,21 +528,43 @@ fn compact(value: &serde_json::Value) -> String {
 }
 
 async fn stabilization(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileError> {
-    let Some(window) = run.cutover.spec.stabilization.clone() else { return Ok(Progress::Skipped("no stabilization".into())) };
+    let Some(window) = run.cutover.spec.stabilization.clone() else {
+        return Ok(Progress::Skipped("no stabilization".into()));
+    };
     let duration = window.duration.parse().unwrap_or(Duration::from_secs(1800));
     let interval = limit(window.interval.as_ref(), Duration::from_secs(30));
     let mut record = run.status.stabilization.clone().unwrap_or_default();
     let now = now();
     let due = machine::next_round_in(&record, interval, &now);
     if !due.is_zero() {
-        return Ok(Progress::Wait { after: due, message: progress_message(&record) });
+        return Ok(Progress::Wait {
+            after: due,
+            message: progress_message(&record),
+        });
     }
     let failure = stabilization_round(&window).await;
-    let started = run.status.steps.iter().rev().find(|r| r.name == step.name()).map(|r| r.start_time.clone()).unwrap_or(now.clone());
-    let verdict = machine::record_round(&mut record, failure, window.failure_threshold, (duration, interval), &started, &now);
+    let started = run
+        .status
+        .steps
+        .iter()
+        .rev()
+        .find(|r| r.name == step.name())
+        .map(|r| r.start_time.clone())
+        .unwrap_or(now.clone());
+    let verdict = machine::record_round(
+        &mut record,
+        failure,
+        window.failure_threshold,
+        (duration, interval),
+        &started,
+        &now,
+    );
     run.status.stabilization = Some(record.clone());
     Ok(match verdict {
-        Watch::Continue(after) => Progress::Wait { after, message: progress_message(&record) },
+        Watch::Continue(after) => Progress::Wait {
+            after,
+            message: progress_message(&record),
+        },
         Watch::Passed(message) => Progress::Done(message),
         Watch::Failed(message) => Progress::Failed(message),
     })
@@ -421,7 +586,9 @@ async fn stabilization_round(window: &crate::api::cutover::Stabilization) -> Opt
     }
     if let Some(prometheus) = &window.prometheus {
         for query in &prometheus.queries {
-            let value = crate::checks::prometheus_value(&prometheus.address, &query.query, Duration::from_secs(10)).await;
+            let value =
+                crate::checks::prometheus_value(&prometheus.address, &query.query, Duration::from_secs(10))
+                    .await;
             let judged = value.and_then(|v| crate::checks::within(v, query.min, query.max));
             if let Err(problem) = judged {
                 return Some((query.name.clone(), problem));
@@ -433,20 +600,37 @@ async fn stabilization_round(window: &crate::api::cutover::Stabilization) -> Opt
 
 async fn switch_back(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
     let spec = run.cutover.spec.clone();
-    let Some(target) = Target::of(&spec) else { return Ok(Progress::Failed("spec.trafficSwitch names nothing".into())) };
+    let Some(target) = Target::of(&spec) else {
+        return Ok(Progress::Failed("spec.trafficSwitch names nothing".into()));
+    };
     let Some(recorded) = run.status.previous_target.clone() else {
         return Ok(Progress::Skipped("traffic was never switched".into()));
     };
     let previous: serde_json::Value = match serde_json::from_str(&recorded) {
         Ok(value) => value,
-        Err(error) => return Ok(Progress::Failed(format!("status.previousTarget is not JSON ({error}); restore {} by hand", target.describe()))),
+        Err(error) => {
+            return Ok(Progress::Failed(format!(
+                "status.previousTarget is not JSON ({error}); restore {} by hand",
+                target.describe()
+            )))
+        }
     };
     let client = run.ctx.client.clone();
     let Some(current) = switch::read(&client, &run.namespace, &target).await? else {
-        return Ok(Progress::Failed(format!("{} no longer exists", target.describe())));
+        return Ok(Progress::Failed(format!(
+            "{} no longer exists",
+            target.describe()
+        )));
     };
     if current != previous {
-        switch::write(&client, &run.namespace, &target, &previous, &run.ctx.settings.manager_name).await?;
+        switch::write(
+            &client,
+            &run.namespace,
+            &target,
+            &previous,
+            &run.ctx.settings.manager_name,
+        )
+        .await?;
     }
     let restored = now();
     run.status.active = Some(ActiveSide::From);
@@ -454,24 +638,51 @@ async fn switch_back(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
         if rollback.traffic_restored_time.is_none() {
             rollback.traffic_restored_time = Some(restored.clone());
             // From the first failing check (stabilization) or the failure's detection to traffic back.
-            let since = run.status.stabilization.as_ref().and_then(|s| s.failing_since.clone()).unwrap_or(rollback.start_time.clone());
-            run.ctx.metrics.cutover_traffic_restored(machine::elapsed(&since, &restored).as_secs_f64());
+            let since = run
+                .status
+                .stabilization
+                .as_ref()
+                .and_then(|s| s.failing_since.clone())
+                .unwrap_or(rollback.start_time.clone());
+            run.ctx
+                .metrics
+                .cutover_traffic_restored(machine::elapsed(&since, &restored).as_secs_f64());
         }
     }
-    Ok(Progress::Done(format!("{} back to {}", target.describe(), compact(&previous))))
+    let restored_to = match (&target, &spec.from.service) {
+        (Target::Service(_), _) | (_, None) => compact(&previous),
+        (_, Some(from)) => format!("the recorded rules (Service {from})"),
+    };
+    Ok(Progress::Done(format!(
+        "{} back to {restored_to}",
+        target.describe()
+    )))
 }
 
-/// The runbook's rollback step 2: the old side answers again. Its Deployment is ready and every
-/// spec.verify HTTP check passes (they address the switched Service, now on `from`).
+/// The runbook's rollback step 2 (`curl -fsS …/health`): the old side answers again. Its Deployment
+/// is ready and every spec.verify HTTP check gets its expected status (they address the switched
+/// Service, now on `from`); body matches are left out, as they usually assert the new version.
 async fn verify_from(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileError> {
-    let timeout = limit(run.cutover.spec.readiness_timeout.as_ref(), Duration::from_secs(600));
+    let timeout = limit(
+        run.cutover.spec.readiness_timeout.as_ref(),
+        Duration::from_secs(600),
+    );
     let from = run.cutover.spec.from.clone();
     let mut problem = side_ready(run, &from).await?.err();
     let mut passed = Vec::new();
     if problem.is_none() {
-        let checks: Vec<(String, HttpCheck)> =
-            run.cutover.spec.verify.iter().filter_map(|c| c.http.clone().map(|h| (c.name.clone(), h))).collect();
+        let checks: Vec<(String, HttpCheck)> = run
+            .cutover
+            .spec
+            .verify
+            .iter()
+            .filter_map(|c| c.http.clone().map(|h| (c.name.clone(), h)))
+            .collect();
         for (name, check) in checks {
+            let check = HttpCheck {
+                expect_body_contains: None,
+                ..check
+            };
             match crate::checks::run_http_check(&check).await {
                 Ok(_) => passed.push(name),
                 Err(failure) => {
@@ -484,15 +695,21 @@ async fn verify_from(run: &mut Run<'_>, step: &Step) -> Result<Progress, Reconci
     Ok(match problem {
         None if passed.is_empty() => Progress::Done("the old side is ready".into()),
         None => Progress::Done(format!("the old side is ready and passes {}", passed.join(", "))),
-        Some(problem) if step_age(run, step) > timeout => {
-            Progress::Failed(format!("the old side is not healthy within {}: {problem}", format_duration(timeout)))
-        }
-        Some(problem) => Progress::Wait { after: POLL, message: problem },
+        Some(problem) if step_age(run, step) > timeout => Progress::Failed(format!(
+            "the old side is not healthy within {}: {problem}",
+            format_duration(timeout)
+        )),
+        Some(problem) => Progress::Wait {
+            after: POLL,
+            message: problem,
+        },
     })
 }
 
 async fn restore_database(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
-    let Some(backup) = run.status.backup_ref.clone() else { return Ok(Progress::Skipped("no pre-switch Backup".into())) };
+    let Some(backup) = run.status.backup_ref.clone() else {
+        return Ok(Progress::Skipped("no pre-switch Backup".into()));
+    };
     let name = child_name(&run.name(), "rollback-restore", 56);
     if run.status.restore_ref.is_none() {
         run.status.restore_ref = Some(LocalObjectRef { name: name.clone() });
@@ -500,23 +717,40 @@ async fn restore_database(run: &mut Run<'_>) -> Result<Progress, ReconcileError>
     }
     let restores: Api<Restore> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
     let Some(existing) = restores.get_opt(&name).await? else {
-        let Some(policy_ref) = run.cutover.spec.backup.as_ref().map(|b| b.policy_ref.name.clone()) else {
-            return Ok(Progress::Failed("no spec.backup.policyRef to restore into".into()));
+        let Some(policy_ref) = run
+            .cutover
+            .spec
+            .backup
+            .as_ref()
+            .map(|b| b.policy_ref.name.clone())
+        else {
+            return Ok(Progress::Failed(
+                "no spec.backup.policyRef to restore into".into(),
+            ));
         };
         let policies: Api<BackupPolicy> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
         let Some(policy) = policies.get_opt(&policy_ref).await? else {
-            return Ok(Progress::Failed(format!("BackupPolicy {policy_ref} does not exist; restore Backup {} by hand", backup.name)));
+            return Ok(Progress::Failed(format!(
+                "BackupPolicy {policy_ref} does not exist; restore Backup {} by hand",
+                backup.name
+            )));
         };
         // Built as JSON so this stays independent of the Restore type's optional fields.
         let source = &policy.spec.source;
         let (target, database) = if let Some(postgres) = &source.postgres {
-            (serde_json::json!({"postgres": postgres.connection}), Some(postgres.connection.database.clone()))
+            (
+                serde_json::json!({"postgres": postgres.connection}),
+                Some(postgres.connection.database.clone()),
+            )
         } else if let Some(mysql) = &source.mysql {
             (serde_json::json!({"mysql": mysql}), Some(mysql.database.clone()))
         } else {
             (serde_json::json!({"files": source.files}), None)
         };
-        let owner = run.cutover.controller_owner_ref(&()).expect("a Cutover read from the API has a name and uid");
+        let owner = run
+            .cutover
+            .controller_owner_ref(&())
+            .expect("a Cutover read from the API has a name and uid");
         let mut spec = serde_json::json!({
             "source": {"backupRef": {"name": backup.name}},
             "target": target,
@@ -541,25 +775,44 @@ async fn restore_database(run: &mut Run<'_>) -> Result<Progress, ReconcileError>
             Err(kube::Error::Api(response)) if response.code == 409 => {}
             Err(error) => return Err(error.into()),
         }
-        return Ok(Progress::Wait { after: SLOW_POLL, message: format!("Restore {name} of Backup {} created", backup.name) });
+        return Ok(Progress::Wait {
+            after: SLOW_POLL,
+            message: format!("Restore {name} of Backup {} created", backup.name),
+        });
     };
     let status = existing.status.unwrap_or_default();
     Ok(match status.phase {
         Some(RestorePhase::Succeeded) => {
-            let switched_at = run.status.steps.iter().find(|s| s.name == "switch").map(|s| s.start_time.0.to_string());
+            let switched_at = run
+                .status
+                .steps
+                .iter()
+                .find(|s| s.name == "switch")
+                .map(|s| s.start_time.0.to_string());
             if let Some(rollback) = run.status.rollback.as_mut() {
                 rollback.database_restored = true;
                 rollback.data_loss_warning = Some(match switched_at {
-                    Some(time) => format!("the database is back at the pre-switch snapshot: data written after {time} is lost"),
-                    None => "the database is back at the pre-switch snapshot: data written after it is lost".into(),
+                    Some(time) => format!(
+                        "the database is back at the pre-switch snapshot: data written after {time} is lost"
+                    ),
+                    None => "the database is back at the pre-switch snapshot: data written after it is lost"
+                        .into(),
                 });
             }
             Progress::Done(format!("Restore {name} restored Backup {}", backup.name))
         }
-        Some(RestorePhase::Failed) => Progress::Failed(format!("Restore {name} failed: {}", status.message.unwrap_or_default())),
+        Some(RestorePhase::Failed) => Progress::Failed(format!(
+            "Restore {name} failed: {}",
+            status.message.unwrap_or_default()
+        )),
         _ => Progress::Wait {
             after: SLOW_POLL,
-            message: format!("Restore {name}: {}", status.message.unwrap_or_else(|| "waiting for the Restore controller".into())),
+            message: format!(
+                "Restore {name}: {}",
+                status
+                    .message
+                    .unwrap_or_else(|| "waiting for the Restore controller".into())
+            ),
         },
     })
 }
@@ -570,15 +823,28 @@ mod tests {
 
     #[test]
     fn an_empty_or_snapshotless_backup_stops_the_cutover() {
-        let ok = BackupStatus { snapshot_id: Some("abcd1234".into()), size_bytes: Some(2048), ..Default::default() };
+        let ok = BackupStatus {
+            snapshot_id: Some("abcd1234".into()),
+            size_bytes: Some(2048),
+            ..Default::default()
+        };
         assert!(matches!(judge_backup("b", &ok), Progress::Done(_)));
-        let empty = BackupStatus { snapshot_id: Some("abcd1234".into()), size_bytes: Some(0), ..Default::default() };
+        let empty = BackupStatus {
+            snapshot_id: Some("abcd1234".into()),
+            size_bytes: Some(0),
+            ..Default::default()
+        };
         assert!(matches!(judge_backup("b", &empty), Progress::Failed(m) if m.contains("empty")));
-        assert!(matches!(judge_backup("b", &BackupStatus::default()), Progress::Failed(m) if m.contains("snapshot id")));
+        assert!(
+            matches!(judge_backup("b", &BackupStatus::default()), Progress::Failed(m) if m.contains("snapshot id"))
+        );
     }
 
     #[test]
     fn selectors_print_like_kubectl_labels() {
-        assert_eq!(compact(&serde_json::json!({"app": "web", "track": "green"})), "{app=web,track=green}");
+        assert_eq!(
+            compact(&serde_json::json!({"app": "web", "track": "green"})),
+            "{app=web,track=green}"
+        );
     }
 }

@@ -30,7 +30,10 @@ impl Target {
         if let Some(ingress) = &switch.ingress {
             return Some(Target::Ingress(ingress.clone()));
         }
-        switch.http_route.as_ref().map(|route| Target::HttpRoute(route.name.clone()))
+        switch
+            .http_route
+            .as_ref()
+            .map(|route| Target::HttpRoute(route.name.clone()))
     }
 
     pub fn describe(&self) -> String {
@@ -63,7 +66,9 @@ impl Target {
 pub async fn read(client: &Client, namespace: &str, target: &Target) -> Result<Option<Value>, kube::Error> {
     let (resource, name) = target.resource();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let Some(object) = api.get_opt(name).await? else { return Ok(None) };
+    let Some(object) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
     let field = match target {
         Target::Service(_) => object.data["spec"]["selector"].clone(),
         _ => object.data["spec"]["rules"].clone(),
@@ -73,7 +78,13 @@ pub async fn read(client: &Client, namespace: &str, target: &Target) -> Result<O
 
 /// Writes `value` into the switched field as a JSON merge patch: lists (rules) are replaced whole, and
 /// selector keys the new value lacks are deleted explicitly (a plain merge would keep the old side's).
-pub async fn write(client: &Client, namespace: &str, target: &Target, value: &Value, manager: &str) -> Result<(), kube::Error> {
+pub async fn write(
+    client: &Client,
+    namespace: &str,
+    target: &Target,
+    value: &Value,
+    manager: &str,
+) -> Result<(), kube::Error> {
     let (resource, name) = target.resource();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let patch = match target {
@@ -83,7 +94,10 @@ pub async fn write(client: &Client, namespace: &str, target: &Target, value: &Va
         }
         _ => json!({"spec": {"rules": value}}),
     };
-    let params = PatchParams { field_manager: Some(manager.to_owned()), ..Default::default() };
+    let params = PatchParams {
+        field_manager: Some(manager.to_owned()),
+        ..Default::default()
+    };
     api.patch(name, &params, &Patch::Merge(&patch)).await?;
     Ok(())
 }
@@ -108,11 +122,19 @@ pub fn switched(target: &Target, current: &Value, spec: &CutoverSpec) -> Result<
             let mut rules = current.clone();
             let mut changed = 0;
             for rule in rules.as_array_mut().into_iter().flatten() {
-                if filter.host.as_ref().is_some_and(|host| rule["host"].as_str() != Some(host.as_str())) {
+                if filter
+                    .host
+                    .as_ref()
+                    .is_some_and(|host| rule["host"].as_str() != Some(host.as_str()))
+                {
                     continue;
                 }
                 for path in rule["http"]["paths"].as_array_mut().into_iter().flatten() {
-                    if filter.path.as_ref().is_some_and(|p| path["path"].as_str() != Some(p.as_str())) {
+                    if filter
+                        .path
+                        .as_ref()
+                        .is_some_and(|p| path["path"].as_str() != Some(p.as_str()))
+                    {
                         continue;
                     }
                     let service = &mut path["backend"]["service"]["name"];
@@ -123,7 +145,10 @@ pub fn switched(target: &Target, current: &Value, spec: &CutoverSpec) -> Result<
                 }
             }
             if changed == 0 {
-                return Err(format!("no rule of Ingress {} sends traffic to Service {from}", filter.name));
+                return Err(format!(
+                    "no rule of Ingress {} sends traffic to Service {from}",
+                    filter.name
+                ));
             }
             Ok(rules)
         }
@@ -176,7 +201,10 @@ mod tests {
         let current = json!({"app": "web", "track": "blue", "extra": "x"});
         let now = switched(&target, &current, &spec).unwrap();
         assert_eq!(now, json!({"app": "web", "track": "green"}));
-        assert_eq!(selector_merge_patch(&current, &now), json!({"app": "web", "track": "green", "extra": null}));
+        assert_eq!(
+            selector_merge_patch(&current, &now),
+            json!({"app": "web", "track": "green", "extra": null})
+        );
     }
 
     #[test]
@@ -191,11 +219,19 @@ mod tests {
                 {"path": "/", "backend": {"service": {"name": "web-blue", "port": {"number": 80}}}}]}}
         ]);
         let now = switched(&target, &rules, &spec).unwrap();
-        assert_eq!(now[0]["http"]["paths"][0]["backend"]["service"]["name"], "web-green");
+        assert_eq!(
+            now[0]["http"]["paths"][0]["backend"]["service"]["name"],
+            "web-green"
+        );
         assert_eq!(now[0]["http"]["paths"][1]["backend"]["service"]["name"], "cdn");
-        assert_eq!(now[1]["http"]["paths"][0]["backend"]["service"]["name"], "web-blue");
+        assert_eq!(
+            now[1]["http"]["paths"][0]["backend"]["service"]["name"],
+            "web-blue"
+        );
         let unrelated = spec_with_from("nothing");
-        assert!(switched(&target, &rules, &unrelated).unwrap_err().contains("Service nothing"));
+        assert!(switched(&target, &rules, &unrelated)
+            .unwrap_err()
+            .contains("Service nothing"));
     }
 
     fn spec_with_from(service: &str) -> CutoverSpec {

@@ -10,6 +10,7 @@
 
 pub mod plan;
 pub mod scratch;
+pub mod smoke;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,12 +25,12 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use self::plan::{Connection, GuardVerdict, Invocation, Prepare, ResolvedSource, ScratchReadiness};
+use self::plan::{Connection, GuardVerdict, Invocation, ResolvedSource, ScratchReadiness};
 use super::backup::publish;
 use super::status::{child_name, write_status};
 use super::{Context, ReconcileError, ERROR_REQUEUE};
 use crate::api::backup::BackupPhase;
-use crate::api::common::SecretKeyRef;
+use crate::api::common::{JobStep, SecretKeyRef};
 use crate::api::restore::{RestorePhase, RestoreStatus};
 use crate::api::{Backup, BackupPolicy, Restore};
 use crate::conditions::{set_health, Health};
@@ -46,6 +47,14 @@ pub fn job_name(restore: &str) -> String {
 
 pub fn check_job_name(restore: &str) -> String {
     child_name(restore, "check", 63)
+}
+
+pub fn smoke_job_name(restore: &str) -> String {
+    child_name(restore, "smoke", 63)
+}
+
+pub fn drop_job_name(restore: &str) -> String {
+    child_name(restore, "drop", 63)
 }
 
 /// What one reconcile sees and changes, so each step reads as the runbook step it is.
@@ -154,11 +163,17 @@ impl Run<'_> {
 
     /// Deletes the scratch server once the Restore has ended, unless asked to keep it.
     async fn clean_up(&mut self) -> Result<Action, ReconcileError> {
+        self.remove_scratch().await?;
+        self.drop_target().await
+    }
+
+    /// Deletes the scratch server's Pod, Service and Secret (once).
+    async fn remove_scratch(&mut self) -> Result<(), ReconcileError> {
         let Some(scratch) = self.status.scratch.clone() else {
-            return Ok(Action::await_change());
+            return Ok(());
         };
         if scratch.removed || self.restore.spec.keep_scratch {
-            return Ok(Action::await_change());
+            return Ok(());
         }
         delete_ignoring_absent(&self.api::<Pod>(), &scratch.pod).await?;
         delete_ignoring_absent(&self.api::<Service>(), &scratch.service).await?;
@@ -172,6 +187,74 @@ impl Run<'_> {
             scratch.pod
         );
         publish(self.ctx, self.restore, EventType::Normal, "ScratchRemoved", note).await;
+        Ok(())
+    }
+
+    /// dropAfter: a Job drops the target database, and its outcome is recorded (once).
+    async fn drop_target(&mut self) -> Result<Action, ReconcileError> {
+        let spec = &self.restore.spec;
+        let connection = plan::existing_connection(spec).filter(|_| spec.drop_after);
+        let Some(invocation) = connection.as_ref().and_then(plan::drop_invocation) else {
+            return Ok(Action::await_change());
+        };
+        if self.status.target_dropped.is_some() {
+            return Ok(Action::await_change());
+        }
+        let name = drop_job_name(&self.name());
+        let jobs_api: Api<Job> = self.api();
+        let Some(job) = jobs_api.get_opt(&name).await? else {
+            // Intent first, so a restart follows the same Job.
+            self.status.drop_job_name = Some(name.clone());
+            self.save().await?;
+            let owner = self
+                .restore
+                .controller_owner_ref(&())
+                .expect("a Restore read from the API has a name and uid");
+            let template = spec.job_template.clone().unwrap_or_default();
+            let job = jobs::agent_job(
+                jobs::AgentJob {
+                    name: name.clone(),
+                    namespace: &self.namespace,
+                    owner,
+                    labels: self.labels("restore-drop"),
+                    image: &self.ctx.settings.agent_image,
+                    command: "sh",
+                },
+                Some(&template),
+                invocation.args,
+                invocation.env,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            create_ignoring_existing(&jobs_api, &job).await?;
+            return Ok(Action::await_change());
+        };
+        let outcome = jobs::job_outcome(&job);
+        if outcome == JobOutcome::Running {
+            return Ok(Action::await_change());
+        }
+        let dropped = outcome == JobOutcome::Succeeded;
+        self.status.target_dropped = Some(dropped);
+        self.save().await?;
+        let what = connection.map(|c| c.describe()).unwrap_or_default();
+        if dropped {
+            publish(
+                self.ctx,
+                self.restore,
+                EventType::Normal,
+                "TargetDropped",
+                format!("dropped {what} (Job {name})"),
+            )
+            .await;
+        } else {
+            let why = match newest_report(self, &name).await? {
+                Some(jobs::AgentReport::Unstructured(text)) => text,
+                _ => "see the Job's log".into(),
+            };
+            let note = format!("could not drop {what} (Job {name}): {why}");
+            publish(self.ctx, self.restore, EventType::Warning, "DropFailed", note).await;
+        }
         Ok(Action::await_change())
     }
 }
@@ -232,8 +315,14 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     if let Some(Connection::Database { password, .. }) = plan::existing_connection(&run.restore.spec) {
         needed.push(("target database password", password));
     }
-    if let Some(problem) = missing_secret(&run, &needed).await? {
-        return run.fail("SecretMissing", problem).await;
+    let restore_job_name = job_name(&run.name());
+    let jobs_api: Api<Job> = run.api();
+    let restore_job = jobs_api.get_opt(&restore_job_name).await?;
+    // Once the restore Job exists, its outcome decides (a Secret deleted meanwhile does not).
+    if restore_job.is_none() {
+        if let Some(problem) = missing_secret(&run, &needed).await? {
+            return run.fail("SecretMissing", problem).await;
+        }
     }
 
     // 3. The target: a scratch server is started and must be ready first.
@@ -258,10 +347,8 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     run.status.target = Some(connection.describe());
 
     // 4. A restore already under way is followed to its end.
-    let restore_job_name = job_name(&run.name());
-    let jobs_api: Api<Job> = run.api();
-    if let Some(job) = jobs_api.get_opt(&restore_job_name).await? {
-        return follow_restore_job(&mut run, &job).await;
+    if let Some(job) = restore_job {
+        return follow_restore_job(&mut run, &job, &connection).await;
     }
 
     // 5. The overwrite guard: an unconfirmed existing database must be empty.
@@ -325,7 +412,14 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
 
     // 6. The restore (and verification) itself. Intent first: phase Running and the Job's name.
     let prepare = plan::prepare_for(&run.restore.spec);
-    let no_owner = run.restore.spec.target.scratch.is_some() && prepare != Prepare::Nothing;
+    // A scratch PostgreSQL has none of production's roles: restore without ownership and grants.
+    let no_owner = run
+        .restore
+        .spec
+        .target
+        .scratch
+        .as_ref()
+        .is_some_and(|scratch| scratch.engine == crate::api::common::ScratchEngine::Postgres);
     let invocation = plan::restore_invocation(
         &source,
         &policy.spec,
@@ -357,7 +451,7 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
 }
 
 enum Resolution {
-    Ready(ResolvedSource, BackupPolicy),
+    Ready(ResolvedSource, Box<BackupPolicy>),
     Waiting(String),
     Invalid(&'static str, String),
 }
@@ -421,7 +515,7 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
     };
     Ok(Resolution::Ready(
         plan::latest_of_policy(&policy_name, namespace, snapshot.as_deref()),
-        policy,
+        Box::new(policy),
     ))
 }
 
@@ -582,7 +676,11 @@ async fn provision_scratch(
     }
 }
 
-async fn follow_restore_job(run: &mut Run<'_>, job: &Job) -> Result<Action, ReconcileError> {
+async fn follow_restore_job(
+    run: &mut Run<'_>,
+    job: &Job,
+    connection: &Connection,
+) -> Result<Action, ReconcileError> {
     let name = job.name_any();
     match jobs::job_outcome(job) {
         JobOutcome::Running => {
@@ -601,8 +699,81 @@ async fn follow_restore_job(run: &mut Run<'_>, job: &Job) -> Result<Action, Reco
             let verify_requested = run.restore.spec.verify.as_ref().is_some_and(plan::has_checks);
             let now = run.now.clone();
             plan::finish(&mut run.status, outcome, report, verify_requested, &now);
-            run.conclude().await
+            match run.restore.spec.smoke.clone() {
+                Some(step) if run.status.phase == Some(RestorePhase::Succeeded) => {
+                    smoke_test(run, &step, connection).await
+                }
+                _ => run.conclude().await,
+            }
         }
+    }
+}
+
+/// After a verified restore: the smoke Job, whose end is the Restore's end.
+async fn smoke_test(
+    run: &mut Run<'_>,
+    step: &JobStep,
+    connection: &Connection,
+) -> Result<Action, ReconcileError> {
+    let name = smoke_job_name(&run.name());
+    let jobs_api: Api<Job> = run.api();
+    let job = jobs_api.get_opt(&name).await?;
+    let outcome = job.as_ref().map(jobs::job_outcome);
+    if matches!(outcome, None | Some(JobOutcome::Running)) {
+        // Restored and verified, not yet finished: the result so far stays in status.
+        run.status.completion_time = None;
+        run.status.duration = None;
+        run.status.smoke_job_name = Some(name.clone());
+        let message = format!("smoke testing {} (Job {name})", connection.describe());
+        run.progress(RestorePhase::SmokeTesting, "SmokeTesting", message)
+            .await?;
+        if job.is_none() {
+            let owner = run
+                .restore
+                .controller_owner_ref(&())
+                .expect("a Restore read from the API has a name and uid");
+            let job = smoke::smoke_job(
+                step,
+                connection,
+                &name,
+                &run.namespace,
+                run.labels("restore-smoke"),
+                owner,
+            );
+            if create_ignoring_existing(&jobs_api, &job).await? {
+                publish(
+                    run.ctx,
+                    run.restore,
+                    EventType::Normal,
+                    "SmokeStarted",
+                    format!("Job {name} smoke tests the restored data"),
+                )
+                .await;
+            }
+        }
+        return Ok(Action::await_change());
+    }
+    let pods: Api<Pod> = run.api();
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await?;
+    let said = smoke::last_words(&listed.items);
+    let ended = job
+        .and_then(|j| j.status)
+        .and_then(|s| s.completion_time)
+        .unwrap_or_else(|| run.now.clone());
+    if outcome == Some(JobOutcome::Succeeded) {
+        let restored = run.status.message.clone().unwrap_or_default();
+        let now = run.now.clone();
+        plan::succeed_after_smoke(&mut run.status, ended, &restored, said.as_deref(), &now);
+        run.conclude().await
+    } else {
+        let message = format!(
+            "the smoke test Job {name} failed: {}",
+            said.unwrap_or_else(|| "see its log".into())
+        );
+        run.now = ended;
+        run.fail("SmokeFailed", message).await
     }
 }
 

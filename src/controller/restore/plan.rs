@@ -318,6 +318,59 @@ pub fn guard_invocation(connection: &Connection) -> Invocation {
     }
 }
 
+/// `sh -c '… | psql|mariadb'` dropping the target database: dropAfter's cleanup of a `verify_`
+/// database. The agent has no drop mode yet, so this runs the database client of the agent image
+/// directly; the name is quoted as an identifier in Rust and reaches the shell only as data (an
+/// environment variable piped to the client), never as shell text.
+pub fn drop_invocation(connection: &Connection) -> Option<Invocation> {
+    let Connection::Database {
+        engine,
+        host,
+        port,
+        database,
+        user,
+        password,
+        ssl_mode,
+    } = connection
+    else {
+        return None;
+    };
+    let (sql, client, password_variable) = match engine {
+        ScratchEngine::Postgres => (
+            format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE);",
+                database.replace('"', "\"\"")
+            ),
+            r#"psql -X -q -v ON_ERROR_STOP=1 -h "$LIFEBOAT_DB_HOST" -p "$LIFEBOAT_DB_PORT" -U "$LIFEBOAT_DB_USER" -d postgres"#,
+            "PGPASSWORD",
+        ),
+        ScratchEngine::Mysql => (
+            format!("DROP DATABASE IF EXISTS `{}`;", database.replace('`', "``")),
+            r#""$(command -v mariadb || command -v mysql)" -h "$LIFEBOAT_DB_HOST" -P "$LIFEBOAT_DB_PORT" -u "$LIFEBOAT_DB_USER""#,
+            "MYSQL_PWD",
+        ),
+    };
+    let mut env = vec![
+        plain_env("LIFEBOAT_DB_HOST", host),
+        plain_env("LIFEBOAT_DB_PORT", port.to_string()),
+        plain_env("LIFEBOAT_DB_USER", user),
+        plain_env("LIFEBOAT_DROP_SQL", sql),
+        secret_env(password_variable, password),
+    ];
+    if let Some(mode) = ssl_mode {
+        env.push(plain_env("PGSSLMODE", mode));
+    }
+    let script = format!(
+        r#"set -e; printf '%s\n' "$LIFEBOAT_DROP_SQL" | {client}; echo "dropped $LIFEBOAT_DROP_SQL""#
+    );
+    Some(Invocation {
+        args: vec!["-c".into(), script],
+        env,
+        volumes: Vec::new(),
+        mounts: Vec::new(),
+    })
+}
+
 /// What the overwrite guard found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuardVerdict {
@@ -513,7 +566,8 @@ pub fn finish(
         {
             status.snapshot_time = Some(Time(time));
         }
-        if verify_requested || !result.checks.is_empty() {
+        // Checks that ran are recorded, pass or fail; a restore that failed before verifying has none.
+        if !result.checks.is_empty() || (verify_requested && result.ok) {
             status.verification = Some(Verification {
                 passed: result.ok && outcome == JobOutcome::Succeeded,
                 checks: result.checks.clone(),
@@ -570,6 +624,33 @@ pub fn finish(
             fail(status, &reason, message, &completed);
         }
     }
+}
+
+/// A restore that was verified and then passed its smoke test: it ends when the smoke test ended.
+pub fn succeed_after_smoke(
+    status: &mut RestoreStatus,
+    ended: Time,
+    restored: &str,
+    said: Option<&str>,
+    now: &Time,
+) {
+    status.phase = Some(RestorePhase::Succeeded);
+    status.reason = None;
+    status.completion_time = Some(ended);
+    set_duration(status);
+    let said = said.map(|s| format!(" ({s})")).unwrap_or_default();
+    let message = format!("{restored}; smoke test passed{said}");
+    status.message = Some(message.clone());
+    let generation = status.observed_generation;
+    set_health(
+        &mut status.conditions.0,
+        Health::Ready {
+            reason: "Succeeded",
+            message,
+        },
+        generation,
+        now,
+    );
 }
 
 fn set_duration(status: &mut RestoreStatus) {
@@ -713,6 +794,24 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
             "{args}"
         );
         assert!(!args.contains("--tag") && !args.contains("--checks"), "{args}");
+    }
+
+    #[test]
+    fn dropping_a_verify_database_quotes_its_name_and_never_puts_it_in_shell_text() {
+        let restore = spec(&EXISTING.replace("database: hotel", "database: 'verify_\"x'"));
+        let call = drop_invocation(&existing_connection(&restore).unwrap()).unwrap();
+        let sql = call
+            .env
+            .iter()
+            .find(|e| e.name == "LIFEBOAT_DROP_SQL")
+            .and_then(|e| e.value.clone())
+            .unwrap();
+        assert_eq!(sql, r#"DROP DATABASE IF EXISTS "verify_""x" WITH (FORCE);"#);
+        assert!(!call.args[1].contains("verify_"), "{}", call.args[1]);
+        assert!(call
+            .env
+            .iter()
+            .any(|e| e.name == "PGPASSWORD" && e.value_from.is_some()));
     }
 
     #[test]

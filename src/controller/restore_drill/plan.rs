@@ -39,7 +39,9 @@ pub fn restore_spec_for(drill: &RestoreDrillSpec) -> RestoreSpec {
         drop_existing: existing.is_some(),
         confirm_overwrite: existing,
         keep_scratch: drill.target.scratch.is_some() && !drill.cleanup,
+        drop_after: drill.target.existing_database().is_some() && drill.cleanup,
         verify: drill.verify.clone(),
+        smoke: drill.smoke.clone(),
         job_template: drill.job_template.clone(),
     }
 }
@@ -165,7 +167,7 @@ pub fn record(
             history.push(result);
         }
     }
-    history.sort_by(|a, b| b.start_time.0.cmp(&a.start_time.0));
+    history.sort_by_key(|h| std::cmp::Reverse(h.start_time.0));
     history.truncate(limit);
 }
 
@@ -416,7 +418,7 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
 ",
         ));
         assert_eq!(on_server.confirm_overwrite.as_deref(), Some("verify_crm"));
-        assert!(on_server.drop_existing && !on_server.keep_scratch);
+        assert!(on_server.drop_existing && on_server.drop_after && !on_server.keep_scratch);
         assert_eq!(on_server.source.policy_ref.unwrap().name, "crm-db");
         let kept = restore_spec_for(&drill(&format!("{SPEC}cleanup: false\n")));
         assert!(kept.keep_scratch && kept.confirm_overwrite.is_none());

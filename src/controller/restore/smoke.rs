@@ -1,0 +1,191 @@
+//! The optional smoke Job after a verified restore: the user's container, told where the restored
+//! database is. The DR runbook's RTO includes "a basic smoke test", so the Restore ends only after it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::plan::{plain_env, secret_env, Connection};
+use crate::api::common::{JobStep, ScratchEngine};
+
+/// The restored database's address and credentials, under Lifeboat's names and the client libraries'
+/// own (libpq's PG*, the MySQL clients' MYSQL_*), so most test tools need no flags. The password comes
+/// from its Secret by reference.
+pub fn database_env(connection: &Connection) -> Vec<EnvVar> {
+    let Connection::Database {
+        engine,
+        host,
+        port,
+        database,
+        user,
+        password,
+        ..
+    } = connection
+    else {
+        return Vec::new();
+    };
+    let mut env = vec![
+        plain_env(
+            "LIFEBOAT_DB_ENGINE",
+            if *engine == ScratchEngine::Postgres {
+                "postgres"
+            } else {
+                "mysql"
+            },
+        ),
+        plain_env("LIFEBOAT_DB_HOST", host),
+        plain_env("LIFEBOAT_DB_PORT", port.to_string()),
+        plain_env("LIFEBOAT_DB_NAME", database),
+        plain_env("LIFEBOAT_DB_USER", user),
+        secret_env("LIFEBOAT_DB_PASSWORD", password),
+    ];
+    match engine {
+        ScratchEngine::Postgres => {
+            env.push(plain_env("PGHOST", host));
+            env.push(plain_env("PGPORT", port.to_string()));
+            env.push(plain_env("PGDATABASE", database));
+            env.push(plain_env("PGUSER", user));
+            env.push(secret_env("PGPASSWORD", password));
+        }
+        ScratchEngine::Mysql => {
+            env.push(plain_env("MYSQL_HOST", host));
+            env.push(plain_env("MYSQL_TCP_PORT", port.to_string()));
+            env.push(secret_env("MYSQL_PWD", password));
+        }
+    }
+    env
+}
+
+pub fn smoke_job(
+    step: &JobStep,
+    connection: &Connection,
+    name: &str,
+    namespace: &str,
+    labels: BTreeMap<String, String>,
+    owner: OwnerReference,
+) -> Job {
+    let mut env = database_env(connection);
+    // The user's own variables come last, so they may override ours.
+    env.extend(step.env.iter().cloned());
+    let container = Container {
+        name: "smoke".into(),
+        image: Some(step.image.clone()),
+        command: Some(step.command.clone()),
+        args: (!step.args.is_empty()).then(|| step.args.clone()),
+        env: Some(env),
+        env_from: (!step.env_from.is_empty()).then(|| step.env_from.clone()),
+        resources: step.resources.clone(),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(step.backoff_limit.unwrap_or(0)),
+            active_deadline_seconds: step.active_deadline_seconds,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![container],
+                    service_account_name: step.service_account_name.clone(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The last line the smoke container wrote (its termination message, or its log tail on failure).
+pub fn last_words(pods: &[Pod]) -> Option<String> {
+    let mut finished: Vec<_> = pods
+        .iter()
+        .flat_map(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+        })
+        .filter(|status| status.name == "smoke")
+        .filter_map(|status| status.state.as_ref().and_then(|s| s.terminated.clone()))
+        .collect();
+    finished.sort_by_key(|t| t.finished_at.clone().map(|t| t.0));
+    let terminated = finished.pop()?;
+    let message = terminated.message.unwrap_or_default();
+    let line = message
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().chars().take(300).collect::<String>());
+    match line {
+        Some(line) => Some(line),
+        None if terminated.exit_code == 0 => None,
+        None => Some(format!("exit code {}", terminated.exit_code)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::SecretKeyRef;
+
+    #[test]
+    fn the_smoke_job_finds_the_restored_database_in_its_environment_without_a_literal_password() {
+        let connection = Connection::Database {
+            engine: ScratchEngine::Postgres,
+            host: "r-scratch.hotel.svc".into(),
+            port: 5432,
+            database: "restore".into(),
+            user: "postgres".into(),
+            password: SecretKeyRef {
+                name: "r-scratch".into(),
+                key: "password".into(),
+            },
+            ssl_mode: None,
+        };
+        let step: JobStep = serde_yaml::from_str(
+            "{image: app:2, command: [./smoke.sh], env: [{name: PGDATABASE, value: other}]}",
+        )
+        .unwrap();
+        let job = smoke_job(
+            &step,
+            &connection,
+            "r-smoke",
+            "hotel",
+            BTreeMap::new(),
+            OwnerReference::default(),
+        );
+        let env = job.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let value = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(value("PGHOST").as_deref(), Some("r-scratch.hotel.svc"));
+        assert_eq!(
+            value("PGDATABASE").as_deref(),
+            Some("other"),
+            "the user's value wins"
+        );
+        let password = env.iter().find(|e| e.name == "PGPASSWORD").unwrap();
+        assert!(password.value.is_none() && password.value_from.is_some());
+    }
+}
