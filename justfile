@@ -58,3 +58,15 @@ demo:
 bench-operator:
     hack/cluster-up.sh >/dev/null
     cargo bench --profile dev --bench operator_scale
+
+# PostgreSQL 15, MariaDB 10.11 (Debian) and restic 0.18.1 (built from the Go module proxy) for the agent.
+data-tools:
+    bash hack/install-data-tools.sh
+
+# The agent's tests against real servers (no cluster needed).
+test-agent: data-tools
+    cargo test --test agent_postgres --test agent_mysql --test agent_files --test agent_failures
+
+# The agent against plain pg_dump | restic pipelines on a database of SIZE MB of random text.
+bench-agent size="300":
+    bash hack/bench-agent.sh {{size}}

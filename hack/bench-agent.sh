@@ -30,13 +30,15 @@ fi
 work="$(mktemp -d /tmp/lifeboat-bench-XXXXXX)"
 pg_pid=""
 cleanup() {
-  [ -n "$pg_pid" ] && kill -TERM "$pg_pid" 2>/dev/null && wait "$pg_pid" 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "$pg_pid" ]; then
+    as_pg "$pg_bin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
+    wait "$pg_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work" || true
 }
-trap cleanup EXIT
-
 # PostgreSQL refuses to run as root: as root, the server runs as the package's `postgres` user.
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+trap cleanup EXIT
 [ "$(id -u)" -eq 0 ] && chown postgres: "$work"
 export PGPASSWORD="bench-secret"
 printf '%s' "$PGPASSWORD" >"$work/pw"

@@ -59,7 +59,8 @@ pub fn backup_invocation(
     backup_name: &str,
     policy: &BackupPolicySpec,
 ) -> (Vec<String>, Vec<EnvVar>, Vec<Volume>, Vec<VolumeMount>) {
-    let mut args: Vec<String> = vec!["agent".into(), "backup".into()];
+    // A prune or check holds restic's exclusive lock for a while: wait for it rather than fail the slot.
+    let mut args: Vec<String> = vec!["agent".into(), "backup".into(), "--retry-lock".into(), "10m".into()];
     let mut env = vec![
         plain_env("RESTIC_REPOSITORY", &policy.repository.restic.repository),
         secret_env("RESTIC_PASSWORD", &policy.repository.restic.password_secret_ref),

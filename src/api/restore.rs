@@ -34,7 +34,8 @@ pub struct RestoreSpec {
     /// Where to restore it.
     pub target: DatabaseTarget,
     /// Drop and recreate the target database first (on an existing server, only an empty one unless
-    /// confirmOverwrite names it).
+    /// confirmOverwrite names it). Not applied to a files target: restic restores into the directory
+    /// as it is, and the overwrite guard does not look at directories yet.
     #[serde(default)]
     pub drop_existing: bool,
     /// The guard against restoring over live data: a database on an existing server that already has

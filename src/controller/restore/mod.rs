@@ -8,6 +8,7 @@
 //! phase and the child's name are written to status before each child is created, and every child has a
 //! deterministic name, so a restarted operator follows the same objects.
 
+mod cleanup;
 pub mod plan;
 pub mod scratch;
 pub mod smoke;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
@@ -25,12 +26,14 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use self::plan::{Connection, GuardVerdict, Invocation, ResolvedSource, ScratchReadiness};
+use self::plan::{Connection, GuardVerdict, Invocation, ResolvedSource};
+use self::scratch::{provision_scratch, Provisioned};
+use self::smoke::smoke_test;
 use super::backup::publish;
 use super::status::{child_name, write_status};
 use super::{Context, ReconcileError, ERROR_REQUEUE};
 use crate::api::backup::BackupPhase;
-use crate::api::common::{JobStep, SecretKeyRef};
+use crate::api::common::SecretKeyRef;
 use crate::api::restore::{RestorePhase, RestoreStatus};
 use crate::api::{Backup, BackupPolicy, Restore};
 use crate::conditions::{set_health, Health};
@@ -159,103 +162,6 @@ impl Run<'_> {
                 .observe(seconds);
         }
         self.clean_up().await
-    }
-
-    /// Deletes the scratch server once the Restore has ended, unless asked to keep it.
-    async fn clean_up(&mut self) -> Result<Action, ReconcileError> {
-        self.remove_scratch().await?;
-        self.drop_target().await
-    }
-
-    /// Deletes the scratch server's Pod, Service and Secret (once).
-    async fn remove_scratch(&mut self) -> Result<(), ReconcileError> {
-        let Some(scratch) = self.status.scratch.clone() else {
-            return Ok(());
-        };
-        if scratch.removed || self.restore.spec.keep_scratch {
-            return Ok(());
-        }
-        delete_ignoring_absent(&self.api::<Pod>(), &scratch.pod).await?;
-        delete_ignoring_absent(&self.api::<Service>(), &scratch.service).await?;
-        delete_ignoring_absent(&self.api::<Secret>(), &scratch.secret).await?;
-        if let Some(recorded) = self.status.scratch.as_mut() {
-            recorded.removed = true;
-        }
-        self.save().await?;
-        let note = format!(
-            "deleted the scratch database Pod, Service and Secret {}",
-            scratch.pod
-        );
-        publish(self.ctx, self.restore, EventType::Normal, "ScratchRemoved", note).await;
-        Ok(())
-    }
-
-    /// dropAfter: a Job drops the target database, and its outcome is recorded (once).
-    async fn drop_target(&mut self) -> Result<Action, ReconcileError> {
-        let spec = &self.restore.spec;
-        let connection = plan::existing_connection(spec).filter(|_| spec.drop_after);
-        let Some(invocation) = connection.as_ref().and_then(plan::drop_invocation) else {
-            return Ok(Action::await_change());
-        };
-        if self.status.target_dropped.is_some() {
-            return Ok(Action::await_change());
-        }
-        let name = drop_job_name(&self.name());
-        let jobs_api: Api<Job> = self.api();
-        let Some(job) = jobs_api.get_opt(&name).await? else {
-            // Intent first, so a restart follows the same Job.
-            self.status.drop_job_name = Some(name.clone());
-            self.save().await?;
-            let owner = self
-                .restore
-                .controller_owner_ref(&())
-                .expect("a Restore read from the API has a name and uid");
-            let template = spec.job_template.clone().unwrap_or_default();
-            let job = jobs::agent_job(
-                jobs::AgentJob {
-                    name: name.clone(),
-                    namespace: &self.namespace,
-                    owner,
-                    labels: self.labels("restore-drop"),
-                    image: &self.ctx.settings.agent_image,
-                    command: "sh",
-                },
-                Some(&template),
-                invocation.args,
-                invocation.env,
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            );
-            create_ignoring_existing(&jobs_api, &job).await?;
-            return Ok(Action::await_change());
-        };
-        let outcome = jobs::job_outcome(&job);
-        if outcome == JobOutcome::Running {
-            return Ok(Action::await_change());
-        }
-        let dropped = outcome == JobOutcome::Succeeded;
-        self.status.target_dropped = Some(dropped);
-        self.save().await?;
-        let what = connection.map(|c| c.describe()).unwrap_or_default();
-        if dropped {
-            publish(
-                self.ctx,
-                self.restore,
-                EventType::Normal,
-                "TargetDropped",
-                format!("dropped {what} (Job {name})"),
-            )
-            .await;
-        } else {
-            let why = match newest_report(self, &name).await? {
-                Some(jobs::AgentReport::Unstructured(text)) => text,
-                _ => "see the Job's log".into(),
-            };
-            let note = format!("could not drop {what} (Job {name}): {why}");
-            publish(self.ctx, self.restore, EventType::Warning, "DropFailed", note).await;
-        }
-        Ok(Action::await_change())
     }
 }
 
@@ -565,117 +471,6 @@ async fn missing_secret(
     Ok(None)
 }
 
-enum Provisioned {
-    Ready(Connection),
-    Wait(Duration),
-    Failed(String),
-}
-
-async fn provision_scratch(
-    run: &mut Run<'_>,
-    spec: &crate::api::common::ScratchDatabase,
-) -> Result<Provisioned, ReconcileError> {
-    let scratch = match run.status.scratch.clone() {
-        Some(existing) => existing,
-        None => scratch::scratch_status(&run.name(), &run.namespace, spec),
-    };
-    let connection = plan::scratch_connection(spec.engine, &scratch);
-    let owner = run
-        .restore
-        .controller_owner_ref(&())
-        .expect("a Restore read from the API has a name and uid");
-    let labels = run.labels(scratch::COMPONENT);
-    let pods: Api<Pod> = run.api();
-    let pod = pods.get_opt(&scratch.pod).await?;
-    if pod.is_none() && run.status.scratch.is_none() {
-        // Intent first, then the objects (each created only if missing).
-        run.status.scratch = Some(scratch.clone());
-        run.status.target = Some(connection.describe());
-        run.progress(
-            RestorePhase::Provisioning,
-            "Provisioning",
-            format!("starting the scratch {}", connection.describe()),
-        )
-        .await?;
-    }
-    if pod.is_none() {
-        let secrets: Api<Secret> = run.api();
-        if secrets.get_opt(&scratch.secret).await?.is_none() {
-            let password = match scratch::generate_password() {
-                Ok(password) => password,
-                Err(error) => {
-                    return Ok(Provisioned::Failed(format!(
-                        "cannot generate the scratch password: {error}"
-                    )))
-                }
-            };
-            create_ignoring_existing(
-                &secrets,
-                &scratch::secret(&scratch, &run.namespace, &labels, &owner, &password),
-            )
-            .await?;
-        }
-        let services: Api<Service> = run.api();
-        if let Err(error) = create_ignoring_existing(
-            &services,
-            &scratch::service(&scratch, &run.namespace, &labels, &owner),
-        )
-        .await
-        {
-            return Ok(Provisioned::Failed(format!(
-                "cannot create the scratch Service {}: {error}",
-                scratch.service
-            )));
-        }
-        if let Err(error) = create_ignoring_existing(
-            &pods,
-            &scratch::pod(spec, &scratch, &run.namespace, &labels, &owner),
-        )
-        .await
-        {
-            return Ok(Provisioned::Failed(format!(
-                "cannot create the scratch Pod {}: {error}",
-                scratch.pod
-            )));
-        }
-        let note = format!(
-            "started the scratch {} (Pod {})",
-            connection.describe(),
-            scratch.pod
-        );
-        publish(run.ctx, run.restore, EventType::Normal, "Provisioning", note).await;
-        return Ok(Provisioned::Wait(Duration::from_secs(2)));
-    }
-    // Once the restore Job exists the server was ready; what happens to it later is the Job's to report.
-    let jobs_api: Api<Job> = run.api();
-    if jobs_api.get_opt(&job_name(&run.name())).await?.is_some() {
-        return Ok(Provisioned::Ready(connection));
-    }
-    let timeout = spec
-        .ready_timeout
-        .as_ref()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(SCRATCH_READY_TIMEOUT);
-    let started = run.status.start_time.clone().map(|t| t.0).unwrap_or(run.now.0);
-    let waited = Duration::from_secs_f64(run.now.0.duration_since(started).as_secs_f64().max(0.0));
-    match plan::scratch_readiness(pod.as_ref(), waited, timeout) {
-        ScratchReadiness::Ready => Ok(Provisioned::Ready(connection)),
-        ScratchReadiness::Failed(message) => Ok(Provisioned::Failed(message)),
-        ScratchReadiness::Starting(why) => {
-            let message = format!(
-                "waiting for the scratch {} to accept connections: {why}",
-                connection.describe()
-            );
-            run.progress(RestorePhase::Provisioning, "Provisioning", message)
-                .await?;
-            // The Pod watch wakes us on readiness; this is for the timeout.
-            Ok(Provisioned::Wait(
-                timeout.saturating_sub(waited).min(Duration::from_secs(15)) + Duration::from_millis(200),
-            ))
-        }
-    }
-}
-
 async fn follow_restore_job(
     run: &mut Run<'_>,
     job: &Job,
@@ -706,74 +501,6 @@ async fn follow_restore_job(
                 _ => run.conclude().await,
             }
         }
-    }
-}
-
-/// After a verified restore: the smoke Job, whose end is the Restore's end.
-async fn smoke_test(
-    run: &mut Run<'_>,
-    step: &JobStep,
-    connection: &Connection,
-) -> Result<Action, ReconcileError> {
-    let name = smoke_job_name(&run.name());
-    let jobs_api: Api<Job> = run.api();
-    let job = jobs_api.get_opt(&name).await?;
-    let outcome = job.as_ref().map(jobs::job_outcome);
-    if matches!(outcome, None | Some(JobOutcome::Running)) {
-        // Restored and verified, not yet finished: the result so far stays in status.
-        run.status.completion_time = None;
-        run.status.duration = None;
-        run.status.smoke_job_name = Some(name.clone());
-        let message = format!("smoke testing {} (Job {name})", connection.describe());
-        run.progress(RestorePhase::SmokeTesting, "SmokeTesting", message)
-            .await?;
-        if job.is_none() {
-            let owner = run
-                .restore
-                .controller_owner_ref(&())
-                .expect("a Restore read from the API has a name and uid");
-            let job = smoke::smoke_job(
-                step,
-                connection,
-                &name,
-                &run.namespace,
-                run.labels("restore-smoke"),
-                owner,
-            );
-            if create_ignoring_existing(&jobs_api, &job).await? {
-                publish(
-                    run.ctx,
-                    run.restore,
-                    EventType::Normal,
-                    "SmokeStarted",
-                    format!("Job {name} smoke tests the restored data"),
-                )
-                .await;
-            }
-        }
-        return Ok(Action::await_change());
-    }
-    let pods: Api<Pod> = run.api();
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("job-name={name}")))
-        .await?;
-    let said = smoke::last_words(&listed.items);
-    let ended = job
-        .and_then(|j| j.status)
-        .and_then(|s| s.completion_time)
-        .unwrap_or_else(|| run.now.clone());
-    if outcome == Some(JobOutcome::Succeeded) {
-        let restored = run.status.message.clone().unwrap_or_default();
-        let now = run.now.clone();
-        plan::succeed_after_smoke(&mut run.status, ended, &restored, said.as_deref(), &now);
-        run.conclude().await
-    } else {
-        let message = format!(
-            "the smoke test Job {name} failed: {}",
-            said.unwrap_or_else(|| "see its log".into())
-        );
-        run.now = ended;
-        run.fail("SmokeFailed", message).await
     }
 }
 

@@ -7,8 +7,18 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::plan::{plain_env, secret_env, Connection};
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource};
+
+use super::plan::{self, plain_env, secret_env, Connection};
+use super::{create_ignoring_existing, smoke_job_name, Run};
 use crate::api::common::{JobStep, ScratchEngine};
+use crate::api::restore::RestorePhase;
+use crate::controller::backup::publish;
+use crate::controller::ReconcileError;
+use crate::jobs::{self, JobOutcome};
 
 /// The restored database's address and credentials, under Lifeboat's names and the client libraries'
 /// own (libpq's PG*, the MySQL clients' MYSQL_*), so most test tools need no flags. The password comes
@@ -135,6 +145,74 @@ pub fn last_words(pods: &[Pod]) -> Option<String> {
         Some(line) => Some(line),
         None if terminated.exit_code == 0 => None,
         None => Some(format!("exit code {}", terminated.exit_code)),
+    }
+}
+
+/// After a verified restore: the smoke Job, whose end is the Restore's end.
+pub(super) async fn smoke_test(
+    run: &mut Run<'_>,
+    step: &JobStep,
+    connection: &Connection,
+) -> Result<Action, ReconcileError> {
+    let name = smoke_job_name(&run.name());
+    let jobs_api: Api<Job> = run.api();
+    let job = jobs_api.get_opt(&name).await?;
+    let outcome = job.as_ref().map(jobs::job_outcome);
+    if matches!(outcome, None | Some(JobOutcome::Running)) {
+        // Restored and verified, not yet finished: the result so far stays in status.
+        run.status.completion_time = None;
+        run.status.duration = None;
+        run.status.smoke_job_name = Some(name.clone());
+        let message = format!("smoke testing {} (Job {name})", connection.describe());
+        run.progress(RestorePhase::SmokeTesting, "SmokeTesting", message)
+            .await?;
+        if job.is_none() {
+            let owner = run
+                .restore
+                .controller_owner_ref(&())
+                .expect("a Restore read from the API has a name and uid");
+            let job = smoke_job(
+                step,
+                connection,
+                &name,
+                &run.namespace,
+                run.labels("restore-smoke"),
+                owner,
+            );
+            if create_ignoring_existing(&jobs_api, &job).await? {
+                publish(
+                    run.ctx,
+                    run.restore,
+                    EventType::Normal,
+                    "SmokeStarted",
+                    format!("Job {name} smoke tests the restored data"),
+                )
+                .await;
+            }
+        }
+        return Ok(Action::await_change());
+    }
+    let pods: Api<Pod> = run.api();
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await?;
+    let said = last_words(&listed.items);
+    let ended = job
+        .and_then(|j| j.status)
+        .and_then(|s| s.completion_time)
+        .unwrap_or_else(|| run.now.clone());
+    if outcome == Some(JobOutcome::Succeeded) {
+        let restored = run.status.message.clone().unwrap_or_default();
+        let now = run.now.clone();
+        plan::succeed_after_smoke(&mut run.status, ended, &restored, said.as_deref(), &now);
+        run.conclude().await
+    } else {
+        let message = format!(
+            "the smoke test Job {name} failed: {}",
+            said.unwrap_or_else(|| "see its log".into())
+        );
+        run.now = ended;
+        run.fail("SmokeFailed", message).await
     }
 }
 
