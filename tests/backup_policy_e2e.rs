@@ -8,8 +8,7 @@ mod agent_support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::Api;
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::{Backup, BackupPolicy};
@@ -20,15 +19,6 @@ static OPERATOR: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
 
 fn operator(cluster: &support::Cluster) -> &'static Operator {
     OPERATOR.get_or_init(|| Operator::start(cluster))
-}
-
-async fn secret(ns: &support::TestNamespace, name: &str, key: &str, value: &str) {
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}
-    }))
-    .unwrap();
-    let api: Api<Secret> = ns.api();
-    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret)).await.unwrap();
 }
 
 fn policy(name: &str, database: &str, repository: &str) -> BackupPolicy {
@@ -85,8 +75,8 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
     pg.psql(&database, "create table guests(id serial primary key, name text not null); \
                         insert into guests(name) select 'guest ' || g from generate_series(1, 500) g;");
     let repo = agent_support::Repo::uninitialised();
-    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
 
     let policies: Api<BackupPolicy> = ns.api();
     policies.create(&PostParams::default(), &policy("hotel-db", &database, &repo.repository_arg())).await.unwrap();
@@ -188,7 +178,7 @@ async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() 
     let operator = operator(&cluster);
     let ns = cluster.namespace("bp-secret").await.unwrap();
     let repo = agent_support::Repo::uninitialised();
-    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
     let policies: Api<BackupPolicy> = ns.api();
     policies.create(&PostParams::default(), &policy("crm-db", "postgres", &repo.repository_arg())).await.unwrap();
 
@@ -203,7 +193,7 @@ async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() 
     assert!(events.contains("SecretMissing"), "{events}");
     assert!(!events.contains(agent_support::PG_PASSWORD), "no secret values in Events");
 
-    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
     eventually("recovery once the Secret exists", Duration::from_secs(45), operator, || async {
         let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
         let stalled = condition(&p, "Stalled");

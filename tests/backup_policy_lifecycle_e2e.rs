@@ -10,22 +10,12 @@ mod agent_support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::{Backup, BackupPolicy};
 use serde_json::{json, Value};
 use support::operator::Operator;
-
-async fn secret(ns: &support::TestNamespace, name: &str, key: &str, value: &str) {
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}
-    }))
-    .unwrap();
-    let api: Api<Secret> = ns.api();
-    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret)).await.unwrap();
-}
 
 fn postgres_source(database: &str) -> Value {
     json!({"postgres": {"host": "127.0.0.1", "port": agent_support::postgres().port, "database": database,
@@ -93,8 +83,8 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
     my.create_database(&database);
     my.sql(Some(&database), "create table contacts(id int primary key, email varchar(80)); insert into contacts values (1,'a@example.com'),(2,'b@example.com');");
     let repo = agent_support::Repo::uninitialised();
-    secret(&ns, "db", "password", agent_support::MY_PASSWORD).await;
-    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "db", "password", agent_support::MY_PASSWORD).await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
     create_policy(&ns, "crm-db", mysql_source(&database), &repo.repository_arg(), json!({"check": {"schedule": "* * * * *"}})).await;
     let policies: Api<BackupPolicy> = ns.api();
     let summary = wait_for(scenario, "a successful MariaDB backup", Duration::from_secs(150), operator, async || {
@@ -139,9 +129,9 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
     pg.psql(&database, "create table t(id int); insert into t values (1);");
     let repo = agent_support::Repo::uninitialised();
     let webhook = support::webhook::Webhook::start();
-    secret(&ns, "db", "password", "not-the-password").await;
-    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
-    secret(&ns, "chat", "url", &webhook.url).await;
+    support::secret(&ns, "db", "password", "not-the-password").await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "chat", "url", &webhook.url).await;
     create_policy(&ns, "pw-db", postgres_source(&database), &repo.repository_arg(),
         json!({"notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}, "events": ["Failure", "Recovery"]}})).await;
     let policies: Api<BackupPolicy> = ns.api();
@@ -165,7 +155,7 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
     assert!(text.contains("pw-db") && text.contains("password"), "[{scenario}] Slack-style text: {text}");
     assert!(!text.contains("not-the-password"), "[{scenario}] no secret in notifications");
 
-    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
     wait_for(scenario, "Ready=True after the Secret is fixed", Duration::from_secs(150), operator, async || {
         let p = policies.get("pw-db").await.map_err(|e| e.to_string())?;
         condition(&p, "Ready").filter(|c| c.0 == "True").ok_or_else(|| format!("{:?}", p.status))
@@ -187,8 +177,8 @@ async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, op
     pg.create_database(&database);
     pg.psql(&database, "create table t(id int); insert into t values (1);");
     let repo = agent_support::Repo::uninitialised();
-    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
     create_policy(&ns, "ret-db", postgres_source(&database), &repo.repository_arg(),
         json!({"retention": {"keepLast": 2}, "successfulBackupsHistoryLimit": 1})).await;
     let policies: Api<BackupPolicy> = ns.api();
@@ -222,8 +212,8 @@ async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operat
     let scenario = "suspend";
     let ns = cluster.namespace("bp-suspend").await.unwrap();
     let repo = agent_support::Repo::uninitialised();
-    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
     create_policy(&ns, "sus-db", postgres_source("postgres"), &repo.repository_arg(), json!({"suspend": true})).await;
     let policies: Api<BackupPolicy> = ns.api();
     let ready = wait_for(scenario, "status", Duration::from_secs(20), operator, async || {
@@ -249,8 +239,8 @@ async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator
     let scenario = "stale";
     let ns = cluster.namespace("bp-stale").await.unwrap();
     let repo = agent_support::Repo::uninitialised();
-    secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
     // Yearly schedule: no backup will run during the test, so nothing succeeds within the 5 s RPO.
     create_policy(&ns, "old-db", postgres_source("postgres"), &repo.repository_arg(), json!({"schedule": "0 0 1 1 *", "rpo": "5s"})).await;
     let policies: Api<BackupPolicy> = ns.api();

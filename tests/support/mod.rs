@@ -74,3 +74,14 @@ pub fn run_ok(what: &str, command: &mut Command) -> String {
     }
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Creates or replaces a Secret with one key, as `kubectl create secret generic --from-literal` would.
+pub async fn secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}
+    }))
+    .expect("a Secret");
+    ns.api::<Secret>().patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret)).await.expect("apply Secret");
+}
