@@ -43,16 +43,12 @@ test:
 test-fast *args:
     cargo test --workspace {{args}}
 
-# The demo: the local cluster, Lifeboat's CRDs and example objects, as a user sees them.
+# The demo: a real PostgreSQL protected by a BackupPolicy on the local cluster, then the example objects.
 demo:
-    hack/cluster-up.sh >/dev/null
-    kubectl apply --server-side -k crds
-    kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=lifeboat
-    kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f -
-    kubectl apply -n demo -f deploy/examples/
+    hack/demo-run.sh
+    kubectl create namespace examples --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    kubectl apply -n examples -f deploy/examples/ >/dev/null
     kubectl get lifeboat -A
-    @echo
-    @echo "The cluster keeps running: export KUBECONFIG=$KUBECONFIG PATH=$HOME/.cache/lifeboat/bin:\$PATH; 'just cluster-down' stops it."
 
 # Operator scale: 500 BackupPolicies in 50 namespaces (idle RSS/CPU, reconcile-all time, slot delay p50/p99).
 bench-operator:

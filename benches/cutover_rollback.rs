@@ -35,8 +35,14 @@ async fn until_answer(ns: &support::TestNamespace, color: &str, since: Instant, 
         if since.elapsed() > limit {
             let cutovers: Api<Cutover> = ns.api();
             let all = cutovers.list(&Default::default()).await.unwrap().items;
-            let status: Vec<_> = all.iter().map(|c| (c.metadata.name.clone(), c.status.clone())).collect();
-            panic!("no {color} answer within {limit:?}; cutovers: {}", serde_json::to_string_pretty(&status).unwrap());
+            let status: Vec<_> = all
+                .iter()
+                .map(|c| (c.metadata.name.clone(), c.status.clone()))
+                .collect();
+            panic!(
+                "no {color} answer within {limit:?}; cutovers: {}",
+                serde_json::to_string_pretty(&status).unwrap()
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

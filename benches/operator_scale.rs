@@ -37,8 +37,14 @@ fn rss_kib(pid: u32) -> u64 {
 /// CPU seconds (user + system) the process has used.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     ticks as f64 / 100.0
 }
 
@@ -76,16 +82,28 @@ async fn main() {
 
     // 500 policies in 50 namespaces, each with its Secrets, on one every-minute schedule: the worst case
     // of everyone backing up at 02:00.
-    let run = format!("{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
+    let run = format!(
+        "{:x}",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    );
     let namespaces: Vec<String> = (0..NAMESPACES).map(|i| format!("bench-{run}-{i:02}")).collect();
     let created = Instant::now();
     for namespace in &namespaces {
         let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"lifeboat.dev/bench": run}}})).unwrap();
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         for name in ["db", "restic"] {
             let secret: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"password": "bench"}})).unwrap();
-            secrets.patch(name, &PatchParams::apply("bench").force(), &Patch::Apply(&secret)).await.unwrap();
+            secrets
+                .patch(name, &PatchParams::apply("bench").force(), &Patch::Apply(&secret))
+                .await
+                .unwrap();
         }
         let policies: Api<BackupPolicy> = Api::namespaced(client.clone(), namespace);
         for i in 0..PER_NAMESPACE {
@@ -100,13 +118,20 @@ async fn main() {
             policies.create(&PostParams::default(), &policy).await.unwrap();
         }
     }
-    println!("created {} policies in {:.1}s", NAMESPACES * PER_NAMESPACE, created.elapsed().as_secs_f64());
+    println!(
+        "created {} policies in {:.1}s",
+        NAMESPACES * PER_NAMESPACE,
+        created.elapsed().as_secs_f64()
+    );
 
     // Reconcile all after a restart: the reconcile counter of the new process reaches one per policy.
     operator.restart();
     let restarted = Instant::now();
     while reconciles(&operator.metrics()) < (NAMESPACES * PER_NAMESPACE) as u64 {
-        assert!(restarted.elapsed() < Duration::from_secs(300), "not all policies reconciled after a restart");
+        assert!(
+            restarted.elapsed() < Duration::from_secs(300),
+            "not all policies reconciled after a restart"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let reconcile_all = restarted.elapsed();
@@ -116,31 +141,79 @@ async fn main() {
     // Slot delay: watch Backups until one per policy has been seen for the next slot.
     let backups: Api<Backup> = Api::all(client.clone());
     let mut first_seen: BTreeMap<String, f64> = BTreeMap::new();
-    let mut stream = watcher(backups, watcher::Config::default().labels("lifeboat.dev/policy")).applied_objects().boxed();
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+    let mut stream = watcher(backups, watcher::Config::default().labels("lifeboat.dev/policy"))
+        .applied_objects()
+        .boxed();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let next_slot = (now / 60.0).floor() * 60.0 + 60.0;
     let deadline = Instant::now() + Duration::from_secs_f64(next_slot - now + 120.0);
     while first_seen.len() < NAMESPACES * PER_NAMESPACE && Instant::now() < deadline {
-        let Ok(Some(backup)) = tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await.unwrap_or(Ok(None)) else { continue };
-        let seen_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
+        let Ok(Some(backup)) = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .unwrap_or(Ok(None))
+        else {
+            continue;
+        };
+        let seen_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         let name = backup.metadata.name.clone().unwrap_or_default();
-        let Some(slot) = name.rsplit('-').next().and_then(|s| s.parse::<f64>().ok()) else { continue };
-        if (slot - next_slot).abs() < 0.5 && backup.metadata.namespace.as_deref().is_some_and(|n| n.contains(&run)) {
-            first_seen.entry(format!("{}/{name}", backup.metadata.namespace.unwrap_or_default())).or_insert(seen_at - slot);
+        let Some(slot) = name.rsplit('-').next().and_then(|s| s.parse::<f64>().ok()) else {
+            continue;
+        };
+        if (slot - next_slot).abs() < 0.5
+            && backup
+                .metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|n| n.contains(&run))
+        {
+            first_seen
+                .entry(format!(
+                    "{}/{name}",
+                    backup.metadata.namespace.unwrap_or_default()
+                ))
+                .or_insert(seen_at - slot);
         }
     }
     let mut delays: Vec<f64> = first_seen.values().copied().collect();
     delays.sort_by(f64::total_cmp);
 
-    println!("operator scale benchmark ({} policies, {} namespaces)", NAMESPACES * PER_NAMESPACE, NAMESPACES);
-    println!("  idle RSS:  {:.1} MiB with 0 policies, {:.1} MiB with 500 (ratio {:.2}; target < 64 MiB)",
-        baseline_rss as f64 / 1024.0, idle_rss as f64 / 1024.0, idle_rss as f64 / baseline_rss.max(1) as f64);
-    println!("  idle CPU:  {:.2}% with 0 policies, {:.2}% with 500", baseline_cpu * 100.0, idle_cpu * 100.0);
-    println!("  reconcile all 500 after a restart: {:.2}s", reconcile_all.as_secs_f64());
-    println!("  slot -> Backup seen by a watch: {} of 500, p50 {:.3}s, p99 {:.3}s, max {:.3}s (target p99 < 1 s)",
-        delays.len(), percentile(&delays, 0.5), percentile(&delays, 0.99), delays.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "operator scale benchmark ({} policies, {} namespaces)",
+        NAMESPACES * PER_NAMESPACE,
+        NAMESPACES
+    );
+    println!(
+        "  idle RSS:  {:.1} MiB with 0 policies, {:.1} MiB with 500 (ratio {:.2}; target < 64 MiB)",
+        baseline_rss as f64 / 1024.0,
+        idle_rss as f64 / 1024.0,
+        idle_rss as f64 / baseline_rss.max(1) as f64
+    );
+    println!(
+        "  idle CPU:  {:.2}% with 0 policies, {:.2}% with 500",
+        baseline_cpu * 100.0,
+        idle_cpu * 100.0
+    );
+    println!(
+        "  reconcile all 500 after a restart: {:.2}s",
+        reconcile_all.as_secs_f64()
+    );
+    println!(
+        "  slot -> Backup seen by a watch: {} of 500, p50 {:.3}s, p99 {:.3}s, max {:.3}s (target p99 < 1 s)",
+        delays.len(),
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        delays.last().copied().unwrap_or(f64::NAN)
+    );
 
     for namespace in &namespaces {
-        let _ = Api::<Namespace>::all(client.clone()).delete(namespace, &DeleteParams::background()).await;
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(namespace, &DeleteParams::background())
+            .await;
     }
 }

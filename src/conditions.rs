@@ -19,7 +19,12 @@ pub struct Desired {
 
 impl Desired {
     pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status, reason, message: message.into() }
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -76,22 +81,52 @@ pub enum Health {
 pub fn set_health(conditions: &mut Vec<Condition>, health: Health, generation: Option<i64>, now: &Time) {
     match health {
         Health::Ready { reason, message } => {
-            apply(conditions, Desired::new(READY, true, reason, message), generation, now);
+            apply(
+                conditions,
+                Desired::new(READY, true, reason, message),
+                generation,
+                now,
+            );
             remove(conditions, RECONCILING);
             remove(conditions, STALLED);
         }
         Health::Progressing { reason, message } => {
-            apply(conditions, Desired::new(READY, false, reason, message.clone()), generation, now);
-            apply(conditions, Desired::new(RECONCILING, true, reason, message), generation, now);
+            apply(
+                conditions,
+                Desired::new(READY, false, reason, message.clone()),
+                generation,
+                now,
+            );
+            apply(
+                conditions,
+                Desired::new(RECONCILING, true, reason, message),
+                generation,
+                now,
+            );
             remove(conditions, STALLED);
         }
         Health::Stalled { reason, message } => {
-            apply(conditions, Desired::new(READY, false, reason, message.clone()), generation, now);
-            apply(conditions, Desired::new(STALLED, true, reason, message), generation, now);
+            apply(
+                conditions,
+                Desired::new(READY, false, reason, message.clone()),
+                generation,
+                now,
+            );
+            apply(
+                conditions,
+                Desired::new(STALLED, true, reason, message),
+                generation,
+                now,
+            );
             remove(conditions, RECONCILING);
         }
         Health::NotReady { reason, message } => {
-            apply(conditions, Desired::new(READY, false, reason, message), generation, now);
+            apply(
+                conditions,
+                Desired::new(READY, false, reason, message),
+                generation,
+                now,
+            );
             remove(conditions, RECONCILING);
             remove(conditions, STALLED);
         }
@@ -109,8 +144,18 @@ mod tests {
     #[test]
     fn an_unchanged_status_keeps_its_transition_time() {
         let mut conditions = Vec::new();
-        apply(&mut conditions, Desired::new(READY, true, "BackupSucceeded", "ok"), Some(1), &time("2026-01-01T00:00:00Z"));
-        apply(&mut conditions, Desired::new(READY, true, "BackupSucceeded", "ok again"), Some(2), &time("2026-01-02T00:00:00Z"));
+        apply(
+            &mut conditions,
+            Desired::new(READY, true, "BackupSucceeded", "ok"),
+            Some(1),
+            &time("2026-01-01T00:00:00Z"),
+        );
+        apply(
+            &mut conditions,
+            Desired::new(READY, true, "BackupSucceeded", "ok again"),
+            Some(2),
+            &time("2026-01-02T00:00:00Z"),
+        );
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].last_transition_time, time("2026-01-01T00:00:00Z"));
         assert_eq!(conditions[0].observed_generation, Some(2));
@@ -120,8 +165,18 @@ mod tests {
     #[test]
     fn a_flip_moves_the_transition_time() {
         let mut conditions = Vec::new();
-        apply(&mut conditions, Desired::new(READY, true, "A", ""), None, &time("2026-01-01T00:00:00Z"));
-        apply(&mut conditions, Desired::new(READY, false, "B", ""), None, &time("2026-01-02T00:00:00Z"));
+        apply(
+            &mut conditions,
+            Desired::new(READY, true, "A", ""),
+            None,
+            &time("2026-01-01T00:00:00Z"),
+        );
+        apply(
+            &mut conditions,
+            Desired::new(READY, false, "B", ""),
+            None,
+            &time("2026-01-02T00:00:00Z"),
+        );
         assert_eq!(conditions[0].last_transition_time, time("2026-01-02T00:00:00Z"));
         assert_eq!(conditions[0].status, "False");
     }
@@ -130,11 +185,35 @@ mod tests {
     fn kstatus_sees_stalled_and_reconciling_only_while_true() {
         let now = time("2026-01-01T00:00:00Z");
         let mut conditions = Vec::new();
-        set_health(&mut conditions, Health::Progressing { reason: "Running", message: "m".into() }, Some(1), &now);
+        set_health(
+            &mut conditions,
+            Health::Progressing {
+                reason: "Running",
+                message: "m".into(),
+            },
+            Some(1),
+            &now,
+        );
         assert!(is_true(&conditions, RECONCILING) && !is_true(&conditions, READY));
-        set_health(&mut conditions, Health::Stalled { reason: "SecretMissing", message: "m".into() }, Some(1), &now);
+        set_health(
+            &mut conditions,
+            Health::Stalled {
+                reason: "SecretMissing",
+                message: "m".into(),
+            },
+            Some(1),
+            &now,
+        );
         assert!(is_true(&conditions, STALLED) && find(&conditions, RECONCILING).is_none());
-        set_health(&mut conditions, Health::Ready { reason: "Succeeded", message: "m".into() }, Some(1), &now);
+        set_health(
+            &mut conditions,
+            Health::Ready {
+                reason: "Succeeded",
+                message: "m".into(),
+            },
+            Some(1),
+            &now,
+        );
         assert!(is_true(&conditions, READY));
         assert!(find(&conditions, STALLED).is_none() && find(&conditions, RECONCILING).is_none());
     }

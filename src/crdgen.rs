@@ -40,8 +40,10 @@ pub fn write(out_dir: Option<&Path>) -> Result<(), CrdGenError> {
         match out_dir {
             Some(dir) => {
                 let path = dir.join(file);
-                std::fs::write(&path, yaml)
-                    .map_err(|source| CrdGenError::Write { path: path.display().to_string(), source })?;
+                std::fs::write(&path, yaml).map_err(|source| CrdGenError::Write {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             }
             None => print!("---\n{yaml}"),
         }

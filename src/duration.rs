@@ -29,7 +29,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     if input.is_empty() {
         return Err(DurationError::Empty(input.to_owned()));
     }
-    let malformed = |problem| DurationError::Malformed { input: input.to_owned(), problem };
+    let malformed = |problem| DurationError::Malformed {
+        input: input.to_owned(),
+        problem,
+    };
     let mut total_ms: u64 = 0;
     let mut rest = input;
     while !rest.is_empty() {
@@ -37,7 +40,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(malformed("expected a number before each unit"));
         }
-        let value: u64 = rest[..digits].parse().map_err(|_| DurationError::Overflow(input.to_owned()))?;
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| DurationError::Overflow(input.to_owned()))?;
         rest = &rest[digits..];
         let (unit_ms, unit_len) = if rest.starts_with("ms") {
             (1, 2)
@@ -146,14 +151,20 @@ mod tests {
     fn rejects_what_the_schema_rejects() {
         assert!(matches!(parse_duration(""), Err(DurationError::Empty(_))));
         assert!(matches!(parse_duration("0s"), Err(DurationError::NotPositive(_))));
-        assert!(matches!(parse_duration("0h0m"), Err(DurationError::NotPositive(_))));
+        assert!(matches!(
+            parse_duration("0h0m"),
+            Err(DurationError::NotPositive(_))
+        ));
         for bad in ["30", "h", "1.5h", "-5m", "5 m", "5w", "1h 30m", "m5"] {
             assert!(
                 matches!(parse_duration(bad), Err(DurationError::Malformed { .. })),
                 "{bad:?} should be malformed"
             );
         }
-        assert!(matches!(parse_duration("99999999999999999999d"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse_duration("99999999999999999999d"),
+            Err(DurationError::Overflow(_))
+        ));
     }
 
     #[test]
@@ -166,7 +177,11 @@ mod tests {
     fn formats_round_trip() {
         for text in ["45s", "1h2m3s", "2d", "250ms", "1h30m"] {
             let parsed = parse_duration(text).unwrap();
-            assert_eq!(parse_duration(&format_duration(parsed)).unwrap(), parsed, "{text}");
+            assert_eq!(
+                parse_duration(&format_duration(parsed)).unwrap(),
+                parsed,
+                "{text}"
+            );
         }
         assert_eq!(format_duration(Duration::from_secs(5_400)), "1h30m");
     }

@@ -35,7 +35,13 @@ async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
 }
 
 async fn metrics(State(state): State<HttpState>) -> ([(&'static str, &'static str); 1], String) {
-    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
 }
 
 pub async fn serve(address: SocketAddr, state: HttpState) -> std::io::Result<()> {

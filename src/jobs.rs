@@ -48,7 +48,11 @@ fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
 }
 
 fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.to_owned(), value: Some(value.into()), ..Default::default() }
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
 /// The agent arguments, environment and volumes for backing up `policy`'s source, tagged so the
@@ -60,7 +64,12 @@ pub fn backup_invocation(
     policy: &BackupPolicySpec,
 ) -> (Vec<String>, Vec<EnvVar>, Vec<Volume>, Vec<VolumeMount>) {
     // A prune or check holds restic's exclusive lock for a while: wait for it rather than fail the slot.
-    let mut args: Vec<String> = vec!["agent".into(), "backup".into(), "--retry-lock".into(), "10m".into()];
+    let mut args: Vec<String> = vec![
+        "agent".into(),
+        "backup".into(),
+        "--retry-lock".into(),
+        "10m".into(),
+    ];
     let mut env = vec![
         plain_env("RESTIC_REPOSITORY", &policy.repository.restic.repository),
         secret_env("RESTIC_PASSWORD", &policy.repository.restic.password_secret_ref),
@@ -71,8 +80,18 @@ pub fn backup_invocation(
     if let Some(postgres) = &source.postgres {
         let c = &postgres.connection;
         args.extend(["--source".into(), "postgres".into()]);
-        args.extend(["--host".into(), c.host.clone(), "--port".into(), c.port.to_string()]);
-        args.extend(["--database".into(), c.database.clone(), "--user".into(), c.user.clone()]);
+        args.extend([
+            "--host".into(),
+            c.host.clone(),
+            "--port".into(),
+            c.port.to_string(),
+        ]);
+        args.extend([
+            "--database".into(),
+            c.database.clone(),
+            "--user".into(),
+            c.user.clone(),
+        ]);
         let format = match postgres.format {
             DumpFormat::Custom => "custom",
             DumpFormat::Plain => "plain",
@@ -84,12 +103,29 @@ pub fn backup_invocation(
         }
     } else if let Some(mysql) = &source.mysql {
         args.extend(["--source".into(), "mysql".into()]);
-        args.extend(["--host".into(), mysql.host.clone(), "--port".into(), mysql.port.to_string()]);
-        args.extend(["--database".into(), mysql.database.clone(), "--user".into(), mysql.user.clone()]);
+        args.extend([
+            "--host".into(),
+            mysql.host.clone(),
+            "--port".into(),
+            mysql.port.to_string(),
+        ]);
+        args.extend([
+            "--database".into(),
+            mysql.database.clone(),
+            "--user".into(),
+            mysql.user.clone(),
+        ]);
         env.push(secret_env("LIFEBOAT_DB_PASSWORD", &mysql.password_secret_ref));
     } else if let Some(files) = &source.files {
         args.extend(["--source".into(), "files".into()]);
-        let path = format!("{DATA_MOUNT}{}", if files.path == "/" { "" } else { files.path.as_str() });
+        let path = format!(
+            "{DATA_MOUNT}{}",
+            if files.path == "/" {
+                ""
+            } else {
+                files.path.as_str()
+            }
+        );
         args.extend(["--path".into(), path]);
         volumes.push(Volume {
             name: "data".into(),
@@ -99,9 +135,18 @@ pub fn backup_invocation(
             }),
             ..Default::default()
         });
-        mounts.push(VolumeMount { name: "data".into(), mount_path: DATA_MOUNT.into(), read_only: Some(true), ..Default::default() });
+        mounts.push(VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_MOUNT.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
     }
-    for (key, value) in [("policy", policy_name), ("namespace", namespace), ("backup", backup_name)] {
+    for (key, value) in [
+        ("policy", policy_name),
+        ("namespace", namespace),
+        ("backup", backup_name),
+    ] {
         args.extend(["--tag".into(), format!("{key}={value}")]);
     }
     if policy.repository.restic.initialize {
@@ -148,7 +193,10 @@ pub fn agent_job(
             backoff_limit: Some(template.backoff_limit.unwrap_or(1)),
             active_deadline_seconds: template.active_deadline_seconds,
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(job.labels), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(job.labels),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     containers: vec![container],
@@ -176,7 +224,8 @@ pub enum JobOutcome {
 
 pub fn job_outcome(job: &Job) -> JobOutcome {
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
-    let has = |type_: &str| conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"));
+    let has =
+        |type_: &str| conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"));
     if has("Complete") {
         JobOutcome::Succeeded
     } else if has("Failed") {
@@ -197,7 +246,13 @@ pub enum AgentReport {
 pub fn newest_agent_report(pods: &[Pod]) -> Option<AgentReport> {
     let mut finished: Vec<_> = pods
         .iter()
-        .flat_map(|pod| pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).into_iter().flatten())
+        .flat_map(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+        })
         .filter(|status| status.name == "agent")
         .filter_map(|status| status.state.as_ref().and_then(|s| s.terminated.clone()))
         .collect();
@@ -216,6 +271,11 @@ pub fn newest_agent_report(pods: &[Pod]) -> Option<AgentReport> {
 }
 
 fn last_line(text: &str) -> String {
-    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim();
     line.chars().take(300).collect()
 }

@@ -29,7 +29,11 @@ struct OperatorArgs {
     #[arg(long, env = "LIFEBOAT_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     http_address: std::net::SocketAddr,
     /// Image of the agent Jobs when a policy's jobTemplate names none.
-    #[arg(long, env = "LIFEBOAT_AGENT_IMAGE", default_value = "ghcr.io/lifeboat-dev/lifeboat:0.1.0")]
+    #[arg(
+        long,
+        env = "LIFEBOAT_AGENT_IMAGE",
+        default_value = "ghcr.io/lifeboat-dev/lifeboat:0.1.0"
+    )]
     agent_image: String,
     /// The agent program inside that image.
     #[arg(long, env = "LIFEBOAT_AGENT_COMMAND", default_value = "lifeboat")]
@@ -44,7 +48,12 @@ struct OperatorArgs {
     #[arg(long)]
     no_leader_election: bool,
     /// Comma-separated namespaces to reconcile; empty means all.
-    #[arg(long, env = "LIFEBOAT_WATCH_NAMESPACES", default_value = "", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LIFEBOAT_WATCH_NAMESPACES",
+        default_value = "",
+        value_delimiter = ','
+    )]
     watch_namespaces: Vec<String>,
 }
 
@@ -60,7 +69,11 @@ async fn operator(args: OperatorArgs) -> i32 {
         lease_namespace: args.lease_namespace,
         lease_name: args.lease_name,
         leader_election: !args.no_leader_election,
-        watch_namespaces: args.watch_namespaces.into_iter().filter(|n| !n.trim().is_empty()).collect(),
+        watch_namespaces: args
+            .watch_namespaces
+            .into_iter()
+            .filter(|n| !n.trim().is_empty())
+            .collect(),
     };
     match lifeboat::controller::run(options).await {
         Ok(()) => 0,

@@ -66,12 +66,16 @@ impl Default for Metrics {
         let stale = Family::<PolicyLabels, Gauge>::default();
         let failures_total = Family::<PolicyLabels, Gauge>::default();
         let duration_seconds = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0])
+            Histogram::new([
+                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+            ])
         });
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let restore_duration_seconds = Family::<RestoreLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0])
+            Histogram::new([
+                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+            ])
         });
         let drill_last_rto_seconds = Family::<DrillLabels, Gauge<f64, AtomicU64>>::default();
         let drill_last_rpo_seconds = Family::<DrillLabels, Gauge<f64, AtomicU64>>::default();
@@ -82,24 +86,60 @@ impl Default for Metrics {
             "Unix time of the newest successful backup of a policy (from its status)",
             last_success_timestamp.clone(),
         );
-        registry.register("backup_last_size_bytes", "Size of the newest successful backup's dump", last_size_bytes.clone());
-        registry.register("backup_stale", "1 when the newest successful backup is older than the policy's RPO", stale.clone());
+        registry.register(
+            "backup_last_size_bytes",
+            "Size of the newest successful backup's dump",
+            last_size_bytes.clone(),
+        );
+        registry.register(
+            "backup_stale",
+            "1 when the newest successful backup is older than the policy's RPO",
+            stale.clone(),
+        );
         // A gauge from status.failedBackups rather than an in-memory counter, so it survives restarts;
         // use increase()/changes() on it as on a counter.
-        registry.register("backup_failures", "Failed backups of a policy since it was created (from its status)", failures_total.clone());
-        registry.register("backup_duration_seconds", "Duration of successful backups", duration_seconds.clone());
+        registry.register(
+            "backup_failures",
+            "Failed backups of a policy since it was created (from its status)",
+            failures_total.clone(),
+        );
+        registry.register(
+            "backup_duration_seconds",
+            "Duration of successful backups",
+            duration_seconds.clone(),
+        );
         registry.register(
             "restore_duration_seconds",
             "Duration of Restores from start to verified (or failed), by target kind and result",
             restore_duration_seconds.clone(),
         );
         // The drill gauges come from each RestoreDrill's status.lastDrill, so they survive restarts.
-        registry.register("drill_last_rto_seconds", "Measured RTO of the newest finished drill: drill start to verified data", drill_last_rto_seconds.clone());
-        registry.register("drill_last_rpo_seconds", "Measured RPO of the newest finished drill: age of the restored snapshot at drill start", drill_last_rpo_seconds.clone());
-        registry.register("drill_passed", "1 when the newest finished drill restored, verified and met its RTO and RPO, else 0", drill_passed.clone());
-        registry.register("drill_last_timestamp_seconds", "Unix time the newest finished drill started", drill_last_timestamp.clone());
+        registry.register(
+            "drill_last_rto_seconds",
+            "Measured RTO of the newest finished drill: drill start to verified data",
+            drill_last_rto_seconds.clone(),
+        );
+        registry.register(
+            "drill_last_rpo_seconds",
+            "Measured RPO of the newest finished drill: age of the restored snapshot at drill start",
+            drill_last_rpo_seconds.clone(),
+        );
+        registry.register(
+            "drill_passed",
+            "1 when the newest finished drill restored, verified and met its RTO and RPO, else 0",
+            drill_passed.clone(),
+        );
+        registry.register(
+            "drill_last_timestamp_seconds",
+            "Unix time the newest finished drill started",
+            drill_last_timestamp.clone(),
+        );
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
-        registry.register("reconcile_errors", "Reconcile errors by kind and error", reconcile_errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconcile errors by kind and error",
+            reconcile_errors.clone(),
+        );
         let cutover = CutoverMetrics::register(&mut registry);
         Self {
             registry,
@@ -129,11 +169,20 @@ impl Metrics {
     }
 
     pub fn reconciled(&self, kind: &str) {
-        self.reconciles.get_or_create(&ReconcileLabels { kind: kind.to_owned() }).inc();
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     pub fn reconcile_failed(&self, kind: &str, error: &str) {
-        self.reconcile_errors.get_or_create(&ErrorLabels { kind: kind.to_owned(), error: error.to_owned() }).inc();
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_owned(),
+                error: error.to_owned(),
+            })
+            .inc();
     }
 }
 
@@ -174,9 +223,21 @@ impl CutoverMetrics {
             traffic_restore_seconds: seconds(),
             approval_to_switch_seconds: seconds(),
         };
-        registry.register("cutover_phase", "1 for the phase each Cutover is in (from its status), 0 for the others", metrics.phase.clone());
-        registry.register("cutover_step_duration_seconds", "Duration of finished Cutover steps by kind", metrics.step_duration_seconds.clone());
-        registry.register("cutover_rollbacks", "Cutover rollbacks started", metrics.rollbacks.clone());
+        registry.register(
+            "cutover_phase",
+            "1 for the phase each Cutover is in (from its status), 0 for the others",
+            metrics.phase.clone(),
+        );
+        registry.register(
+            "cutover_step_duration_seconds",
+            "Duration of finished Cutover steps by kind",
+            metrics.step_duration_seconds.clone(),
+        );
+        registry.register(
+            "cutover_rollbacks",
+            "Cutover rollbacks started",
+            metrics.rollbacks.clone(),
+        );
         registry.register(
             "cutover_traffic_restore_seconds",
             "From the first failing check of a rollback's run of failures to traffic back on the old side",
@@ -195,17 +256,34 @@ impl Metrics {
     pub fn cutover_phase(&self, namespace: &str, cutover: &str, phase: crate::api::cutover::CutoverPhase) {
         for each in crate::controller::cutover::machine::ALL_PHASES {
             let name = crate::controller::cutover::machine::phase_reason(each).to_owned();
-            let labels = CutoverLabels { namespace: namespace.to_owned(), cutover: cutover.to_owned(), phase: name };
-            self.cutover.phase.get_or_create(&labels).set(i64::from(each == phase));
+            let labels = CutoverLabels {
+                namespace: namespace.to_owned(),
+                cutover: cutover.to_owned(),
+                phase: name,
+            };
+            self.cutover
+                .phase
+                .get_or_create(&labels)
+                .set(i64::from(each == phase));
         }
     }
 
     pub fn cutover_step_duration(&self, step: &str, seconds: f64) {
-        self.cutover.step_duration_seconds.get_or_create(&StepLabels { step: step.to_owned() }).observe(seconds);
+        self.cutover
+            .step_duration_seconds
+            .get_or_create(&StepLabels {
+                step: step.to_owned(),
+            })
+            .observe(seconds);
     }
 
     pub fn cutover_rollback(&self, namespace: &str) {
-        self.cutover.rollbacks.get_or_create(&NamespaceLabels { namespace: namespace.to_owned() }).inc();
+        self.cutover
+            .rollbacks
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_owned(),
+            })
+            .inc();
     }
 
     pub fn cutover_traffic_restored(&self, seconds: f64) {

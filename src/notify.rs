@@ -36,21 +36,36 @@ pub fn message(namespace: &str, policy: &str, headline: &str, detail: &str) -> s
 }
 
 /// Reads the webhook URL from its Secret and posts `payload` to it.
-pub async fn send(client: &kube::Client, namespace: &str, url_ref: &SecretKeyRef, payload: &serde_json::Value) -> Result<(), NotifyError> {
+pub async fn send(
+    client: &kube::Client,
+    namespace: &str,
+    url_ref: &SecretKeyRef,
+    payload: &serde_json::Value,
+) -> Result<(), NotifyError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets
         .get(&url_ref.name)
         .await
-        .map_err(|source| NotifyError::Secret { name: url_ref.name.clone(), source })?;
+        .map_err(|source| NotifyError::Secret {
+            name: url_ref.name.clone(),
+            source,
+        })?;
     let url = secret
         .data
         .as_ref()
         .and_then(|data| data.get(&url_ref.key))
         .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_owned())
-        .ok_or_else(|| NotifyError::MissingKey { name: url_ref.name.clone(), key: url_ref.key.clone() })?;
-    let uri: hyper::Uri = url.parse().map_err(|_| NotifyError::InvalidUrl { name: url_ref.name.clone() })?;
+        .ok_or_else(|| NotifyError::MissingKey {
+            name: url_ref.name.clone(),
+            key: url_ref.key.clone(),
+        })?;
+    let uri: hyper::Uri = url.parse().map_err(|_| NotifyError::InvalidUrl {
+        name: url_ref.name.clone(),
+    })?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(NotifyError::InvalidUrl { name: url_ref.name.clone() });
+        return Err(NotifyError::InvalidUrl {
+            name: url_ref.name.clone(),
+        });
     }
     post_json(uri, payload).await
 }
@@ -75,7 +90,13 @@ async fn post_json(uri: hyper::Uri, payload: &serde_json::Value) -> Result<(), N
         .await
         .map_err(|_| NotifyError::Timeout(timeout))?
         // The error text of a connection failure can contain the URL: keep only its kind.
-        .map_err(|error| NotifyError::Request(if error.is_connect() { "connection failed".into() } else { "request failed".into() }))?;
+        .map_err(|error| {
+            NotifyError::Request(if error.is_connect() {
+                "connection failed".into()
+            } else {
+                "request failed".into()
+            })
+        })?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         Ok(())

@@ -14,8 +14,7 @@ use jiff::{Timestamp, Zoned};
 /// The pattern the CRD schema checks: five whitespace-separated fields or a nickname. It cannot catch
 /// every mistake (`61 * * * *`), which the controller reports as a condition, but it refuses the common
 /// ones: six fields with seconds, a missing field, stray characters.
-pub const CRON_PATTERN: &str =
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*?,/#-]+( +[0-9A-Za-z*?,/#-]+){4})$";
+pub const CRON_PATTERN: &str = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*?,/#-]+( +[0-9A-Za-z*?,/#-]+){4})$";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -38,16 +37,25 @@ pub struct Schedule {
 impl Schedule {
     /// Parses `schedule` (5 fields, no seconds) in `time_zone` (IANA name; `None` means UTC).
     pub fn parse(schedule: &str, time_zone: Option<&str>) -> Result<Self, ScheduleError> {
-        let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
-        let cron = parser.parse(schedule.trim()).map_err(|error| ScheduleError::InvalidCron {
-            schedule: schedule.to_owned(),
-            reason: error.to_string(),
-        })?;
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        let cron = parser
+            .parse(schedule.trim())
+            .map_err(|error| ScheduleError::InvalidCron {
+                schedule: schedule.to_owned(),
+                reason: error.to_string(),
+            })?;
         let zone = match time_zone {
             None | Some("") | Some("UTC") => TimeZone::UTC,
             Some(name) => TimeZone::get(name).map_err(|_| ScheduleError::UnknownTimeZone(name.to_owned()))?,
         };
-        Ok(Self { text: schedule.to_owned(), cron, zone })
+        Ok(Self {
+            text: schedule.to_owned(),
+            cron,
+            zone,
+        })
     }
 
     /// The first slot strictly after `instant`.
@@ -62,7 +70,10 @@ impl Schedule {
     /// The most recent slot at or before `instant`, if any within the search range.
     pub fn last_slot_at_or_before(&self, instant: Timestamp) -> Option<Timestamp> {
         let start = instant.to_zoned(self.zone.clone());
-        self.cron.find_previous_occurrence(&start, true).ok().map(|slot: Zoned| slot.timestamp())
+        self.cron
+            .find_previous_occurrence(&start, true)
+            .ok()
+            .map(|slot: Zoned| slot.timestamp())
     }
 }
 
@@ -86,9 +97,15 @@ mod tests {
     fn a_nightly_dump_in_prague_runs_at_two_local_time() {
         let schedule = Schedule::parse("0 2 * * *", Some("Europe/Prague")).unwrap();
         // Winter: UTC+1, so 02:00 local is 01:00Z.
-        assert_eq!(schedule.next_slot_after(at("2026-01-10T12:00:00Z")).unwrap(), at("2026-01-11T01:00:00Z"));
+        assert_eq!(
+            schedule.next_slot_after(at("2026-01-10T12:00:00Z")).unwrap(),
+            at("2026-01-11T01:00:00Z")
+        );
         // Summer: UTC+2.
-        assert_eq!(schedule.next_slot_after(at("2026-07-10T12:00:00Z")).unwrap(), at("2026-07-11T00:00:00Z"));
+        assert_eq!(
+            schedule.next_slot_after(at("2026-07-10T12:00:00Z")).unwrap(),
+            at("2026-07-11T00:00:00Z")
+        );
     }
 
     #[test]
@@ -107,24 +124,41 @@ mod tests {
         let schedule = Schedule::parse("30 2 * * *", Some("Europe/Prague")).unwrap();
         let first = schedule.next_slot_after(at("2026-10-24T12:00:00Z")).unwrap();
         let second = schedule.next_slot_after(first).unwrap();
-        assert_eq!(second.duration_since(first).as_hours(), 25, "{first} then {second}");
+        assert_eq!(
+            second.duration_since(first).as_hours(),
+            25,
+            "{first} then {second}"
+        );
     }
 
     #[test]
     fn nicknames_and_steps_work() {
         let daily = Schedule::parse("@daily", None).unwrap();
-        assert_eq!(daily.next_slot_after(at("2026-05-01T10:00:00Z")).unwrap(), at("2026-05-02T00:00:00Z"));
+        assert_eq!(
+            daily.next_slot_after(at("2026-05-01T10:00:00Z")).unwrap(),
+            at("2026-05-02T00:00:00Z")
+        );
         let every_fifteen = Schedule::parse("*/15 * * * *", None).unwrap();
         assert_eq!(
             every_fifteen.next_slot_after(at("2026-05-01T10:07:00Z")).unwrap(),
             at("2026-05-01T10:15:00Z")
         );
-        assert_eq!(every_fifteen.last_slot_at_or_before(at("2026-05-01T10:15:00Z")), Some(at("2026-05-01T10:15:00Z")));
+        assert_eq!(
+            every_fifteen.last_slot_at_or_before(at("2026-05-01T10:15:00Z")),
+            Some(at("2026-05-01T10:15:00Z"))
+        );
     }
 
     #[test]
     fn malformed_schedules_are_refused_not_run_hourly() {
-        for bad in ["0 0 2 * * *", "0 2 * *", "61 * * * *", "0 25 * * *", "every day", ""] {
+        for bad in [
+            "0 0 2 * * *",
+            "0 2 * *",
+            "61 * * * *",
+            "0 25 * * *",
+            "every day",
+            "",
+        ] {
             assert!(
                 matches!(Schedule::parse(bad, None), Err(ScheduleError::InvalidCron { .. })),
                 "{bad:?} must be refused"

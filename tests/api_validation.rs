@@ -59,7 +59,9 @@ fn valid_cutover() -> Value {
 fn with(mut base: Value, changes: &[(&str, Value)]) -> Value {
     for (pointer, value) in changes {
         let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-        let target = base.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent} in spec"));
+        let target = base
+            .pointer_mut(parent)
+            .unwrap_or_else(|| panic!("no {parent} in spec"));
         let object = target.as_object_mut().expect("parent is an object");
         if value.is_null() {
             object.remove(key);
@@ -82,84 +84,283 @@ fn invalid_specs() -> Vec<Invalid> {
     let bp = resource_of::<BackupPolicy>;
     let rst = resource_of::<Restore>;
     let cut = resource_of::<Cutover>;
-    let pg = json!({"host": "db", "database": "d", "user": "u", "passwordSecretRef": {"name": "s", "key": "k"}});
+    let pg =
+        json!({"host": "db", "database": "d", "user": "u", "passwordSecretRef": {"name": "s", "key": "k"}});
     vec![
-        Invalid { case: "six-field cron (with seconds)", resource: bp(),
-            spec: with(valid_policy(), &[("/schedule", json!("0 0 2 * * *"))]), expect: &["spec.schedule", "should match"] },
-        Invalid { case: "cron in words", resource: bp(),
-            spec: with(valid_policy(), &[("/schedule", json!("every night"))]), expect: &["spec.schedule"] },
-        Invalid { case: "two source kinds", resource: bp(),
-            spec: with(valid_policy(), &[("/source/mysql", pg.clone())]), expect: &["spec.source", "exactly one of source.postgres"] },
-        Invalid { case: "no source kind", resource: bp(),
-            spec: with(valid_policy(), &[("/source", json!({}))]), expect: &["spec.source", "exactly one of"] },
-        Invalid { case: "zero RPO", resource: bp(),
-            spec: with(valid_policy(), &[("/rpo", json!("0h"))]), expect: &["spec.rpo", "greater than zero"] },
-        Invalid { case: "RPO in words", resource: bp(),
-            spec: with(valid_policy(), &[("/rpo", json!("24 hours"))]), expect: &["spec.rpo", "should match"] },
-        Invalid { case: "negative retention", resource: bp(),
-            spec: with(valid_policy(), &[("/retention", json!({"keepLast": -1}))]), expect: &["spec.retention.keepLast", "greater than or equal to 0"] },
-        Invalid { case: "retention without any rule", resource: bp(),
-            spec: with(valid_policy(), &[("/retention", json!({}))]), expect: &["spec.retention", "at least one keep"] },
-        Invalid { case: "size band upside down", resource: bp(),
-            spec: with(valid_policy(), &[("/sizeAnomaly", json!({"minRatio": 1.0, "maxRatio": 1.0}))]), expect: &["spec.sizeAnomaly", "minRatio must be smaller than maxRatio"] },
-        Invalid { case: "unknown concurrency policy", resource: bp(),
-            spec: with(valid_policy(), &[("/concurrencyPolicy", json!("Sometimes"))]), expect: &["spec.concurrencyPolicy", "Forbid"] },
-        Invalid { case: "port out of range", resource: bp(),
-            spec: with(valid_policy(), &[("/source/postgres/port", json!(70000))]), expect: &["spec.source.postgres.port"] },
-        Invalid { case: "time zone with a space", resource: bp(),
-            spec: with(valid_policy(), &[("/timeZone", json!("Europe Prague"))]), expect: &["spec.timeZone"] },
-        Invalid { case: "negative history limit", resource: bp(),
-            spec: with(valid_policy(), &[("/failedBackupsHistoryLimit", json!(-1))]), expect: &["spec.failedBackupsHistoryLimit"] },
-        Invalid { case: "backup without a policy", resource: resource_of::<Backup>(),
-            spec: json!({"reason": "by hand"}), expect: &["spec.policyRef", "Required value"] },
-        Invalid { case: "restore from a backup and a policy", resource: rst(),
-            spec: with(valid_restore(), &[("/source/backupRef", json!({"name": "b"}))]), expect: &["spec.source", "exactly one of source.backupRef or source.policyRef"] },
-        Invalid { case: "snapshot with a backupRef", resource: rst(),
-            spec: with(valid_restore(), &[("/source", json!({"backupRef": {"name": "b"}, "snapshot": "latest"}))]), expect: &["spec.source", "source.snapshot needs source.policyRef"] },
-        Invalid { case: "restore into two targets", resource: rst(),
-            spec: with(valid_restore(), &[("/target/mysql", pg.clone())]), expect: &["spec.target", "exactly one of postgres, mysql or files"] },
-        Invalid { case: "snapshot id that is not one", resource: rst(),
-            spec: with(valid_restore(), &[("/source/snapshot", json!("yesterday"))]), expect: &["spec.source.snapshot"] },
-        Invalid { case: "negative RTO", resource: resource_of::<RestoreDrill>(),
-            spec: with(valid_drill(), &[("/rto", json!("-5m"))]), expect: &["spec.rto"] },
-        Invalid { case: "overwrite confirmed for another database", resource: rst(),
-            spec: with(valid_restore(), &[("/confirmOverwrite", json!("hotel"))]), expect: &["spec", "confirmOverwrite must repeat the target database's name"] },
-        Invalid { case: "overwrite confirmed for a scratch target", resource: rst(),
-            spec: with(valid_restore(), &[("/target", json!({"scratch": {"engine": "postgres"}})), ("/confirmOverwrite", json!("restore"))]), expect: &["spec", "confirmOverwrite must repeat"] },
-        Invalid { case: "keepScratch without a scratch target", resource: rst(),
-            spec: with(valid_restore(), &[("/keepScratch", json!(true))]), expect: &["spec", "keepScratch only applies to a target.scratch"] },
-        Invalid { case: "an existing server and a scratch server", resource: rst(),
-            spec: with(valid_restore(), &[("/target/scratch", json!({"engine": "postgres"}))]), expect: &["spec.target", "exactly one of postgres, mysql or files"] },
-        Invalid { case: "scratch engine that is not one", resource: rst(),
-            spec: with(valid_restore(), &[("/target", json!({"scratch": {"engine": "oracle"}}))]), expect: &["spec.target.scratch.engine", "postgres"] },
-        Invalid { case: "drill into a database that is not a verify_ one", resource: resource_of::<RestoreDrill>(),
-            spec: with(valid_drill(), &[("/target/postgres/database", json!("hotel"))]), expect: &["spec", "name it verify_"] },
-        Invalid { case: "from and to are the same side", resource: cut(),
-            spec: with(valid_cutover(), &[("/to/selector", json!({"app": "web", "track": "blue"}))]), expect: &["spec", "must differ"] },
-        Invalid { case: "two traffic switch targets", resource: cut(),
-            spec: with(valid_cutover(), &[("/trafficSwitch/ingress", json!({"name": "web"}))]), expect: &["spec.trafficSwitch", "exactly one of trafficSwitch.service"] },
-        Invalid { case: "no traffic switch target", resource: cut(),
-            spec: with(valid_cutover(), &[("/trafficSwitch", json!({}))]), expect: &["spec.trafficSwitch", "exactly one of"] },
-        Invalid { case: "check that is both http and job", resource: cut(),
-            spec: with(valid_cutover(), &[("/verify", json!([{"name": "health", "http": {"url": "http://x/health"},
-                "job": {"image": "i", "command": ["true"]}}]))]), expect: &["spec.verify[0]", "exactly one of http or job"] },
-        Invalid { case: "migration job without a command", resource: cut(),
-            spec: with(valid_cutover(), &[("/migration", json!({"job": {"image": "app:2"}}))]), expect: &["spec.migration.job.command", "Required value"] },
-        Invalid { case: "zero failure threshold", resource: cut(),
-            spec: with(valid_cutover(), &[("/stabilization/failureThreshold", json!(0))]), expect: &["spec.stabilization.failureThreshold"] },
-        Invalid { case: "prometheus query without a threshold", resource: cut(),
-            spec: with(valid_cutover(), &[("/stabilization/prometheus/queries", json!([{"name": "errors", "query": "vector(1)"}]))]),
-            expect: &["spec.stabilization.prometheus.queries[0]", "needs min or max"] },
-        Invalid { case: "check name with spaces", resource: cut(),
-            spec: with(valid_cutover(), &[("/verify/0/name", json!("Health Check"))]), expect: &["spec.verify[0].name"] },
-        Invalid { case: "http check that is not a URL", resource: cut(),
-            spec: with(valid_cutover(), &[("/verify/0/http/url", json!("web.hotel.svc/health"))]), expect: &["spec.verify[0].http.url"] },
-        Invalid { case: "http check with an unknown method", resource: cut(),
-            spec: with(valid_cutover(), &[("/verify/0/http/method", json!("FETCH"))]), expect: &["spec.verify[0].http.method", "Unsupported value"] },
-        Invalid { case: "http check retried forever", resource: cut(),
-            spec: with(valid_cutover(), &[("/verify/0/http/retries", json!(1000))]), expect: &["spec.verify[0].http.retries"] },
-        Invalid { case: "ingress switch without the sides' Services", resource: cut(),
-            spec: with(valid_cutover(), &[("/trafficSwitch", json!({"ingress": {"name": "web"}}))]), expect: &["spec", "from.service and to.service"] },
+        Invalid {
+            case: "six-field cron (with seconds)",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/schedule", json!("0 0 2 * * *"))]),
+            expect: &["spec.schedule", "should match"],
+        },
+        Invalid {
+            case: "cron in words",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/schedule", json!("every night"))]),
+            expect: &["spec.schedule"],
+        },
+        Invalid {
+            case: "two source kinds",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/source/mysql", pg.clone())]),
+            expect: &["spec.source", "exactly one of source.postgres"],
+        },
+        Invalid {
+            case: "no source kind",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/source", json!({}))]),
+            expect: &["spec.source", "exactly one of"],
+        },
+        Invalid {
+            case: "zero RPO",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/rpo", json!("0h"))]),
+            expect: &["spec.rpo", "greater than zero"],
+        },
+        Invalid {
+            case: "RPO in words",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/rpo", json!("24 hours"))]),
+            expect: &["spec.rpo", "should match"],
+        },
+        Invalid {
+            case: "negative retention",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/retention", json!({"keepLast": -1}))]),
+            expect: &["spec.retention.keepLast", "greater than or equal to 0"],
+        },
+        Invalid {
+            case: "retention without any rule",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/retention", json!({}))]),
+            expect: &["spec.retention", "at least one keep"],
+        },
+        Invalid {
+            case: "size band upside down",
+            resource: bp(),
+            spec: with(
+                valid_policy(),
+                &[("/sizeAnomaly", json!({"minRatio": 1.0, "maxRatio": 1.0}))],
+            ),
+            expect: &["spec.sizeAnomaly", "minRatio must be smaller than maxRatio"],
+        },
+        Invalid {
+            case: "unknown concurrency policy",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/concurrencyPolicy", json!("Sometimes"))]),
+            expect: &["spec.concurrencyPolicy", "Forbid"],
+        },
+        Invalid {
+            case: "port out of range",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/source/postgres/port", json!(70000))]),
+            expect: &["spec.source.postgres.port"],
+        },
+        Invalid {
+            case: "time zone with a space",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/timeZone", json!("Europe Prague"))]),
+            expect: &["spec.timeZone"],
+        },
+        Invalid {
+            case: "negative history limit",
+            resource: bp(),
+            spec: with(valid_policy(), &[("/failedBackupsHistoryLimit", json!(-1))]),
+            expect: &["spec.failedBackupsHistoryLimit"],
+        },
+        Invalid {
+            case: "backup without a policy",
+            resource: resource_of::<Backup>(),
+            spec: json!({"reason": "by hand"}),
+            expect: &["spec.policyRef", "Required value"],
+        },
+        Invalid {
+            case: "restore from a backup and a policy",
+            resource: rst(),
+            spec: with(valid_restore(), &[("/source/backupRef", json!({"name": "b"}))]),
+            expect: &[
+                "spec.source",
+                "exactly one of source.backupRef or source.policyRef",
+            ],
+        },
+        Invalid {
+            case: "snapshot with a backupRef",
+            resource: rst(),
+            spec: with(
+                valid_restore(),
+                &[(
+                    "/source",
+                    json!({"backupRef": {"name": "b"}, "snapshot": "latest"}),
+                )],
+            ),
+            expect: &["spec.source", "source.snapshot needs source.policyRef"],
+        },
+        Invalid {
+            case: "restore into two targets",
+            resource: rst(),
+            spec: with(valid_restore(), &[("/target/mysql", pg.clone())]),
+            expect: &["spec.target", "exactly one of postgres, mysql or files"],
+        },
+        Invalid {
+            case: "snapshot id that is not one",
+            resource: rst(),
+            spec: with(valid_restore(), &[("/source/snapshot", json!("yesterday"))]),
+            expect: &["spec.source.snapshot"],
+        },
+        Invalid {
+            case: "negative RTO",
+            resource: resource_of::<RestoreDrill>(),
+            spec: with(valid_drill(), &[("/rto", json!("-5m"))]),
+            expect: &["spec.rto"],
+        },
+        Invalid {
+            case: "overwrite confirmed for another database",
+            resource: rst(),
+            spec: with(valid_restore(), &[("/confirmOverwrite", json!("hotel"))]),
+            expect: &["spec", "confirmOverwrite must repeat the target database's name"],
+        },
+        Invalid {
+            case: "overwrite confirmed for a scratch target",
+            resource: rst(),
+            spec: with(
+                valid_restore(),
+                &[
+                    ("/target", json!({"scratch": {"engine": "postgres"}})),
+                    ("/confirmOverwrite", json!("restore")),
+                ],
+            ),
+            expect: &["spec", "confirmOverwrite must repeat"],
+        },
+        Invalid {
+            case: "keepScratch without a scratch target",
+            resource: rst(),
+            spec: with(valid_restore(), &[("/keepScratch", json!(true))]),
+            expect: &["spec", "keepScratch only applies to a target.scratch"],
+        },
+        Invalid {
+            case: "an existing server and a scratch server",
+            resource: rst(),
+            spec: with(
+                valid_restore(),
+                &[("/target/scratch", json!({"engine": "postgres"}))],
+            ),
+            expect: &["spec.target", "exactly one of postgres, mysql or files"],
+        },
+        Invalid {
+            case: "scratch engine that is not one",
+            resource: rst(),
+            spec: with(
+                valid_restore(),
+                &[("/target", json!({"scratch": {"engine": "oracle"}}))],
+            ),
+            expect: &["spec.target.scratch.engine", "postgres"],
+        },
+        Invalid {
+            case: "drill into a database that is not a verify_ one",
+            resource: resource_of::<RestoreDrill>(),
+            spec: with(valid_drill(), &[("/target/postgres/database", json!("hotel"))]),
+            expect: &["spec", "name it verify_"],
+        },
+        Invalid {
+            case: "from and to are the same side",
+            resource: cut(),
+            spec: with(
+                valid_cutover(),
+                &[("/to/selector", json!({"app": "web", "track": "blue"}))],
+            ),
+            expect: &["spec", "must differ"],
+        },
+        Invalid {
+            case: "two traffic switch targets",
+            resource: cut(),
+            spec: with(
+                valid_cutover(),
+                &[("/trafficSwitch/ingress", json!({"name": "web"}))],
+            ),
+            expect: &["spec.trafficSwitch", "exactly one of trafficSwitch.service"],
+        },
+        Invalid {
+            case: "no traffic switch target",
+            resource: cut(),
+            spec: with(valid_cutover(), &[("/trafficSwitch", json!({}))]),
+            expect: &["spec.trafficSwitch", "exactly one of"],
+        },
+        Invalid {
+            case: "check that is both http and job",
+            resource: cut(),
+            spec: with(
+                valid_cutover(),
+                &[(
+                    "/verify",
+                    json!([{"name": "health", "http": {"url": "http://x/health"},
+                "job": {"image": "i", "command": ["true"]}}]),
+                )],
+            ),
+            expect: &["spec.verify[0]", "exactly one of http or job"],
+        },
+        Invalid {
+            case: "migration job without a command",
+            resource: cut(),
+            spec: with(
+                valid_cutover(),
+                &[("/migration", json!({"job": {"image": "app:2"}}))],
+            ),
+            expect: &["spec.migration.job.command", "Required value"],
+        },
+        Invalid {
+            case: "zero failure threshold",
+            resource: cut(),
+            spec: with(valid_cutover(), &[("/stabilization/failureThreshold", json!(0))]),
+            expect: &["spec.stabilization.failureThreshold"],
+        },
+        Invalid {
+            case: "prometheus query without a threshold",
+            resource: cut(),
+            spec: with(
+                valid_cutover(),
+                &[(
+                    "/stabilization/prometheus/queries",
+                    json!([{"name": "errors", "query": "vector(1)"}]),
+                )],
+            ),
+            expect: &["spec.stabilization.prometheus.queries[0]", "needs min or max"],
+        },
+        Invalid {
+            case: "check name with spaces",
+            resource: cut(),
+            spec: with(valid_cutover(), &[("/verify/0/name", json!("Health Check"))]),
+            expect: &["spec.verify[0].name"],
+        },
+        Invalid {
+            case: "http check that is not a URL",
+            resource: cut(),
+            spec: with(
+                valid_cutover(),
+                &[("/verify/0/http/url", json!("web.hotel.svc/health"))],
+            ),
+            expect: &["spec.verify[0].http.url"],
+        },
+        Invalid {
+            case: "http check with an unknown method",
+            resource: cut(),
+            spec: with(valid_cutover(), &[("/verify/0/http/method", json!("FETCH"))]),
+            expect: &["spec.verify[0].http.method", "Unsupported value"],
+        },
+        Invalid {
+            case: "http check retried forever",
+            resource: cut(),
+            spec: with(valid_cutover(), &[("/verify/0/http/retries", json!(1000))]),
+            expect: &["spec.verify[0].http.retries"],
+        },
+        Invalid {
+            case: "ingress switch without the sides' Services",
+            resource: cut(),
+            spec: with(
+                valid_cutover(),
+                &[("/trafficSwitch", json!({"ingress": {"name": "web"}}))],
+            ),
+            expect: &["spec", "from.service and to.service"],
+        },
     ]
 }
 
@@ -185,7 +386,13 @@ async fn the_apiserver_refuses_each_invalid_spec_naming_the_field() {
     let mut failures = Vec::new();
     for (index, case) in table.into_iter().enumerate() {
         let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &case.resource);
-        match api.create(&PostParams::default(), &object(&case.resource, &format!("case-{index}"), case.spec)).await {
+        match api
+            .create(
+                &PostParams::default(),
+                &object(&case.resource, &format!("case-{index}"), case.spec),
+            )
+            .await
+        {
             Ok(_) => failures.push(format!("{}: accepted", case.case)),
             Err(error) => {
                 let message = api_error_message(error);
@@ -208,7 +415,10 @@ async fn the_valid_base_specs_are_accepted() {
         (resource_of::<Restore>(), valid_restore()),
         (resource_of::<RestoreDrill>(), valid_drill()),
         (resource_of::<Cutover>(), valid_cutover()),
-        (resource_of::<Backup>(), json!({"policyRef": {"name": "hotel-db"}})),
+        (
+            resource_of::<Backup>(),
+            json!({"policyRef": {"name": "hotel-db"}}),
+        ),
     ] {
         let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &resource);
         api.create(&PostParams::default(), &object(&resource, "base", spec))
@@ -224,11 +434,16 @@ async fn every_example_in_deploy_examples_is_accepted_and_listed_under_the_lifeb
     let examples = support::repo_path("deploy/examples");
     support::run_ok(
         "kubectl apply examples",
-        cluster.kubectl().args(["apply", "-n", &ns.name, "-f"]).arg(&examples),
+        cluster
+            .kubectl()
+            .args(["apply", "-n", &ns.name, "-f"])
+            .arg(&examples),
     );
     let listed = support::run_ok(
         "kubectl get lifeboat",
-        cluster.kubectl().args(["get", "lifeboat", "-n", &ns.name, "-o", "name"]),
+        cluster
+            .kubectl()
+            .args(["get", "lifeboat", "-n", &ns.name, "-o", "name"]),
     );
     for expected in [
         "backuppolicy.lifeboat.dev/hotel-db",
@@ -239,7 +454,10 @@ async fn every_example_in_deploy_examples_is_accepted_and_listed_under_the_lifeb
         "restoredrill.lifeboat.dev/hotel-db-monthly",
         "cutover.lifeboat.dev/hotel-web-2-4",
     ] {
-        assert!(listed.lines().any(|line| line == expected), "{expected} missing from:\n{listed}");
+        assert!(
+            listed.lines().any(|line| line == expected),
+            "{expected} missing from:\n{listed}"
+        );
     }
 }
 
@@ -273,7 +491,10 @@ async fn status_is_written_through_the_status_subresource_and_shown_in_printer_c
 
     // A spec change sent to /status is ignored: status writers cannot edit what the user asked for.
     let sneaky = json!({"spec": {"abort": true}, "status": {"step": "verify"}});
-    let after = cutovers.patch_status("web-2-4", &PatchParams::default(), &Patch::Merge(&sneaky)).await.unwrap();
+    let after = cutovers
+        .patch_status("web-2-4", &PatchParams::default(), &Patch::Merge(&sneaky))
+        .await
+        .unwrap();
     assert!(!after.spec.abort);
 
     let table = support::run_ok(
@@ -293,17 +514,47 @@ async fn each_kind_prints_the_columns_a_user_checks_first() {
     let ns = cluster.namespace("columns").await.unwrap();
     support::run_ok(
         "kubectl apply examples",
-        cluster.kubectl().args(["apply", "-n", &ns.name, "-f"]).arg(support::repo_path("deploy/examples")),
+        cluster
+            .kubectl()
+            .args(["apply", "-n", &ns.name, "-f"])
+            .arg(support::repo_path("deploy/examples")),
     );
     for (short_name, columns) in [
-        ("bp", &["NAME", "SCHEDULE", "READY", "STALE", "LAST SUCCESS", "NEXT", "AGE"][..]),
-        ("bk", &["NAME", "POLICY", "PHASE", "SIZE", "SNAPSHOT", "DURATION", "AGE"][..]),
-        ("rst", &["NAME", "PHASE", "SNAPSHOT", "VERIFIED", "DURATION", "AGE"][..]),
-        ("drill", &["NAME", "SCHEDULE", "PASSED", "RTO", "RPO", "LAST DRILL", "AGE"][..]),
+        (
+            "bp",
+            &[
+                "NAME",
+                "SCHEDULE",
+                "READY",
+                "STALE",
+                "LAST SUCCESS",
+                "NEXT",
+                "AGE",
+            ][..],
+        ),
+        (
+            "bk",
+            &["NAME", "POLICY", "PHASE", "SIZE", "SNAPSHOT", "DURATION", "AGE"][..],
+        ),
+        (
+            "rst",
+            &["NAME", "PHASE", "SNAPSHOT", "VERIFIED", "DURATION", "AGE"][..],
+        ),
+        (
+            "drill",
+            &["NAME", "SCHEDULE", "PASSED", "RTO", "RPO", "LAST DRILL", "AGE"][..],
+        ),
     ] {
-        let table = support::run_ok(short_name, cluster.kubectl().args(["get", short_name, "-n", &ns.name]));
+        let table = support::run_ok(
+            short_name,
+            cluster.kubectl().args(["get", short_name, "-n", &ns.name]),
+        );
         let header = table.lines().next().unwrap_or_default();
-        let found: Vec<&str> = header.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+        let found: Vec<&str> = header
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
         assert_eq!(found, columns, "kubectl get {short_name}:\n{table}");
     }
 }
@@ -320,24 +571,40 @@ async fn a_started_cutover_refuses_a_new_target_but_a_pending_one_may_change() {
     .unwrap();
     cutovers.create(&PostParams::default(), &cutover).await.unwrap();
 
-    let to_orange = json!({"spec": {"to": {"selector": {"app": "web", "track": "orange"}, "deployment": "web-orange"}}});
+    let to_orange =
+        json!({"spec": {"to": {"selector": {"app": "web", "track": "orange"}, "deployment": "web-orange"}}});
     cutovers
         .patch("web", &PatchParams::default(), &Patch::Merge(&to_orange))
         .await
         .expect("before it starts, a Cutover's target may still change");
 
     cutovers
-        .patch_status("web", &PatchParams::default(), &Patch::Merge(&json!({"status": {"phase": "Preflight"}})))
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Preflight"}})),
+        )
         .await
         .unwrap();
-    let to_green = json!({"spec": {"to": {"selector": {"app": "web", "track": "green"}, "deployment": "web-green"}}});
-    let error = cutovers.patch("web", &PatchParams::default(), &Patch::Merge(&to_green)).await.unwrap_err();
+    let to_green =
+        json!({"spec": {"to": {"selector": {"app": "web", "track": "green"}, "deployment": "web-green"}}});
+    let error = cutovers
+        .patch("web", &PatchParams::default(), &Patch::Merge(&to_green))
+        .await
+        .unwrap_err();
     let message = api_error_message(error);
-    assert!(message.contains("spec.to") && message.contains("cannot change once the Cutover has started"), "{message}");
+    assert!(
+        message.contains("spec.to") && message.contains("cannot change once the Cutover has started"),
+        "{message}"
+    );
 
     // Fields that are not part of the switch can still change, e.g. abort.
     cutovers
-        .patch("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"abort": true}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"abort": true}})),
+        )
         .await
         .expect("abort stays possible mid-run");
 }
@@ -354,7 +621,11 @@ async fn a_backups_spec_cannot_be_rewritten_after_creation() {
     .unwrap();
     backups.create(&PostParams::default(), &backup).await.unwrap();
     let error = backups
-        .patch("b", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"policyRef": {"name": "other"}}})))
+        .patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"policyRef": {"name": "other"}}})),
+        )
         .await
         .unwrap_err();
     let message = api_error_message(error);

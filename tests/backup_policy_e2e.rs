@@ -2,9 +2,9 @@
 //! PostgreSQL into a real restic repository through Jobs on the local node, run by `lifeboat operator`
 //! under its own ServiceAccount and ClusterRole; the snapshot restores with plain restic + pg_restore.
 
-mod support;
 #[path = "agent_support/mod.rs"]
 mod agent_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,10 @@ where
         match check().await {
             Ok(value) => return value,
             Err(last) if start.elapsed() > timeout => {
-                panic!("{what} not within {timeout:?}; last seen: {last}\noperator log:\n{}", operator.log_tail())
+                panic!(
+                    "{what} not within {timeout:?}; last seen: {last}\noperator log:\n{}",
+                    operator.log_tail()
+                )
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -59,9 +62,14 @@ where
 }
 
 fn condition(policy: &BackupPolicy, type_: &str) -> Option<(String, String, String)> {
-    policy.status.as_ref()?.conditions.0.iter().find(|c| c.type_ == type_).map(|c| {
-        (c.status.clone(), c.reason.clone(), c.message.clone())
-    })
+    policy
+        .status
+        .as_ref()?
+        .conditions
+        .0
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 #[tokio::test]
@@ -72,43 +80,79 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
     let pg = agent_support::postgres();
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     pg.create_database(&database);
-    pg.psql(&database, "create table guests(id serial primary key, name text not null); \
-                        insert into guests(name) select 'guest ' || g from generate_series(1, 500) g;");
+    pg.psql(
+        &database,
+        "create table guests(id serial primary key, name text not null); \
+                        insert into guests(name) select 'guest ' || g from generate_series(1, 500) g;",
+    );
     let repo = agent_support::Repo::uninitialised();
     support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
     support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
 
     let policies: Api<BackupPolicy> = ns.api();
-    policies.create(&PostParams::default(), &policy("hotel-db", &database, &repo.repository_arg())).await.unwrap();
+    policies
+        .create(
+            &PostParams::default(),
+            &policy("hotel-db", &database, &repo.repository_arg()),
+        )
+        .await
+        .unwrap();
 
     // Status is written on the first reconcile, before any backup ran.
     let first = eventually("first status", Duration::from_secs(20), operator, || async {
         let p = policies.get("hotel-db").await.map_err(|e| e.to_string())?;
-        p.status.as_ref().and_then(|s| s.next_schedule_time.clone()).map(|_| p.clone()).ok_or_else(|| format!("{:?}", p.status))
+        p.status
+            .as_ref()
+            .and_then(|s| s.next_schedule_time.clone())
+            .map(|_| p.clone())
+            .ok_or_else(|| format!("{:?}", p.status))
     })
     .await;
-    assert_eq!(first.status.as_ref().unwrap().observed_generation, first.metadata.generation);
+    assert_eq!(
+        first.status.as_ref().unwrap().observed_generation,
+        first.metadata.generation
+    );
 
     // Within the next minute's slot (+ the Job), a Backup succeeds and the policy records it.
-    let done = eventually("a successful scheduled backup", Duration::from_secs(150), operator, || async {
-        let p = policies.get("hotel-db").await.map_err(|e| e.to_string())?;
-        match p.status.as_ref().and_then(|s| s.last_successful_backup.clone()) {
-            Some(summary) => Ok((p, summary)),
-            None => Err(format!("{:?}", p.status)),
-        }
-    })
+    let done = eventually(
+        "a successful scheduled backup",
+        Duration::from_secs(150),
+        operator,
+        || async {
+            let p = policies.get("hotel-db").await.map_err(|e| e.to_string())?;
+            match p.status.as_ref().and_then(|s| s.last_successful_backup.clone()) {
+                Some(summary) => Ok((p, summary)),
+                None => Err(format!("{:?}", p.status)),
+            }
+        },
+    )
     .await;
     let (policy_now, summary) = done;
-    assert_eq!(condition(&policy_now, "Ready").map(|c| c.0), Some("True".into()), "{:?}", policy_now.status);
+    assert_eq!(
+        condition(&policy_now, "Ready").map(|c| c.0),
+        Some("True".into()),
+        "{:?}",
+        policy_now.status
+    );
     assert_eq!(condition(&policy_now, "Stale").map(|c| c.0), Some("False".into()));
-    assert!(summary.size_bytes > 0 && summary.sha256.len() == 64, "{summary:?}");
+    assert!(
+        summary.size_bytes > 0 && summary.sha256.len() == 64,
+        "{summary:?}"
+    );
 
     let backups: Api<Backup> = ns.api();
     let backup = backups.get(&summary.name).await.unwrap();
     let backup_status = backup.status.clone().unwrap();
     assert_eq!(backup_status.phase, Some(BackupPhase::Succeeded));
-    assert_eq!(backup_status.snapshot_id.as_deref(), Some(summary.snapshot_id.as_str()));
-    assert!(summary.name.starts_with("hotel-db-"), "deterministic slot name: {}", summary.name);
+    assert_eq!(
+        backup_status.snapshot_id.as_deref(),
+        Some(summary.snapshot_id.as_str())
+    );
+    assert!(
+        summary.name.starts_with("hotel-db-"),
+        "deterministic slot name: {}",
+        summary.name
+    );
 
     // The snapshot is in the repository with the policy's tags, and restores with plain tools, as the
     // DR runbook does it: restic dump | pg_restore.
@@ -117,30 +161,72 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
         .iter()
         .find(|s| s["id"].as_str() == Some(summary.snapshot_id.as_str()))
         .unwrap_or_else(|| panic!("{} not in {snapshots:?}", summary.snapshot_id));
-    let tags: Vec<&str> = snapshot["tags"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    let tags: Vec<&str> = snapshot["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
     assert!(tags.contains(&"policy=hotel-db"), "{tags:?}");
-    assert!(tags.contains(&format!("namespace={}", ns.name).as_str()), "{tags:?}");
-    let file = snapshot["paths"][0].as_str().unwrap().trim_start_matches('/').to_owned();
+    assert!(
+        tags.contains(&format!("namespace={}", ns.name).as_str()),
+        "{tags:?}"
+    );
+    let file = snapshot["paths"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_owned();
     let restored = format!("{database}_restored");
     pg.create_database(&restored);
     let dump = repo.restic(&["dump", &summary.snapshot_id, &file]);
-    assert!(dump.status.success(), "restic dump: {}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "restic dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let mut pg_restore = std::process::Command::new(agent_support::pg_bin("pg_restore"))
-        .args(["--exit-on-error", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "-d", &restored])
+        .args([
+            "--exit-on-error",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            &restored,
+        ])
         .env("PGPASSWORD", agent_support::PG_PASSWORD)
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::io::Write::write_all(&mut pg_restore.stdin.take().unwrap(), &dump.stdout).unwrap();
     assert!(pg_restore.wait().unwrap().success());
-    assert_eq!(pg.table_content(&restored, "guests"), pg.table_content(&database, "guests"));
+    assert_eq!(
+        pg.table_content(&restored, "guests"),
+        pg.table_content(&database, "guests")
+    );
 
     // `kubectl get bp` shows it, Events tell the story, and the metrics show the success.
-    let table = support::run_ok("kubectl get bp", cluster.kubectl().args(["get", "bp", "-n", &ns.name]));
-    assert!(table.lines().nth(1).is_some_and(|row| row.contains("True")), "{table}");
+    let table = support::run_ok(
+        "kubectl get bp",
+        cluster.kubectl().args(["get", "bp", "-n", &ns.name]),
+    );
+    assert!(
+        table.lines().nth(1).is_some_and(|row| row.contains("True")),
+        "{table}"
+    );
     let events = support::run_ok(
         "kubectl get events",
-        cluster.kubectl().args(["get", "events", "-n", &ns.name, "-o", "custom-columns=REASON:.reason,OBJ:.regarding.name"]),
+        cluster.kubectl().args([
+            "get",
+            "events",
+            "-n",
+            &ns.name,
+            "-o",
+            "custom-columns=REASON:.reason,OBJ:.regarding.name",
+        ]),
     );
     for reason in ["Scheduled", "Started", "Succeeded"] {
         assert!(events.contains(reason), "no {reason} Event:\n{events}");
@@ -151,21 +237,42 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
         .find(|l| l.starts_with("lifeboat_backup_last_success_timestamp_seconds") && l.contains(&ns.name))
         .unwrap_or_else(|| panic!("no last-success metric for {}:\n{metrics}", ns.name));
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!((value - summary.time.0.as_second() as f64).abs() < 1.0, "{line} vs {}", summary.time.0);
+    assert!(
+        (value - summary.time.0.as_second() as f64).abs() < 1.0,
+        "{line} vs {}",
+        summary.time.0
+    );
 
     // A restarted operator neither loses the record nor creates the same slot twice.
     operator.restart();
-    let after = eventually("metrics after a restart", Duration::from_secs(30), operator, || async {
-        let metrics = operator.metrics();
-        metrics
-            .lines()
-            .find(|l| l.starts_with("lifeboat_backup_last_success_timestamp_seconds") && l.contains(&ns.name))
-            .map(str::to_owned)
-            .ok_or(metrics)
-    })
+    let after = eventually(
+        "metrics after a restart",
+        Duration::from_secs(30),
+        operator,
+        || async {
+            let metrics = operator.metrics();
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("lifeboat_backup_last_success_timestamp_seconds") && l.contains(&ns.name)
+                })
+                .map(str::to_owned)
+                .ok_or(metrics)
+        },
+    )
     .await;
-    assert!(after.contains(&format!("{}", summary.time.0.as_second())), "the gauge comes from status: {after}");
-    let names: Vec<String> = backups.list(&ListParams::default()).await.unwrap().items.iter().map(|b| b.metadata.name.clone().unwrap()).collect();
+    assert!(
+        after.contains(&format!("{}", summary.time.0.as_second())),
+        "the gauge comes from status: {after}"
+    );
+    let names: Vec<String> = backups
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|b| b.metadata.name.clone().unwrap())
+        .collect();
     let mut unique = names.clone();
     unique.sort();
     unique.dedup();
@@ -180,25 +287,57 @@ async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() 
     let repo = agent_support::Repo::uninitialised();
     support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
     let policies: Api<BackupPolicy> = ns.api();
-    policies.create(&PostParams::default(), &policy("crm-db", "postgres", &repo.repository_arg())).await.unwrap();
+    policies
+        .create(
+            &PostParams::default(),
+            &policy("crm-db", "postgres", &repo.repository_arg()),
+        )
+        .await
+        .unwrap();
 
     let stalled = eventually("Stalled=True", Duration::from_secs(20), operator, || async {
         let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
-        condition(&p, "Stalled").filter(|c| c.0 == "True").ok_or_else(|| format!("{:?}", p.status))
+        condition(&p, "Stalled")
+            .filter(|c| c.0 == "True")
+            .ok_or_else(|| format!("{:?}", p.status))
     })
     .await;
     assert_eq!(stalled.1, "SecretMissing");
-    assert!(stalled.2.contains("restic") && stalled.2.contains("does not exist"), "{}", stalled.2);
-    let events = support::run_ok("events", cluster.kubectl().args(["get", "events", "-n", &ns.name, "-o", "custom-columns=R:.reason,N:.note"]));
+    assert!(
+        stalled.2.contains("restic") && stalled.2.contains("does not exist"),
+        "{}",
+        stalled.2
+    );
+    let events = support::run_ok(
+        "events",
+        cluster.kubectl().args([
+            "get",
+            "events",
+            "-n",
+            &ns.name,
+            "-o",
+            "custom-columns=R:.reason,N:.note",
+        ]),
+    );
     assert!(events.contains("SecretMissing"), "{events}");
-    assert!(!events.contains(agent_support::PG_PASSWORD), "no secret values in Events");
+    assert!(
+        !events.contains(agent_support::PG_PASSWORD),
+        "no secret values in Events"
+    );
 
     support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
-    eventually("recovery once the Secret exists", Duration::from_secs(45), operator, || async {
-        let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
-        let stalled = condition(&p, "Stalled");
-        let ready = condition(&p, "Ready");
-        (stalled.is_none() && ready.as_ref().is_some_and(|r| r.0 == "True")).then_some(()).ok_or_else(|| format!("{:?}", p.status))
-    })
+    eventually(
+        "recovery once the Secret exists",
+        Duration::from_secs(45),
+        operator,
+        || async {
+            let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
+            let stalled = condition(&p, "Stalled");
+            let ready = condition(&p, "Ready");
+            (stalled.is_none() && ready.as_ref().is_some_and(|r| r.0 == "True"))
+                .then_some(())
+                .ok_or_else(|| format!("{:?}", p.status))
+        },
+    )
     .await;
 }

@@ -3,9 +3,9 @@
 //! deletion. Schedules are every minute, so the scenarios run concurrently in one test to share the
 //! minute boundaries (each panics with its own name and what it last saw).
 
-mod support;
 #[path = "agent_support/mod.rs"]
 mod agent_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,13 @@ fn mysql_source(database: &str) -> Value {
                      "user": agent_support::MY_USER, "passwordSecretRef": {"name": "db", "key": "password"}}})
 }
 
-async fn create_policy(ns: &support::TestNamespace, name: &str, source: Value, repository: &str, extra: Value) {
+async fn create_policy(
+    ns: &support::TestNamespace,
+    name: &str,
+    source: Value,
+    repository: &str,
+    extra: Value,
+) {
     let mut spec = json!({
         "schedule": "* * * * *",
         "source": source,
@@ -45,7 +51,13 @@ async fn create_policy(ns: &support::TestNamespace, name: &str, source: Value, r
     api.create(&PostParams::default(), &policy).await.unwrap();
 }
 
-async fn wait_for<T>(scenario: &str, what: &str, timeout: Duration, operator: &Operator, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+async fn wait_for<T>(
+    scenario: &str,
+    what: &str,
+    timeout: Duration,
+    operator: &Operator,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let start = Instant::now();
     loop {
         match check().await {
@@ -61,13 +73,18 @@ async fn wait_for<T>(scenario: &str, what: &str, timeout: Duration, operator: &O
 
 fn condition(policy: &BackupPolicy, type_: &str) -> Option<(String, String, String)> {
     let conditions = &policy.status.as_ref()?.conditions.0;
-    conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 async fn backups_of(ns: &support::TestNamespace, policy: &str) -> Vec<Backup> {
     let api: Api<Backup> = ns.api();
     let list = api.list(&ListParams::default()).await.unwrap().items;
-    list.into_iter().filter(|b| b.spec.policy_ref.name == policy).collect()
+    list.into_iter()
+        .filter(|b| b.spec.policy_ref.name == policy)
+        .collect()
 }
 
 fn phase(backup: &Backup) -> Option<BackupPhase> {
@@ -85,36 +102,90 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
     let repo = agent_support::Repo::uninitialised();
     support::secret(&ns, "db", "password", agent_support::MY_PASSWORD).await;
     support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
-    create_policy(&ns, "crm-db", mysql_source(&database), &repo.repository_arg(), json!({"check": {"schedule": "* * * * *"}})).await;
+    create_policy(
+        &ns,
+        "crm-db",
+        mysql_source(&database),
+        &repo.repository_arg(),
+        json!({"check": {"schedule": "* * * * *"}}),
+    )
+    .await;
     let policies: Api<BackupPolicy> = ns.api();
-    let summary = wait_for(scenario, "a successful MariaDB backup", Duration::from_secs(150), operator, async || {
-        let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
-        p.status.as_ref().and_then(|s| s.last_successful_backup.clone()).ok_or_else(|| format!("{:?}", p.status))
-    })
+    let summary = wait_for(
+        scenario,
+        "a successful MariaDB backup",
+        Duration::from_secs(150),
+        operator,
+        async || {
+            let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
+            p.status
+                .as_ref()
+                .and_then(|s| s.last_successful_backup.clone())
+                .ok_or_else(|| format!("{:?}", p.status))
+        },
+    )
     .await;
     let snapshots = repo.snapshots();
-    let snapshot = snapshots.iter().find(|s| s["id"].as_str() == Some(summary.snapshot_id.as_str())).expect("snapshot in repo");
-    let file = snapshot["paths"][0].as_str().unwrap().trim_start_matches('/').to_owned();
+    let snapshot = snapshots
+        .iter()
+        .find(|s| s["id"].as_str() == Some(summary.snapshot_id.as_str()))
+        .expect("snapshot in repo");
+    let file = snapshot["paths"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_owned();
     let dump = repo.restic(&["dump", &summary.snapshot_id, &file]);
     let sql = String::from_utf8_lossy(&dump.stdout);
-    assert!(sql.contains("CREATE TABLE `contacts`") && sql.contains("b@example.com"), "[{scenario}] dump lacks the data");
+    assert!(
+        sql.contains("CREATE TABLE `contacts`") && sql.contains("b@example.com"),
+        "[{scenario}] dump lacks the data"
+    );
 
     // The repository check runs on its own schedule and its verdict lands in status.
-    let check = wait_for(scenario, "a repository check result", Duration::from_secs(150), operator, async || {
-        let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
-        p.status.as_ref().and_then(|s| s.last_check.clone()).ok_or_else(|| format!("{:?}", p.status))
-    })
+    let check = wait_for(
+        scenario,
+        "a repository check result",
+        Duration::from_secs(150),
+        operator,
+        async || {
+            let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
+            p.status
+                .as_ref()
+                .and_then(|s| s.last_check.clone())
+                .ok_or_else(|| format!("{:?}", p.status))
+        },
+    )
     .await;
-    assert!(check.passed, "[{scenario}] restic check of a healthy repository: {check:?}");
+    assert!(
+        check.passed,
+        "[{scenario}] restic check of a healthy repository: {check:?}"
+    );
 
     // Deleting the policy deletes its Backups and their Jobs (owner references, garbage collector).
-    policies.delete("crm-db", &DeleteParams::foreground()).await.unwrap();
+    policies
+        .delete("crm-db", &DeleteParams::foreground())
+        .await
+        .unwrap();
     let jobs: Api<Job> = ns.api();
-    wait_for(scenario, "Backups and Jobs gone after deletion", Duration::from_secs(60), operator, async || {
-        let backups = backups_of(&ns, "crm-db").await.len();
-        let jobs_left = jobs.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.len();
-        (backups == 0 && jobs_left == 0).then_some(()).ok_or(format!("{backups} Backups, {jobs_left} Jobs left"))
-    })
+    wait_for(
+        scenario,
+        "Backups and Jobs gone after deletion",
+        Duration::from_secs(60),
+        operator,
+        async || {
+            let backups = backups_of(&ns, "crm-db").await.len();
+            let jobs_left = jobs
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            (backups == 0 && jobs_left == 0)
+                .then_some(())
+                .ok_or(format!("{backups} Backups, {jobs_left} Jobs left"))
+        },
+    )
     .await;
 }
 
@@ -135,35 +206,89 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
     create_policy(&ns, "pw-db", postgres_source(&database), &repo.repository_arg(),
         json!({"notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}, "events": ["Failure", "Recovery"]}})).await;
     let policies: Api<BackupPolicy> = ns.api();
-    let (status, reason, message) = wait_for(scenario, "Ready=False after a failed backup", Duration::from_secs(150), operator, async || {
-        let p = policies.get("pw-db").await.map_err(|e| e.to_string())?;
-        condition(&p, "Ready").filter(|c| c.1 == "BackupFailed").ok_or_else(|| format!("{:?}", p.status))
-    })
+    let (status, reason, message) = wait_for(
+        scenario,
+        "Ready=False after a failed backup",
+        Duration::from_secs(150),
+        operator,
+        async || {
+            let p = policies.get("pw-db").await.map_err(|e| e.to_string())?;
+            condition(&p, "Ready")
+                .filter(|c| c.1 == "BackupFailed")
+                .ok_or_else(|| format!("{:?}", p.status))
+        },
+    )
     .await;
     assert_eq!((status.as_str(), reason.as_str()), ("False", "BackupFailed"));
-    assert!(message.contains("password"), "[{scenario}] the message names the cause: {message}");
-    assert!(!message.contains("not-the-password"), "[{scenario}] no secret in status");
+    assert!(
+        message.contains("password"),
+        "[{scenario}] the message names the cause: {message}"
+    );
+    assert!(
+        !message.contains("not-the-password"),
+        "[{scenario}] no secret in status"
+    );
     let failed = policies.get("pw-db").await.unwrap().status.unwrap();
     assert_eq!(failed.failed_backups, Some(1), "[{scenario}] {failed:?}");
-    assert!(repo.snapshots().is_empty(), "[{scenario}] no snapshot from a failed dump");
+    assert!(
+        repo.snapshots().is_empty(),
+        "[{scenario}] no snapshot from a failed dump"
+    );
 
-    let failure_note = wait_for(scenario, "a failure notification", Duration::from_secs(10), operator, async || {
-        webhook.received().into_iter().find(|body| body.contains("FAILED")).ok_or(format!("{:?}", webhook.received()))
-    })
+    let failure_note = wait_for(
+        scenario,
+        "a failure notification",
+        Duration::from_secs(10),
+        operator,
+        async || {
+            webhook
+                .received()
+                .into_iter()
+                .find(|body| body.contains("FAILED"))
+                .ok_or(format!("{:?}", webhook.received()))
+        },
+    )
     .await;
-    let text = serde_json::from_str::<Value>(&failure_note).unwrap()["text"].as_str().unwrap_or_default().to_owned();
-    assert!(text.contains("pw-db") && text.contains("password"), "[{scenario}] Slack-style text: {text}");
-    assert!(!text.contains("not-the-password"), "[{scenario}] no secret in notifications");
+    let text = serde_json::from_str::<Value>(&failure_note).unwrap()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        text.contains("pw-db") && text.contains("password"),
+        "[{scenario}] Slack-style text: {text}"
+    );
+    assert!(
+        !text.contains("not-the-password"),
+        "[{scenario}] no secret in notifications"
+    );
 
     support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    wait_for(scenario, "Ready=True after the Secret is fixed", Duration::from_secs(150), operator, async || {
-        let p = policies.get("pw-db").await.map_err(|e| e.to_string())?;
-        condition(&p, "Ready").filter(|c| c.0 == "True").ok_or_else(|| format!("{:?}", p.status))
-    })
+    wait_for(
+        scenario,
+        "Ready=True after the Secret is fixed",
+        Duration::from_secs(150),
+        operator,
+        async || {
+            let p = policies.get("pw-db").await.map_err(|e| e.to_string())?;
+            condition(&p, "Ready")
+                .filter(|c| c.0 == "True")
+                .ok_or_else(|| format!("{:?}", p.status))
+        },
+    )
     .await;
-    wait_for(scenario, "a recovery notification", Duration::from_secs(10), operator, async || {
-        webhook.received().into_iter().find(|body| body.contains("recovered")).ok_or(format!("{:?}", webhook.received()))
-    })
+    wait_for(
+        scenario,
+        "a recovery notification",
+        Duration::from_secs(10),
+        operator,
+        async || {
+            webhook
+                .received()
+                .into_iter()
+                .find(|body| body.contains("recovered"))
+                .ok_or(format!("{:?}", webhook.received()))
+        },
+    )
     .await;
 }
 
@@ -179,31 +304,55 @@ async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, op
     let repo = agent_support::Repo::uninitialised();
     support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
     support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
-    create_policy(&ns, "ret-db", postgres_source(&database), &repo.repository_arg(),
-        json!({"retention": {"keepLast": 2}, "successfulBackupsHistoryLimit": 1})).await;
+    create_policy(
+        &ns,
+        "ret-db",
+        postgres_source(&database),
+        &repo.repository_arg(),
+        json!({"retention": {"keepLast": 2}, "successfulBackupsHistoryLimit": 1}),
+    )
+    .await;
     let policies: Api<BackupPolicy> = ns.api();
     let mut seen = std::collections::BTreeSet::new();
-    wait_for(scenario, "three successful backups", Duration::from_secs(240), operator, async || {
-        let p = policies.get("ret-db").await.map_err(|e| e.to_string())?;
-        if let Some(last) = p.status.as_ref().and_then(|s| s.last_successful_backup.as_ref()) {
-            seen.insert(last.name.clone());
-        }
-        (seen.len() >= 3).then_some(()).ok_or(format!("{seen:?}"))
-    })
+    wait_for(
+        scenario,
+        "three successful backups",
+        Duration::from_secs(240),
+        operator,
+        async || {
+            let p = policies.get("ret-db").await.map_err(|e| e.to_string())?;
+            if let Some(last) = p.status.as_ref().and_then(|s| s.last_successful_backup.as_ref()) {
+                seen.insert(last.name.clone());
+            }
+            (seen.len() >= 3).then_some(()).ok_or(format!("{seen:?}"))
+        },
+    )
     .await;
     let jobs: Api<Job> = ns.api();
-    wait_for(scenario, "two snapshots left and one Succeeded Backup", Duration::from_secs(60), operator, async || {
-        let prunes_running = jobs
-            .list(&ListParams::default().labels("app.kubernetes.io/component=retention"))
-            .await
-            .map_err(|e| e.to_string())?
-            .items
-            .iter()
-            .any(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0);
-        let snapshots = repo.snapshots().len();
-        let kept = backups_of(&ns, "ret-db").await.iter().filter(|b| phase(b) == Some(BackupPhase::Succeeded)).count();
-        (!prunes_running && snapshots == 2 && kept == 1).then_some(()).ok_or(format!("{snapshots} snapshots, {kept} Succeeded Backups"))
-    })
+    wait_for(
+        scenario,
+        "two snapshots left and one Succeeded Backup",
+        Duration::from_secs(60),
+        operator,
+        async || {
+            let prunes_running = jobs
+                .list(&ListParams::default().labels("app.kubernetes.io/component=retention"))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .any(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0);
+            let snapshots = repo.snapshots().len();
+            let kept = backups_of(&ns, "ret-db")
+                .await
+                .iter()
+                .filter(|b| phase(b) == Some(BackupPhase::Succeeded))
+                .count();
+            (!prunes_running && snapshots == 2 && kept == 1)
+                .then_some(())
+                .ok_or(format!("{snapshots} snapshots, {kept} Succeeded Backups"))
+        },
+    )
     .await;
 }
 
@@ -214,23 +363,54 @@ async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operat
     let repo = agent_support::Repo::uninitialised();
     support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
     support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
-    create_policy(&ns, "sus-db", postgres_source("postgres"), &repo.repository_arg(), json!({"suspend": true})).await;
+    create_policy(
+        &ns,
+        "sus-db",
+        postgres_source("postgres"),
+        &repo.repository_arg(),
+        json!({"suspend": true}),
+    )
+    .await;
     let policies: Api<BackupPolicy> = ns.api();
-    let ready = wait_for(scenario, "status", Duration::from_secs(20), operator, async || {
-        let p = policies.get("sus-db").await.map_err(|e| e.to_string())?;
-        condition(&p, "Ready").map(|c| (p.clone(), c)).ok_or_else(|| format!("{:?}", p.status))
-    })
+    let ready = wait_for(
+        scenario,
+        "status",
+        Duration::from_secs(20),
+        operator,
+        async || {
+            let p = policies.get("sus-db").await.map_err(|e| e.to_string())?;
+            condition(&p, "Ready")
+                .map(|c| (p.clone(), c))
+                .ok_or_else(|| format!("{:?}", p.status))
+        },
+    )
     .await;
     assert_eq!(ready.1 .1, "Suspended");
     assert!(ready.0.status.as_ref().unwrap().next_schedule_time.is_none());
     tokio::time::sleep(Duration::from_secs(70)).await;
-    assert!(backups_of(&ns, "sus-db").await.is_empty(), "[{scenario}] a suspended policy made a Backup");
+    assert!(
+        backups_of(&ns, "sus-db").await.is_empty(),
+        "[{scenario}] a suspended policy made a Backup"
+    );
 
-    policies.patch("sus-db", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspend": false}}))).await.unwrap();
-    wait_for(scenario, "a Backup after resuming", Duration::from_secs(75), operator, async || {
-        let count = backups_of(&ns, "sus-db").await.len();
-        (count > 0).then_some(()).ok_or(format!("{count} Backups"))
-    })
+    policies
+        .patch(
+            "sus-db",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        scenario,
+        "a Backup after resuming",
+        Duration::from_secs(75),
+        operator,
+        async || {
+            let count = backups_of(&ns, "sus-db").await.len();
+            (count > 0).then_some(()).ok_or(format!("{count} Backups"))
+        },
+    )
     .await;
 }
 
@@ -242,26 +422,61 @@ async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator
     support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
     support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
     // Yearly schedule: no backup will run during the test, so nothing succeeds within the 5 s RPO.
-    create_policy(&ns, "old-db", postgres_source("postgres"), &repo.repository_arg(), json!({"schedule": "0 0 1 1 *", "rpo": "5s"})).await;
-    let policies: Api<BackupPolicy> = ns.api();
-    let stale = wait_for(scenario, "Stale=True", Duration::from_secs(30), operator, async || {
-        let p = policies.get("old-db").await.map_err(|e| e.to_string())?;
-        condition(&p, "Stale").filter(|c| c.0 == "True").map(|_| p.clone()).ok_or_else(|| format!("{:?}", p.status))
-    })
+    create_policy(
+        &ns,
+        "old-db",
+        postgres_source("postgres"),
+        &repo.repository_arg(),
+        json!({"schedule": "0 0 1 1 *", "rpo": "5s"}),
+    )
     .await;
-    assert_eq!(condition(&stale, "Ready").map(|c| (c.0, c.1)), Some(("False".into(), "Stale".into())));
-    let metric = wait_for(scenario, "lifeboat_backup_stale 1", Duration::from_secs(10), operator, async || {
-        let metrics = operator.metrics();
-        metrics
-            .lines()
-            .find(|l| l.starts_with("lifeboat_backup_stale{") && l.contains(&ns.name) && l.ends_with(" 1"))
-            .map(str::to_owned)
-            .ok_or(metrics)
-    })
+    let policies: Api<BackupPolicy> = ns.api();
+    let stale = wait_for(
+        scenario,
+        "Stale=True",
+        Duration::from_secs(30),
+        operator,
+        async || {
+            let p = policies.get("old-db").await.map_err(|e| e.to_string())?;
+            condition(&p, "Stale")
+                .filter(|c| c.0 == "True")
+                .map(|_| p.clone())
+                .ok_or_else(|| format!("{:?}", p.status))
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&stale, "Ready").map(|c| (c.0, c.1)),
+        Some(("False".into(), "Stale".into()))
+    );
+    let metric = wait_for(
+        scenario,
+        "lifeboat_backup_stale 1",
+        Duration::from_secs(10),
+        operator,
+        async || {
+            let metrics = operator.metrics();
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("lifeboat_backup_stale{") && l.contains(&ns.name) && l.ends_with(" 1")
+                })
+                .map(str::to_owned)
+                .ok_or(metrics)
+        },
+    )
     .await;
     assert!(metric.contains("policy=\"old-db\""), "{metric}");
-    let events = support::run_ok("events", cluster.kubectl().args(["get", "events", "-n", &ns.name, "-o", "custom-columns=R:.reason"]));
-    assert!(events.lines().any(|l| l.trim() == "Stale"), "[{scenario}] no Stale Event:\n{events}");
+    let events = support::run_ok(
+        "events",
+        cluster
+            .kubectl()
+            .args(["get", "events", "-n", &ns.name, "-o", "custom-columns=R:.reason"]),
+    );
+    assert!(
+        events.lines().any(|l| l.trim() == "Stale"),
+        "[{scenario}] no Stale Event:\n{events}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

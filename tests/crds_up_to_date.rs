@@ -16,21 +16,45 @@ fn committed_crds_match_the_rust_types() {
             }
         }
     }
-    assert!(stale.is_empty(), "regenerate with `just crds`; out of date: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "regenerate with `just crds`; out of date: {stale:?}"
+    );
 }
 
 #[test]
 fn every_kind_has_short_names_the_category_and_a_status_subresource() {
     for (file, crd) in crdgen::all() {
         let names = &crd.spec.names;
-        assert!(names.short_names.as_ref().is_some_and(|s| !s.is_empty()), "{file}: short name");
-        assert_eq!(names.categories.as_deref(), Some(&["lifeboat".to_owned()][..]), "{file}: category");
+        assert!(
+            names.short_names.as_ref().is_some_and(|s| !s.is_empty()),
+            "{file}: short name"
+        );
+        assert_eq!(
+            names.categories.as_deref(),
+            Some(&["lifeboat".to_owned()][..]),
+            "{file}: category"
+        );
         let version = &crd.spec.versions[0];
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{file}: status");
-        let columns: Vec<&str> =
-            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "{file}: status"
+        );
+        let columns: Vec<&str> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
         assert!(columns.contains(&"Age"), "{file}: Age column in {columns:?}");
-        assert!(columns.len() >= 3, "{file}: columns a user checks first, got {columns:?}");
+        assert!(
+            columns.len() >= 3,
+            "{file}: columns a user checks first, got {columns:?}"
+        );
     }
 }
 

@@ -25,9 +25,15 @@ fn run_with_stdin(what: &str, command: &mut Command, input: &str) -> String {
 fn ensure_namespace(cluster: &support::Cluster, name: &str) {
     let manifest = support::run_ok(
         "namespace manifest",
-        cluster.kubectl().args(["create", "namespace", name, "--dry-run=client", "-o", "yaml"]),
+        cluster
+            .kubectl()
+            .args(["create", "namespace", name, "--dry-run=client", "-o", "yaml"]),
     );
-    run_with_stdin("create namespace", cluster.kubectl().args(["apply", "-f", "-"]), &manifest);
+    run_with_stdin(
+        "create namespace",
+        cluster.kubectl().args(["apply", "-f", "-"]),
+        &manifest,
+    );
 }
 
 #[tokio::test]
@@ -37,7 +43,11 @@ async fn the_kustomize_base_applies_on_the_server() {
     ensure_namespace(&cluster, "lifeboat-system");
     let out = support::run_ok(
         "kubectl apply -k deploy --dry-run=server",
-        cluster.kubectl().args(["apply", "-k"]).arg(support::repo_path("deploy")).arg("--dry-run=server"),
+        cluster
+            .kubectl()
+            .args(["apply", "-k"])
+            .arg(support::repo_path("deploy"))
+            .arg("--dry-run=server"),
     );
     for expected in [
         "customresourcedefinition.apiextensions.k8s.io/cutovers.lifeboat.dev",
@@ -60,7 +70,11 @@ async fn the_helm_chart_lints_and_its_templates_apply_on_the_server() {
     let ns = cluster.namespace("helm").await.unwrap();
     let rendered = support::run_ok(
         "helm template",
-        cluster.helm().args(["template", "lifeboat"]).arg(&chart).args(["--namespace", &ns.name, "--include-crds"]),
+        cluster.helm().args(["template", "lifeboat"]).arg(&chart).args([
+            "--namespace",
+            &ns.name,
+            "--include-crds",
+        ]),
     );
     let applied = run_with_stdin(
         "kubectl apply --dry-run=server (helm template)",
@@ -68,7 +82,10 @@ async fn the_helm_chart_lints_and_its_templates_apply_on_the_server() {
         &rendered,
     );
     assert!(applied.contains("deployment.apps/lifeboat"), "{applied}");
-    assert!(applied.contains("clusterrolebinding.rbac.authorization.k8s.io/lifeboat"), "{applied}");
+    assert!(
+        applied.contains("clusterrolebinding.rbac.authorization.k8s.io/lifeboat"),
+        "{applied}"
+    );
 }
 
 #[test]
@@ -83,8 +100,15 @@ fn watching_listed_namespaces_binds_the_role_only_there() {
             .args(["--set", "watchNamespaces={hotel,crm}"]),
     );
     assert!(!rendered.contains("kind: ClusterRoleBinding"), "{rendered}");
-    assert_eq!(rendered.matches("kind: RoleBinding").count(), 3, "hotel, crm and leader election:\n{rendered}");
-    assert!(rendered.contains("value: \"hotel,crm\""), "the operator is told which namespaces to watch");
+    assert_eq!(
+        rendered.matches("kind: RoleBinding").count(),
+        3,
+        "hotel, crm and leader election:\n{rendered}"
+    );
+    assert!(
+        rendered.contains("value: \"hotel,crm\""),
+        "the operator is told which namespaces to watch"
+    );
 }
 
 /// The rules of the first ClusterRole in a manifest, as YAML values.
@@ -105,7 +129,10 @@ fn the_chart_and_the_kustomize_base_grant_the_same_rules() {
     let cluster = localcluster::ensure().expect("helm is built with the cluster");
     let rendered = support::run_ok(
         "helm template",
-        cluster.helm().args(["template", "lifeboat"]).arg(support::repo_path("charts/lifeboat")),
+        cluster
+            .helm()
+            .args(["template", "lifeboat"])
+            .arg(support::repo_path("charts/lifeboat")),
     );
     let kustomize = std::fs::read_to_string(support::repo_path("deploy/rbac.yaml")).unwrap();
     assert_eq!(cluster_role_rules(&rendered), cluster_role_rules(&kustomize));
@@ -115,7 +142,13 @@ fn the_chart_and_the_kustomize_base_grant_the_same_rules() {
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|rule| rule["resources"].as_sequence().unwrap().iter().any(|r| r.as_str() == Some("secrets")))
+        .find(|rule| {
+            rule["resources"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|r| r.as_str() == Some("secrets"))
+        })
         .expect("a rule for secrets");
     assert_eq!(secrets["verbs"], serde_yaml::Value::from(vec!["get"]));
 }

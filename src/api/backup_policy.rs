@@ -23,12 +23,34 @@ use crate::duration::DurationString;
     category = "lifeboat",
     doc = "A schedule of database dumps or file backups into a restic repository.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Stale", type_ = "string", json_path = ".status.conditions[?(@.type==\"Stale\")].status"),
-    printcolumn(name = "Last Success", type_ = "date", json_path = ".status.lastSuccessfulBackup.time"),
-    printcolumn(name = "Size", type_ = "integer", json_path = ".status.lastSuccessfulBackup.sizeBytes", priority = 1),
-    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
-    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend", priority = 1),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Stale",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Stale\")].status"
+    ),
+    printcolumn(
+        name = "Last Success",
+        type_ = "date",
+        json_path = ".status.lastSuccessfulBackup.time"
+    ),
+    printcolumn(
+        name = "Size",
+        type_ = "integer",
+        json_path = ".status.lastSuccessfulBackup.sizeBytes",
+        priority = 1
+    ),
+    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextScheduleTime"),
+    printcolumn(
+        name = "Suspended",
+        type_ = "boolean",
+        json_path = ".spec.suspend",
+        priority = 1
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -37,7 +59,10 @@ pub struct BackupPolicySpec {
     pub schedule: CronSchedule,
     /// IANA time zone of the schedule, e.g. Europe/Prague. Default UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
     pub time_zone: Option<String>,
     /// What to back up.
     pub source: BackupSource,
@@ -238,7 +263,11 @@ pub enum NotificationEvent {
 }
 
 fn default_notify_on() -> Vec<NotificationEvent> {
-    vec![NotificationEvent::Failure, NotificationEvent::Stale, NotificationEvent::Recovery]
+    vec![
+        NotificationEvent::Failure,
+        NotificationEvent::Stale,
+        NotificationEvent::Recovery,
+    ]
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};

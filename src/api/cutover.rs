@@ -124,7 +124,10 @@ pub struct Side {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("has(self.http) != has(self.job)").message("a check needs exactly one of http or job"))]
 pub struct Check {
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpCheck>,
@@ -228,7 +231,10 @@ pub struct RollbackPolicy {
 
 impl Default for RollbackPolicy {
     fn default() -> Self {
-        Self { automatic: true, restore_database: false }
+        Self {
+            automatic: true,
+            restore_database: false,
+        }
     }
 }
 

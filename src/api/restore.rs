@@ -5,7 +5,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CheckResult, Conditions, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec};
+use super::common::{
+    CheckResult, Conditions, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec,
+};
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
@@ -19,7 +21,11 @@ use super::common::{CheckResult, Conditions, DatabaseTarget, JobStep, JobTemplat
     doc = "One restore of a snapshot into a target database or directory, optionally verified.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId"),
-    printcolumn(name = "Verified", type_ = "string", json_path = ".status.verification.passed"),
+    printcolumn(
+        name = "Verified",
+        type_ = "string",
+        json_path = ".status.verification.passed"
+    ),
     printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

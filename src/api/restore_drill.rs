@@ -6,7 +6,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, CronSchedule, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec};
+use super::common::{
+    Conditions, CronSchedule, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec,
+};
 use crate::duration::DurationString;
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -23,7 +25,11 @@ use crate::duration::DurationString;
     printcolumn(name = "Passed", type_ = "string", json_path = ".status.lastDrill.passed"),
     printcolumn(name = "RTO", type_ = "string", json_path = ".status.lastDrill.measuredRTO"),
     printcolumn(name = "RPO", type_ = "string", json_path = ".status.lastDrill.measuredRPO"),
-    printcolumn(name = "Last Drill", type_ = "date", json_path = ".status.lastDrill.startTime"),
+    printcolumn(
+        name = "Last Drill",
+        type_ = "date",
+        json_path = ".status.lastDrill.startTime"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("(!has(self.target.postgres) || self.target.postgres.database.startsWith('verify_')) && (!has(self.target.mysql) || self.target.mysql.database.startsWith('verify_'))").message("a drill drops and recreates its target database on every run: on an existing server name it verify_<something> (never a production database), or use target.scratch"))]
@@ -32,7 +38,10 @@ pub struct RestoreDrillSpec {
     /// When to drill, e.g. "0 3 1 * *" (monthly).
     pub schedule: CronSchedule,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
     pub time_zone: Option<String>,
     /// The policy whose newest snapshot is restored.
     pub policy_ref: LocalObjectRef,

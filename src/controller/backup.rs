@@ -33,9 +33,10 @@ pub fn job_name(backup: &str) -> String {
 
 pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciled(KIND);
-    let namespace = backup
-        .namespace()
-        .ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: backup.name_any() })?;
+    let namespace = backup.namespace().ok_or_else(|| ReconcileError::NotNamespaced {
+        kind: KIND,
+        name: backup.name_any(),
+    })?;
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let current = backup.status.clone().unwrap_or_default();
     if matches!(current.phase, Some(BackupPhase::Succeeded | BackupPhase::Failed)) {
@@ -65,12 +66,34 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         status.job_name = Some(job_name.clone());
         status.start_time.get_or_insert(now.clone());
         status.message = Some(format!("backing up through Job {job_name}"));
-        set_health(&mut status.conditions.0, Health::Progressing { reason: "Running", message: format!("Job {job_name} runs the agent") }, generation, &now);
-        write_status(&backups, &backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+        set_health(
+            &mut status.conditions.0,
+            Health::Progressing {
+                reason: "Running",
+                message: format!("Job {job_name} runs the agent"),
+            },
+            generation,
+            &now,
+        );
+        write_status(
+            &backups,
+            &backup,
+            Some(&current),
+            &status,
+            &ctx.settings.manager_name,
+        )
+        .await?;
         let job = backup_job(&backup, &policy, &namespace, &job_name, &ctx);
         match jobs_api.create(&PostParams::default(), &job).await {
             Ok(_) => {
-                publish(&ctx, backup.as_ref(), EventType::Normal, "Started", format!("Job {job_name} started")).await;
+                publish(
+                    &ctx,
+                    backup.as_ref(),
+                    EventType::Normal,
+                    "Started",
+                    format!("Job {job_name} started"),
+                )
+                .await;
             }
             Err(kube::Error::Api(response)) if response.code == 409 => {}
             Err(error) => return Err(error.into()),
@@ -82,16 +105,40 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         JobOutcome::Running => {
             status.phase = Some(BackupPhase::Running);
             status.job_name = Some(job_name.clone());
-            set_health(&mut status.conditions.0, Health::Progressing { reason: "Running", message: format!("Job {job_name} runs the agent") }, generation, &now);
-            write_status(&backups, &backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+            set_health(
+                &mut status.conditions.0,
+                Health::Progressing {
+                    reason: "Running",
+                    message: format!("Job {job_name} runs the agent"),
+                },
+                generation,
+                &now,
+            );
+            write_status(
+                &backups,
+                &backup,
+                Some(&current),
+                &status,
+                &ctx.settings.manager_name,
+            )
+            .await?;
             Ok(Action::await_change())
         }
         outcome => {
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-            let listed = pods.list(&ListParams::default().labels(&format!("job-name={job_name}"))).await?;
+            let listed = pods
+                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .await?;
             let report = jobs::newest_agent_report(&listed.items);
             finish(&mut status, outcome, report, &now);
-            write_status(&backups, &backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+            write_status(
+                &backups,
+                &backup,
+                Some(&current),
+                &status,
+                &ctx.settings.manager_name,
+            )
+            .await?;
             announce_result(&ctx, &backup, &policy, &status).await;
             Ok(Action::await_change())
         }
@@ -104,30 +151,61 @@ pub fn finish(status: &mut BackupStatus, outcome: JobOutcome, report: Option<Age
     let generation = status.observed_generation;
     status.completion_time = Some(now.clone());
     match (outcome, report) {
-        (JobOutcome::Succeeded, Some(AgentReport::Result(result))) if result.ok && result.snapshot_id.is_some() => {
+        (JobOutcome::Succeeded, Some(AgentReport::Result(result)))
+            if result.ok && result.snapshot_id.is_some() =>
+        {
             apply_result(status, &result);
             status.phase = Some(BackupPhase::Succeeded);
-            let size = result.size_bytes.map(|s| format!(", {s} bytes")).unwrap_or_default();
-            status.message = Some(format!("snapshot {}{size}", result.snapshot_id.clone().unwrap_or_default()));
-            set_health(&mut status.conditions.0, Health::Ready { reason: "Succeeded", message: status.message.clone().unwrap_or_default() }, generation, now);
+            let size = result
+                .size_bytes
+                .map(|s| format!(", {s} bytes"))
+                .unwrap_or_default();
+            status.message = Some(format!(
+                "snapshot {}{size}",
+                result.snapshot_id.clone().unwrap_or_default()
+            ));
+            set_health(
+                &mut status.conditions.0,
+                Health::Ready {
+                    reason: "Succeeded",
+                    message: status.message.clone().unwrap_or_default(),
+                },
+                generation,
+                now,
+            );
         }
         (_, report) => {
             let message = match report {
                 Some(AgentReport::Result(result)) => {
                     apply_result(status, &result);
-                    result.message.clone().unwrap_or_else(|| "the agent reported a failure without a message".into())
+                    result
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "the agent reported a failure without a message".into())
                 }
                 Some(AgentReport::Unstructured(text)) => text,
-                None => "the backup Job ended without a finished agent container (deleted or evicted?)".into(),
+                None => {
+                    "the backup Job ended without a finished agent container (deleted or evicted?)".into()
+                }
             };
             status.phase = Some(BackupPhase::Failed);
             status.message = Some(message.clone());
-            set_health(&mut status.conditions.0, Health::Stalled { reason: "BackupFailed", message }, generation, now);
+            set_health(
+                &mut status.conditions.0,
+                Health::Stalled {
+                    reason: "BackupFailed",
+                    message,
+                },
+                generation,
+                now,
+            );
         }
     }
     if let (Some(start), Some(end)) = (&status.start_time, &status.completion_time) {
         let elapsed = end.0.duration_since(start.0);
-        status.duration = Some(format_duration(std::time::Duration::from_secs(elapsed.as_secs().max(0) as u64)));
+        status.duration = Some(format_duration(std::time::Duration::from_secs(
+            elapsed.as_secs().max(0) as u64,
+        )));
     }
 }
 
@@ -149,7 +227,9 @@ fn backup_job(backup: &Backup, policy: &BackupPolicy, namespace: &str, job_name:
         (jobs::COMPONENT_LABEL.to_owned(), "backup".to_owned()),
     ]
     .into();
-    let owner = backup.controller_owner_ref(&()).expect("a Backup read from the API has a name and uid");
+    let owner = backup
+        .controller_owner_ref(&())
+        .expect("a Backup read from the API has a name and uid");
     jobs::agent_job(
         jobs::AgentJob {
             name: job_name.to_owned(),
@@ -169,9 +249,14 @@ fn backup_job(backup: &Backup, policy: &BackupPolicy, namespace: &str, job_name:
 }
 
 /// The first Secret key the backup needs that does not exist, named (never its value).
-pub async fn missing_secret(ctx: &Context, namespace: &str, spec: &BackupPolicySpec) -> Result<Option<String>, ReconcileError> {
+pub async fn missing_secret(
+    ctx: &Context,
+    namespace: &str,
+    spec: &BackupPolicySpec,
+) -> Result<Option<String>, ReconcileError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut needed: Vec<(&str, &SecretKeyRef)> = vec![("repository password", &spec.repository.restic.password_secret_ref)];
+    let mut needed: Vec<(&str, &SecretKeyRef)> =
+        vec![("repository password", &spec.repository.restic.password_secret_ref)];
     if let Some(postgres) = &spec.source.postgres {
         needed.push(("database password", &postgres.connection.password_secret_ref));
     }
@@ -180,12 +265,26 @@ pub async fn missing_secret(ctx: &Context, namespace: &str, spec: &BackupPolicyS
     }
     for (what, reference) in needed {
         match secrets.get_opt(&reference.name).await? {
-            None => return Ok(Some(format!("the {what} Secret {} does not exist in namespace {namespace}", reference.name))),
+            None => {
+                return Ok(Some(format!(
+                    "the {what} Secret {} does not exist in namespace {namespace}",
+                    reference.name
+                )))
+            }
             Some(secret) => {
-                let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(&reference.key))
-                    || secret.string_data.as_ref().is_some_and(|d| d.contains_key(&reference.key));
+                let has_key = secret
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&reference.key))
+                    || secret
+                        .string_data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key(&reference.key));
                 if !has_key {
-                    return Ok(Some(format!("the {what} Secret {} has no key {:?}", reference.name, reference.key)));
+                    return Ok(Some(format!(
+                        "the {what} Secret {} has no key {:?}",
+                        reference.name, reference.key
+                    )));
                 }
             }
         }
@@ -206,8 +305,23 @@ async fn wait_for_a_person(
     let first_time = current.message.as_deref() != Some(message.as_str());
     status.phase = Some(status.phase.unwrap_or(BackupPhase::Pending));
     status.message = Some(message.clone());
-    set_health(&mut status.conditions.0, Health::Stalled { reason, message: message.clone() }, status.observed_generation, now);
-    write_status(backups, backup, Some(&current), &status, &ctx.settings.manager_name).await?;
+    set_health(
+        &mut status.conditions.0,
+        Health::Stalled {
+            reason,
+            message: message.clone(),
+        },
+        status.observed_generation,
+        now,
+    );
+    write_status(
+        backups,
+        backup,
+        Some(&current),
+        &status,
+        &ctx.settings.manager_name,
+    )
+    .await?;
     if first_time {
         publish(ctx, backup, EventType::Warning, reason, message).await;
     }
@@ -217,13 +331,30 @@ async fn wait_for_a_person(
 
 async fn announce_result(ctx: &Context, backup: &Backup, policy: &BackupPolicy, status: &BackupStatus) {
     let succeeded = status.phase == Some(BackupPhase::Succeeded);
-    let (kind, reason) = if succeeded { (EventType::Normal, "Succeeded") } else { (EventType::Warning, "Failed") };
-    publish(ctx, backup, kind, reason, status.message.clone().unwrap_or_default()).await;
+    let (kind, reason) = if succeeded {
+        (EventType::Normal, "Succeeded")
+    } else {
+        (EventType::Warning, "Failed")
+    };
+    publish(
+        ctx,
+        backup,
+        kind,
+        reason,
+        status.message.clone().unwrap_or_default(),
+    )
+    .await;
     if succeeded {
         if let (Some(start), Some(end)) = (&status.start_time, &status.completion_time) {
             let seconds = end.0.duration_since(start.0).as_secs_f64().max(0.0);
-            let labels = crate::metrics::PolicyLabels { namespace: backup.namespace().unwrap_or_default(), policy: policy.name_any() };
-            ctx.metrics.duration_seconds.get_or_create(&labels).observe(seconds);
+            let labels = crate::metrics::PolicyLabels {
+                namespace: backup.namespace().unwrap_or_default(),
+                policy: policy.name_any(),
+            };
+            ctx.metrics
+                .duration_seconds
+                .get_or_create(&labels)
+                .observe(seconds);
         }
     }
 }
@@ -232,7 +363,13 @@ pub async fn publish<K>(ctx: &Context, object: &K, type_: EventType, reason: &st
 where
     K: Resource<DynamicType = ()>,
 {
-    let event = Event { type_, reason: reason.to_owned(), note: Some(note), action: reason.to_owned(), secondary: None };
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: reason.to_owned(),
+        secondary: None,
+    };
     if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
         tracing::warn!(%error, "could not publish an Event");
     }

@@ -37,8 +37,16 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Self {
-        let reporter = Reporter { controller: settings.manager_name.clone(), instance: std::env::var("LIFEBOAT_POD_NAME").ok() };
+        let reporter = Reporter {
+            controller: settings.manager_name.clone(),
+            instance: std::env::var("LIFEBOAT_POD_NAME").ok(),
+        };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, recorder, metrics, settings }
+        Self {
+            client,
+            recorder,
+            metrics,
+            settings,
+        }
     }
 }

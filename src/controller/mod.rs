@@ -31,9 +31,16 @@ pub enum OperatorError {
     #[error("cannot connect to the Kubernetes API: {0}")]
     Client(#[source] kube::Error),
     #[error("leader election on Lease {namespace}/{name}: {source}")]
-    LeaderElection { namespace: String, name: String, source: kube_lease_manager::LeaseManagerError },
+    LeaderElection {
+        namespace: String,
+        name: String,
+        source: kube_lease_manager::LeaseManagerError,
+    },
     #[error("the health and metrics server on {address}: {source}")]
-    Http { address: SocketAddr, source: std::io::Error },
+    Http {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("lost the leader Lease; exiting so a fresh replica takes over cleanly")]
     LostLeadership,
 }
@@ -55,7 +62,10 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
 
-    let http_state = crate::http::HttpState { metrics: metrics.clone(), ready: ready.clone() };
+    let http_state = crate::http::HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
     let address = options.http_address;
     let http = tokio::spawn(async move { crate::http::serve(address, http_state).await });
 
@@ -75,7 +85,10 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
         let (mut channel, _task) = manager.watch().await;
         // A standby is ready (it serves /metrics and takes over in seconds); it only reconciles as leader.
         ready.store(true, Ordering::Relaxed);
-        tracing::info!("waiting for the leader Lease {}/{lease_name}", options.lease_namespace);
+        tracing::info!(
+            "waiting for the leader Lease {}/{lease_name}",
+            options.lease_namespace
+        );
         while !*channel.borrow_and_update() {
             if channel.changed().await.is_err() {
                 return Err(OperatorError::LostLeadership);
@@ -134,36 +147,70 @@ async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<C
     let watch_config = watcher::Config::default().any_semantic();
     let jobs = api::<Job>(&client, namespace);
     let backups = Controller::new(api::<Backup>(&client, namespace), watch_config.clone())
-        .owns(jobs.clone(), watcher::Config::default().labels(crate::jobs::BACKUP_LABEL))
+        .owns(
+            jobs.clone(),
+            watcher::Config::default().labels(crate::jobs::BACKUP_LABEL),
+        )
         .shutdown_on_signal()
         .run(backup::reconcile, backup::error_policy, context.clone())
         .for_each(|_| async {});
     // Cutover: its Jobs (by label), its pre-switch Backup and rollback Restore wake it.
-    let cutovers = Controller::new(api::<crate::api::Cutover>(&client, namespace), watch_config.clone())
-        .owns(jobs.clone(), watcher::Config::default().labels(cutover::CUTOVER_LABEL))
-        .owns(api::<Backup>(&client, namespace), watcher::Config::default().labels(cutover::CUTOVER_LABEL))
-        .owns(api::<crate::api::Restore>(&client, namespace), watcher::Config::default().labels(cutover::CUTOVER_LABEL))
-        .shutdown_on_signal()
-        .run(cutover::reconcile, cutover::error_policy, context.clone())
-        .for_each(|_| async {});
+    let cutovers = Controller::new(
+        api::<crate::api::Cutover>(&client, namespace),
+        watch_config.clone(),
+    )
+    .owns(
+        jobs.clone(),
+        watcher::Config::default().labels(cutover::CUTOVER_LABEL),
+    )
+    .owns(
+        api::<Backup>(&client, namespace),
+        watcher::Config::default().labels(cutover::CUTOVER_LABEL),
+    )
+    .owns(
+        api::<crate::api::Restore>(&client, namespace),
+        watcher::Config::default().labels(cutover::CUTOVER_LABEL),
+    )
+    .shutdown_on_signal()
+    .run(cutover::reconcile, cutover::error_policy, context.clone())
+    .for_each(|_| async {});
     let policies = Controller::new(api::<BackupPolicy>(&client, namespace), watch_config)
         .owns(api::<Backup>(&client, namespace), watcher::Config::default())
         .owns(jobs, watcher::Config::default().labels(crate::jobs::POLICY_LABEL))
         .shutdown_on_signal()
-        .run(backup_policy::reconcile, backup_policy::error_policy, context.clone())
+        .run(
+            backup_policy::reconcile,
+            backup_policy::error_policy,
+            context.clone(),
+        )
         .for_each(|_| async {});
     // Restores own their Jobs and their scratch database Pods (readiness wakes them up).
-    let restores = Controller::new(api::<crate::api::Restore>(&client, namespace), watcher::Config::default().any_semantic())
-        .owns(api::<Job>(&client, namespace), watcher::Config::default().labels(restore::RESTORE_LABEL))
-        .owns(api::<k8s_openapi::api::core::v1::Pod>(&client, namespace), watcher::Config::default().labels(restore::RESTORE_LABEL))
-        .shutdown_on_signal()
-        .run(restore::reconcile, restore::error_policy, context.clone())
-        .for_each(|_| async {});
-    let drills = Controller::new(api::<crate::api::RestoreDrill>(&client, namespace), watcher::Config::default().any_semantic())
-        .owns(api::<crate::api::Restore>(&client, namespace), watcher::Config::default().labels(restore_drill::DRILL_LABEL))
-        .shutdown_on_signal()
-        .run(restore_drill::reconcile, restore_drill::error_policy, context)
-        .for_each(|_| async {});
+    let restores = Controller::new(
+        api::<crate::api::Restore>(&client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        api::<Job>(&client, namespace),
+        watcher::Config::default().labels(restore::RESTORE_LABEL),
+    )
+    .owns(
+        api::<k8s_openapi::api::core::v1::Pod>(&client, namespace),
+        watcher::Config::default().labels(restore::RESTORE_LABEL),
+    )
+    .shutdown_on_signal()
+    .run(restore::reconcile, restore::error_policy, context.clone())
+    .for_each(|_| async {});
+    let drills = Controller::new(
+        api::<crate::api::RestoreDrill>(&client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        api::<crate::api::Restore>(&client, namespace),
+        watcher::Config::default().labels(restore_drill::DRILL_LABEL),
+    )
+    .shutdown_on_signal()
+    .run(restore_drill::reconcile, restore_drill::error_policy, context)
+    .for_each(|_| async {});
     tokio::join!(backups, policies, cutovers, restores, drills);
 }
 

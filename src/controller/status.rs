@@ -28,7 +28,10 @@ where
         "kind": K::kind(&()),
         "status": desired,
     });
-    match api.patch_status(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await {
+    match api
+        .patch_status(&name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
         // Deleted while we reconciled a cached copy: nothing left to report on.
         Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
@@ -56,7 +59,10 @@ mod tests {
 
     #[test]
     fn long_parents_get_a_short_stable_unique_name() {
-        assert_eq!(child_name("hotel-db-1767225600", "backup", 63), "hotel-db-1767225600-backup");
+        assert_eq!(
+            child_name("hotel-db-1767225600", "backup", 63),
+            "hotel-db-1767225600-backup"
+        );
         let long = "a".repeat(80);
         let name = child_name(&long, "backup", 63);
         assert!(name.len() <= 63, "{name}");

@@ -83,5 +83,8 @@ pub async fn secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}
     }))
     .expect("a Secret");
-    ns.api::<Secret>().patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret)).await.expect("apply Secret");
+    ns.api::<Secret>()
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
+        .await
+        .expect("apply Secret");
 }

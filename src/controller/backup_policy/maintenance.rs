@@ -26,7 +26,11 @@ const KEEP_FINISHED: usize = 2;
 fn restic_env(policy: &BackupPolicy) -> Vec<EnvVar> {
     let restic = &policy.spec.repository.restic;
     vec![
-        EnvVar { name: "RESTIC_REPOSITORY".into(), value: Some(restic.repository.clone()), ..Default::default() },
+        EnvVar {
+            name: "RESTIC_REPOSITORY".into(),
+            value: Some(restic.repository.clone()),
+            ..Default::default()
+        },
         EnvVar {
             name: "RESTIC_PASSWORD".into(),
             value_from: Some(EnvVarSource {
@@ -43,15 +47,31 @@ fn restic_env(policy: &BackupPolicy) -> Vec<EnvVar> {
 }
 
 /// Creates a maintenance Job of `component` named `name`, owned by the policy; an existing one is kept.
-async fn create_job(ctx: &Context, policy: &BackupPolicy, name: &str, component: &str, args: Vec<String>) -> Result<bool, kube::Error> {
+async fn create_job(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    name: &str,
+    component: &str,
+    args: Vec<String>,
+) -> Result<bool, kube::Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let Some(owner) = policy.controller_owner_ref(&()) else {
         return Ok(false);
     };
-    let labels =
-        [(jobs::POLICY_LABEL.to_owned(), policy.name_any()), (jobs::COMPONENT_LABEL.to_owned(), component.to_owned())].into();
+    let labels = [
+        (jobs::POLICY_LABEL.to_owned(), policy.name_any()),
+        (jobs::COMPONENT_LABEL.to_owned(), component.to_owned()),
+    ]
+    .into();
     let job = jobs::agent_job(
-        jobs::AgentJob { name: name.to_owned(), namespace: &namespace, owner, labels, image: &ctx.settings.agent_image, command: &ctx.settings.agent_command },
+        jobs::AgentJob {
+            name: name.to_owned(),
+            namespace: &namespace,
+            owner,
+            labels,
+            image: &ctx.settings.agent_image,
+            command: &ctx.settings.agent_command,
+        },
         policy.spec.job_template.as_ref(),
         args,
         restic_env(policy),
@@ -69,12 +89,21 @@ async fn create_job(ctx: &Context, policy: &BackupPolicy, name: &str, component:
 
 /// Runs `agent prune` after a successful backup (one Job per success, named after it). The agent waits
 /// for restic's lock (--retry-lock), so it never overlaps a backup of the same repository.
-pub async fn start_retention(ctx: &Context, policy: &BackupPolicy, after_backup: &str) -> Result<(), kube::Error> {
+pub async fn start_retention(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    after_backup: &str,
+) -> Result<(), kube::Error> {
     let Some(retention) = &policy.spec.retention else {
         return Ok(());
     };
     let namespace = policy.namespace().unwrap_or_default();
-    let mut args: Vec<String> = vec!["agent".into(), "prune".into(), "--retry-lock".into(), "10m".into()];
+    let mut args: Vec<String> = vec![
+        "agent".into(),
+        "prune".into(),
+        "--retry-lock".into(),
+        "10m".into(),
+    ];
     for (flag, value) in [
         ("--keep-last", retention.keep_last),
         ("--keep-hourly", retention.keep_hourly),
@@ -88,16 +117,33 @@ pub async fn start_retention(ctx: &Context, policy: &BackupPolicy, after_backup:
         }
     }
     // Only this policy's snapshots: a repository may be shared.
-    args.extend(["--tag".into(), format!("policy={}", policy.name_any()), "--tag".into(), format!("namespace={namespace}")]);
+    args.extend([
+        "--tag".into(),
+        format!("policy={}", policy.name_any()),
+        "--tag".into(),
+        format!("namespace={namespace}"),
+    ]);
     let name = child_name(after_backup, "prune", 63);
     if create_job(ctx, policy, &name, RETENTION, args).await? {
-        publish(ctx, policy, EventType::Normal, "Retention", format!("Job {name} applies the retention rules")).await;
+        publish(
+            ctx,
+            policy,
+            EventType::Normal,
+            "Retention",
+            format!("Job {name} applies the retention rules"),
+        )
+        .await;
     }
     Ok(())
 }
 
 /// Starts the repository check when its slot is due; returns when the next check is due.
-pub async fn schedule_check(ctx: &Context, policy: &BackupPolicy, status: &mut BackupPolicyStatus, now: Timestamp) -> Result<Option<Timestamp>, ReconcileError> {
+pub async fn schedule_check(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    status: &mut BackupPolicyStatus,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, ReconcileError> {
     let Some(check) = &policy.spec.check else {
         return Ok(None);
     };
@@ -105,8 +151,17 @@ pub async fn schedule_check(ctx: &Context, policy: &BackupPolicy, status: &mut B
     let Ok(schedule) = Schedule::parse(&check.schedule.0, policy.spec.time_zone.as_deref()) else {
         return Ok(None);
     };
-    let created = policy.metadata.creation_timestamp.clone().map(|t| t.0).unwrap_or(now);
-    let handled_until = status.last_check_schedule_time.clone().map(|t| t.0).unwrap_or(created);
+    let created = policy
+        .metadata
+        .creation_timestamp
+        .clone()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let handled_until = status
+        .last_check_schedule_time
+        .clone()
+        .map(|t| t.0)
+        .unwrap_or(created);
     let (decision, next) = plan::decide_slot(&SlotInput {
         schedule: &schedule,
         now,
@@ -118,13 +173,25 @@ pub async fn schedule_check(ctx: &Context, policy: &BackupPolicy, status: &mut B
         jitter: std::time::Duration::ZERO,
     });
     if let SlotDecision::Run { slot } = decision {
-        let mut args: Vec<String> = vec!["agent".into(), "check".into(), "--retry-lock".into(), "30m".into()];
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "check".into(),
+            "--retry-lock".into(),
+            "30m".into(),
+        ];
         if let Some(subset) = &check.read_data_subset {
             args.extend(["--read-data-subset".into(), subset.clone()]);
         }
         let name = child_name(&policy.name_any(), &format!("check-{}", slot.as_second()), 63);
         if create_job(ctx, policy, &name, CHECK, args).await? {
-            publish(ctx, policy, EventType::Normal, "RepositoryCheck", format!("Job {name} checks the repository")).await;
+            publish(
+                ctx,
+                policy,
+                EventType::Normal,
+                "RepositoryCheck",
+                format!("Job {name} checks the repository"),
+            )
+            .await;
         }
         status.last_check_schedule_time = Some(Time(slot));
     }
@@ -133,13 +200,22 @@ pub async fn schedule_check(ctx: &Context, policy: &BackupPolicy, status: &mut B
 
 /// Records the newest finished check Job's result in status; returns a failure message when a newly
 /// finished check failed.
-pub async fn record_check(ctx: &Context, policy: &BackupPolicy, status: &mut BackupPolicyStatus) -> Result<Option<String>, ReconcileError> {
+pub async fn record_check(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    status: &mut BackupPolicyStatus,
+) -> Result<Option<String>, ReconcileError> {
     if policy.spec.check.is_none() && status.last_check_schedule_time.is_none() {
         return Ok(None);
     }
     let namespace = policy.namespace().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!("{}={},{}={CHECK}", jobs::POLICY_LABEL, policy.name_any(), jobs::COMPONENT_LABEL);
+    let selector = format!(
+        "{}={},{}={CHECK}",
+        jobs::POLICY_LABEL,
+        policy.name_any(),
+        jobs::COMPONENT_LABEL
+    );
     let mut finished: Vec<Job> = jobs_api
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -156,21 +232,60 @@ pub async fn record_check(ctx: &Context, policy: &BackupPolicy, status: &mut Bac
         return Ok(None);
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let listed = pods.list(&ListParams::default().labels(&format!("job-name={name}"))).await?;
-    let (passed, message) = match (jobs::job_outcome(newest), jobs::newest_agent_report(&listed.items)) {
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await?;
+    let (passed, message) = match (
+        jobs::job_outcome(newest),
+        jobs::newest_agent_report(&listed.items),
+    ) {
         (JobOutcome::Succeeded, Some(AgentReport::Result(result))) if result.ok => (true, None),
-        (_, Some(AgentReport::Result(result))) => (false, Some(result.message.clone().unwrap_or_else(|| "restic check failed".into()))),
+        (_, Some(AgentReport::Result(result))) => (
+            false,
+            Some(
+                result
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "restic check failed".into()),
+            ),
+        ),
         (_, Some(AgentReport::Unstructured(text))) => (false, Some(text)),
-        (_, None) => (false, Some("the check Job ended without a finished agent container".into())),
+        (_, None) => (
+            false,
+            Some("the check Job ended without a finished agent container".into()),
+        ),
     };
-    let time = newest.status.as_ref().and_then(|s| s.completion_time.clone()).unwrap_or(Time(Timestamp::now()));
-    status.last_check = Some(CheckSummary { job_name: name.clone(), time, passed, message: message.clone() });
+    let time = newest
+        .status
+        .as_ref()
+        .and_then(|s| s.completion_time.clone())
+        .unwrap_or(Time(Timestamp::now()));
+    status.last_check = Some(CheckSummary {
+        job_name: name.clone(),
+        time,
+        passed,
+        message: message.clone(),
+    });
     if passed {
-        publish(ctx, policy, EventType::Normal, "RepositoryHealthy", format!("{name}: restic check passed")).await;
+        publish(
+            ctx,
+            policy,
+            EventType::Normal,
+            "RepositoryHealthy",
+            format!("{name}: restic check passed"),
+        )
+        .await;
         Ok(None)
     } else {
         let message = message.unwrap_or_default();
-        publish(ctx, policy, EventType::Warning, "RepositoryCheckFailed", format!("{name}: {message}")).await;
+        publish(
+            ctx,
+            policy,
+            EventType::Warning,
+            "RepositoryCheckFailed",
+            format!("{name}: {message}"),
+        )
+        .await;
         Ok(Some(message))
     }
 }
@@ -180,10 +295,19 @@ pub async fn clean_up_finished_jobs(ctx: &Context, policy: &BackupPolicy) -> Res
     let namespace = policy.namespace().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     // Only the kinds this policy ever ran: every list is an API call on each reconcile.
-    let ran_check = policy.spec.check.is_some() || policy.status.as_ref().is_some_and(|s| s.last_check_schedule_time.is_some());
+    let ran_check = policy.spec.check.is_some()
+        || policy
+            .status
+            .as_ref()
+            .is_some_and(|s| s.last_check_schedule_time.is_some());
     let components = [(RETENTION, policy.spec.retention.is_some()), (CHECK, ran_check)];
     for component in components.into_iter().filter(|(_, used)| *used).map(|(c, _)| c) {
-        let selector = format!("{}={},{}={component}", jobs::POLICY_LABEL, policy.name_any(), jobs::COMPONENT_LABEL);
+        let selector = format!(
+            "{}={},{}={component}",
+            jobs::POLICY_LABEL,
+            policy.name_any(),
+            jobs::COMPONENT_LABEL
+        );
         let mut finished: Vec<Job> = jobs_api
             .list(&ListParams::default().labels(&selector))
             .await?
@@ -194,7 +318,10 @@ pub async fn clean_up_finished_jobs(ctx: &Context, policy: &BackupPolicy) -> Res
         finished.sort_by_key(|job| job.metadata.creation_timestamp.clone().map(|t| t.0));
         let excess = finished.len().saturating_sub(KEEP_FINISHED);
         for job in finished.into_iter().take(excess) {
-            match jobs_api.delete(&job.name_any(), &DeleteParams::background()).await {
+            match jobs_api
+                .delete(&job.name_any(), &DeleteParams::background())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(response)) if response.code == 404 => {}
                 Err(error) => return Err(error.into()),

@@ -33,8 +33,10 @@ pub const SIZE_ANOMALY: &str = "SizeAnomaly";
 pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciled(KIND);
     let name = policy.name_any();
-    let namespace =
-        policy.namespace().ok_or_else(|| ReconcileError::NotNamespaced { kind: KIND, name: name.clone() })?;
+    let namespace = policy.namespace().ok_or_else(|| ReconcileError::NotNamespaced {
+        kind: KIND,
+        name: name.clone(),
+    })?;
     let policies: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let backups_api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
@@ -48,12 +50,32 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     let schedule = match Schedule::parse(&policy.spec.schedule.0, policy.spec.time_zone.as_deref()) {
         Ok(schedule) => schedule,
         Err(error) => {
-            return stalled(&policies, &policy, status, "InvalidSchedule", error.to_string(), &ctx, &now_time, None).await;
+            return stalled(
+                &policies,
+                &policy,
+                status,
+                "InvalidSchedule",
+                error.to_string(),
+                &ctx,
+                &now_time,
+                None,
+            )
+            .await;
         }
     };
     if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
         let retry = Some(Duration::from_secs(20));
-        return stalled(&policies, &policy, status, "SecretMissing", problem, &ctx, &now_time, retry).await;
+        return stalled(
+            &policies,
+            &policy,
+            status,
+            "SecretMissing",
+            problem,
+            &ctx,
+            &now_time,
+            retry,
+        )
+        .await;
     }
 
     // Read the world: this policy's Backups.
@@ -65,20 +87,35 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         .filter(|b| b.spec.policy_ref.name == name)
         .collect();
     backups.sort_by_key(|b| b.metadata.creation_timestamp.clone().map(|t| t.0));
-    let running: Vec<String> = backups.iter().filter(|b| !is_finished(b)).map(|b| b.name_any()).collect();
+    let running: Vec<String> = backups
+        .iter()
+        .filter(|b| !is_finished(b))
+        .map(|b| b.name_any())
+        .collect();
     status.active = running.clone();
 
     let mut notices = record_results(&ctx, &policy, &backups, &mut status, &now_time).await;
 
     // The schedule.
-    let created = policy.metadata.creation_timestamp.clone().map(|t| t.0).unwrap_or(now);
+    let created = policy
+        .metadata
+        .creation_timestamp
+        .clone()
+        .map(|t| t.0)
+        .unwrap_or(now);
     let handled_until = status.last_schedule_time.clone().map(|t| t.0).unwrap_or(created);
-    let jitter = plan::jitter_for(&policy.uid().unwrap_or_default(), parse_optional(&policy.spec.jitter));
+    let jitter = plan::jitter_for(
+        &policy.uid().unwrap_or_default(),
+        parse_optional(&policy.spec.jitter),
+    );
     let (decision, next) = plan::decide_slot(&SlotInput {
         schedule: &schedule,
         now,
         handled_until,
-        starting_deadline: policy.spec.starting_deadline_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
+        starting_deadline: policy
+            .spec
+            .starting_deadline_seconds
+            .map(|s| Duration::from_secs(s.max(0) as u64)),
         suspend: policy.spec.suspend,
         concurrency: policy.spec.concurrency_policy,
         running: &running,
@@ -95,18 +132,29 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             for old in &running {
                 delete_ignoring_absent(&backups_api, old).await?;
             }
-            publish(&ctx, policy.as_ref(), EventType::Normal, "Replaced", format!("replaced running {}", running.join(", "))).await;
+            publish(
+                &ctx,
+                policy.as_ref(),
+                EventType::Normal,
+                "Replaced",
+                format!("replaced running {}", running.join(", ")),
+            )
+            .await;
             create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
             status.last_schedule_time = Some(Time(slot));
         }
         SlotDecision::SkipBusy { slot } => {
             status.last_schedule_time = Some(Time(slot));
-            let note = format!("skipped the {slot} slot: {} still running (concurrencyPolicy Forbid)", running.join(", "));
+            let note = format!(
+                "skipped the {slot} slot: {} still running (concurrencyPolicy Forbid)",
+                running.join(", ")
+            );
             publish(&ctx, policy.as_ref(), EventType::Warning, "SkippedBusy", note).await;
         }
         SlotDecision::SkipMissed { slot } => {
             status.last_schedule_time = Some(Time(slot));
-            let note = format!("missed the {slot} slot by more than startingDeadlineSeconds; waiting for the next");
+            let note =
+                format!("missed the {slot} slot by more than startingDeadlineSeconds; waiting for the next");
             publish(&ctx, policy.as_ref(), EventType::Warning, "MissedSchedule", note).await;
         }
     }
@@ -115,7 +163,11 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 
     // Repository maintenance: the integrity check on its own schedule, and finished Jobs cleaned up.
     if let Some(message) = maintenance::record_check(&ctx, &policy, &mut status).await? {
-        notices.push(Notice { event: NotificationEvent::Failure, headline: "repository check FAILED".into(), detail: message });
+        notices.push(Notice {
+            event: NotificationEvent::Failure,
+            headline: "repository check FAILED".into(),
+            detail: message,
+        });
     }
     let next_check = maintenance::schedule_check(&ctx, &policy, &mut status, now).await?;
     maintenance::clean_up_finished_jobs(&ctx, &policy).await?;
@@ -130,14 +182,29 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         let (stale, turns_stale_at) = plan::staleness(rpo, last_success, created, now);
         let was_stale = conditions::is_true(&current.conditions.0, STALE);
         let message = match (stale, last_success) {
-            (true, Some(at)) => format!("the newest successful backup ({at}) is older than the RPO {}", policy.spec.rpo.as_ref().map(|r| r.0.as_str()).unwrap_or_default()),
-            (true, None) => format!("no successful backup within the RPO {} since the policy was created", policy.spec.rpo.as_ref().map(|r| r.0.as_str()).unwrap_or_default()),
+            (true, Some(at)) => format!(
+                "the newest successful backup ({at}) is older than the RPO {}",
+                policy.spec.rpo.as_ref().map(|r| r.0.as_str()).unwrap_or_default()
+            ),
+            (true, None) => format!(
+                "no successful backup within the RPO {} since the policy was created",
+                policy.spec.rpo.as_ref().map(|r| r.0.as_str()).unwrap_or_default()
+            ),
             (false, _) => format!("the newest successful backup is within the RPO until {turns_stale_at}"),
         };
         let reason = if stale { "RPOExceeded" } else { "WithinRPO" };
-        conditions::apply(&mut status.conditions.0, Desired::new(STALE, stale, reason, message.clone()), generation, &now_time);
+        conditions::apply(
+            &mut status.conditions.0,
+            Desired::new(STALE, stale, reason, message.clone()),
+            generation,
+            &now_time,
+        );
         if stale && !was_stale {
-            notices.push(Notice { event: NotificationEvent::Stale, headline: "is STALE".into(), detail: message.clone() });
+            notices.push(Notice {
+                event: NotificationEvent::Stale,
+                headline: "is STALE".into(),
+                detail: message.clone(),
+            });
             publish(&ctx, policy.as_ref(), EventType::Warning, "Stale", message).await;
         } else if !stale && was_stale {
             publish(&ctx, policy.as_ref(), EventType::Normal, "Fresh", message).await;
@@ -151,14 +218,31 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 
     let health = overall_health(&status, &backups, policy.spec.suspend);
     set_health(&mut status.conditions.0, health, generation, &now_time);
-    let was_ready = conditions::find(&current.conditions.0, conditions::READY).map(|c| (c.status == "True", c.reason.clone()));
-    if let (Some((false, reason)), true) = (was_ready, conditions::is_true(&status.conditions.0, conditions::READY)) {
+    let was_ready = conditions::find(&current.conditions.0, conditions::READY)
+        .map(|c| (c.status == "True", c.reason.clone()));
+    if let (Some((false, reason)), true) = (
+        was_ready,
+        conditions::is_true(&status.conditions.0, conditions::READY),
+    ) {
         if reason == "BackupFailed" || reason == "Stale" {
-            let detail = conditions::find(&status.conditions.0, conditions::READY).map(|c| c.message.clone()).unwrap_or_default();
-            notices.push(Notice { event: NotificationEvent::Recovery, headline: "recovered".into(), detail });
+            let detail = conditions::find(&status.conditions.0, conditions::READY)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            notices.push(Notice {
+                event: NotificationEvent::Recovery,
+                headline: "recovered".into(),
+                detail,
+            });
         }
     }
-    write_status(&policies, &policy, Some(&current), &status, &ctx.settings.manager_name).await?;
+    write_status(
+        &policies,
+        &policy,
+        Some(&current),
+        &status,
+        &ctx.settings.manager_name,
+    )
+    .await?;
     export_metrics(&ctx, &namespace, &name, &status);
     notify(&ctx, &policy, &namespace, notices).await;
 
@@ -171,11 +255,18 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 }
 
 fn is_finished(backup: &Backup) -> bool {
-    matches!(backup.status.as_ref().and_then(|s| s.phase), Some(BackupPhase::Succeeded | BackupPhase::Failed))
+    matches!(
+        backup.status.as_ref().and_then(|s| s.phase),
+        Some(BackupPhase::Succeeded | BackupPhase::Failed)
+    )
 }
 
 fn completion(backup: &Backup) -> Option<Timestamp> {
-    backup.status.as_ref().and_then(|s| s.completion_time.clone()).map(|t| t.0)
+    backup
+        .status
+        .as_ref()
+        .and_then(|s| s.completion_time.clone())
+        .map(|t| t.0)
 }
 
 /// Something a person may want to hear about (spec.notifications.events chooses which).
@@ -191,17 +282,40 @@ async fn notify(ctx: &Context, policy: &BackupPolicy, namespace: &str, notices: 
     let Some(notifications) = &policy.spec.notifications else {
         return;
     };
-    for notice in notices.into_iter().filter(|n| notifications.events.contains(&n.event)) {
+    for notice in notices
+        .into_iter()
+        .filter(|n| notifications.events.contains(&n.event))
+    {
         let payload = crate::notify::message(namespace, &policy.name_any(), &notice.headline, &notice.detail);
-        if let Err(error) = crate::notify::send(&ctx.client, namespace, &notifications.webhook.url_secret_ref, &payload).await {
-            publish(ctx, policy, EventType::Warning, "NotificationFailed", format!("{:?} notification not delivered: {error}", notice.event)).await;
+        if let Err(error) = crate::notify::send(
+            &ctx.client,
+            namespace,
+            &notifications.webhook.url_secret_ref,
+            &payload,
+        )
+        .await
+        {
+            publish(
+                ctx,
+                policy,
+                EventType::Warning,
+                "NotificationFailed",
+                format!("{:?} notification not delivered: {error}", notice.event),
+            )
+            .await;
         }
     }
 }
 
 /// Folds newly finished Backups into the policy's memory: last success (with the size-anomaly check and
 /// retention), last failure and the failure count. Returns what is worth a notification.
-async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup], status: &mut BackupPolicyStatus, now: &Time) -> Vec<Notice> {
+async fn record_results(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    backups: &[Backup],
+    status: &mut BackupPolicyStatus,
+    now: &Time,
+) -> Vec<Notice> {
     let mut notices = Vec::new();
     let generation = status.observed_generation;
     let known_success = status.last_successful_backup.as_ref().map(|s| s.time.0);
@@ -210,7 +324,8 @@ async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup]
         .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded))
         .filter_map(|b| completion(b).map(|at| (at, b)))
         .max_by_key(|(at, _)| *at);
-    if let Some((at, backup)) = newest_success.filter(|(at, _)| known_success.is_none_or(|known| *at > known)) {
+    if let Some((at, backup)) = newest_success.filter(|(at, _)| known_success.is_none_or(|known| *at > known))
+    {
         let result = backup.status.clone().unwrap_or_default();
         let size = result.size_bytes.unwrap_or(0);
         status.last_successful_backup = Some(BackupSummary {
@@ -224,11 +339,32 @@ async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup]
         if let Some(band) = &policy.spec.size_anomaly {
             match plan::size_anomaly(band, &status.recent_sizes, size) {
                 Some(message) => {
-                    conditions::apply(&mut status.conditions.0, Desired::new(SIZE_ANOMALY, true, "SizeOutsideBand", message.clone()), generation, now);
-                    notices.push(Notice { event: NotificationEvent::Anomaly, headline: "made a backup of unusual size".into(), detail: message.clone() });
-                    publish(ctx, policy, EventType::Warning, "SizeAnomaly", format!("{}: {message}", backup.name_any())).await;
+                    conditions::apply(
+                        &mut status.conditions.0,
+                        Desired::new(SIZE_ANOMALY, true, "SizeOutsideBand", message.clone()),
+                        generation,
+                        now,
+                    );
+                    notices.push(Notice {
+                        event: NotificationEvent::Anomaly,
+                        headline: "made a backup of unusual size".into(),
+                        detail: message.clone(),
+                    });
+                    publish(
+                        ctx,
+                        policy,
+                        EventType::Warning,
+                        "SizeAnomaly",
+                        format!("{}: {message}", backup.name_any()),
+                    )
+                    .await;
                 }
-                None => conditions::apply(&mut status.conditions.0, Desired::new(SIZE_ANOMALY, false, "SizeWithinBand", format!("{size} bytes")), generation, now),
+                None => conditions::apply(
+                    &mut status.conditions.0,
+                    Desired::new(SIZE_ANOMALY, false, "SizeWithinBand", format!("{size} bytes")),
+                    generation,
+                    now,
+                ),
             }
             status.recent_sizes.push(size);
             let window = band.window.max(1) as usize;
@@ -248,8 +384,16 @@ async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup]
         .collect();
     if let Some(newest) = new_failures.iter().max_by_key(|b| completion(b)) {
         status.failed_backups = Some(status.failed_backups.unwrap_or(0) + new_failures.len() as i64);
-        let message = newest.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
-        notices.push(Notice { event: NotificationEvent::Failure, headline: format!("backup {} FAILED", newest.name_any()), detail: message.clone() });
+        let message = newest
+            .status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default();
+        notices.push(Notice {
+            event: NotificationEvent::Failure,
+            headline: format!("backup {} FAILED", newest.name_any()),
+            detail: message.clone(),
+        });
         status.last_failure = Some(FailureSummary {
             name: newest.name_any(),
             time: Time(completion(newest).unwrap_or(now.0)),
@@ -262,25 +406,63 @@ async fn record_results(ctx: &Context, policy: &BackupPolicy, backups: &[Backup]
 /// Ready when the newest finished Backup succeeded (or none ran yet) and the policy is not stale.
 fn overall_health(status: &BackupPolicyStatus, backups: &[Backup], suspended: bool) -> Health {
     if conditions::is_true(&status.conditions.0, STALE) {
-        let message = conditions::find(&status.conditions.0, STALE).map(|c| c.message.clone()).unwrap_or_default();
-        return Health::NotReady { reason: "Stale", message };
+        let message = conditions::find(&status.conditions.0, STALE)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        return Health::NotReady {
+            reason: "Stale",
+            message,
+        };
     }
-    let newest_finished = backups.iter().filter(|b| is_finished(b)).max_by_key(|b| completion(b));
-    if let Some(failed) = newest_finished.filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Failed)) {
-        let message = format!("{} failed: {}", failed.name_any(), failed.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default());
-        return Health::NotReady { reason: "BackupFailed", message };
+    let newest_finished = backups
+        .iter()
+        .filter(|b| is_finished(b))
+        .max_by_key(|b| completion(b));
+    if let Some(failed) =
+        newest_finished.filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Failed))
+    {
+        let message = format!(
+            "{} failed: {}",
+            failed.name_any(),
+            failed
+                .status
+                .as_ref()
+                .and_then(|s| s.message.clone())
+                .unwrap_or_default()
+        );
+        return Health::NotReady {
+            reason: "BackupFailed",
+            message,
+        };
     }
     if suspended {
-        return Health::Ready { reason: "Suspended", message: "suspended: no new backups are scheduled".into() };
+        return Health::Ready {
+            reason: "Suspended",
+            message: "suspended: no new backups are scheduled".into(),
+        };
     }
     match (&status.last_successful_backup, &status.next_schedule_time) {
-        (Some(last), _) => Health::Ready { reason: "BackupSucceeded", message: format!("{} succeeded at {}", last.name, last.time.0) },
-        (None, Some(next)) => Health::Ready { reason: "Scheduled", message: format!("the first backup is scheduled for {}", next.0) },
-        (None, None) => Health::Ready { reason: "Scheduled", message: "waiting for the first slot".into() },
+        (Some(last), _) => Health::Ready {
+            reason: "BackupSucceeded",
+            message: format!("{} succeeded at {}", last.name, last.time.0),
+        },
+        (None, Some(next)) => Health::Ready {
+            reason: "Scheduled",
+            message: format!("the first backup is scheduled for {}", next.0),
+        },
+        (None, None) => Health::Ready {
+            reason: "Scheduled",
+            message: "waiting for the first slot".into(),
+        },
     }
 }
 
-async fn create_slot_backup(ctx: &Context, policy: &BackupPolicy, api: &Api<Backup>, slot: Timestamp) -> Result<(), ReconcileError> {
+async fn create_slot_backup(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    api: &Api<Backup>,
+    slot: Timestamp,
+) -> Result<(), ReconcileError> {
     let name = plan::backup_name_for_slot(&policy.name_any(), slot);
     let backup = Backup {
         metadata: ObjectMeta {
@@ -290,7 +472,9 @@ async fn create_slot_backup(ctx: &Context, policy: &BackupPolicy, api: &Api<Back
             ..Default::default()
         },
         spec: BackupSpec {
-            policy_ref: crate::api::common::LocalObjectRef { name: policy.name_any() },
+            policy_ref: crate::api::common::LocalObjectRef {
+                name: policy.name_any(),
+            },
             trigger: BackupTrigger::Scheduled,
             reason: Some(format!("scheduled slot {slot}")),
         },
@@ -298,7 +482,14 @@ async fn create_slot_backup(ctx: &Context, policy: &BackupPolicy, api: &Api<Back
     };
     match api.create(&PostParams::default(), &backup).await {
         Ok(_) => {
-            publish(ctx, policy, EventType::Normal, "Scheduled", format!("created Backup {name} for the {slot} slot")).await;
+            publish(
+                ctx,
+                policy,
+                EventType::Normal,
+                "Scheduled",
+                format!("created Backup {name} for the {slot} slot"),
+            )
+            .await;
             Ok(())
         }
         // Created before a restart: the deterministic name makes this a no-op.
@@ -309,14 +500,25 @@ async fn create_slot_backup(ctx: &Context, policy: &BackupPolicy, api: &Api<Back
 
 /// Deletes the oldest finished scheduled Backups beyond the history limits (hand-made ones are kept:
 /// they are the user's). Their Jobs go with them through owner references.
-async fn enforce_history(api: &Api<Backup>, policy: &BackupPolicy, backups: &[Backup]) -> Result<(), ReconcileError> {
+async fn enforce_history(
+    api: &Api<Backup>,
+    policy: &BackupPolicy,
+    backups: &[Backup],
+) -> Result<(), ReconcileError> {
     for (phase, limit) in [
-        (BackupPhase::Succeeded, policy.spec.successful_backups_history_limit),
+        (
+            BackupPhase::Succeeded,
+            policy.spec.successful_backups_history_limit,
+        ),
         (BackupPhase::Failed, policy.spec.failed_backups_history_limit),
     ] {
         let mut finished: Vec<&Backup> = backups
             .iter()
-            .filter(|b| b.labels().get(jobs::POLICY_LABEL).is_some_and(|p| *p == policy.name_any()))
+            .filter(|b| {
+                b.labels()
+                    .get(jobs::POLICY_LABEL)
+                    .is_some_and(|p| *p == policy.name_any())
+            })
             .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(phase))
             .collect();
         finished.sort_by_key(|b| completion(b));
@@ -348,26 +550,55 @@ async fn stalled(
     retry: Option<Duration>,
 ) -> Result<Action, ReconcileError> {
     let current = policy.status.clone().unwrap_or_default();
-    let first_time = conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
-    set_health(&mut status.conditions.0, Health::Stalled { reason, message: message.clone() }, status.observed_generation, now);
+    let first_time =
+        conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
+    set_health(
+        &mut status.conditions.0,
+        Health::Stalled {
+            reason,
+            message: message.clone(),
+        },
+        status.observed_generation,
+        now,
+    );
     write_status(api, policy, Some(&current), &status, &ctx.settings.manager_name).await?;
     if first_time {
         publish(ctx, policy, EventType::Warning, reason, message).await;
     }
-    export_metrics(ctx, &policy.namespace().unwrap_or_default(), &policy.name_any(), &status);
+    export_metrics(
+        ctx,
+        &policy.namespace().unwrap_or_default(),
+        &policy.name_any(),
+        &status,
+    );
     Ok(retry.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Metrics are derived from status, so they are right after a restart.
 fn export_metrics(ctx: &Context, namespace: &str, policy: &str, status: &BackupPolicyStatus) {
-    let labels = PolicyLabels { namespace: namespace.to_owned(), policy: policy.to_owned() };
+    let labels = PolicyLabels {
+        namespace: namespace.to_owned(),
+        policy: policy.to_owned(),
+    };
     let metrics = &ctx.metrics;
     if let Some(last) = &status.last_successful_backup {
-        metrics.last_success_timestamp.get_or_create(&labels).set(last.time.0.as_millisecond() as f64 / 1000.0);
-        metrics.last_size_bytes.get_or_create(&labels).set(last.size_bytes);
+        metrics
+            .last_success_timestamp
+            .get_or_create(&labels)
+            .set(last.time.0.as_millisecond() as f64 / 1000.0);
+        metrics
+            .last_size_bytes
+            .get_or_create(&labels)
+            .set(last.size_bytes);
     }
-    metrics.stale.get_or_create(&labels).set(i64::from(conditions::is_true(&status.conditions.0, STALE)));
-    metrics.failures_total.get_or_create(&labels).set(status.failed_backups.unwrap_or(0));
+    metrics
+        .stale
+        .get_or_create(&labels)
+        .set(i64::from(conditions::is_true(&status.conditions.0, STALE)));
+    metrics
+        .failures_total
+        .get_or_create(&labels)
+        .set(status.failed_backups.unwrap_or(0));
 }
 
 fn parse_optional(duration: &Option<crate::duration::DurationString>) -> Option<Duration> {

@@ -41,8 +41,15 @@ pub struct SlotInput<'a> {
 pub fn decide_slot(input: &SlotInput<'_>) -> (SlotDecision, Option<Timestamp>) {
     let jitter = jiff::SignedDuration::try_from(input.jitter).unwrap_or_default();
     let shifted_now = input.now - jitter;
-    let next = input.schedule.next_slot_after(shifted_now).ok().map(|slot| slot + jitter);
-    let due = input.schedule.last_slot_at_or_before(shifted_now).filter(|slot| *slot > input.handled_until);
+    let next = input
+        .schedule
+        .next_slot_after(shifted_now)
+        .ok()
+        .map(|slot| slot + jitter);
+    let due = input
+        .schedule
+        .last_slot_at_or_before(shifted_now)
+        .filter(|slot| *slot > input.handled_until);
     let Some(slot) = due else {
         return (SlotDecision::Wait, next);
     };
@@ -58,7 +65,10 @@ pub fn decide_slot(input: &SlotInput<'_>) -> (SlotDecision, Option<Timestamp>) {
     let decision = match (input.concurrency, input.running.is_empty()) {
         (_, true) | (ConcurrencyPolicy::Allow, false) => SlotDecision::Run { slot },
         (ConcurrencyPolicy::Forbid, false) => SlotDecision::SkipBusy { slot },
-        (ConcurrencyPolicy::Replace, false) => SlotDecision::Replace { slot, running: input.running.to_vec() },
+        (ConcurrencyPolicy::Replace, false) => SlotDecision::Replace {
+            slot,
+            running: input.running.to_vec(),
+        },
     };
     (decision, next)
 }
@@ -83,7 +93,12 @@ pub fn jitter_for(uid: &str, jitter: Option<Duration>) -> Duration {
 
 /// Whether the policy is stale now, and when it will turn stale if not. Without any success the clock
 /// starts at the policy's creation: a policy that never succeeded turns stale after one RPO.
-pub fn staleness(rpo: Duration, last_success: Option<Timestamp>, created: Timestamp, now: Timestamp) -> (bool, Timestamp) {
+pub fn staleness(
+    rpo: Duration,
+    last_success: Option<Timestamp>,
+    created: Timestamp,
+    now: Timestamp,
+) -> (bool, Timestamp) {
     let since = last_success.unwrap_or(created);
     let turns_stale_at = since + jiff::SignedDuration::try_from(rpo).unwrap_or(jiff::SignedDuration::MAX);
     (now >= turns_stale_at, turns_stale_at)
@@ -97,7 +112,11 @@ pub fn size_anomaly(band: &SizeAnomaly, recent: &[i64], size: i64) -> Option<Str
     let mut sorted = recent.to_vec();
     sorted.sort_unstable();
     let middle = sorted.len() / 2;
-    let median = if sorted.len().is_multiple_of(2) { (sorted[middle - 1] + sorted[middle]) as f64 / 2.0 } else { sorted[middle] as f64 };
+    let median = if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) as f64 / 2.0
+    } else {
+        sorted[middle] as f64
+    };
     if median <= 0.0 {
         return None;
     }
@@ -139,18 +158,38 @@ mod tests {
     #[test]
     fn a_due_slot_runs_once_and_the_next_is_known() {
         let nightly = Schedule::parse("0 2 * * *", None).unwrap();
-        let (decision, next) = decide_slot(&input(&nightly, "2026-05-02T02:00:05Z", "2026-05-01T02:00:00Z", &[]));
-        assert_eq!(decision, SlotDecision::Run { slot: at("2026-05-02T02:00:00Z") });
+        let (decision, next) = decide_slot(&input(
+            &nightly,
+            "2026-05-02T02:00:05Z",
+            "2026-05-01T02:00:00Z",
+            &[],
+        ));
+        assert_eq!(
+            decision,
+            SlotDecision::Run {
+                slot: at("2026-05-02T02:00:00Z")
+            }
+        );
         assert_eq!(next, Some(at("2026-05-03T02:00:00Z")));
         // Once handled, the same slot is not run again.
-        let (again, _) = decide_slot(&input(&nightly, "2026-05-02T02:00:09Z", "2026-05-02T02:00:00Z", &[]));
+        let (again, _) = decide_slot(&input(
+            &nightly,
+            "2026-05-02T02:00:09Z",
+            "2026-05-02T02:00:00Z",
+            &[],
+        ));
         assert_eq!(again, SlotDecision::Wait);
     }
 
     #[test]
     fn a_new_policy_waits_for_its_first_slot() {
         let nightly = Schedule::parse("0 2 * * *", None).unwrap();
-        let (decision, next) = decide_slot(&input(&nightly, "2026-05-02T10:00:00Z", "2026-05-02T09:59:00Z", &[]));
+        let (decision, next) = decide_slot(&input(
+            &nightly,
+            "2026-05-02T10:00:00Z",
+            "2026-05-02T09:59:00Z",
+            &[],
+        ));
         assert_eq!(decision, SlotDecision::Wait);
         assert_eq!(next, Some(at("2026-05-03T02:00:00Z")));
     }
@@ -160,9 +199,20 @@ mod tests {
         let hourly = Schedule::parse("0 * * * *", None).unwrap();
         let mut late = input(&hourly, "2026-05-02T05:10:00Z", "2026-05-02T01:00:00Z", &[]);
         late.starting_deadline = Some(Duration::from_secs(3600));
-        assert_eq!(decide_slot(&late).0, SlotDecision::Run { slot: at("2026-05-02T05:00:00Z") }, "only the newest");
+        assert_eq!(
+            decide_slot(&late).0,
+            SlotDecision::Run {
+                slot: at("2026-05-02T05:00:00Z")
+            },
+            "only the newest"
+        );
         late.starting_deadline = Some(Duration::from_secs(300));
-        assert_eq!(decide_slot(&late).0, SlotDecision::SkipMissed { slot: at("2026-05-02T05:00:00Z") });
+        assert_eq!(
+            decide_slot(&late).0,
+            SlotDecision::SkipMissed {
+                slot: at("2026-05-02T05:00:00Z")
+            }
+        );
     }
 
     #[test]
@@ -170,14 +220,27 @@ mod tests {
         let hourly = Schedule::parse("0 * * * *", None).unwrap();
         let running = vec!["db-1".to_owned()];
         let mut busy = input(&hourly, "2026-05-02T05:00:01Z", "2026-05-02T04:00:00Z", &running);
-        assert_eq!(decide_slot(&busy).0, SlotDecision::SkipBusy { slot: at("2026-05-02T05:00:00Z") });
+        assert_eq!(
+            decide_slot(&busy).0,
+            SlotDecision::SkipBusy {
+                slot: at("2026-05-02T05:00:00Z")
+            }
+        );
         busy.concurrency = ConcurrencyPolicy::Replace;
         assert_eq!(
             decide_slot(&busy).0,
-            SlotDecision::Replace { slot: at("2026-05-02T05:00:00Z"), running: running.clone() }
+            SlotDecision::Replace {
+                slot: at("2026-05-02T05:00:00Z"),
+                running: running.clone()
+            }
         );
         busy.concurrency = ConcurrencyPolicy::Allow;
-        assert_eq!(decide_slot(&busy).0, SlotDecision::Run { slot: at("2026-05-02T05:00:00Z") });
+        assert_eq!(
+            decide_slot(&busy).0,
+            SlotDecision::Run {
+                slot: at("2026-05-02T05:00:00Z")
+            }
+        );
     }
 
     #[test]
@@ -199,18 +262,37 @@ mod tests {
         let mut early = input(&hourly, "2026-05-02T05:00:00Z", "2026-05-02T04:00:00Z", &[]);
         early.jitter = Duration::from_secs(120);
         early.now = at("2026-05-02T05:01:00Z");
-        assert_eq!(decide_slot(&early).0, SlotDecision::Wait, "not before slot + jitter");
+        assert_eq!(
+            decide_slot(&early).0,
+            SlotDecision::Wait,
+            "not before slot + jitter"
+        );
         early.now = at("2026-05-02T05:02:00Z");
-        assert_eq!(decide_slot(&early).0, SlotDecision::Run { slot: at("2026-05-02T05:00:00Z") });
+        assert_eq!(
+            decide_slot(&early).0,
+            SlotDecision::Run {
+                slot: at("2026-05-02T05:00:00Z")
+            }
+        );
     }
 
     #[test]
     fn a_policy_whose_last_success_is_older_than_its_rpo_turns_stale() {
         let rpo = Duration::from_secs(24 * 3600);
-        let (stale, at_) = staleness(rpo, Some(at("2026-05-01T02:00:00Z")), at("2026-01-01T00:00:00Z"), at("2026-05-02T01:59:00Z"));
+        let (stale, at_) = staleness(
+            rpo,
+            Some(at("2026-05-01T02:00:00Z")),
+            at("2026-01-01T00:00:00Z"),
+            at("2026-05-02T01:59:00Z"),
+        );
         assert!(!stale);
         assert_eq!(at_, at("2026-05-02T02:00:00Z"));
-        let (stale, _) = staleness(rpo, Some(at("2026-05-01T02:00:00Z")), at("2026-01-01T00:00:00Z"), at("2026-05-02T02:00:01Z"));
+        let (stale, _) = staleness(
+            rpo,
+            Some(at("2026-05-01T02:00:00Z")),
+            at("2026-01-01T00:00:00Z"),
+            at("2026-05-02T02:00:01Z"),
+        );
         assert!(stale);
         let (never, _) = staleness(rpo, None, at("2026-05-01T00:00:00Z"), at("2026-05-02T00:00:01Z"));
         assert!(never, "a policy that never succeeded is stale after one RPO");
@@ -218,7 +300,11 @@ mod tests {
 
     #[test]
     fn sizes_outside_the_crm_runbook_band_are_anomalies() {
-        let band = SizeAnomaly { min_ratio: 0.7, max_ratio: 1.5, window: 5 };
+        let band = SizeAnomaly {
+            min_ratio: 0.7,
+            max_ratio: 1.5,
+            window: 5,
+        };
         let recent = [100, 110, 90, 105, 95];
         assert_eq!(size_anomaly(&band, &recent, 100), None);
         assert_eq!(size_anomaly(&band, &recent, 71), None);

@@ -14,11 +14,18 @@ use kube::{Api, Client, Config};
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("hack/cluster-up.sh failed ({status}); its log is in {log_dir}: {stderr}")]
-    StartFailed { status: String, log_dir: String, stderr: String },
+    StartFailed {
+        status: String,
+        log_dir: String,
+        stderr: String,
+    },
     #[error("could not run {command}: {source}")]
     Spawn { command: String, source: std::io::Error },
     #[error("could not read kubeconfig {path}: {source}")]
-    Kubeconfig { path: String, source: kube::config::KubeconfigError },
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
     #[error("kube client: {0}")]
     Client(#[from] kube::Error),
     #[error("namespace {namespace}: the default ServiceAccount did not appear within {seconds}s")]
@@ -27,7 +34,10 @@ pub enum ClusterError {
 
 /// The repository's root (this crate lives in `testing/localcluster`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root exists")
 }
 
 /// `$LIFEBOAT_CLUSTER_DIR`, as `hack/lib.sh` computes it.
@@ -60,7 +70,9 @@ static STARTED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 pub fn ensure() -> Result<Cluster, ClusterError> {
     let started = STARTED.get_or_init(|| start_cluster().map_err(|error| error.to_string()));
     match started {
-        Ok(kubeconfig) => Ok(Cluster { kubeconfig: kubeconfig.clone() }),
+        Ok(kubeconfig) => Ok(Cluster {
+            kubeconfig: kubeconfig.clone(),
+        }),
         Err(message) => Err(ClusterError::StartFailed {
             status: "earlier attempt".to_owned(),
             log_dir: cluster_dir().display().to_string(),
@@ -74,7 +86,10 @@ fn start_cluster() -> Result<PathBuf, ClusterError> {
     let output = Command::new("bash")
         .arg(&script)
         .output()
-        .map_err(|source| ClusterError::Spawn { command: script.display().to_string(), source })?;
+        .map_err(|source| ClusterError::Spawn {
+            command: script.display().to_string(),
+            source,
+        })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
@@ -84,7 +99,12 @@ fn start_cluster() -> Result<PathBuf, ClusterError> {
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
-    let kubeconfig = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_owned();
+    let kubeconfig = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     Ok(PathBuf::from(kubeconfig))
 }
 
@@ -92,11 +112,17 @@ impl Cluster {
     /// A fresh client. Each test gets its own: a client is tied to the runtime it was created on, and
     /// every `#[tokio::test]` has its own runtime.
     pub async fn client(&self) -> Result<Client, ClusterError> {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
-            .map_err(|source| ClusterError::Kubeconfig { path: self.kubeconfig.display().to_string(), source })?;
+        let kubeconfig =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|source| ClusterError::Kubeconfig {
+                path: self.kubeconfig.display().to_string(),
+                source,
+            })?;
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
-            .map_err(|source| ClusterError::Kubeconfig { path: self.kubeconfig.display().to_string(), source })?;
+            .map_err(|source| ClusterError::Kubeconfig {
+                path: self.kubeconfig.display().to_string(),
+                source,
+            })?;
         Ok(Client::try_from(config)?)
     }
 
@@ -136,11 +162,18 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
         while accounts.get_opt("default").await?.is_none() {
             if tokio::time::Instant::now() > deadline {
-                return Err(ClusterError::NoDefaultServiceAccount { namespace: name, seconds });
+                return Err(ClusterError::NoDefaultServiceAccount {
+                    namespace: name,
+                    seconds,
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(TestNamespace { name, client, keep: std::env::var_os("LIFEBOAT_KEEP_NAMESPACES").is_some() })
+        Ok(TestNamespace {
+            name,
+            client,
+            keep: std::env::var_os("LIFEBOAT_KEEP_NAMESPACES").is_some(),
+        })
     }
 }
 
@@ -177,7 +210,13 @@ impl Drop for TestNamespace {
         if let Ok(cluster) = ensure() {
             let _ = cluster
                 .kubectl()
-                .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+                .args([
+                    "delete",
+                    "namespace",
+                    &self.name,
+                    "--wait=false",
+                    "--ignore-not-found",
+                ])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status();
@@ -188,6 +227,11 @@ impl Drop for TestNamespace {
 fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     format!("{:08x}", hasher.finish() as u32)
 }
