@@ -16,21 +16,23 @@ pub enum CrdGenError {
     Write { path: String, source: std::io::Error },
 }
 
-/// Every CRD with the file name it is committed under.
+/// Every CRD with the file name it is committed under, in file-name order, so that `lifeboat crds` prints
+/// exactly `cat crds/*.yaml`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("backuppolicies.yaml", BackupPolicy::crd()),
         ("backups.yaml", Backup::crd()),
-        ("restores.yaml", Restore::crd()),
-        ("restoredrills.yaml", RestoreDrill::crd()),
         ("cutovers.yaml", Cutover::crd()),
+        ("restoredrills.yaml", RestoreDrill::crd()),
+        ("restores.yaml", Restore::crd()),
     ]
 }
 
-/// One CRD as YAML, as committed.
+/// One CRD as a YAML document (with its `---` separator), as committed.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdGenError> {
     let name = crd.metadata.name.clone().unwrap_or_default();
-    serde_yaml::to_string(crd).map_err(|source| CrdGenError::Serialize { name, source })
+    let yaml = serde_yaml::to_string(crd).map_err(|source| CrdGenError::Serialize { name, source })?;
+    Ok(format!("---\n{yaml}"))
 }
 
 /// Prints all CRDs as one YAML stream, or writes one file per kind into `out_dir`.
@@ -45,7 +47,7 @@ pub fn write(out_dir: Option<&Path>) -> Result<(), CrdGenError> {
                     source,
                 })?;
             }
-            None => print!("---\n{yaml}"),
+            None => print!("{yaml}"),
         }
     }
     Ok(())
