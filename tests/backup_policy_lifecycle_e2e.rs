@@ -27,6 +27,19 @@ fn mysql_source(database: &str) -> Value {
                      "user": agent_support::MY_USER, "passwordSecretRef": {"name": "db", "key": "password"}}})
 }
 
+/// A namespace of its own, an uninitialised repository, and the two Secrets a policy reads.
+async fn scenario_setup(
+    cluster: &support::Cluster,
+    prefix: &str,
+    db_password: &str,
+) -> (support::TestNamespace, agent_support::Repo) {
+    let ns = cluster.namespace(prefix).await.unwrap();
+    let repo = agent_support::Repo::uninitialised();
+    support::secret(&ns, "db", "password", db_password).await;
+    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    (ns, repo)
+}
+
 async fn create_policy(
     ns: &support::TestNamespace,
     name: &str,
@@ -359,10 +372,7 @@ async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, op
 /// A suspended policy creates no Backups and shows no next slot; resuming it schedules again.
 async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "suspend";
-    let ns = cluster.namespace("bp-suspend").await.unwrap();
-    let repo = agent_support::Repo::uninitialised();
-    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let (ns, repo) = scenario_setup(cluster, "bp-suspend", agent_support::PG_PASSWORD).await;
     create_policy(
         &ns,
         "sus-db",
@@ -417,10 +427,7 @@ async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operat
 /// A policy whose last success is older than its RPO turns Stale, with an Event and the metric.
 async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "stale";
-    let ns = cluster.namespace("bp-stale").await.unwrap();
-    let repo = agent_support::Repo::uninitialised();
-    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let (ns, repo) = scenario_setup(cluster, "bp-stale", agent_support::PG_PASSWORD).await;
     // Yearly schedule: no backup will run during the test, so nothing succeeds within the 5 s RPO.
     create_policy(
         &ns,
