@@ -40,6 +40,15 @@ async fn scenario_setup(
     (ns, repo)
 }
 
+/// A PostgreSQL database of the test's own with one table and one row; returns its name.
+fn one_row_database(ns: &support::TestNamespace, prefix: &str) -> String {
+    let pg = agent_support::postgres();
+    let database = format!("{prefix}_{}", ns.name.replace('-', "_"));
+    pg.create_database(&database);
+    pg.psql(&database, "create table t(id int); insert into t values (1);");
+    database
+}
+
 async fn create_policy(
     ns: &support::TestNamespace,
     name: &str,
@@ -206,15 +215,9 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
 /// the next slot succeeds and the policy is Ready again.
 async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "wrong-password";
-    let ns = cluster.namespace("bp-password").await.unwrap();
-    let pg = agent_support::postgres();
-    let database = format!("pw_{}", ns.name.replace('-', "_"));
-    pg.create_database(&database);
-    pg.psql(&database, "create table t(id int); insert into t values (1);");
-    let repo = agent_support::Repo::uninitialised();
+    let (ns, repo) = scenario_setup(cluster, "bp-password", "not-the-password").await;
+    let database = one_row_database(&ns, "pw");
     let webhook = support::webhook::Webhook::start();
-    support::secret(&ns, "db", "password", "not-the-password").await;
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
     support::secret(&ns, "chat", "url", &webhook.url).await;
     create_policy(&ns, "pw-db", postgres_source(&database), &repo.repository_arg(),
         json!({"notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}, "events": ["Failure", "Recovery"]}})).await;
@@ -309,14 +312,8 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
 /// history limit keeps exactly one Succeeded Backup object.
 async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "retention";
-    let ns = cluster.namespace("bp-retention").await.unwrap();
-    let pg = agent_support::postgres();
-    let database = format!("ret_{}", ns.name.replace('-', "_"));
-    pg.create_database(&database);
-    pg.psql(&database, "create table t(id int); insert into t values (1);");
-    let repo = agent_support::Repo::uninitialised();
-    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let (ns, repo) = scenario_setup(cluster, "bp-retention", agent_support::PG_PASSWORD).await;
+    let database = one_row_database(&ns, "ret");
     create_policy(
         &ns,
         "ret-db",
