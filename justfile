@@ -53,7 +53,7 @@ demo:
 # Operator scale: 500 BackupPolicies in 50 namespaces (idle RSS/CPU, reconcile-all time, slot delay p50/p99).
 bench-operator:
     hack/cluster-up.sh >/dev/null
-    cargo bench --profile dev --bench operator_scale
+    LIFEBOAT_OPERATOR_LOG=info cargo bench --bench operator_scale
 
 # PostgreSQL 15, MariaDB 10.11 (Debian) and restic 0.18.1 (built from the Go module proxy) for the agent.
 data-tools:

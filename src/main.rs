@@ -55,12 +55,17 @@ struct OperatorArgs {
         value_delimiter = ','
     )]
     watch_namespaces: Vec<String>,
+    /// Objects of one kind reconciled at once (each may hold a connection to the API server).
+    #[arg(long, env = "LIFEBOAT_RECONCILE_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    reconcile_concurrency: u16,
 }
 
 async fn operator(args: OperatorArgs) -> i32 {
     let settings = lifeboat::controller::Settings {
         agent_image: args.agent_image,
         agent_command: args.agent_command,
+        reconcile_concurrency: args.reconcile_concurrency,
         ..Default::default()
     };
     let options = lifeboat::controller::RunOptions {

@@ -48,19 +48,25 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     status.observed_generation = generation;
 
     // The policy gives source, repository and Job settings.
-    let policies: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let policy_name = &backup.spec.policy_ref.name;
-    let Some(policy) = policies.get_opt(policy_name).await? else {
+    let Some(policy) = find_policy(&ctx, &namespace, policy_name).await? else {
         let message = format!("BackupPolicy {policy_name} does not exist in namespace {namespace}");
         return wait_for_a_person(&backups, &backup, status, "PolicyNotFound", message, &ctx, &now).await;
     };
-    if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
-        return wait_for_a_person(&backups, &backup, status, "SecretMissing", problem, &ctx, &now).await;
-    }
-
     let job_name = job_name(&backup.name_any());
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(job) = jobs_api.get_opt(&job_name).await? else {
+    // Status is written (phase Running) before the Job is created, so a Backup without a phase has no
+    // Job yet and needs no lookup.
+    let existing = match current.phase {
+        None => None,
+        Some(_) => jobs_api.get_opt(&job_name).await?,
+    };
+    let Some(job) = existing else {
+        // Checked afresh before every Job (not from the policy's cache of recent checks): a Job whose
+        // Secret is missing would sit in CreateContainerConfigError instead of failing.
+        if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
+            return wait_for_a_person(&backups, &backup, status, "SecretMissing", problem, &ctx, &now).await;
+        }
         // Intent first: a restart between these two writes finds phase Running and creates the same Job.
         status.phase = Some(BackupPhase::Running);
         status.job_name = Some(job_name.clone());
@@ -143,6 +149,21 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             Ok(Action::await_change())
         }
     }
+}
+
+/// The Backup's policy from the BackupPolicy controller's cache, or from the API when the cache does
+/// not have it (yet): a Backup made by hand right after its policy must not be told the policy is missing.
+async fn find_policy(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Arc<BackupPolicy>>, ReconcileError> {
+    let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+    if let Some(policy) = ctx.stores.policies.get(&key) {
+        return Ok(Some(policy));
+    }
+    let policies: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(policies.get_opt(name).await?.map(Arc::new))
 }
 
 /// The terminal status from the Job's outcome and the agent's report. A Job that completed without a
@@ -370,9 +391,15 @@ where
         action: reason.to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-        tracing::warn!(%error, "could not publish an Event");
-    }
+    // Events are best effort and must not hold up a reconcile: at a busy slot, waiting for each POST
+    // doubled the time from the slot to the last Backup.
+    let recorder = ctx.recorder.clone();
+    let reference = object.object_ref(&());
+    tokio::spawn(async move {
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, "could not publish an Event");
+        }
+    });
 }
 
 pub fn error_policy(backup: Arc<Backup>, error: &ReconcileError, ctx: Arc<Context>) -> Action {

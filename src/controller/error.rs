@@ -6,6 +6,10 @@ pub enum ReconcileError {
     Kube(#[from] kube::Error),
     #[error("{kind} {name} has no namespace")]
     NotNamespaced { kind: &'static str, name: String },
+    #[error(
+        "the operator's cache of {kind}s is not filled yet (is the API server slow or refusing the watch?)"
+    )]
+    CacheNotReady { kind: &'static str },
 }
 
 impl ReconcileError {
@@ -13,6 +17,7 @@ impl ReconcileError {
         match self {
             ReconcileError::Kube(_) => "kube",
             ReconcileError::NotNamespaced { .. } => "not_namespaced",
+            ReconcileError::CacheNotReady { .. } => "cache_not_ready",
         }
     }
 }

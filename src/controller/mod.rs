@@ -23,7 +23,7 @@ use kube::{Api, Client};
 
 use crate::api::{Backup, BackupPolicy};
 use crate::metrics::Metrics;
-pub use context::{Context, Settings};
+pub use context::{Context, Settings, Stores};
 pub use error::ReconcileError;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,15 +101,19 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
     };
     ready.store(true, Ordering::Relaxed);
 
-    let context = Arc::new(Context::new(client.clone(), metrics, options.settings));
+    let settings = options.settings;
     let controllers = async {
         if options.watch_namespaces.is_empty() {
-            run_controllers(client, None, context).await;
+            run_controllers(client, None, metrics, settings).await;
         } else {
-            let each = options
-                .watch_namespaces
-                .iter()
-                .map(|namespace| run_controllers(client.clone(), Some(namespace.as_str()), context.clone()));
+            let each = options.watch_namespaces.iter().map(|namespace| {
+                run_controllers(
+                    client.clone(),
+                    Some(namespace.as_str()),
+                    metrics.clone(),
+                    settings.clone(),
+                )
+            });
             futures::future::join_all(each).await;
         }
     };
@@ -133,8 +137,9 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
     }
 }
 
-/// The controllers over one namespace, or all of them.
-async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<Context>) {
+/// The controllers over one namespace, or all of them, sharing one Context (with the reflector stores
+/// of this scope's BackupPolicy and Backup controllers).
+async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<Metrics>, settings: Settings) {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -145,38 +150,32 @@ async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<C
         }
     }
     let watch_config = watcher::Config::default().any_semantic();
+    let config = controller_config(&settings);
     let jobs = api::<Job>(&client, namespace);
     let backups = Controller::new(api::<Backup>(&client, namespace), watch_config.clone())
+        .with_config(config.clone())
         .owns(
             jobs.clone(),
             watcher::Config::default().labels(crate::jobs::BACKUP_LABEL),
-        )
+        );
+    let policies = Controller::new(api::<BackupPolicy>(&client, namespace), watch_config.clone())
+        .with_config(config.clone())
+        .owns(api::<Backup>(&client, namespace), watcher::Config::default())
+        .owns(
+            jobs.clone(),
+            watcher::Config::default().labels(crate::jobs::POLICY_LABEL),
+        );
+    let stores = Stores {
+        policies: policies.store(),
+        backups: backups.store(),
+    };
+    let context = Arc::new(Context::new(client.clone(), metrics, settings, stores));
+
+    let backups = backups
         .shutdown_on_signal()
         .run(backup::reconcile, backup::error_policy, context.clone())
         .for_each(|_| async {});
-    // Cutover: its Jobs (by label), its pre-switch Backup and rollback Restore wake it.
-    let cutovers = Controller::new(
-        api::<crate::api::Cutover>(&client, namespace),
-        watch_config.clone(),
-    )
-    .owns(
-        jobs.clone(),
-        watcher::Config::default().labels(cutover::CUTOVER_LABEL),
-    )
-    .owns(
-        api::<Backup>(&client, namespace),
-        watcher::Config::default().labels(cutover::CUTOVER_LABEL),
-    )
-    .owns(
-        api::<crate::api::Restore>(&client, namespace),
-        watcher::Config::default().labels(cutover::CUTOVER_LABEL),
-    )
-    .shutdown_on_signal()
-    .run(cutover::reconcile, cutover::error_policy, context.clone())
-    .for_each(|_| async {});
-    let policies = Controller::new(api::<BackupPolicy>(&client, namespace), watch_config)
-        .owns(api::<Backup>(&client, namespace), watcher::Config::default())
-        .owns(jobs, watcher::Config::default().labels(crate::jobs::POLICY_LABEL))
+    let policies = policies
         .shutdown_on_signal()
         .run(
             backup_policy::reconcile,
@@ -184,15 +183,31 @@ async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<C
             context.clone(),
         )
         .for_each(|_| async {});
+    // Cutover: its Jobs (by label), its pre-switch Backup and rollback Restore wake it.
+    let cutovers = Controller::new(api::<crate::api::Cutover>(&client, namespace), watch_config)
+        .with_config(config.clone())
+        .owns(
+            jobs.clone(),
+            watcher::Config::default().labels(cutover::CUTOVER_LABEL),
+        )
+        .owns(
+            api::<Backup>(&client, namespace),
+            watcher::Config::default().labels(cutover::CUTOVER_LABEL),
+        )
+        .owns(
+            api::<crate::api::Restore>(&client, namespace),
+            watcher::Config::default().labels(cutover::CUTOVER_LABEL),
+        )
+        .shutdown_on_signal()
+        .run(cutover::reconcile, cutover::error_policy, context.clone())
+        .for_each(|_| async {});
     // Restores own their Jobs and their scratch database Pods (readiness wakes them up).
     let restores = Controller::new(
         api::<crate::api::Restore>(&client, namespace),
         watcher::Config::default().any_semantic(),
     )
-    .owns(
-        api::<Job>(&client, namespace),
-        watcher::Config::default().labels(restore::RESTORE_LABEL),
-    )
+    .with_config(config.clone())
+    .owns(jobs, watcher::Config::default().labels(restore::RESTORE_LABEL))
     .owns(
         api::<k8s_openapi::api::core::v1::Pod>(&client, namespace),
         watcher::Config::default().labels(restore::RESTORE_LABEL),
@@ -204,6 +219,7 @@ async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<C
         api::<crate::api::RestoreDrill>(&client, namespace),
         watcher::Config::default().any_semantic(),
     )
+    .with_config(config.clone())
     .owns(
         api::<crate::api::Restore>(&client, namespace),
         watcher::Config::default().labels(restore_drill::DRILL_LABEL),
@@ -212,6 +228,10 @@ async fn run_controllers(client: Client, namespace: Option<&str>, context: Arc<C
     .run(restore_drill::reconcile, restore_drill::error_policy, context)
     .for_each(|_| async {});
     tokio::join!(backups, policies, cutovers, restores, drills);
+}
+
+fn controller_config(settings: &Settings) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(settings.reconcile_concurrency)
 }
 
 /// Backoff for a failed reconcile: soon, but never a hot loop.

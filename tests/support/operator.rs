@@ -128,10 +128,15 @@ impl Operator {
             .append(true)
             .open(log)
             .expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        // Benchmarks may name another build of the operator and a quieter log level.
+        let program = std::env::var_os("LIFEBOAT_OPERATOR_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_lifeboat").into());
+        let log_level =
+            std::env::var("LIFEBOAT_OPERATOR_LOG").unwrap_or_else(|_| "info,lifeboat=debug".to_owned());
+        let child = Command::new(program)
             .arg("operator")
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,lifeboat=debug")
+            .env("RUST_LOG", log_level)
             .env("LIFEBOAT_HTTP_ADDRESS", format!("127.0.0.1:{http_port}"))
             .env("LIFEBOAT_AGENT_COMMAND", agent_command)
             // The operator runs on the host, without cluster DNS: Cutover HTTP checks of `<svc>.<ns>.svc`

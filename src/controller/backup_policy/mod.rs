@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use self::plan::{SlotDecision, SlotInput};
 use super::backup::{missing_secret, publish};
+use super::context::wait_for_cache;
 use super::status::write_status;
 use super::{Context, ReconcileError, ERROR_REQUEUE};
 use crate::api::backup::{BackupPhase, BackupSpec, BackupTrigger};
@@ -63,29 +64,35 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             .await;
         }
     };
-    if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
-        let retry = Some(Duration::from_secs(20));
-        return stalled(
-            &policies,
-            &policy,
-            status,
-            "SecretMissing",
-            problem,
-            &ctx,
-            &now_time,
-            retry,
-        )
-        .await;
+    // The referenced Secrets are checked when the spec changes, while they are missing, and every few
+    // minutes, not on every reconcile: at a slot the only API call on the way to the Backup is its create.
+    let uid = policy.uid().unwrap_or_default();
+    if !ctx.secrets_verified.is_fresh(&uid, generation) {
+        if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
+            ctx.secrets_verified.forget(&uid);
+            let retry = Some(Duration::from_secs(20));
+            return stalled(
+                &policies,
+                &policy,
+                status,
+                "SecretMissing",
+                problem,
+                &ctx,
+                &now_time,
+                retry,
+            )
+            .await;
+        }
+        ctx.secrets_verified.record_pass(&uid, generation);
     }
 
-    // Read the world: this policy's Backups.
-    let mut backups: Vec<Backup> = backups_api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|b| b.spec.policy_ref.name == name)
-        .collect();
+    // Read the world: this policy's Backups, from the Backup controller's cache (complete once its first
+    // list arrived; a Backup created a moment ago may be missing, which the deterministic slot names and
+    // the 409 on create make harmless).
+    wait_for_cache(&ctx.stores.backups, "Backup").await?;
+    let mut backups: Vec<Arc<Backup>> = ctx.stores.backups.state_filter(|b| {
+        b.metadata.namespace.as_deref() == Some(namespace.as_str()) && b.spec.policy_ref.name == name
+    });
     backups.sort_by_key(|b| b.metadata.creation_timestamp.clone().map(|t| t.0));
     let running: Vec<String> = backups
         .iter()
@@ -125,8 +132,11 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     match decision {
         SlotDecision::Wait => {}
         SlotDecision::Run { slot } => {
-            create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
+            let created = create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
             status.last_schedule_time = Some(Time(slot));
+            // Listed as active now rather than by the reconcile its creation triggers: one status write
+            // per slot instead of two.
+            status.active.push(created);
         }
         SlotDecision::Replace { slot, running } => {
             for old in &running {
@@ -140,8 +150,10 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
                 format!("replaced running {}", running.join(", ")),
             )
             .await;
-            create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
+            let created = create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
             status.last_schedule_time = Some(Time(slot));
+            status.active.retain(|name| !running.contains(name));
+            status.active.push(created);
         }
         SlotDecision::SkipBusy { slot } => {
             status.last_schedule_time = Some(Time(slot));
@@ -312,7 +324,7 @@ async fn notify(ctx: &Context, policy: &BackupPolicy, namespace: &str, notices: 
 async fn record_results(
     ctx: &Context,
     policy: &BackupPolicy,
-    backups: &[Backup],
+    backups: &[Arc<Backup>],
     status: &mut BackupPolicyStatus,
     now: &Time,
 ) -> Vec<Notice> {
@@ -377,7 +389,7 @@ async fn record_results(
     }
 
     let known_failure = status.last_failure.as_ref().map(|f| f.time.0);
-    let new_failures: Vec<&Backup> = backups
+    let new_failures: Vec<&Arc<Backup>> = backups
         .iter()
         .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Failed))
         .filter(|b| completion(b).is_some_and(|at| known_failure.is_none_or(|known| at > known)))
@@ -404,7 +416,7 @@ async fn record_results(
 }
 
 /// Ready when the newest finished Backup succeeded (or none ran yet) and the policy is not stale.
-fn overall_health(status: &BackupPolicyStatus, backups: &[Backup], suspended: bool) -> Health {
+fn overall_health(status: &BackupPolicyStatus, backups: &[Arc<Backup>], suspended: bool) -> Health {
     if conditions::is_true(&status.conditions.0, STALE) {
         let message = conditions::find(&status.conditions.0, STALE)
             .map(|c| c.message.clone())
@@ -462,7 +474,7 @@ async fn create_slot_backup(
     policy: &BackupPolicy,
     api: &Api<Backup>,
     slot: Timestamp,
-) -> Result<(), ReconcileError> {
+) -> Result<String, ReconcileError> {
     let name = plan::backup_name_for_slot(&policy.name_any(), slot);
     let backup = Backup {
         metadata: ObjectMeta {
@@ -490,10 +502,10 @@ async fn create_slot_backup(
                 format!("created Backup {name} for the {slot} slot"),
             )
             .await;
-            Ok(())
+            Ok(name)
         }
         // Created before a restart: the deterministic name makes this a no-op.
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(name),
         Err(error) => Err(error.into()),
     }
 }
@@ -503,7 +515,7 @@ async fn create_slot_backup(
 async fn enforce_history(
     api: &Api<Backup>,
     policy: &BackupPolicy,
-    backups: &[Backup],
+    backups: &[Arc<Backup>],
 ) -> Result<(), ReconcileError> {
     for (phase, limit) in [
         (
@@ -512,7 +524,7 @@ async fn enforce_history(
         ),
         (BackupPhase::Failed, policy.spec.failed_backups_history_limit),
     ] {
-        let mut finished: Vec<&Backup> = backups
+        let mut finished: Vec<&Arc<Backup>> = backups
             .iter()
             .filter(|b| {
                 b.labels()
