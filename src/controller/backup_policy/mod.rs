@@ -30,6 +30,8 @@ use crate::schedule::Schedule;
 const KIND: &str = "BackupPolicy";
 pub const STALE: &str = "Stale";
 pub const SIZE_ANOMALY: &str = "SizeAnomaly";
+/// Annotation of a scheduled Backup: the slot it was created for (RFC 3339).
+pub const SCHEDULED_SLOT: &str = "lifeboat.dev/scheduled-slot";
 
 pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciled(KIND);
@@ -110,6 +112,18 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         .clone()
         .map(|t| t.0)
         .unwrap_or(now);
+    // A slot is handled once recorded in status or once its Backup exists (the reconcile that creates a
+    // slot's Backup records nothing else; see below).
+    let newest_created_slot = backups
+        .iter()
+        .filter_map(|b| b.annotations().get(SCHEDULED_SLOT))
+        .filter_map(|slot| slot.parse::<Timestamp>().ok())
+        .max();
+    if let Some(slot) = newest_created_slot {
+        if status.last_schedule_time.as_ref().is_none_or(|t| t.0 < slot) {
+            status.last_schedule_time = Some(Time(slot));
+        }
+    }
     let handled_until = status.last_schedule_time.clone().map(|t| t.0).unwrap_or(created);
     let jitter = plan::jitter_for(
         &policy.uid().unwrap_or_default(),
@@ -132,11 +146,11 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     match decision {
         SlotDecision::Wait => {}
         SlotDecision::Run { slot } => {
-            let created = create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
-            status.last_schedule_time = Some(Time(slot));
-            // Listed as active now rather than by the reconcile its creation triggers: one status write
-            // per slot instead of two.
-            status.active.push(created);
+            // At a slot the Backup is created and nothing else: status, history and freshness follow in
+            // the reconcile its creation triggers (which finds it, annotated with its slot, above), so
+            // with hundreds of policies due at once each makes one API call before the next starts.
+            create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
         }
         SlotDecision::Replace { slot, running } => {
             for old in &running {
@@ -480,6 +494,7 @@ async fn create_slot_backup(
         metadata: ObjectMeta {
             name: Some(name.clone()),
             labels: Some([(jobs::POLICY_LABEL.to_owned(), policy.name_any())].into()),
+            annotations: Some([(SCHEDULED_SLOT.to_owned(), slot.to_string())].into()),
             owner_references: policy.controller_owner_ref(&()).map(|owner| vec![owner]),
             ..Default::default()
         },
