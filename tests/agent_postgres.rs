@@ -112,8 +112,8 @@ fn a_custom_format_backup_restores_row_for_row_into_a_new_database() {
     ] {
         assert!(tags.contains(&tag.to_string()), "{tag} in {tags:?}");
     }
-    assert!(tags.contains(&format!("lifeboat-sha256={sha}")));
-    assert!(tags.contains(&format!("lifeboat-size={size}")));
+    // restic's own summary records the dump's size; the sha256 lives in the result (the Backup status).
+    assert_eq!(snapshots[0]["summary"]["total_bytes_processed"], size);
     assert!(!tags.iter().any(|t| t == "lifeboat-incomplete"));
 
     let checks = r#"{"minTables": 4, "tables": [{"name": "customers", "minRows": 2000}, {"name": "audit.log", "minRows": 1}],
@@ -203,7 +203,7 @@ fn a_snapshot_restores_with_plain_restic_dump_and_pg_restore_as_in_the_dr_runboo
 }
 
 #[test]
-fn a_snapshot_whose_content_does_not_match_its_recorded_sha256_is_refused() {
+fn a_snapshot_whose_content_does_not_match_the_expected_sha256_is_refused_before_anything_commits() {
     let pg = postgres();
     let repo = Repo::new();
     create_shop(pg, "shop_tamper");
@@ -213,30 +213,170 @@ fn a_snapshot_whose_content_does_not_match_its_recorded_sha256_is_refused() {
         Some(PG_PASSWORD),
     );
     backup.assert_ok();
-    let id = backup.result["snapshotId"].as_str().expect("id").to_string();
     let sha = backup.result["sha256"].as_str().expect("sha").to_string();
-    let wrong = format!("lifeboat-sha256={}", "0".repeat(64));
-    let out = repo.restic(&[
-        "tag",
-        "--remove",
-        &format!("lifeboat-sha256={sha}"),
-        "--add",
-        &wrong,
-        &id,
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // The sha256 the Backup's status recorded is passed back by the controller.
+    pg.create_database("shop_tamper_restored");
+    let wrong = "0".repeat(64);
     let restore = agent(
         "restore",
-        &restore_args(pg, "shop_tamper_restored", &repo, &["--create-database"]),
+        &restore_args(pg, "shop_tamper_restored", &repo, &["--expect-sha256", &wrong]),
         Some(PG_PASSWORD),
     );
     restore.assert_failed("ChecksumMismatch");
     assert!(
-        restore.message().contains("does not match"),
+        restore.message().contains("does not match") && restore.message().contains(&sha),
         "{}",
         restore.message()
     );
+    // The loader was stopped before the end of its input: its transaction never committed.
+    assert!(pg.tables("shop_tamper_restored").is_empty());
+
+    agent(
+        "restore",
+        &restore_args(pg, "shop_tamper_restored", &repo, &["--expect-sha256", &sha]),
+        Some(PG_PASSWORD),
+    )
+    .assert_ok();
+    assert_same_tables(pg, "shop_tamper", "shop_tamper_restored");
+}
+
+/// A snapshot as earlier agents wrote it: `restic backup --stdin`, confirmed with size and sha256 tags.
+fn old_style_snapshot(repo: &Repo, content: &[u8], size_tag: usize, sha_tag: &str, policy: &str) {
+    use std::io::Write;
+    let mut child = repo
+        .restic_command(&[
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "shop_old.pgdump",
+            "--host",
+            "lifeboat",
+            "--tag",
+            &format!("policy={policy}"),
+            "--tag",
+            "lifeboat-kind=postgres",
+            "--tag",
+            "lifeboat-format=custom",
+            "--tag",
+            &format!("lifeboat-size={size_tag}"),
+            "--tag",
+            &format!("lifeboat-sha256={sha_tag}"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("restic backup");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(content)
+        .expect("write");
+    assert!(child.wait().expect("restic").success());
+}
+
+#[test]
+fn snapshots_of_earlier_agents_are_still_checked_against_their_tags() {
+    let pg = postgres();
+    let repo = Repo::new();
+    create_shop(pg, "shop_old");
+    let backup = agent(
+        "backup",
+        &backup_args(pg, "shop_old", &repo, &[]),
+        Some(PG_PASSWORD),
+    );
+    backup.assert_ok();
+    let sha = backup.result["sha256"].as_str().expect("sha").to_string();
+    let dump = repo.restic(&["dump", "latest", "/shop_old.pgdump"]).stdout;
+    assert_eq!(dump.len() as u64, backup.result["sizeBytes"].as_u64().unwrap());
+
+    old_style_snapshot(&repo, &dump, dump.len(), &sha, "old-good");
+    old_style_snapshot(&repo, &dump, dump.len(), &"0".repeat(64), "old-tampered");
+
+    pg.create_database("shop_old_restored");
+    let good = agent(
+        "restore",
+        &restore_args(pg, "shop_old_restored", &repo, &["--tag", "policy=old-good"]),
+        Some(PG_PASSWORD),
+    );
+    good.assert_ok();
+    assert_eq!(good.result["sha256"], sha.as_str());
+    assert_same_tables(pg, "shop_old", "shop_old_restored");
+
+    let tampered = agent(
+        "restore",
+        &restore_args(
+            pg,
+            "shop_old_tampered",
+            &repo,
+            &["--tag", "policy=old-tampered", "--create-database"],
+        ),
+        Some(PG_PASSWORD),
+    );
+    tampered.assert_failed("ChecksumMismatch");
+    assert!(pg.tables("shop_old_tampered").is_empty());
+}
+
+#[test]
+fn latest_skips_a_newer_unfinished_snapshot_and_restores_the_complete_one() {
+    let pg = postgres();
+    let repo = Repo::new();
+    create_shop(pg, "shop_slow");
+    let backup = agent(
+        "backup",
+        &backup_args(pg, "shop_slow", &repo, &["--tag", "policy=slow"]),
+        Some(PG_PASSWORD),
+    );
+    backup.assert_ok();
+    // What an earlier agent killed before confirming its backup left behind: newer, marked unfinished.
+    let garbage = vec![b'x'; 4096];
+    {
+        use std::io::Write;
+        let mut child = repo
+            .restic_command(&[
+                "backup",
+                "--stdin",
+                "--stdin-filename",
+                "shop_slow.pgdump",
+                "--tag",
+                "policy=slow",
+                "--tag",
+                "lifeboat-kind=postgres",
+                "--tag",
+                "lifeboat-format=custom",
+                "--tag",
+                "lifeboat-incomplete",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("restic backup");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&garbage)
+            .expect("write");
+        assert!(child.wait().expect("restic").success());
+    }
+    assert_eq!(repo.snapshots().len(), 2);
+
+    let restore = agent(
+        "restore",
+        &restore_args(
+            pg,
+            "shop_slow_restored",
+            &repo,
+            &["--tag", "policy=slow", "--create-database"],
+        ),
+        Some(PG_PASSWORD),
+    );
+    restore.assert_ok();
+    assert_eq!(restore.result["snapshotId"], backup.result["snapshotId"]);
+    assert_eq!(restore.result["sha256"], backup.result["sha256"]);
+    assert!(restore.stderr.contains("not restorable"), "{}", restore.stderr);
+    assert_same_tables(pg, "shop_slow", "shop_slow_restored");
 }
 
 #[test]

@@ -1,12 +1,13 @@
-//! `lifeboat agent backup`: a database dump streamed into `restic backup --stdin`, or a directory.
+//! `lifeboat agent backup`: a database dump run by `restic backup --stdin-from-command`, or a directory.
 //!
-//! The rule that keeps backups honest: restic only records a snapshot when its stdin reaches end of file,
-//! and the agent closes that stdin only after the dump tool has exited successfully. A failed dump gets
-//! restic interrupted with its input still open, so no snapshot exists at all. The snapshot is created
-//! tagged `lifeboat-incomplete`; size and sha256 are added and that tag removed only once both tools
-//! succeeded, so a Job killed between the two steps leaves a snapshot that is visibly unfinished.
+//! The rule that keeps backups honest: restic records a snapshot only if the command it runs exits 0,
+//! and that command is the agent's own wrapper (`stream.rs`), which exits 0 only when the dump tool
+//! succeeded and restic took all of its output. A failed or killed dump leaves no snapshot at all, so
+//! database snapshots need no "incomplete" marker and no second restic run to confirm them (each restic
+//! run spends ~0.7 s deriving the repository key). The wrapper reports size and sha256, which go into
+//! the result (the Backup's status) and are checked against restic's own byte count.
 
-use std::process::Stdio;
+use std::ffi::OsString;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -16,12 +17,13 @@ use tokio::task::JoinHandle;
 use super::cli::{BackupArgs, Engine, Kind, PgScope};
 use super::database::Database;
 use super::error::{error_summary, last_meaningful_line, AgentError};
-use super::process::{enlarge_pipe, pump, Measured, Redactor, Tool};
+use super::process::{Finished, Redactor};
 use super::restic::{
-    self, parse_summary, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SHA256, TAG_SIZE,
+    self, parse_summary, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SIZE,
 };
 use super::result::AgentResult;
 use super::signals::StopSignal;
+use super::stream::{Report, ReportDir};
 
 /// How long restic gets to exit cleanly (and remove its lock) after being interrupted.
 const RESTIC_GRACE: Duration = Duration::from_secs(10);
@@ -62,81 +64,51 @@ async fn stream(
     if !db.database.is_empty() {
         tags.push(format!("{TAG_DATABASE}={}", db.database));
     }
-    tags.push(TAG_INCOMPLETE.to_string());
 
-    let mut restic_tool = restic.spawn_backup_stdin(&filename, &args.snapshot_host, &tags)?;
-    let mut restic_stdin = restic_tool
-        .child
-        .stdin
-        .take()
-        .ok_or_else(|| AgentError::internal("starting restic", "no stdin pipe"))?;
-    enlarge_pipe(&restic_stdin);
+    let report_dir = ReportDir::create().map_err(|e| {
+        AgentError::internal(
+            "creating a directory for the dump's report (set TMPDIR to a writable volume)",
+            e,
+        )
+    })?;
+    let wrapper = wrapper_command(dump_command.as_std(), &report_dir)?;
+    let mut restic_tool = restic.spawn_backup_command(
+        &filename,
+        &args.snapshot_host,
+        &tags,
+        &wrapper.env,
+        &wrapper.command,
+    )?;
     let restic_stdout = collect_stdout(restic_tool.child.stdout.take());
 
-    let mut dump = match Tool::spawn(&tool_name, dump_command, Stdio::null(), Stdio::piped(), redactor) {
-        Ok(dump) => dump,
-        Err(error) => {
-            let _ = restic_tool.stop(RESTIC_GRACE).await;
-            return Err(error);
-        }
-    };
-    let mut dump_stdout = dump
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| AgentError::internal(format!("starting {tool_name}"), "no stdout pipe"))?;
-    enlarge_pipe(&dump_stdout);
-
-    let pumped = tokio::select! {
-        pumped = pump(&mut dump_stdout, &mut restic_stdin, false) => pumped,
+    let restic_status = tokio::select! {
+        status = restic_tool.child.wait() => status,
         signal = stop.requested() => {
-            // restic first, while its input is still open: it must not see end of file and commit.
-            // Interrupted rather than killed, so it removes its lock on the way out.
-            dump.kill();
+            // restic, interrupted, cancels the command (the wrapper, whose dump tool dies with it) and
+            // records nothing; interrupted rather than killed, so it removes its lock on the way out.
             let _ = restic_tool.stop(RESTIC_GRACE).await;
-            let _ = dump.wait().await;
-            drop(restic_stdin);
+            discard_stray_snapshot(&restic, restic_stdout).await;
             return Err(AgentError::Interrupted { signal });
         }
     };
-    drop(dump_stdout);
-    let dump_done = dump.wait().await?;
-
-    let dump_ok = dump_done.status.success() && pumped.is_ok();
-    let measured = match (&pumped, dump_ok) {
-        (Ok(measured), true) => measured.clone(),
-        _ => {
-            // The dump failed: stop restic before it sees the end of its input, so it records nothing.
-            let restic_died_first = matches!(restic_tool.child.try_wait(), Ok(Some(_)));
-            let restic_done = restic_tool.stop(RESTIC_GRACE).await?;
-            drop(restic_stdin);
-            discard_stray_snapshot(&restic, restic_stdout).await;
-            let pumped =
-                pumped.map_err(|e| AgentError::internal(format!("reading the output of {tool_name}"), e))?;
-            // A restic that died first (lock, disk full) breaks the dump's pipe: its cause comes first.
-            if restic_died_first || pumped.writer_closed_early {
-                return Err(restic.failure("backup", &restic_done));
-            }
-            return Err(db
-                .failure_cause(&dump_done.stderr)
-                .unwrap_or_else(|| AgentError::DumpFailed {
-                    tool: tool_name.clone(),
-                    status: dump_done.describe_status(),
-                    detail: error_summary(&dump_done.stderr),
-                }));
-        }
-    };
-
-    // The commit point: end of input tells restic the dump is whole.
-    drop(restic_stdin);
+    restic_status.map_err(|e| AgentError::internal("waiting for restic", e))?;
     let restic_done = restic_tool.wait().await?;
     let stdout = restic_stdout.await.unwrap_or_default();
     let summary = parse_summary(&stdout);
-    if !restic_done.status.success() || measured.writer_closed_early {
+    let report = report_dir.read();
+
+    if !restic_done.status.success() {
         if let Some(id) = summary.as_ref().and_then(|s| s.snapshot_id.clone()) {
+            eprintln!("lifeboat: removing snapshot {id} of a failed backup");
             let _ = restic.forget(&[id]).await;
         }
-        return Err(restic.failure("backup", &restic_done));
+        return Err(backup_failure(
+            &restic,
+            &db,
+            &tool_name,
+            &restic_done,
+            report.as_ref(),
+        ));
     }
     let Some(snapshot_id) = summary.as_ref().and_then(|s| s.snapshot_id.clone()) else {
         return Err(AgentError::ResticFailed {
@@ -144,6 +116,18 @@ async fn stream(
             status: "success".into(),
             detail: "restic reported no snapshot id".into(),
         });
+    };
+    // restic only records a snapshot when the wrapper exited 0, which it does only with a whole dump;
+    // the report and restic's count must still agree before the snapshot counts as a backup.
+    let measured = match report {
+        Some(report) if report.ok => report,
+        _ => {
+            let _ = restic.forget(std::slice::from_ref(&snapshot_id)).await;
+            return Err(AgentError::internal(
+                "confirming the snapshot",
+                "the dump's size and sha256 were not reported (is restic >= 0.17?)",
+            ));
+        }
     };
     if let Some(summary) = &summary {
         if summary.total_bytes_processed != measured.size {
@@ -158,30 +142,83 @@ async fn stream(
         }
         result.added_bytes = Some(added_bytes(summary));
     }
-    let final_id = confirm(&restic, &snapshot_id, &measured).await?;
-    result.snapshot_id = Some(final_id);
+    result.snapshot_id = Some(snapshot_id);
     result.size_bytes = Some(measured.size);
     result.sha256 = Some(measured.sha256);
     Ok(())
 }
 
-/// Records size and sha256 and removes the incomplete marker. If that fails the snapshot is forgotten:
-/// a dump nobody can check is not a backup to count on.
-async fn confirm(restic: &Restic, snapshot_id: &str, measured: &Measured) -> Result<String, AgentError> {
-    let add = vec![
-        format!("{TAG_SIZE}={}", measured.size),
-        format!("{TAG_SHA256}={}", measured.sha256),
+/// `lifeboat agent stream --report … -- <dump tool>` for restic to run, and what restic's environment
+/// must carry for it. The tool's environment changes come from the `Command` `Database` built: values
+/// it sets (the password) ride in restic's environment, never on a command line; variables it removes
+/// (restic's secrets) the wrapper removes again for the tool.
+fn wrapper_command(dump: &std::process::Command, report_dir: &ReportDir) -> Result<Wrapper, AgentError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| AgentError::internal("finding the agent's own program for restic to run", e))?;
+    let mut command: Vec<OsString> = vec![
+        exe.into(),
+        "agent".into(),
+        "stream".into(),
+        "--report".into(),
+        report_dir.path().into(),
     ];
-    match restic.retag(snapshot_id, &add, &[TAG_INCOMPLETE]).await {
-        Ok(id) => Ok(id),
-        Err(error) => {
-            let _ = restic.forget(&[snapshot_id.to_string()]).await;
-            Err(error)
+    let mut env = Vec::new();
+    for (name, value) in dump.get_envs() {
+        match value {
+            Some(value) => env.push((name.to_owned(), value.to_owned())),
+            None => {
+                command.push("--unset".into());
+                command.push(name.to_owned());
+            }
         }
     }
+    // The repository location may carry credentials; the tool has no use for it.
+    command.extend(["--unset".into(), "RESTIC_REPOSITORY".into()]);
+    command.push("--".into());
+    command.push(dump.get_program().to_owned());
+    command.extend(dump.get_args().map(ToOwned::to_owned));
+    Ok(Wrapper { env, command })
 }
 
-/// restic was interrupted before its input ended, so it should have written nothing; should a future
+/// The wrapper's command line and what restic's environment must add for it.
+struct Wrapper {
+    env: Vec<(OsString, OsString)>,
+    command: Vec<OsString>,
+}
+
+/// Why a backup failed, from restic's exit and the wrapper's report: the dump tool's own cause when it
+/// failed first, restic's otherwise (no report at all means restic failed before starting the dump).
+fn backup_failure(
+    restic: &Restic,
+    db: &Database,
+    tool_name: &str,
+    restic_done: &Finished,
+    report: Option<&Report>,
+) -> AgentError {
+    let Some(report) = report else {
+        return restic.failure("backup", restic_done);
+    };
+    if let Some(error) = &report.spawn_error {
+        return AgentError::ToolMissing {
+            tool: tool_name.to_string(),
+            source: std::io::Error::other(error.clone()),
+        };
+    }
+    // A restic that died or stopped reading first (lock, disk full) breaks the dump's pipe: its cause
+    // comes first.
+    if report.tool_succeeded || report.writer_closed_early {
+        return restic.failure("backup", restic_done);
+    }
+    let stderr = db.redactor.redact(&report.stderr);
+    db.failure_cause(&stderr)
+        .unwrap_or_else(|| AgentError::DumpFailed {
+            tool: tool_name.to_string(),
+            status: report.status.clone(),
+            detail: error_summary(&stderr),
+        })
+}
+
+/// restic was interrupted before it could finish, so it should have written nothing; should a future
 /// restic behave otherwise, the snapshot it reports is removed rather than left looking like a backup.
 async fn discard_stray_snapshot(restic: &Restic, stdout: JoinHandle<String>) {
     let stdout = stdout.await.unwrap_or_default();

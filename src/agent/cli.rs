@@ -62,7 +62,7 @@ pub struct RepositoryArgs {
     #[arg(long, env = "RESTIC_REPOSITORY", hide_env_values = true)]
     pub repository: String,
 
-    /// The restic program (>= 0.16 for --retry-lock; tested with 0.18).
+    /// The restic program (>= 0.17: backups use --stdin-from-command; tested with 0.18).
     #[arg(long, env = "LIFEBOAT_RESTIC", default_value = "restic")]
     pub restic: PathBuf,
 
@@ -202,6 +202,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub allow_unverified: bool,
 
+    /// sha256 of the dump as the backup measured it (the Backup's status): the restore fails if the
+    /// stream differs. Snapshots of older agents also carry it as a tag, which is checked as well.
+    #[arg(long, value_name = "HEX", env = "LIFEBOAT_EXPECT_SHA256")]
+    pub expect_sha256: Option<String>,
+
     #[command(flatten)]
     pub checks: ChecksArgs,
 
@@ -210,6 +215,23 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `lifeboat agent stream`: not for people. `restic backup --stdin-from-command` runs it around the dump
+/// tool, so the agent can measure the dump without standing between the two (see `stream.rs`).
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// Where to write the report (size, sha256, the tool's exit status and stderr tail) as JSON.
+    #[arg(long)]
+    pub report: PathBuf,
+
+    /// Environment variables the tool must not see (restic's secrets), repeatable.
+    #[arg(long = "unset", value_name = "NAME")]
+    pub unset: Vec<String>,
+
+    /// The dump tool and its arguments.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Args)]

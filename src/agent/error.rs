@@ -89,6 +89,13 @@ pub enum AgentError {
         actual_sha256: String,
     },
 
+    #[error("the stream restored as `latest` is not snapshot {snapshot} that the listing chose (expected sha256 {expected_sha256}, read {actual_sha256}): a backup probably finished as the restore started; the loader was stopped before the end of its input, run the restore again or pass --snapshot {snapshot}")]
+    LatestChanged {
+        snapshot: String,
+        expected_sha256: String,
+        actual_sha256: String,
+    },
+
     #[error(
         "no snapshot matches {selector}: check the snapshot id or tags, and that a backup has succeeded"
     )]
@@ -144,7 +151,9 @@ impl AgentError {
             AgentError::DumpFailed { .. } => Reason::DumpFailed,
             AgentError::LoadFailed { .. } => Reason::LoadFailed,
             AgentError::ResticFailed { .. } => Reason::ResticFailed,
-            AgentError::ChecksumMismatch { .. } => Reason::ChecksumMismatch,
+            AgentError::ChecksumMismatch { .. } | AgentError::LatestChanged { .. } => {
+                Reason::ChecksumMismatch
+            }
             AgentError::SnapshotNotFound { .. } => Reason::SnapshotNotFound,
             AgentError::SnapshotUnverified { .. } => Reason::SnapshotUnverified,
             AgentError::VerifyFailed { .. } => Reason::VerifyFailed,

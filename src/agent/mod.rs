@@ -16,13 +16,17 @@ pub mod restic;
 mod restore;
 pub mod result;
 mod signals;
+mod stream;
+mod tar;
 mod verify;
 
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
-use self::cli::{BackupArgs, CheckArgs, OutputArgs, PruneArgs, RestoreArgs, VerifyArgs, DEFAULT_RESULT_PATH};
+use self::cli::{
+    BackupArgs, CheckArgs, OutputArgs, PruneArgs, RestoreArgs, StreamArgs, VerifyArgs, DEFAULT_RESULT_PATH,
+};
 use self::error::AgentError;
 use self::process::Redactor;
 use self::result::{write_result, AgentResult, Mode};
@@ -36,9 +40,12 @@ pub enum AgentCommand {
     /// Stream a database dump or a directory into restic.
     Backup(BackupArgs),
     /// Restore a snapshot into a target database or directory.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Run a Restore's verification checks against a database.
     Verify(VerifyArgs),
+    /// Internal: run by `restic backup --stdin-from-command` around the dump tool (see stream.rs).
+    #[command(hide = true)]
+    Stream(StreamArgs),
     /// Apply retention (`restic forget --prune`).
     Prune(PruneArgs),
     /// Check the repository (`restic check`).
@@ -51,6 +58,10 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Runs one agent mode and returns the process exit code.
 pub async fn run(command: AgentCommand) -> i32 {
+    if let AgentCommand::Stream(args) = &command {
+        // Synchronous on purpose, on the main thread (see stream.rs); no result file of its own.
+        return stream::run(args);
+    }
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
     let stop = StopSignal::install();
@@ -119,6 +130,7 @@ async fn execute(
         AgentCommand::Verify(args) => verify::run(args, result, redactor).await,
         AgentCommand::Prune(args) => maintenance::prune(args, result, redactor).await,
         AgentCommand::Check(args) => maintenance::check(args, redactor).await,
+        AgentCommand::Stream(_) => unreachable!("handled before any mode starts"),
     }
 }
 
@@ -129,6 +141,7 @@ fn mode_of(command: &AgentCommand) -> Mode {
         AgentCommand::Verify(_) => Mode::Verify,
         AgentCommand::Prune(_) => Mode::Prune,
         AgentCommand::Check(_) => Mode::Check,
+        AgentCommand::Stream(_) => Mode::Backup,
     }
 }
 
@@ -139,6 +152,7 @@ fn output_of(command: &AgentCommand) -> &OutputArgs {
         AgentCommand::Verify(args) => &args.output,
         AgentCommand::Prune(args) => &args.output,
         AgentCommand::Check(args) => &args.output,
+        AgentCommand::Stream(_) => unreachable!("handled before any mode starts"),
     }
 }
 

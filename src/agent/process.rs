@@ -211,42 +211,55 @@ pub struct Measured {
     pub writer_closed_early: bool,
 }
 
-/// Copies `reader` to `writer`, hashing and counting every byte on the way, so the dump never touches the
-/// disk. When the writer goes away and `drain` is set, the rest is still read and hashed: for a restore
-/// that tells whether the snapshot was intact even if the loader stopped early. A backup does not drain:
-/// without restic the dump is worthless, and stopping early lets the dump tool end on a broken pipe.
-/// The writer is NOT closed here: closing it is the commit point the caller decides on.
-pub async fn pump<R, W>(reader: &mut R, writer: &mut W, drain: bool) -> Result<Measured, std::io::Error>
+/// Copies exactly `size` bytes from `reader` to `writer`, hashing and counting every byte on the way so
+/// the dump never touches the disk. When the writer goes away the rest is still read and hashed: that
+/// tells whether the snapshot was intact even if the loader stopped early. The writer is NOT closed
+/// here: closing it is the commit point the caller decides on. Everything is written except the last `hold_back` bytes, which are returned instead of written: a loader that
+/// knows where its input ends (pg_restore's custom format does) would otherwise commit before the caller
+/// has checked the sha256 of the whole stream. Ends early only if the reader does.
+pub async fn pump_holding_back<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    size: u64,
+    hold_back: u64,
+) -> Result<(Measured, Vec<u8>), std::io::Error>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let hold_back = hold_back.min(size);
     let mut buffer = vec![0u8; PUMP_BUFFER_BYTES];
+    let mut held = Vec::with_capacity(hold_back as usize);
     let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
+    let mut done: u64 = 0;
     let mut writer_open = true;
-    loop {
-        let n = reader.read(&mut buffer).await?;
+    while done < size {
+        let want = (size - done).min(buffer.len() as u64) as usize;
+        let n = reader.read(&mut buffer[..want]).await?;
         if n == 0 {
             break;
         }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-        if writer_open && writer.write_all(&buffer[..n]).await.is_err() {
+        let chunk = &buffer[..n];
+        hasher.update(chunk);
+        // The part of this chunk that lies before the held-back tail goes to the writer.
+        let pass = (size - hold_back).saturating_sub(done).min(n as u64) as usize;
+        if writer_open && pass > 0 && writer.write_all(&chunk[..pass]).await.is_err() {
             writer_open = false;
-            if !drain {
-                break;
-            }
         }
+        held.extend_from_slice(&chunk[pass..]);
+        done += n as u64;
     }
     if writer_open && writer.flush().await.is_err() {
         writer_open = false;
     }
-    Ok(Measured {
-        size,
-        sha256: hex::encode(hasher.finalize()),
-        writer_closed_early: !writer_open,
-    })
+    Ok((
+        Measured {
+            size: done,
+            sha256: hex::encode(hasher.finalize()),
+            writer_closed_early: !writer_open,
+        },
+        held,
+    ))
 }
 
 /// Makes a pipe hold more than the default 64 KiB, so pg_dump and restic stall less on each other's
@@ -271,11 +284,29 @@ mod tests {
         let data = b"hello lifeboat".repeat(100_000);
         let mut reader = &data[..];
         let mut out = Vec::new();
-        let measured = pump(&mut reader, &mut out, true).await.expect("pump");
+        let (measured, held) = pump_holding_back(&mut reader, &mut out, data.len() as u64, 0)
+            .await
+            .expect("pump");
         assert_eq!(out, data);
+        assert!(held.is_empty());
         assert_eq!(measured.size, data.len() as u64);
         assert_eq!(measured.sha256, hex::encode(Sha256::digest(&data)));
         assert!(!measured.writer_closed_early);
+    }
+
+    #[tokio::test]
+    async fn the_held_back_tail_is_hashed_but_not_written() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut reader = &data[..];
+        let mut out = Vec::new();
+        let (measured, held) = pump_holding_back(&mut reader, &mut out, 2_999_000, 65536)
+            .await
+            .expect("pump");
+        assert_eq!(measured.size, 2_999_000);
+        assert_eq!(measured.sha256, hex::encode(Sha256::digest(&data[..2_999_000])));
+        assert_eq!(out, &data[..2_999_000 - 65536]);
+        assert_eq!(held, &data[2_999_000 - 65536..2_999_000]);
+        assert_eq!(reader.len(), 1000, "nothing read past the size");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! password through RESTIC_PASSWORD / RESTIC_PASSWORD_FILE, which restic reads from the environment the
 //! agent inherited: neither is ever on a command line.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -14,9 +15,11 @@ use super::cli::RepositoryArgs;
 use super::error::{classify_restic, last_meaningful_line, AgentError};
 use super::process::{describe_status, run_capture, Finished, Redactor, Tool};
 
-/// Marks a snapshot whose content has not been confirmed yet. Set when restic starts writing the dump and
-/// removed (together with adding size and sha256) only after the dump tool and restic both succeeded, so
-/// a Job killed in between leaves a snapshot that restores and retention recognise as unfinished.
+/// Marks a snapshot whose content has not been confirmed yet. File backups set it when restic starts and
+/// remove it (adding the size) once restic read every file, so a Job killed in between leaves a snapshot
+/// that restores and retention recognise as unfinished. Database backups of older agents did the same;
+/// today's are written by `restic backup --stdin-from-command`, which records nothing unless the dump
+/// succeeded, so they never carry it.
 pub const TAG_INCOMPLETE: &str = "lifeboat-incomplete";
 pub const TAG_KIND: &str = "lifeboat-kind";
 pub const TAG_FORMAT: &str = "lifeboat-format";
@@ -43,6 +46,18 @@ pub struct Snapshot {
     /// For a snapshot rewritten by `restic tag`: the id it had before.
     #[serde(default)]
     pub original: Option<String>,
+    /// What restic ≥ 0.17 records about the backup run.
+    #[serde(default)]
+    pub summary: Option<SnapshotSummary>,
+}
+
+/// The part of a snapshot's `summary` the agent uses: for a dump, the size of the stream.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnapshotSummary {
+    #[serde(default)]
+    pub total_bytes_processed: u64,
+    #[serde(default)]
+    pub total_files_processed: u64,
 }
 
 impl Snapshot {
@@ -60,9 +75,24 @@ impl Snapshot {
         self.tags().iter().any(|t| t == tag)
     }
 
-    /// Complete means the agent confirmed the content: not marked incomplete and its size recorded.
+    /// Complete means made by the agent (it carries the kind tag) and not marked unfinished. Database
+    /// snapshots exist only once the dump succeeded; older agents' and file backups carry
+    /// `lifeboat-incomplete` until confirmed.
     pub fn is_complete(&self) -> bool {
-        !self.has_tag(TAG_INCOMPLETE) && self.tag_value(TAG_SIZE).is_some()
+        self.tag_value(TAG_KIND).is_some() && !self.has_tag(TAG_INCOMPLETE)
+    }
+
+    /// The stream sizes this snapshot vouches for: restic's summary (one file: the dump) and the size
+    /// tag of older agents. Both must match when both exist.
+    pub fn expected_sizes(&self) -> Vec<u64> {
+        let mut sizes = Vec::new();
+        if let Some(summary) = self.summary.as_ref().filter(|s| s.total_files_processed == 1) {
+            sizes.push(summary.total_bytes_processed);
+        }
+        if let Some(size) = self.tag_value(TAG_SIZE).and_then(|s| s.parse::<u64>().ok()) {
+            sizes.push(size);
+        }
+        sizes
     }
 
     pub fn timestamp(&self) -> Option<jiff::Timestamp> {
@@ -295,17 +325,21 @@ impl Restic {
         self.run(&args).await.map(|_| ())
     }
 
-    /// Starts `restic backup --stdin`: the caller feeds the dump and decides when to close stdin.
-    pub fn spawn_backup_stdin(
+    /// Starts `restic backup --stdin-from-command … -- <command>` (restic ≥ 0.17): restic runs the command
+    /// and records a snapshot only if it exits 0. `env` is added to restic's environment for the command
+    /// (the database password: restic passes its environment on and never prints it).
+    pub fn spawn_backup_command(
         &self,
         filename: &str,
         host: &str,
         tags: &[String],
+        env: &[(OsString, OsString)],
+        command: &[OsString],
     ) -> Result<Tool, AgentError> {
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<OsString> = vec![
             "backup".into(),
             "--json".into(),
-            "--stdin".into(),
+            "--stdin-from-command".into(),
             "--stdin-filename".into(),
             filename.into(),
             "--host".into(),
@@ -313,22 +347,29 @@ impl Restic {
         ];
         for tag in tags {
             args.push("--tag".into());
-            args.push(tag.clone());
+            args.push(tag.into());
         }
+        args.push("--".into());
+        args.extend(command.iter().cloned());
+        let mut restic = self.command(&args);
+        restic.envs(env.iter().map(|(k, v)| (k, v)));
+        Tool::spawn("restic", restic, Stdio::null(), Stdio::piped(), &self.redactor)
+    }
+
+    /// Starts `restic dump [--tag …] <snapshot> /`: the whole snapshot as a tar stream. The root rather
+    /// than the dump's path, because the path is only known from the snapshot listing that runs at the
+    /// same time (`tar.rs` reads the one file back out of the archive).
+    pub fn spawn_dump_archive(&self, snapshot: &str, tags: &[String]) -> Result<Tool, AgentError> {
+        let mut args = vec!["dump".to_string(), "--archive".into(), "tar".into()];
+        if !tags.is_empty() {
+            args.push("--tag".into());
+            args.push(tags.join(","));
+        }
+        args.push(snapshot.into());
+        args.push("/".into());
         Tool::spawn(
             "restic",
             self.command(&args),
-            Stdio::piped(),
-            Stdio::piped(),
-            &self.redactor,
-        )
-    }
-
-    /// Starts `restic dump <snapshot> <path>`, which writes the file to stdout.
-    pub fn spawn_dump(&self, snapshot: &str, path: &str) -> Result<Tool, AgentError> {
-        Tool::spawn(
-            "restic",
-            self.command(&["dump", snapshot, path]),
             Stdio::null(),
             Stdio::piped(),
             &self.redactor,
@@ -513,9 +554,14 @@ mod tests {
             paths: vec![],
             tags: Some(tags.iter().map(|t| t.to_string()).collect()),
             original: None,
+            summary: None,
         };
         assert!(!snapshot(&["lifeboat-incomplete", "lifeboat-kind=postgres"]).is_complete());
-        assert!(snapshot(&["lifeboat-size=12", "lifeboat-sha256=ab"]).is_complete());
+        // An older agent's confirmed snapshot, and today's (complete by existing).
+        assert!(
+            snapshot(&["lifeboat-kind=postgres", "lifeboat-size=12", "lifeboat-sha256=ab"]).is_complete()
+        );
+        assert!(snapshot(&["lifeboat-kind=postgres", "lifeboat-format=custom"]).is_complete());
         assert!(!snapshot(&["policy=x"]).is_complete());
         assert_eq!(snapshot(&["lifeboat-size=12"]).tag_value(TAG_SIZE), Some("12"));
     }

@@ -365,7 +365,7 @@ enum Resolution {
 async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
     let spec = &run.restore.spec.source;
     let namespace = &run.namespace;
-    let (policy_name, snapshot) = if let Some(backup_ref) = &spec.backup_ref {
+    let (policy_name, snapshot, sha256) = if let Some(backup_ref) = &spec.backup_ref {
         let backups: Api<Backup> = run.api();
         let Some(backup) = backups.get_opt(&backup_ref.name).await? else {
             return Ok(Resolution::Invalid(
@@ -379,7 +379,12 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
         let status = backup.status.clone().unwrap_or_default();
         match status.phase {
             Some(BackupPhase::Succeeded) => match status.snapshot_id {
-                Some(id) => (backup.spec.policy_ref.name.clone(), Some(id)),
+                // The sha256 the backup measured: the restore checks the stream against it.
+                Some(id) => (
+                    backup.spec.policy_ref.name.clone(),
+                    Some(id),
+                    status.sha256.clone(),
+                ),
                 None => {
                     return Ok(Resolution::Invalid(
                         "SnapshotNotFound",
@@ -405,7 +410,7 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
             }
         }
     } else if let Some(policy_ref) = &spec.policy_ref {
-        (policy_ref.name.clone(), spec.snapshot.clone())
+        (policy_ref.name.clone(), spec.snapshot.clone(), None)
     } else {
         return Ok(Resolution::Invalid(
             "InvalidSource",
@@ -420,7 +425,7 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
         ));
     };
     Ok(Resolution::Ready(
-        plan::latest_of_policy(&policy_name, namespace, snapshot.as_deref()),
+        plan::latest_of_policy(&policy_name, namespace, snapshot.as_deref()).with_sha256(sha256),
         Box::new(policy),
     ))
 }

@@ -147,6 +147,9 @@ pub struct ResolvedSource {
     /// A restic id, or `latest` (then `tags` select the policy's snapshots).
     pub snapshot: String,
     pub tags: Vec<String>,
+    /// The sha256 a Backup's status recorded for its snapshot: the restore checks the stream against it
+    /// (`--expect-sha256`). Database snapshots carry no sha256 tag since the agent stopped re-tagging them.
+    pub sha256: Option<String>,
 }
 
 pub fn latest_of_policy(policy: &str, namespace: &str, snapshot: Option<&str>) -> ResolvedSource {
@@ -155,6 +158,15 @@ pub fn latest_of_policy(policy: &str, namespace: &str, snapshot: Option<&str>) -
         snapshot: snapshot.unwrap_or("latest").to_owned(),
         // The tags every backup Job of this policy writes (jobs::backup_invocation).
         tags: vec![format!("policy={policy}"), format!("namespace={namespace}")],
+        sha256: None,
+    }
+}
+
+impl ResolvedSource {
+    /// The sha256 of a resolved Backup (its status), for a restore of exactly that snapshot.
+    pub fn with_sha256(mut self, sha256: Option<String>) -> ResolvedSource {
+        self.sha256 = sha256.filter(|s| !s.is_empty());
+        self
     }
 }
 
@@ -257,6 +269,9 @@ pub fn restore_invocation(
         for tag in &source.tags {
             args.extend(["--tag".into(), tag.clone()]);
         }
+    } else if let Some(sha256) = &source.sha256 {
+        // Only with a pinned id: the sha256 belongs to that snapshot, not to whatever `latest` is.
+        args.extend(["--expect-sha256".into(), sha256.clone()]);
     }
     match prepare {
         Prepare::Recreate => args.push("--drop-database".into()),
@@ -794,6 +809,17 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
             "{args}"
         );
         assert!(!args.contains("--tag") && !args.contains("--checks"), "{args}");
+
+        let sha = "ab".repeat(32);
+        let of_backup =
+            latest_of_policy("hotel-db", "hotel", Some("4f42669d")).with_sha256(Some(sha.clone()));
+        let args = restore_invocation(&of_backup, &policy(), &connection, Prepare::Nothing, false, None)
+            .args
+            .join(" ");
+        assert!(
+            args.contains(&format!("--snapshot 4f42669d --expect-sha256 {sha}")),
+            "{args}"
+        );
     }
 
     #[test]
