@@ -306,8 +306,16 @@ async fn stream(
         }
     }
     let (mut dump, mut entry) = header_or_failure(dump, restic, &snapshot).await?;
-    if latest && is_newest && !matches(&entry) {
-        // A backup finished between the listing and the dump, so `latest` streams another snapshot.
+    // restic stamps a `--stdin` file with its snapshot's time (rounded to the second by Go's tar writer):
+    // a different time means `latest` resolved to another snapshot, even one of exactly the same size.
+    let same_snapshot = |entry: &tar::Entry| {
+        snapshot
+            .timestamp()
+            .is_some_and(|time| (entry.mtime - time.as_second()).abs() <= 1)
+    };
+    if latest && is_newest && (!matches(&entry) || !same_snapshot(&entry)) {
+        // A backup finished between the listing and the dump, so `latest` streams another snapshot (a
+        // snapshot made by hand, whose file keeps its own mtime, is also dumped again by id: slower, safe).
         eprintln!(
             "lifeboat: `latest` changed while the restore started, restoring {} by id",
             short(&snapshot.id)

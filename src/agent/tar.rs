@@ -15,6 +15,9 @@ pub struct Entry {
     /// As in the archive: relative, without the snapshot path's leading `/`.
     pub name: String,
     pub size: u64,
+    /// Modification time, whole seconds since the epoch. For a `--stdin` file restic records the
+    /// snapshot's own time here, which tells two snapshots of the same size apart.
+    pub mtime: i64,
 }
 
 fn invalid(message: impl Into<String>) -> std::io::Error {
@@ -27,6 +30,7 @@ pub async fn first_file<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result
     let mut block = [0u8; BLOCK];
     let mut long_name: Option<String> = None;
     let mut pax_size: Option<u64> = None;
+    let mut pax_mtime: Option<i64> = None;
     loop {
         if !read_block(reader, &mut block).await? || block.iter().all(|b| *b == 0) {
             return Ok(None);
@@ -36,11 +40,17 @@ pub async fn first_file<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result
             b'0' | 0 | b'7' => {
                 let name = long_name.take().unwrap_or_else(|| header_name(&block));
                 let size = pax_size.take().unwrap_or(size);
-                return Ok(Some(Entry { name, size }));
+                let mtime = match pax_mtime.take() {
+                    Some(mtime) => mtime,
+                    None => i64::try_from(parse_number(&block[136..148])?)
+                        .map_err(|_| invalid("bad tar mtime"))?,
+                };
+                return Ok(Some(Entry { name, size, mtime }));
             }
             b'5' => {
                 long_name = None;
                 pax_size = None;
+                pax_mtime = None;
                 skip(reader, size).await?;
             }
             b'x' => {
@@ -49,6 +59,11 @@ pub async fn first_file<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result
                     match key.as_str() {
                         "path" => long_name = Some(value),
                         "size" => pax_size = Some(value.parse().map_err(|_| invalid("bad PAX size"))?),
+                        // Seconds, possibly with a fraction ("1795458000.123456789").
+                        "mtime" => {
+                            let seconds = value.split('.').next().unwrap_or_default();
+                            pax_mtime = Some(seconds.parse().map_err(|_| invalid("bad PAX mtime"))?);
+                        }
                         _ => {}
                     }
                 }
@@ -206,6 +221,8 @@ mod tests {
         block[..name.len()].copy_from_slice(name.as_bytes());
         let size = format!("{size:011o}");
         block[124..135].copy_from_slice(size.as_bytes());
+        let mtime = format!("{:011o}", 1_795_458_000u64);
+        block[136..147].copy_from_slice(mtime.as_bytes());
         block[156] = kind;
         block[257..263].copy_from_slice(b"ustar\0");
         block
@@ -233,7 +250,8 @@ mod tests {
             entry,
             Entry {
                 name: "dir/hotel.pgdump".into(),
-                size: 11
+                size: 11,
+                mtime: 1_795_458_000,
             }
         );
         let mut body = vec![0u8; 11];
@@ -244,7 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn pax_headers_override_name_and_size_and_a_second_file_is_noticed() {
-        let records = b"29 path=a-very-long-name.sql\n11 size=12\n".to_vec();
+        let records = b"29 path=a-very-long-name.sql\n11 size=12\n22 mtime=1795458001.5\n".to_vec();
         let mut pax = records.clone();
         pax.resize(BLOCK, 0);
         let mut body = b"0123456789ab".to_vec();
@@ -265,7 +283,8 @@ mod tests {
             entry,
             Entry {
                 name: "a-very-long-name.sql".into(),
-                size: 12
+                size: 12,
+                mtime: 1_795_458_001,
             }
         );
         skip_exact(&mut reader, 12).await.expect("body");

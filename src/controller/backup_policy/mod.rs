@@ -124,7 +124,11 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             status.last_schedule_time = Some(Time(slot));
         }
     }
-    let handled_until = status.last_schedule_time.clone().map(|t| t.0).unwrap_or(created);
+    // Never before the policy existed: Backups of a deleted namesake may still await garbage collection.
+    let handled_until = status
+        .last_schedule_time
+        .clone()
+        .map_or(created, |t| t.0.max(created));
     let jitter = plan::jitter_for(
         &policy.uid().unwrap_or_default(),
         parse_optional(&policy.spec.jitter),
@@ -149,8 +153,16 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             // At a slot the Backup is created and nothing else: status, history and freshness follow in
             // the reconcile its creation triggers (which finds it, annotated with its slot, above), so
             // with hundreds of policies due at once each makes one API call before the next starts.
-            create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
-            return Ok(Action::requeue(Duration::from_secs(1)));
+            match create_slot_backup(&ctx, &policy, &backups_api, slot).await? {
+                Created::New(_) => return Ok(Action::requeue(Duration::from_secs(1))),
+                // Already there (made before a restart, or our cache lags): record the slot now.
+                Created::Existed(name) => {
+                    status.last_schedule_time = Some(Time(slot));
+                    if !status.active.contains(&name) {
+                        status.active.push(name);
+                    }
+                }
+            }
         }
         SlotDecision::Replace { slot, running } => {
             for old in &running {
@@ -164,7 +176,9 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
                 format!("replaced running {}", running.join(", ")),
             )
             .await;
-            let created = create_slot_backup(&ctx, &policy, &backups_api, slot).await?;
+            let created = create_slot_backup(&ctx, &policy, &backups_api, slot)
+                .await?
+                .name();
             status.last_schedule_time = Some(Time(slot));
             status.active.retain(|name| !running.contains(name));
             status.active.push(created);
@@ -274,10 +288,33 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 
     // Requeue exactly for the next slot or the moment the policy would turn Stale (Backup and Job
     // changes wake it earlier through the watches).
+    // While Backups run, look again every few seconds: the watch that wakes this controller is not the
+    // one that fills the Backup cache, so a finish can be seen here before the cache has it.
+    if !status.active.is_empty() {
+        let soon = now + ACTIVE_RECHECK;
+        wake_up = Some(wake_up.map_or(soon, |w| w.min(soon)));
+    }
     Ok(match wake_up {
         Some(at) => Action::requeue(until(now, at)),
         None => Action::await_change(),
     })
+}
+
+/// How often a policy with running Backups re-reads them (from the cache: no API call).
+const ACTIVE_RECHECK: Duration = Duration::from_secs(5);
+
+/// What creating a slot's Backup found.
+enum Created {
+    New(String),
+    Existed(String),
+}
+
+impl Created {
+    fn name(self) -> String {
+        match self {
+            Created::New(name) | Created::Existed(name) => name,
+        }
+    }
 }
 
 fn is_finished(backup: &Backup) -> bool {
@@ -488,7 +525,7 @@ async fn create_slot_backup(
     policy: &BackupPolicy,
     api: &Api<Backup>,
     slot: Timestamp,
-) -> Result<String, ReconcileError> {
+) -> Result<Created, ReconcileError> {
     let name = plan::backup_name_for_slot(&policy.name_any(), slot);
     let backup = Backup {
         metadata: ObjectMeta {
@@ -517,10 +554,10 @@ async fn create_slot_backup(
                 format!("created Backup {name} for the {slot} slot"),
             )
             .await;
-            Ok(name)
+            Ok(Created::New(name))
         }
         // Created before a restart: the deterministic name makes this a no-op.
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(name),
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(Created::Existed(name)),
         Err(error) => Err(error.into()),
     }
 }
