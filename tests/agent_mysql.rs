@@ -184,3 +184,86 @@ fn a_failed_mariadb_restore_is_reported_with_the_first_error() {
     );
     run.assert_failed("DatabaseMissing");
 }
+
+/// Forwards 127.0.0.1:`port` to the test MariaDB, but only from `after` on: a server that was just
+/// started (a Restore's scratch server) and does not take connections yet.
+fn late_proxy_to_mariadb(port: u16, after: std::time::Duration) {
+    use std::net::{TcpListener, TcpStream};
+    let target = mariadb().port;
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the late port");
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(("127.0.0.1", target)).expect("reach MariaDB");
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn a_restore_told_to_wait_reaches_a_server_that_comes_up_late() {
+    let my = mariadb();
+    let repo = Repo::new();
+    create_crm(my, "crm_late");
+    agent(
+        "backup",
+        &backup_args(my, "crm_late", &repo, &[]),
+        Some(MY_PASSWORD),
+    )
+    .assert_ok();
+
+    let port = free_port();
+    late_proxy_to_mariadb(port, std::time::Duration::from_secs(3));
+    let mut args = strings(&["--target", "mysql", "--repository", &repo.repository_arg()]);
+    args.extend(strings(&["--host", "127.0.0.1", "--port", &port.to_string()]));
+    args.extend(strings(&["--user", MY_USER, "--database", "crm_late_copy"]));
+    args.extend(strings(&["--drop-database", "--wait-for-database", "60"]));
+    let restore = agent("restore", &args, Some(MY_PASSWORD));
+    restore.assert_ok();
+    assert!(
+        restore.stderr.contains("retrying for up to 60s"),
+        "{}",
+        restore.stderr
+    );
+    assert_eq!(
+        my.table_content("crm_late", "users"),
+        my.table_content("crm_late_copy", "users")
+    );
+}
+
+#[test]
+fn a_restore_stops_waiting_for_a_server_that_never_comes_up() {
+    let repo = Repo::new();
+    let port = free_port().to_string();
+    let mut args = strings(&["--target", "mysql", "--repository", &repo.repository_arg()]);
+    args.extend(strings(&["--host", "127.0.0.1", "--port", &port]));
+    args.extend(strings(&[
+        "--user",
+        MY_USER,
+        "--database",
+        "crm",
+        "--wait-for-database",
+        "3",
+    ]));
+    let started = std::time::Instant::now();
+    let run = agent("restore", &args, Some(MY_PASSWORD));
+    run.assert_failed("DatabaseUnreachable");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        run.message().contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        run.message()
+    );
+}

@@ -207,6 +207,16 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "HEX", env = "LIFEBOAT_EXPECT_SHA256")]
     pub expect_sha256: Option<String>,
 
+    /// Seconds to keep retrying while the target database cannot be reached yet (a server that was just
+    /// started, like a Restore's scratch server). 0, the default: an unreachable target fails at once.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        env = "LIFEBOAT_WAIT_FOR_DATABASE"
+    )]
+    pub wait_for_database: u64,
+
     #[command(flatten)]
     pub checks: ChecksArgs,
 

@@ -2,6 +2,7 @@
 //! commands (from `postgres.rs` / `mysql.rs`) wrapped with the password in the child's environment.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
@@ -9,6 +10,9 @@ use super::cli::{DatabaseArgs, Engine, PgFormat, PgScope};
 use super::error::{classify_database, first_error_line, AgentError, DbContext};
 use super::process::{run_capture, Finished, Redactor};
 use super::{mysql, postgres};
+
+/// Between two attempts to reach a server that is still starting.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// restic's secrets, kept away from database clients (they do not need them).
 const RESTIC_SECRETS: [&str; 3] = [
@@ -244,6 +248,34 @@ impl Database {
         match classify_database(&finished.stderr, &context) {
             Some(fatal) => QueryError::Fatal(fatal),
             None => QueryError::Sql(first_error_line(&finished.stderr)),
+        }
+    }
+
+    /// Waits until the server answers a query, for at most `limit`: a server that has just started can
+    /// accept TCP before it answers (MariaDB listens while its init file still runs). Only "cannot
+    /// reach" is retried; a wrong password or any other answer ends the wait at once.
+    pub async fn wait_until_reachable(&self, limit: Duration) -> Result<(), AgentError> {
+        let started = Instant::now();
+        loop {
+            let why = match self.query(None, "select 1", false).await {
+                Ok(_) => return Ok(()),
+                // PostgreSQL refuses connections with this until its recovery has finished.
+                Err(QueryError::Sql(detail)) if detail.contains("is starting up") => detail,
+                // Any answer, even "no such database", means the server is up.
+                Err(QueryError::Sql(_) | QueryError::Fatal(AgentError::DatabaseMissing { .. })) => {
+                    return Ok(())
+                }
+                Err(QueryError::Fatal(AgentError::DatabaseUnreachable { detail, .. })) => detail,
+                Err(QueryError::Fatal(error)) => return Err(error),
+            };
+            if started.elapsed() + RETRY_PAUSE > limit {
+                return Err(AgentError::DatabaseUnreachable {
+                    endpoint: self.context.endpoint.clone(),
+                    detail: why,
+                });
+            }
+            eprintln!("lifeboat: {why}; retrying for up to {}s", limit.as_secs());
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 

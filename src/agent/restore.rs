@@ -59,6 +59,12 @@ pub async fn run(
         Kind::Postgres => Engine::Postgres,
         Kind::Mysql => Engine::Mysql,
     };
+    if args.wait_for_database > 0 {
+        // Before the dump starts: restic need not hold a stream open while the server comes up.
+        Database::from_args(engine, &args.db, false, redactor)?
+            .wait_until_reachable(Duration::from_secs(args.wait_for_database))
+            .await?;
+    }
     let db = stream(&restic, engine, args, result, redactor, stop).await?;
 
     if let Some(spec) = checks {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -165,7 +165,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             }
         }
         SlotDecision::Replace { slot, running } => {
-            for old in &running {
+            for old in backups.iter().filter(|b| running.contains(&b.name_any())) {
                 delete_ignoring_absent(&backups_api, old).await?;
             }
             publish(
@@ -588,16 +588,25 @@ async fn enforce_history(
         finished.sort_by_key(|b| completion(b));
         let excess = finished.len().saturating_sub(limit.max(0) as usize);
         for old in finished.into_iter().take(excess) {
-            delete_ignoring_absent(api, &old.name_any()).await?;
+            delete_ignoring_absent(api, old).await?;
         }
     }
     Ok(())
 }
 
-async fn delete_ignoring_absent(api: &Api<Backup>, name: &str) -> Result<(), ReconcileError> {
-    match api.delete(name, &DeleteParams::background()).await {
+/// Deletes the Backup as the cache saw it: the uid precondition keeps a lagging cache from deleting a
+/// newer object that took the same name (409 then, and nothing is deleted).
+async fn delete_ignoring_absent(api: &Api<Backup>, backup: &Backup) -> Result<(), ReconcileError> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: backup.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&backup.name_any(), &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+        Err(kube::Error::Api(response)) if response.code == 404 || response.code == 409 => Ok(()),
         Err(error) => Err(error.into()),
     }
 }

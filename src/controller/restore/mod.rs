@@ -318,20 +318,17 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
 
     // 6. The restore (and verification) itself. Intent first: phase Running and the Job's name.
     let prepare = plan::prepare_for(&run.restore.spec);
-    // A scratch PostgreSQL has none of production's roles: restore without ownership and grants.
-    let no_owner = run
-        .restore
-        .spec
-        .target
-        .scratch
-        .as_ref()
-        .is_some_and(|scratch| scratch.engine == crate::api::common::ScratchEngine::Postgres);
     let invocation = plan::restore_invocation(
         &source,
         &policy.spec,
         &connection,
         prepare,
-        no_owner,
+        run.restore
+            .spec
+            .target
+            .scratch
+            .as_ref()
+            .map(|scratch| scratch.engine),
         run.restore.spec.verify.as_ref(),
     );
     run.status.job_name = Some(restore_job_name.clone());

@@ -19,6 +19,8 @@ use crate::jobs::{AgentReport, JobOutcome};
 
 /// Where a restore's files target is mounted in the agent's Pod.
 const DATA_MOUNT: &str = "/data";
+/// How long a restore Job retries a Ready scratch server that does not answer yet.
+const SCRATCH_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The guard's check that the target has no tables (its name in the agent's result is `query:empty`).
 const EMPTY_CHECK: &str = "empty";
 
@@ -233,7 +235,7 @@ pub fn restore_invocation(
     policy: &BackupPolicySpec,
     connection: &Connection,
     prepare: Prepare,
-    no_owner: bool,
+    scratch: Option<ScratchEngine>,
     verify: Option<&VerifySpec>,
 ) -> Invocation {
     let mut args: Vec<String> = vec!["agent".into(), "restore".into()];
@@ -278,8 +280,17 @@ pub fn restore_invocation(
         Prepare::CreateIfMissing => args.push("--create-database".into()),
         Prepare::Nothing => {}
     }
-    if no_owner {
+    // A scratch PostgreSQL has none of production's roles: restore without ownership and grants.
+    if scratch == Some(ScratchEngine::Postgres) {
         args.push("--no-owner".into());
+    }
+    if scratch.is_some() {
+        // A Ready scratch Pod only means its port is open: MariaDB listens while its init file still
+        // runs, so the agent keeps trying for a while before calling the server unreachable.
+        args.extend([
+            "--wait-for-database".into(),
+            SCRATCH_ANSWER_TIMEOUT.as_secs().to_string(),
+        ]);
     }
     if let Some(verify) = verify.filter(|v| has_checks(v)) {
         // JSON of the spec as the user wrote it: the agent parses the same type.
@@ -780,7 +791,7 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
             &policy(),
             &connection,
             Prepare::CreateIfMissing,
-            false,
+            None,
             restore.verify.as_ref(),
         );
         let args = call.args.join(" ");
@@ -801,11 +812,18 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
         assert!(password.value.is_none() && password.value_from.is_some());
 
         let pinned = latest_of_policy("hotel-db", "hotel", Some("4f42669d"));
-        let args = restore_invocation(&pinned, &policy(), &connection, Prepare::Recreate, true, None)
-            .args
-            .join(" ");
+        let args = restore_invocation(
+            &pinned,
+            &policy(),
+            &connection,
+            Prepare::Recreate,
+            Some(ScratchEngine::Postgres),
+            None,
+        )
+        .args
+        .join(" ");
         assert!(
-            args.contains("--snapshot 4f42669d --drop-database --no-owner"),
+            args.contains("--snapshot 4f42669d --drop-database --no-owner --wait-for-database 60"),
             "{args}"
         );
         assert!(!args.contains("--tag") && !args.contains("--checks"), "{args}");
@@ -813,7 +831,7 @@ repository: {restic: {repository: /backups/hotel, passwordSecretRef: {name: rest
         let sha = "ab".repeat(32);
         let of_backup =
             latest_of_policy("hotel-db", "hotel", Some("4f42669d")).with_sha256(Some(sha.clone()));
-        let args = restore_invocation(&of_backup, &policy(), &connection, Prepare::Nothing, false, None)
+        let args = restore_invocation(&of_backup, &policy(), &connection, Prepare::Nothing, None, None)
             .args
             .join(" ");
         assert!(
