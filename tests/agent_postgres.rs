@@ -487,3 +487,101 @@ fn a_restore_that_fails_changes_nothing_in_the_target() {
     assert_eq!(pg.tables("shop_atomic_target"), vec!["public.orders".to_string()]);
     assert_eq!(pg.psql("shop_atomic_target", "select keep from orders"), "42");
 }
+
+/// A `restic` that logs each invocation's arguments to `log`, then runs the real one.
+fn logging_restic(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join("restic-runs.log");
+    let wrapper = dir.join("restic");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            restic_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (wrapper, log)
+}
+
+#[test]
+fn a_restore_of_a_backups_snapshot_runs_restic_once_and_still_refuses_a_wrong_stream() {
+    let pg = postgres();
+    let repo = Repo::new();
+    create_shop(pg, "shop_pinned");
+    let backup = agent(
+        "backup",
+        &backup_args(pg, "shop_pinned", &repo, &[]),
+        Some(PG_PASSWORD),
+    );
+    backup.assert_ok();
+    let id = backup.result["snapshotId"].as_str().expect("id").to_string();
+    let sha = backup.result["sha256"].as_str().expect("sha").to_string();
+    let taken: jiff::Timestamp = repo.snapshots()[0]["time"].as_str().unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (restic, log) = logging_restic(dir.path());
+    let restic = restic.display().to_string();
+
+    // What the Restore controller passes for a Backup: its full snapshot id and its sha256.
+    pg.create_database("shop_pinned_restored");
+    let wrong = "0".repeat(64);
+    let refused = agent_env(
+        "restore",
+        &restore_args(
+            pg,
+            "shop_pinned_restored",
+            &repo,
+            &["--snapshot", &id, "--expect-sha256", &wrong],
+        ),
+        Some(PG_PASSWORD),
+        &[("LIFEBOAT_RESTIC", &restic)],
+    );
+    refused.assert_failed("ChecksumMismatch");
+    assert!(
+        pg.tables("shop_pinned_restored").is_empty(),
+        "a wrong stream committed"
+    );
+
+    std::fs::remove_file(&log).unwrap();
+    let restore = agent_env(
+        "restore",
+        &restore_args(
+            pg,
+            "shop_pinned_restored",
+            &repo,
+            &["--snapshot", &id, "--expect-sha256", &sha],
+        ),
+        Some(PG_PASSWORD),
+        &[("LIFEBOAT_RESTIC", &restic)],
+    );
+    restore.assert_ok();
+    assert_same_tables(pg, "shop_pinned", "shop_pinned_restored");
+    let runs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(runs.lines().count(), 1, "restic runs:\n{runs}");
+    assert!(runs.starts_with("dump "), "{runs}");
+    assert_eq!(restore.result["snapshotId"], id.as_str());
+    let reported: jiff::Timestamp = restore.result["snapshotTime"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (reported.as_second() - taken.as_second()).abs() <= 1,
+        "reported {reported}, taken {taken}"
+    );
+
+    // Without the sha256 the stream cannot vouch for itself: the snapshot is looked up as before.
+    std::fs::remove_file(&log).unwrap();
+    agent_env(
+        "restore",
+        &restore_args(
+            pg,
+            "shop_pinned_restored",
+            &repo,
+            &["--snapshot", &id, "--drop-database"],
+        ),
+        Some(PG_PASSWORD),
+        &[("LIFEBOAT_RESTIC", &restic)],
+    )
+    .assert_ok();
+    let runs = std::fs::read_to_string(&log).unwrap();
+    assert!(runs.contains("snapshots"), "{runs}");
+}
