@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdout;
 
 use super::cli::{Engine, Kind, RestoreArgs};
@@ -267,30 +267,14 @@ async fn stream(
     let latest = args.snapshot == "latest";
     let filter = if latest { latest_filter(args) } else { vec![] };
     let mut dump = Dump::start(restic, &args.snapshot, &filter)?;
-    // The dump file's header and first bytes, when read before the listing (see `vouched_by_stream`).
-    let mut early: Option<(tar::Entry, Vec<u8>)> = None;
-    if pinned_with_sha256(args) && engine == Engine::Postgres {
-        let (started, entry) = header_or_failure(dump, restic, &args.snapshot).await?;
-        let (started, prefix) = started.read_prefix(restic, &args.snapshot, &entry).await?;
-        dump = started;
-        early = Some((entry, prefix));
+    let checked = async {
+        let lookup = lookup(restic, args).await?;
+        let is_newest = lookup.is_newest;
+        let snapshot = accept(lookup.snapshot, args)?;
+        let format = snapshot_format(&snapshot, engine)?;
+        Ok::<_, AgentError>((snapshot, format, is_newest))
     }
-    let vouched = early
-        .as_ref()
-        .and_then(|(entry, prefix)| vouched_by_stream(args, entry, prefix));
-    let checked = match vouched {
-        Some(snapshot) => Ok((snapshot, PG_CUSTOM.to_string(), true)),
-        None => {
-            async {
-                let lookup = lookup(restic, args).await?;
-                let is_newest = lookup.is_newest;
-                let snapshot = accept(lookup.snapshot, args)?;
-                let format = snapshot_format(&snapshot, engine)?;
-                Ok::<_, AgentError>((snapshot, format, is_newest))
-            }
-            .await
-        }
-    };
+    .await;
     let (snapshot, format, is_newest) = match checked {
         Ok(checked) => checked,
         Err(error) => {
@@ -320,7 +304,6 @@ async fn stream(
         );
         dump.stop().await;
         dump = Dump::start(restic, &snapshot.id, &[])?;
-        early = None;
     }
     if format != "dumpall" {
         if let Err(error) = db.prepare_target(args.drop_database, args.create_database).await {
@@ -328,13 +311,7 @@ async fn stream(
             return Err(error);
         }
     }
-    let (mut dump, mut entry, prefix) = match early {
-        Some((entry, prefix)) => (dump, entry, prefix),
-        None => {
-            let (dump, entry) = header_or_failure(dump, restic, &snapshot.id).await?;
-            (dump, entry, Vec::new())
-        }
-    };
+    let (mut dump, mut entry) = header_or_failure(dump, restic, &snapshot).await?;
     // restic stamps a `--stdin` file with its snapshot's time (rounded to the second by Go's tar writer):
     // a different time means `latest` resolved to another snapshot, even one of exactly the same size.
     let same_snapshot = |entry: &tar::Entry| {
@@ -350,8 +327,7 @@ async fn stream(
             short(&snapshot.id)
         );
         dump.stop().await;
-        (dump, entry) =
-            header_or_failure(Dump::start(restic, &snapshot.id, &[])?, restic, &snapshot.id).await?;
+        (dump, entry) = header_or_failure(Dump::start(restic, &snapshot.id, &[])?, restic, &snapshot).await?;
     }
     if !matches(&entry) {
         dump.stop().await;
@@ -391,10 +367,8 @@ async fn stream(
         stdout: mut dump_stdout,
     } = dump;
     let copied = async {
-        // The bytes read before the listing, if any, come first: they are part of the measured stream.
-        let mut source = prefix.as_slice().chain(&mut dump_stdout);
         let (measured, held) =
-            pump_holding_back(&mut source, &mut loader_stdin, entry.size, HOLD_BACK_BYTES).await?;
+            pump_holding_back(&mut dump_stdout, &mut loader_stdin, entry.size, HOLD_BACK_BYTES).await?;
         let single = tar::finish(&mut dump_stdout, entry.size).await?;
         Ok::<_, std::io::Error>((measured, held, single))
     };
@@ -493,90 +467,28 @@ async fn latest_moved(restic: &Restic, args: &RestoreArgs, chosen: &Snapshot) ->
 async fn header_or_failure(
     mut dump: Dump,
     restic: &Restic,
-    snapshot: &str,
+    snapshot: &Snapshot,
 ) -> Result<(Dump, tar::Entry), AgentError> {
     let detail = match tar::first_file(&mut dump.stdout).await {
         Ok(Some(entry)) => return Ok((dump, entry)),
         Ok(None) => "it holds no file".to_string(),
         Err(error) => error.to_string(),
     };
-    Err(dump.failure(restic, snapshot, &detail).await)
-}
-
-impl Dump {
-    /// The first bytes of the dump file (up to the length of a custom-format dump's magic), read so the
-    /// stream can vouch for itself; they are passed on to the loader before the rest.
-    async fn read_prefix(
-        mut self,
-        restic: &Restic,
-        snapshot: &str,
-        entry: &tar::Entry,
-    ) -> Result<(Dump, Vec<u8>), AgentError> {
-        let mut prefix = vec![0u8; PG_CUSTOM_MAGIC.len().min(entry.size as usize)];
-        match self.stdout.read_exact(&mut prefix).await {
-            Ok(_) => Ok((self, prefix)),
-            Err(error) => Err(self.failure(restic, snapshot, &error.to_string()).await),
-        }
+    let Dump { mut tool, stdout } = dump;
+    drop(stdout);
+    // restic closed its output: it is exiting, normally on its own.
+    let finished = if tokio::time::timeout(DUMP_GRACE, tool.child.wait()).await.is_ok() {
+        tool.wait().await?
+    } else {
+        tool.stop(DUMP_GRACE).await?
+    };
+    if !finished.status.success() && !finished.killed_by_us {
+        return Err(restic.failure("dump", &finished));
     }
-
-    /// Why the stream ended early: restic's own failure (no such snapshot, locked, unreachable) when it
-    /// exited non-zero, else the snapshot is not a single dump file.
-    async fn failure(self, restic: &Restic, snapshot: &str, detail: &str) -> AgentError {
-        match self.finish(restic).await {
-            Err(error) => error,
-            Ok(()) => AgentError::InvalidArguments(format!(
-                "snapshot {} is not a single dump file: {detail}",
-                short(snapshot)
-            )),
-        }
-    }
-
-    /// Waits for restic after its output was abandoned: an error when it failed on its own.
-    async fn finish(self, restic: &Restic) -> Result<(), AgentError> {
-        let Dump { mut tool, stdout } = self;
-        drop(stdout);
-        // restic closed its output: it is exiting, normally on its own.
-        let finished = if tokio::time::timeout(DUMP_GRACE, tool.child.wait()).await.is_ok() {
-            tool.wait().await?
-        } else {
-            tool.stop(DUMP_GRACE).await?
-        };
-        if !finished.status.success() && !finished.killed_by_us {
-            return Err(restic.failure("dump", &finished));
-        }
-        Ok(())
-    }
-}
-
-/// A PostgreSQL custom-format dump starts with these bytes (pg_restore refuses anything else).
-const PG_CUSTOM_MAGIC: &[u8] = b"PGDMP";
-const PG_CUSTOM: &str = "custom";
-
-/// A full snapshot id and the sha256 its backup measured: what a Restore of a Backup passes.
-fn pinned_with_sha256(args: &RestoreArgs) -> bool {
-    let full_id = args.snapshot.len() == 64 && args.snapshot.chars().all(|c| c.is_ascii_hexdigit());
-    full_id && args.expect_sha256.is_some()
-}
-
-/// The snapshot as its own stream describes it, when that is enough to restore it without listing the
-/// repository (a second restic run, with its own ~0.7 s key derivation): the id was asked for by its full
-/// name, the whole stream must hash to the sha256 the backup measured (checked before the loader
-/// commits, as on every path), and the first bytes say it is a custom-format dump. What the listing would
-/// add (kind and format tags, completeness) is implied by the sha256 of a successful Backup. restic stamps
-/// the file with the snapshot's time, which becomes the reported snapshot time.
-fn vouched_by_stream(args: &RestoreArgs, entry: &tar::Entry, prefix: &[u8]) -> Option<Snapshot> {
-    if !pinned_with_sha256(args) || prefix != PG_CUSTOM_MAGIC {
-        return None;
-    }
-    let time = jiff::Timestamp::from_second(entry.mtime).ok()?;
-    Some(Snapshot {
-        id: args.snapshot.clone(),
-        time: time.to_string(),
-        paths: vec![format!("/{}", entry.name)],
-        tags: None,
-        original: None,
-        summary: None,
-    })
+    Err(AgentError::InvalidArguments(format!(
+        "snapshot {} is not a single dump file: {detail}",
+        short(&snapshot.id)
+    )))
 }
 
 async fn files(
