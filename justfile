@@ -55,7 +55,7 @@ bench-operator:
     hack/cluster-up.sh >/dev/null
     LIFEBOAT_OPERATOR_LOG=info cargo bench --bench operator_scale
 
-# PostgreSQL 15, MariaDB 10.11 (Debian) and restic 0.18.1 (built from the Go module proxy) for the agent.
+# PostgreSQL 15, MariaDB 10.11 (Debian) and restic 0.19.1 (built from the Go module proxy) for the agent.
 data-tools:
     bash hack/install-data-tools.sh
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what `lifeboat agent` drives and its tests start: PostgreSQL 15 and MariaDB 10.11 (server and
 # clients) from Debian, and restic built from the Go module proxy (>= 0.17 for --stdin-from-command and
-# the exit codes the agent reads; Debian 12 ships 0.14). restic is cached in $LIFEBOAT_CACHE/bin.
+# the exit codes the agent reads; 0.19 because earlier ones could hang a `--stdin-from-command` backup
+# whose upload failed, restic#5683; Debian 12 ships 0.14). restic is cached in $LIFEBOAT_CACHE/bin.
 # Idempotent: installed packages and a cached restic of the pinned version are left alone.
 # Prints the restic path on stdout's last line, for `export LIFEBOAT_RESTIC=$(…)`.
 set -euo pipefail
 
-RESTIC_VERSION="${RESTIC_VERSION:-v0.18.1}"
+RESTIC_VERSION="${RESTIC_VERSION:-v0.19.1}"
 cache="${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}"
 bin="$cache/bin"
 mkdir -p "$bin"

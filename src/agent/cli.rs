@@ -62,7 +62,8 @@ pub struct RepositoryArgs {
     #[arg(long, env = "RESTIC_REPOSITORY", hide_env_values = true)]
     pub repository: String,
 
-    /// The restic program (>= 0.17: backups use --stdin-from-command; tested with 0.18).
+    /// The restic program (>= 0.17: backups use --stdin-from-command; tested with 0.19, which no longer
+    /// hangs when an upload fails before the dump was read to its end).
     #[arg(long, env = "LIFEBOAT_RESTIC", default_value = "restic")]
     pub restic: PathBuf,
 

@@ -231,7 +231,7 @@ pub fn classify_database(stderr: &str, ctx: &DbContext) -> Option<AgentError> {
     None
 }
 
-/// Turns restic's stderr into a cause. restic's wording has been stable across 0.14–0.18.
+/// Turns restic's stderr into a cause. restic's wording has been stable across 0.14–0.19.
 pub fn classify_restic(stderr: &str, repository: &str) -> Option<AgentError> {
     let lower = stderr.to_lowercase();
     if let Some(disk) = classify_disk_full(stderr, "writing to the restic repository or its cache") {
