@@ -19,9 +19,11 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use lifeboat::api::{Backup, BackupPolicy};
+use lifeboat::controller::backup_policy::plan::jitter_for;
 use serde_json::json;
 
 const NAMESPACES: usize = 50;
+const POLICY_LABEL: &str = "lifeboat.dev/policy";
 const PER_NAMESPACE: usize = 10;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -93,13 +95,16 @@ async fn create_storm(client: &kube::Client, namespace: &str, count: usize) -> V
     done
 }
 
-/// Seconds from `slot` to the first sighting of each object of this run whose `slot_name` (a name ending
-/// in `-<unix slot>`) is for `slot`, until `expected` were seen or `deadline` passed.
+/// Seconds from the moment each policy was due (`slot` plus its jitter offset, keyed `namespace/policy`
+/// in `offsets`) to the first sighting of each object of this run whose `slot_name` (a name ending in
+/// `-<unix slot>`) is for `slot`, until `expected` were seen or `deadline` passed.
+#[allow(clippy::too_many_arguments)]
 async fn first_seen<K>(
     api: Api<K>,
     label: &str,
     run: &str,
     slot: f64,
+    offsets: &BTreeMap<String, f64>,
     expected: usize,
     deadline: Instant,
     slot_name: impl Fn(&K) -> Option<String>,
@@ -132,9 +137,14 @@ where
         let Some(object_slot) = name.rsplit('-').next().and_then(|s| s.parse::<f64>().ok()) else {
             continue;
         };
+        let policy = object.meta().labels.as_ref().and_then(|l| l.get(POLICY_LABEL));
+        let offset = policy
+            .and_then(|p| offsets.get(&format!("{namespace}/{p}")))
+            .copied()
+            .unwrap_or(0.0);
         if (object_slot - slot).abs() < 0.5 && namespace.contains(run) {
             seen.entry(format!("{namespace}/{name}"))
-                .or_insert(seen_at - slot);
+                .or_insert(seen_at - slot - offset);
         }
     }
     seen.into_values().collect()
@@ -176,6 +186,13 @@ async fn main() {
             .unwrap()
             .as_secs()
     );
+    // BENCH_JITTER_SECONDS=N gives every policy `jitter: Ns`, the spread the product offers for exactly
+    // this case; each policy's delay is then measured from its own due time (slot + its offset).
+    let jitter_seconds: u64 = std::env::var("BENCH_JITTER_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut offsets: BTreeMap<String, f64> = BTreeMap::new();
     let namespaces: Vec<String> = (0..NAMESPACES).map(|i| format!("bench-{run}-{i:02}")).collect();
     let created = Instant::now();
     for namespace in &namespaces {
@@ -194,15 +211,23 @@ async fn main() {
         }
         let policies: Api<BackupPolicy> = Api::namespaced(client.clone(), namespace);
         for i in 0..PER_NAMESPACE {
-            let policy: BackupPolicy = serde_json::from_value(json!({
+            let mut policy = json!({
                 "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": format!("db-{i}")},
                 "spec": {"schedule": schedule, "timeZone": "UTC",
                          "source": {"postgres": {"host": "db", "database": "app", "user": "app", "passwordSecretRef": {"name": "db", "key": "password"}}},
                          "repository": {"restic": {"repository": "/tmp/bench-repo", "passwordSecretRef": {"name": "restic", "key": "password"}}},
                          "rpo": "24h", "successfulBackupsHistoryLimit": 1, "failedBackupsHistoryLimit": 1}
-            }))
-            .unwrap();
-            policies.create(&PostParams::default(), &policy).await.unwrap();
+            });
+            if jitter_seconds > 0 {
+                policy["spec"]["jitter"] = json!(format!("{jitter_seconds}s"));
+            }
+            let policy: BackupPolicy = serde_json::from_value(policy).unwrap();
+            let created = policies.create(&PostParams::default(), &policy).await.unwrap();
+            let offset = jitter_for(
+                &created.metadata.uid.unwrap_or_default(),
+                Some(Duration::from_secs(jitter_seconds)),
+            );
+            offsets.insert(format!("{namespace}/db-{i}"), offset.as_secs_f64());
         }
     }
     let storm = create_storm(&client, &namespaces[0], NAMESPACES * PER_NAMESPACE).await;
@@ -232,7 +257,7 @@ async fn main() {
         now < slot - 2.0,
         "setting up took too long: the slot at {slot} passed before the watch started"
     );
-    let deadline = Instant::now() + Duration::from_secs_f64(slot - now + 120.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(slot - now + 120.0 + jitter_seconds as f64);
     let cpu_before = cpu_seconds(pid);
     let expected = NAMESPACES * PER_NAMESPACE;
     let backups_api: Api<Backup> = Api::all(client.clone());
@@ -241,9 +266,10 @@ async fn main() {
     let (mut delays, mut job_delays) = tokio::join!(
         first_seen(
             backups_api,
-            "lifeboat.dev/policy",
+            POLICY_LABEL,
             &run,
             slot,
+            &offsets,
             expected,
             deadline,
             |b| { b.metadata.name.clone() }
@@ -253,6 +279,7 @@ async fn main() {
             "lifeboat.dev/backup",
             &run,
             slot,
+            &offsets,
             expected,
             deadline,
             |j| { j.metadata.labels.as_ref()?.get("lifeboat.dev/backup").cloned() }
@@ -265,9 +292,14 @@ async fn main() {
     let after_slot_rss = rss_kib(pid);
 
     println!(
-        "operator scale benchmark ({} policies, {} namespaces, all due at {slot}; reconcile concurrency {})",
+        "operator scale benchmark ({} policies, {} namespaces, all due at {slot}{}; reconcile concurrency {})",
         NAMESPACES * PER_NAMESPACE,
         NAMESPACES,
+        if jitter_seconds > 0 {
+            format!(" spread by jitter: {jitter_seconds}s (delays from each policy's own due time)")
+        } else {
+            " without jitter".to_string()
+        },
         std::env::var("LIFEBOAT_RECONCILE_CONCURRENCY").unwrap_or_else(|_| "default".into())
     );
     println!(
