@@ -151,10 +151,7 @@ impl Operator {
             .env("LIFEBOAT_NAMESPACE", "lifeboat-system")
             // One Lease per test process, so test binaries run by different people at once do not wait
             // for each other's leader.
-            .env(
-                "LIFEBOAT_LEASE_NAME",
-                format!("lifeboat-test-{}", std::process::id()),
-            )
+            .env("LIFEBOAT_LEASE_NAME", Self::lease_name())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -185,6 +182,40 @@ impl Operator {
         *child = Self::spawn(&self.kubeconfig, self.http_port, &self.log, &self.agent_command);
         drop(child);
         self.wait_ready();
+    }
+
+    /// Stops the operator as a rolling update does (SIGTERM) and returns how it exited.
+    pub fn stop_gracefully(&self) -> std::process::ExitStatus {
+        let mut child = self.child.lock().expect("child");
+        // SAFETY: kill(2) on the operator process this test started.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the operator") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "operator still running 30 s after SIGTERM; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts a new operator process in place of a stopped one.
+    pub fn start_again(&self) {
+        let mut child = self.child.lock().expect("child");
+        *child = Self::spawn(&self.kubeconfig, self.http_port, &self.log, &self.agent_command);
+        drop(child);
+        self.wait_ready();
+    }
+
+    /// The Lease the operators of this test process elect their leader with.
+    pub fn lease_name() -> String {
+        format!("lifeboat-test-{}", std::process::id())
     }
 
     pub fn pid(&self) -> u32 {
