@@ -118,6 +118,16 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
             .clone()
             .unwrap()
     };
+    // The checks after the switch ran only once traffic had trafficSwitch.settle (default 5s) to follow.
+    let step = |name: &str| status.steps.iter().find(|s| s.name == name).unwrap();
+    let settled = step("verify/health")
+        .start_time
+        .0
+        .duration_since(step("switch").start_time.0);
+    assert!(
+        settled >= jiff::SignedDuration::from_secs(4),
+        "verify started {settled} after the switch"
+    );
     assert!(
         message("preflight/verify-deploy").contains("12 checks PASS"),
         "{}",

@@ -39,6 +39,16 @@ async fn a_gracefully_stopped_operator_releases_its_lease_for_the_next_replica()
     let leases: Api<Lease> = Api::namespaced(cluster.client().await.unwrap(), "lifeboat-system");
     let operator = Operator::start(&cluster);
     let first = wait_for_holder(&leases, &operator).await;
+    // The controllers install their SIGTERM handling when they start, just after "leading" is logged.
+    let start = Instant::now();
+    while !std::fs::read_to_string(&operator.log)
+        .unwrap_or_default()
+        .contains("leading")
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let status = operator.stop_gracefully();
     assert!(

@@ -9,10 +9,24 @@ use tokio::process::Command;
 use super::cli::{DatabaseArgs, Engine, PgFormat, PgScope};
 use super::error::{classify_database, first_error_line, AgentError, DbContext};
 use super::process::{run_capture, Finished, Redactor};
+use super::signals::StopSignal;
 use super::{mysql, postgres};
 
 /// Between two attempts to reach a server that is still starting.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What PostgreSQL says while it cannot take connections yet (start-up, crash recovery) or when the
+/// connection was cut during its start: worth another attempt, unlike any other answer.
+fn still_starting(detail: &str) -> bool {
+    [
+        "is starting up",
+        "not yet accepting connections",
+        "in recovery mode",
+        "server closed the connection unexpectedly",
+    ]
+    .iter()
+    .any(|needle| detail.contains(needle))
+}
 
 /// restic's secrets, kept away from database clients (they do not need them).
 const RESTIC_SECRETS: [&str; 3] = [
@@ -251,31 +265,39 @@ impl Database {
         }
     }
 
-    /// Waits until the server answers a query, for at most `limit`: a server that has just started can
-    /// accept TCP before it answers (MariaDB listens while its init file still runs). Only "cannot
-    /// reach" is retried; a wrong password or any other answer ends the wait at once.
-    pub async fn wait_until_reachable(&self, limit: Duration) -> Result<(), AgentError> {
-        let started = Instant::now();
+    /// Waits until the server answers a query, for at most `limit` (one more attempt is made at the
+    /// end): a server that has just started can accept TCP before it answers (MariaDB listens while its
+    /// init file still runs). Only "cannot reach" and "starting up" are retried; a wrong password or any
+    /// other answer ends the wait at once, and so does a stop signal.
+    pub async fn wait_until_reachable(&self, limit: Duration, stop: &StopSignal) -> Result<(), AgentError> {
+        let deadline = Instant::now() + limit;
         loop {
-            let why = match self.query(None, "select 1", false).await {
+            let attempt = tokio::select! {
+                answer = self.query(None, "select 1", false) => answer,
+                signal = stop.requested() => return Err(AgentError::Interrupted { signal }),
+            };
+            let why = match attempt {
                 Ok(_) => return Ok(()),
-                // PostgreSQL refuses connections with this until its recovery has finished.
-                Err(QueryError::Sql(detail)) if detail.contains("is starting up") => detail,
-                // Any answer, even "no such database", means the server is up.
+                Err(QueryError::Sql(detail)) if still_starting(&detail) => detail,
+                // Any other answer, even "no such database", means the server is up.
                 Err(QueryError::Sql(_) | QueryError::Fatal(AgentError::DatabaseMissing { .. })) => {
                     return Ok(())
                 }
                 Err(QueryError::Fatal(AgentError::DatabaseUnreachable { detail, .. })) => detail,
                 Err(QueryError::Fatal(error)) => return Err(error),
             };
-            if started.elapsed() + RETRY_PAUSE > limit {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
                 return Err(AgentError::DatabaseUnreachable {
                     endpoint: self.context.endpoint.clone(),
                     detail: why,
                 });
             }
-            eprintln!("lifeboat: {why}; retrying for up to {}s", limit.as_secs());
-            tokio::time::sleep(RETRY_PAUSE).await;
+            eprintln!("lifeboat: {why}; retrying for up to {}s", remaining.as_secs());
+            tokio::select! {
+                () = tokio::time::sleep(RETRY_PAUSE.min(remaining)) => {}
+                signal = stop.requested() => return Err(AgentError::Interrupted { signal }),
+            }
         }
     }
 

@@ -62,7 +62,7 @@ pub async fn run(
     if args.wait_for_database > 0 {
         // Before the dump starts: restic need not hold a stream open while the server comes up.
         Database::from_args(engine, &args.db, false, redactor)?
-            .wait_until_reachable(Duration::from_secs(args.wait_for_database))
+            .wait_until_reachable(Duration::from_secs(args.wait_for_database), stop)
             .await?;
     }
     let db = stream(&restic, engine, args, result, redactor, stop).await?;

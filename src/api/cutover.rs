@@ -92,6 +92,12 @@ pub struct TrafficSwitch {
     /// Point this Gateway API HTTPRoute's backendRefs from `from.service` to `to.service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_route: Option<LocalObjectRef>,
+    /// How long traffic gets to follow a change of route before the checks of the side it now reaches run
+    /// (`verify` after the switch, the old side's checks after a switch back): kube-proxy, ingress
+    /// controllers and gateways each take a moment to pick up new endpoints, and a check in that moment
+    /// would reach the old side. Default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<DurationString>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -136,8 +136,9 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
         },
     };
     if let Some((channel, task)) = leadership {
-        // Closing the channel makes the lease manager release the Lease: on a rolling update the next
-        // replica leads at once instead of waiting out the lease duration (15 s) with nobody reconciling.
+        // Closing the channel makes the lease manager release the Lease: a replacement that starts after
+        // this (a deleted or evicted Pod's) leads at once instead of waiting out the lease duration (15 s)
+        // with nobody reconciling. A replica already standing by only re-reads the Lease when it expires.
         drop(channel);
         match tokio::time::timeout(LEASE_RELEASE_TIMEOUT, task).await {
             Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),

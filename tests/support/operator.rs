@@ -30,6 +30,14 @@ extern "C" fn kill_children() {
     }
 }
 
+/// A reaped operator's pid must not be killed at exit: the system may have given it to another process.
+fn forget(child: &Child) {
+    CHILDREN
+        .lock()
+        .expect("children")
+        .retain(|pid| *pid != child.id());
+}
+
 fn remember(child: &Child) {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     // SAFETY: registering a plain extern "C" function with atexit.
@@ -179,6 +187,7 @@ impl Operator {
         let mut child = self.child.lock().expect("child");
         let _ = child.kill();
         let _ = child.wait();
+        forget(&child);
         *child = Self::spawn(&self.kubeconfig, self.http_port, &self.log, &self.agent_command);
         drop(child);
         self.wait_ready();
@@ -194,6 +203,7 @@ impl Operator {
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait for the operator") {
+                forget(&child);
                 return status;
             }
             assert!(

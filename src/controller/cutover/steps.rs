@@ -46,6 +46,23 @@ fn step_age(run: &Run<'_>, step: &Step) -> Duration {
         .unwrap_or_default()
 }
 
+/// Default of `trafficSwitch.settle`.
+const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
+
+/// A route change is done once traffic had `trafficSwitch.settle` (counted from the step's start) to
+/// follow it; until then the step waits, so the checks that follow reach the side they are meant for.
+fn settled(run: &Run<'_>, step: &Step, change: String) -> Progress {
+    let settle = limit(run.cutover.spec.traffic_switch.settle.as_ref(), DEFAULT_SETTLE);
+    let age = step_age(run, step);
+    if age < settle {
+        return Progress::Wait {
+            after: settle - age,
+            message: format!("{change}; giving traffic {} to follow", format_duration(settle)),
+        };
+    }
+    Progress::Done(change)
+}
+
 pub(super) async fn evaluate(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileError> {
     let spec = run.cutover.spec.clone();
     let dry = spec.dry_run;
@@ -495,13 +512,13 @@ async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
             &run.ctx.settings.manager_name,
         )
         .await?;
+        if let Some(approved) = &run.status.approval {
+            let seconds = machine::elapsed(&approved.time, &now()).as_secs_f64();
+            run.ctx.metrics.cutover_approval_to_switch(seconds);
+        }
     }
     run.status.active = Some(ActiveSide::To);
-    if let Some(approved) = &run.status.approval {
-        let seconds = machine::elapsed(&approved.time, &now()).as_secs_f64();
-        run.ctx.metrics.cutover_approval_to_switch(seconds);
-    }
-    Ok(Progress::Done(change))
+    Ok(settled(run, &Step::Switch, change))
 }
 
 fn compact(value: &serde_json::Value) -> String {
@@ -653,10 +670,8 @@ async fn switch_back(run: &mut Run<'_>) -> Result<Progress, ReconcileError> {
         (Target::Service(_), _) | (_, None) => compact(&previous),
         (_, Some(from)) => format!("the recorded rules (Service {from})"),
     };
-    Ok(Progress::Done(format!(
-        "{} back to {restored_to}",
-        target.describe()
-    )))
+    let change = format!("{} back to {restored_to}", target.describe());
+    Ok(settled(run, &Step::SwitchBack, change))
 }
 
 /// The runbook's rollback step 2 (`curl -fsS …/health`): the old side answers again. Its Deployment
