@@ -1,4 +1,4 @@
-//! The operator process as a rolling update treats it: SIGTERM, then a new replica.
+//! The operator process as a rolling update treats it: SIGTERM, and another replica takes over.
 
 mod support;
 
@@ -8,65 +8,83 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use support::operator::Operator;
 
-async fn holder(leases: &Api<Lease>) -> Option<String> {
+async fn lease(leases: &Api<Lease>) -> Option<k8s_openapi::api::coordination::v1::LeaseSpec> {
     leases
         .get_opt(&Operator::lease_name())
         .await
         .unwrap()
         .and_then(|lease| lease.spec)
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    lease(leases)
+        .await
         .and_then(|spec| spec.holder_identity)
         .filter(|holder| !holder.is_empty())
 }
 
-async fn wait_for_holder(leases: &Api<Lease>, operator: &Operator) -> String {
+async fn wait_for_log(operator: &Operator, text: &str) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(&operator.log)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the operator never logged {text:?}; log:\n{}",
+            operator.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_holder_other_than(leases: &Api<Lease>, previous: &str, operator: &Operator) -> String {
     let start = Instant::now();
     loop {
-        if let Some(holder) = holder(leases).await {
+        if let Some(holder) = holder(leases).await.filter(|h| h != previous) {
             return holder;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "no operator took the Lease; log:\n{}",
+            "no other replica took the Lease; log:\n{}",
             operator.log_tail()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// Two replicas on one Lease (as `replicas: 2`, or a surge rolling update, run them): when the leader
+/// is stopped it releases the Lease, and the standby takes it long before the Lease would have expired.
 #[tokio::test]
-async fn a_gracefully_stopped_operator_releases_its_lease_for_the_next_replica() {
+async fn a_standby_takes_over_as_soon_as_the_stopped_leader_releases_the_lease() {
     let cluster = support::cluster_with_crds();
     let leases: Api<Lease> = Api::namespaced(cluster.client().await.unwrap(), "lifeboat-system");
-    let operator = Operator::start(&cluster);
-    let first = wait_for_holder(&leases, &operator).await;
+    let leader = Operator::start(&cluster);
     // The controllers install their SIGTERM handling when they start, just after "leading" is logged.
-    let start = Instant::now();
-    while !std::fs::read_to_string(&operator.log)
-        .unwrap_or_default()
-        .contains("leading")
-    {
-        assert!(start.elapsed() < Duration::from_secs(60), "never led");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_log(&leader, "leading").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = holder(&leases).await.expect("the leader holds the Lease");
+    let standby = Operator::start(&cluster);
+    wait_for_log(&standby, "waiting for the leader Lease").await;
 
-    let status = operator.stop_gracefully();
+    let held = lease(&leases).await.unwrap();
+    let renewed = held.renew_time.expect("renewTime").0;
+    let expires = renewed + jiff::SignedDuration::from_secs(held.lease_duration_seconds.unwrap_or(15).into());
+    let status = leader.stop_gracefully();
     assert!(
         status.success(),
         "operator exited with {status}; log:\n{}",
-        operator.log_tail()
+        leader.log_tail()
     );
-    // Without the release the Lease would keep naming the stopped replica until it expired (15 s), and
-    // nothing would reconcile in between.
-    assert_eq!(
-        holder(&leases).await,
-        None,
-        "the stopped operator still holds the Lease; log:\n{}",
-        operator.log_tail()
-    );
-    assert!(operator.log_tail().contains("released the leader Lease"));
+    assert!(leader.log_tail().contains("released the leader Lease"));
 
-    operator.start_again();
-    let second = wait_for_holder(&leases, &operator).await;
-    assert_ne!(second, first, "a new replica has a new identity");
+    let second = wait_for_holder_other_than(&leases, &first, &standby).await;
+    let acquired = lease(&leases).await.unwrap().acquire_time.expect("acquireTime").0;
+    assert!(
+        acquired < expires,
+        "{second} took the Lease at {acquired}, not before the stopped leader's Lease expired at {expires}; \
+         standby log:\n{}",
+        standby.log_tail()
+    );
+    wait_for_log(&standby, "leading").await;
 }

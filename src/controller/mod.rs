@@ -6,6 +6,7 @@ pub mod backup_policy;
 pub mod context;
 pub mod cutover;
 pub mod error;
+pub mod leadership;
 pub mod restore;
 pub mod restore_drill;
 pub mod status;
@@ -25,6 +26,7 @@ use crate::api::{Backup, BackupPolicy};
 use crate::metrics::Metrics;
 pub use context::{Context, Settings, Stores};
 pub use error::ReconcileError;
+use leadership::Leadership;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
@@ -70,32 +72,16 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
     let http = tokio::spawn(async move { crate::http::serve(address, http_state).await });
 
     let mut leadership = if options.leader_election {
-        let lease_name = options.lease_name.as_str();
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), lease_name)
-            .with_namespace(options.lease_namespace.clone())
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await
-            .map_err(|source| OperatorError::LeaderElection {
-                namespace: options.lease_namespace.clone(),
-                name: lease_name.to_owned(),
-                source,
-            })?;
-        let (mut channel, task) = manager.watch().await;
         // A standby is ready (it serves /metrics and takes over in seconds); it only reconciles as leader.
         ready.store(true, Ordering::Relaxed);
         tracing::info!(
-            "waiting for the leader Lease {}/{lease_name}",
-            options.lease_namespace
+            "waiting for the leader Lease {}/{}",
+            options.lease_namespace,
+            options.lease_name
         );
-        while !*channel.borrow_and_update() {
-            if channel.changed().await.is_err() {
-                return Err(OperatorError::LostLeadership);
-            }
-        }
+        let leadership = Leadership::acquire(&client, &options.lease_namespace, &options.lease_name).await?;
         tracing::info!("leading");
-        Some((channel, task))
+        Some(leadership)
     } else {
         None
     };
@@ -119,11 +105,7 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
     };
     let lost = async {
         match leadership.as_mut() {
-            Some((channel, _)) => loop {
-                if channel.changed().await.is_err() || !*channel.borrow() {
-                    return;
-                }
-            },
+            Some(leadership) => leadership.lost().await,
             None => std::future::pending().await,
         }
     };
@@ -135,23 +117,12 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
             _ => Ok(()),
         },
     };
-    if let Some((channel, task)) = leadership {
-        // Closing the channel makes the lease manager release the Lease: a replacement that starts after
-        // this (a deleted or evicted Pod's) leads at once instead of waiting out the lease duration (15 s)
-        // with nobody reconciling. A replica already standing by only re-reads the Lease when it expires.
-        drop(channel);
-        match tokio::time::timeout(LEASE_RELEASE_TIMEOUT, task).await {
-            Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
-            Ok(Ok(Err(error))) => tracing::warn!("could not release the leader Lease: {error}"),
-            Ok(Err(error)) => tracing::warn!("the leader Lease task failed: {error}"),
-            Err(_) => tracing::warn!("the leader Lease was not released in time; it expires on its own"),
-        }
+    if let Some(leadership) = leadership {
+        // A replacement that starts after this one (a deleted or evicted Pod's) then leads at once.
+        leadership.release().await;
     }
     outcome
 }
-
-/// How long a stopping operator waits for its Lease to be released (within the Pod's grace period).
-const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The controllers over one namespace, or all of them, sharing one Context (with the reflector stores
 /// of this scope's BackupPolicy and Backup controllers).
