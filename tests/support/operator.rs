@@ -184,13 +184,13 @@ impl Operator {
 
     /// Kills the operator (SIGKILL, as a node failure would) and starts a new one.
     pub fn restart(&self) {
-        let mut child = self.child.lock().expect("child");
-        let _ = child.kill();
-        let _ = child.wait();
-        forget(&child);
-        *child = Self::spawn(&self.kubeconfig, self.http_port, &self.log, &self.agent_command);
-        drop(child);
-        self.wait_ready();
+        {
+            let mut child = self.child.lock().expect("child");
+            let _ = child.kill();
+            let _ = child.wait();
+            forget(&child);
+        }
+        self.start_again();
     }
 
     /// Stops the operator as a rolling update does (SIGTERM) and returns how it exited.
