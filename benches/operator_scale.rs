@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use lifeboat::api::{Backup, BackupPolicy};
-use lifeboat::controller::backup_policy::plan::jitter_for;
+use lifeboat::slots::jitter_for;
 use serde_json::json;
 
 const NAMESPACES: usize = 50;

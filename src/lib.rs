@@ -13,3 +13,4 @@ pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod schedule;
+pub mod slots;

@@ -254,8 +254,8 @@ impl CutoverMetrics {
 
 impl Metrics {
     pub fn cutover_phase(&self, namespace: &str, cutover: &str, phase: crate::api::cutover::CutoverPhase) {
-        for each in crate::controller::cutover::machine::ALL_PHASES {
-            let name = crate::controller::cutover::machine::phase_reason(each).to_owned();
+        for each in crate::api::cutover::CutoverPhase::ALL {
+            let name = each.name().to_owned();
             let labels = CutoverLabels {
                 namespace: namespace.to_owned(),
                 cutover: cutover.to_owned(),

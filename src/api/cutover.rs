@@ -266,6 +266,44 @@ pub enum CutoverPhase {
     Failed,
 }
 
+impl CutoverPhase {
+    /// Every phase, for metrics that report one series per phase.
+    pub const ALL: [CutoverPhase; 13] = [
+        CutoverPhase::Pending,
+        CutoverPhase::Preflight,
+        CutoverPhase::BackingUp,
+        CutoverPhase::Migrating,
+        CutoverPhase::WaitingForReadiness,
+        CutoverPhase::AwaitingApproval,
+        CutoverPhase::Switching,
+        CutoverPhase::Verifying,
+        CutoverPhase::Stabilizing,
+        CutoverPhase::Succeeded,
+        CutoverPhase::RollingBack,
+        CutoverPhase::RolledBack,
+        CutoverPhase::Failed,
+    ];
+
+    /// The phase's name as status, printer columns, condition reasons and metric labels show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CutoverPhase::Pending => "Pending",
+            CutoverPhase::Preflight => "Preflight",
+            CutoverPhase::BackingUp => "BackingUp",
+            CutoverPhase::Migrating => "Migrating",
+            CutoverPhase::WaitingForReadiness => "WaitingForReadiness",
+            CutoverPhase::AwaitingApproval => "AwaitingApproval",
+            CutoverPhase::Switching => "Switching",
+            CutoverPhase::Verifying => "Verifying",
+            CutoverPhase::Stabilizing => "Stabilizing",
+            CutoverPhase::Succeeded => "Succeeded",
+            CutoverPhase::RollingBack => "RollingBack",
+            CutoverPhase::RolledBack => "RolledBack",
+            CutoverPhase::Failed => "Failed",
+        }
+    }
+}
+
 /// Which side serves traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -393,4 +431,17 @@ pub struct RollbackRecord {
     /// Set when the database was restored: data written after the switch is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_loss_warning: Option<String>,
+}
+
+#[cfg(test)]
+mod phase_name_tests {
+    use super::CutoverPhase;
+
+    #[test]
+    fn every_phase_is_named_as_status_spells_it() {
+        for phase in CutoverPhase::ALL {
+            let serialized = serde_json::to_value(phase).unwrap();
+            assert_eq!(serialized.as_str(), Some(phase.name()));
+        }
+    }
 }

@@ -7,23 +7,22 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use super::status::{child_name, write_status};
-use super::{Context, ReconcileError, ERROR_REQUEUE};
+use super::children::create_ignoring_existing;
+use super::events::publish;
+use super::secrets::{first_missing_secret, policy_secrets};
+use super::status::{child_name, report_stalled, write_status};
+use super::{Context, ReconcileError};
 use crate::agent::result::AgentResult;
 use crate::api::backup::{BackupPhase, BackupStatus};
-use crate::api::backup_policy::BackupPolicySpec;
-use crate::api::common::SecretKeyRef;
 use crate::api::{Backup, BackupPolicy};
 use crate::conditions::{set_health, Health};
 use crate::duration::format_duration;
-use crate::jobs::{self, AgentReport, JobOutcome};
+use crate::jobs::{self, AgentReport, JobOutcome, JobState};
 
 const KIND: &str = "Backup";
 
@@ -54,17 +53,17 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         return wait_for_a_person(&backups, &backup, status, "PolicyNotFound", message, &ctx, &now).await;
     };
     let job_name = job_name(&backup.name_any());
-    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     // Status is written (phase Running) before the Job is created, so a Backup without a phase has no
     // Job yet and needs no lookup.
-    let existing = match current.phase {
-        None => None,
-        Some(_) => jobs_api.get_opt(&job_name).await?,
+    let state = match current.phase {
+        None => JobState::Missing,
+        Some(_) => jobs::follow_job(&ctx.client, &namespace, &job_name, jobs::AGENT_CONTAINER).await?,
     };
-    let Some(job) = existing else {
+    if let JobState::Missing = state {
         // Checked afresh before every Job (not from the policy's cache of recent checks): a Job whose
         // Secret is missing would sit in CreateContainerConfigError instead of failing.
-        if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
+        let needed = policy_secrets(&policy.spec);
+        if let Some(problem) = first_missing_secret(&ctx.client, &namespace, &needed).await? {
             return wait_for_a_person(&backups, &backup, status, "SecretMissing", problem, &ctx, &now).await;
         }
         // Intent first: a restart between these two writes finds phase Running and creates the same Job.
@@ -90,25 +89,23 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         )
         .await?;
         let job = backup_job(&backup, &policy, &namespace, &job_name, &ctx);
-        match jobs_api.create(&PostParams::default(), &job).await {
-            Ok(_) => {
-                publish(
-                    &ctx,
-                    backup.as_ref(),
-                    EventType::Normal,
-                    "Started",
-                    format!("Job {job_name} started"),
-                )
-                .await;
-            }
-            Err(kube::Error::Api(response)) if response.code == 409 => {}
-            Err(error) => return Err(error.into()),
+        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+        if create_ignoring_existing(&jobs_api, &job).await? {
+            publish(
+                &ctx,
+                backup.as_ref(),
+                EventType::Normal,
+                "Started",
+                format!("Job {job_name} started"),
+            )
+            .await;
         }
         return Ok(Action::await_change());
-    };
+    }
 
-    match jobs::job_outcome(&job) {
-        JobOutcome::Running => {
+    match state {
+        JobState::Missing => Ok(Action::await_change()),
+        JobState::Running(_) => {
             status.phase = Some(BackupPhase::Running);
             status.job_name = Some(job_name.clone());
             set_health(
@@ -130,12 +127,8 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             .await?;
             Ok(Action::await_change())
         }
-        outcome => {
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-            let listed = pods
-                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
-                .await?;
-            let report = jobs::newest_agent_report(&listed.items);
+        JobState::Finished { outcome, last } => {
+            let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
             finish(&mut status, outcome, report, &now);
             write_status(
                 &backups,
@@ -240,8 +233,7 @@ fn apply_result(status: &mut BackupStatus, result: &AgentResult) {
 }
 
 fn backup_job(backup: &Backup, policy: &BackupPolicy, namespace: &str, job_name: &str, ctx: &Context) -> Job {
-    let (args, env, volumes, mounts) =
-        jobs::backup_invocation(&policy.name_any(), namespace, &backup.name_any(), &policy.spec);
+    let invocation = jobs::backup_invocation(&policy.name_any(), namespace, &backup.name_any(), &policy.spec);
     let labels = [
         (jobs::POLICY_LABEL.to_owned(), policy.name_any()),
         (jobs::BACKUP_LABEL.to_owned(), backup.name_any()),
@@ -261,56 +253,9 @@ fn backup_job(backup: &Backup, policy: &BackupPolicy, namespace: &str, job_name:
             command: &ctx.settings.agent_command,
         },
         policy.spec.job_template.as_ref(),
-        args,
-        env,
+        invocation,
         policy.spec.repository.restic.env_from.clone(),
-        volumes,
-        mounts,
     )
-}
-
-/// The first Secret key the backup needs that does not exist, named (never its value).
-pub async fn missing_secret(
-    ctx: &Context,
-    namespace: &str,
-    spec: &BackupPolicySpec,
-) -> Result<Option<String>, ReconcileError> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut needed: Vec<(&str, &SecretKeyRef)> =
-        vec![("repository password", &spec.repository.restic.password_secret_ref)];
-    if let Some(postgres) = &spec.source.postgres {
-        needed.push(("database password", &postgres.connection.password_secret_ref));
-    }
-    if let Some(mysql) = &spec.source.mysql {
-        needed.push(("database password", &mysql.password_secret_ref));
-    }
-    for (what, reference) in needed {
-        match secrets.get_opt(&reference.name).await? {
-            None => {
-                return Ok(Some(format!(
-                    "the {what} Secret {} does not exist in namespace {namespace}",
-                    reference.name
-                )))
-            }
-            Some(secret) => {
-                let has_key = secret
-                    .data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(&reference.key))
-                    || secret
-                        .string_data
-                        .as_ref()
-                        .is_some_and(|d| d.contains_key(&reference.key));
-                if !has_key {
-                    return Ok(Some(format!(
-                        "the {what} Secret {} has no key {:?}",
-                        reference.name, reference.key
-                    )));
-                }
-            }
-        }
-    }
-    Ok(None)
 }
 
 async fn wait_for_a_person(
@@ -322,30 +267,9 @@ async fn wait_for_a_person(
     ctx: &Context,
     now: &Time,
 ) -> Result<Action, ReconcileError> {
-    let current = backup.status.clone().unwrap_or_default();
-    let first_time = current.message.as_deref() != Some(message.as_str());
     status.phase = Some(status.phase.unwrap_or(BackupPhase::Pending));
     status.message = Some(message.clone());
-    set_health(
-        &mut status.conditions.0,
-        Health::Stalled {
-            reason,
-            message: message.clone(),
-        },
-        status.observed_generation,
-        now,
-    );
-    write_status(
-        backups,
-        backup,
-        Some(&current),
-        &status,
-        &ctx.settings.manager_name,
-    )
-    .await?;
-    if first_time {
-        publish(ctx, backup, EventType::Warning, reason, message).await;
-    }
+    report_stalled(ctx, backups, backup, status, reason, message, now).await?;
     // Fixed by a person (a Secret created, a policy applied): look again soon, without a hot loop.
     Ok(Action::requeue(std::time::Duration::from_secs(20)))
 }
@@ -378,32 +302,4 @@ async fn announce_result(ctx: &Context, backup: &Backup, policy: &BackupPolicy, 
                 .observe(seconds);
         }
     }
-}
-
-pub async fn publish<K>(ctx: &Context, object: &K, type_: EventType, reason: &str, note: String)
-where
-    K: Resource<DynamicType = ()>,
-{
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: reason.to_owned(),
-        secondary: None,
-    };
-    // Events are best effort and must not hold up a reconcile: at a busy slot, waiting for each POST
-    // doubled the time from the slot to the last Backup.
-    let recorder = ctx.recorder.clone();
-    let reference = object.object_ref(&());
-    tokio::spawn(async move {
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, "could not publish an Event");
-        }
-    });
-}
-
-pub fn error_policy(backup: Arc<Backup>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    tracing::warn!(backup = %backup.name_any(), %error, "reconcile failed");
-    ctx.metrics.reconcile_failed(KIND, error.metric_label());
-    Action::requeue(ERROR_REQUEUE)
 }

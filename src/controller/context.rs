@@ -67,6 +67,7 @@ pub struct Context {
     pub settings: Settings,
     pub stores: Stores,
     pub secrets_verified: VerifiedRecently,
+    pub error_backoff: super::backoff::ErrorBackoff,
 }
 
 impl Context {
@@ -83,6 +84,7 @@ impl Context {
             settings,
             stores,
             secrets_verified: VerifiedRecently::new(Duration::from_secs(300)),
+            error_backoff: Default::default(),
         }
     }
 }

@@ -21,3 +21,67 @@ impl ReconcileError {
         }
     }
 }
+
+/// How long a kind's objects wait at most between retries of a failing reconcile.
+fn max_error_backoff(kind: &str) -> std::time::Duration {
+    match kind {
+        // A Cutover in its stabilization window or waiting on a rollback must not stay blind for long.
+        "Cutover" => std::time::Duration::from_secs(5),
+        _ => std::time::Duration::from_secs(300),
+    }
+}
+
+fn backoff_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().or(meta.name.as_deref()).unwrap_or_default()
+    )
+}
+
+/// The error policy of every controller: logged with the object's name, counted by kind and cause, and
+/// retried after this object's own backoff.
+pub fn error_policy<K>(
+    object: std::sync::Arc<K>,
+    error: &ReconcileError,
+    ctx: std::sync::Arc<super::Context>,
+) -> kube::runtime::controller::Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let meta = object.meta();
+    tracing::warn!(
+        kind = %kind,
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        name = meta.name.as_deref().unwrap_or_default(),
+        %error,
+        "reconcile failed"
+    );
+    ctx.metrics.reconcile_failed(&kind, error.metric_label());
+    let delay = ctx
+        .error_backoff
+        .next_delay(&backoff_key(object.as_ref()), max_error_backoff(&kind));
+    kube::runtime::controller::Action::requeue(delay)
+}
+
+/// Wraps a reconcile function so that a success resets the object's error backoff.
+pub async fn reconciled<K, F, Fut>(
+    reconcile: F,
+    object: std::sync::Arc<K>,
+    ctx: std::sync::Arc<super::Context>,
+) -> Result<kube::runtime::controller::Action, ReconcileError>
+where
+    K: kube::Resource<DynamicType = ()>,
+    F: FnOnce(std::sync::Arc<K>, std::sync::Arc<super::Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, ReconcileError>>,
+{
+    let key = backoff_key(object.as_ref());
+    let result = reconcile(object, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.error_backoff.succeeded(&key);
+    }
+    result
+}

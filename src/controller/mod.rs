@@ -1,20 +1,23 @@
 //! The controllers of `lifeboat operator`, one module per kind, and the loop that runs them while this
 //! replica holds the leader Lease.
 
+pub mod backoff;
 pub mod backup;
 pub mod backup_policy;
+pub mod children;
 pub mod context;
 pub mod cutover;
 pub mod error;
+pub mod events;
 pub mod leadership;
 pub mod restore;
 pub mod restore_drill;
+pub mod secrets;
 pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -25,7 +28,7 @@ use kube::{Api, Client};
 use crate::api::{Backup, BackupPolicy};
 use crate::metrics::Metrics;
 pub use context::{Context, Settings, Stores};
-pub use error::ReconcileError;
+pub use error::{error_policy, reconciled, ReconcileError};
 use leadership::Leadership;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,13 +163,17 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
 
     let backups = backups
         .shutdown_on_signal()
-        .run(backup::reconcile, backup::error_policy, context.clone())
+        .run(
+            |o, c| reconciled(backup::reconcile, o, c),
+            error_policy::<Backup>,
+            context.clone(),
+        )
         .for_each(|_| async {});
     let policies = policies
         .shutdown_on_signal()
         .run(
-            backup_policy::reconcile,
-            backup_policy::error_policy,
+            |o, c| reconciled(backup_policy::reconcile, o, c),
+            error_policy::<BackupPolicy>,
             context.clone(),
         )
         .for_each(|_| async {});
@@ -186,7 +193,11 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
             watcher::Config::default().labels(cutover::CUTOVER_LABEL),
         )
         .shutdown_on_signal()
-        .run(cutover::reconcile, cutover::error_policy, context.clone())
+        .run(
+            |o, c| reconciled(cutover::reconcile, o, c),
+            error_policy::<crate::api::Cutover>,
+            context.clone(),
+        )
         .for_each(|_| async {});
     // Restores own their Jobs and their scratch database Pods (readiness wakes them up).
     let restores = Controller::new(
@@ -200,7 +211,11 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
         watcher::Config::default().labels(restore::RESTORE_LABEL),
     )
     .shutdown_on_signal()
-    .run(restore::reconcile, restore::error_policy, context.clone())
+    .run(
+        |o, c| reconciled(restore::reconcile, o, c),
+        error_policy::<crate::api::Restore>,
+        context.clone(),
+    )
     .for_each(|_| async {});
     let drills = Controller::new(
         api::<crate::api::RestoreDrill>(&client, namespace),
@@ -212,7 +227,11 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
         watcher::Config::default().labels(restore_drill::DRILL_LABEL),
     )
     .shutdown_on_signal()
-    .run(restore_drill::reconcile, restore_drill::error_policy, context)
+    .run(
+        |o, c| reconciled(restore_drill::reconcile, o, c),
+        error_policy::<crate::api::RestoreDrill>,
+        context,
+    )
     .for_each(|_| async {});
     tokio::join!(backups, policies, cutovers, restores, drills);
 }
@@ -220,6 +239,3 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
 fn controller_config(settings: &Settings) -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().concurrency(settings.reconcile_concurrency)
 }
-
-/// Backoff for a failed reconcile: soon, but never a hot loop.
-pub const ERROR_REQUEUE: Duration = Duration::from_secs(15);

@@ -3,48 +3,26 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Pod, SecretKeySelector};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use super::plan::{self, SlotDecision, SlotInput};
 use crate::api::backup_policy::{BackupPolicyStatus, CheckSummary, ConcurrencyPolicy};
 use crate::api::BackupPolicy;
-use crate::controller::backup::publish;
+use crate::controller::children::{create_ignoring_existing, delete_ignoring_absent};
+use crate::controller::events::publish;
 use crate::controller::status::child_name;
 use crate::controller::{Context, ReconcileError};
 use crate::jobs::{self, AgentReport, JobOutcome};
 use crate::schedule::Schedule;
+use crate::slots::{self, SlotDecision, SlotInput};
 
 pub const RETENTION: &str = "retention";
 pub const CHECK: &str = "check";
 /// Finished maintenance Jobs kept for `kubectl describe` (their results live in status).
 const KEEP_FINISHED: usize = 2;
-
-fn restic_env(policy: &BackupPolicy) -> Vec<EnvVar> {
-    let restic = &policy.spec.repository.restic;
-    vec![
-        EnvVar {
-            name: "RESTIC_REPOSITORY".into(),
-            value: Some(restic.repository.clone()),
-            ..Default::default()
-        },
-        EnvVar {
-            name: "RESTIC_PASSWORD".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: restic.password_secret_ref.name.clone(),
-                    key: restic.password_secret_ref.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ]
-}
 
 /// Creates a maintenance Job of `component` named `name`, owned by the policy; an existing one is kept.
 async fn create_job(
@@ -73,18 +51,15 @@ async fn create_job(
             command: &ctx.settings.agent_command,
         },
         policy.spec.job_template.as_ref(),
-        args,
-        restic_env(policy),
+        jobs::Invocation {
+            args,
+            env: jobs::restic_env(&policy.spec.repository.restic),
+            ..Default::default()
+        },
         policy.spec.repository.restic.env_from.clone(),
-        Vec::new(),
-        Vec::new(),
     );
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    match api.create(&PostParams::default(), &job).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(false),
-        Err(error) => Err(error),
-    }
+    create_ignoring_existing(&api, &job).await
 }
 
 /// Runs `agent prune` after a successful backup (one Job per success, named after it). The agent waits
@@ -162,7 +137,7 @@ pub async fn schedule_check(
         .clone()
         .map(|t| t.0)
         .unwrap_or(created);
-    let (decision, next) = plan::decide_slot(&SlotInput {
+    let (decision, next) = slots::decide_slot(&SlotInput {
         schedule: &schedule,
         now,
         handled_until,
@@ -318,14 +293,7 @@ pub async fn clean_up_finished_jobs(ctx: &Context, policy: &BackupPolicy) -> Res
         finished.sort_by_key(|job| job.metadata.creation_timestamp.clone().map(|t| t.0));
         let excess = finished.len().saturating_sub(KEEP_FINISHED);
         for job in finished.into_iter().take(excess) {
-            match jobs_api
-                .delete(&job.name_any(), &DeleteParams::background())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(response)) if response.code == 404 => {}
-                Err(error) => return Err(error.into()),
-            }
+            delete_ignoring_absent(&jobs_api, &job.name_any()).await?;
         }
     }
     Ok(())

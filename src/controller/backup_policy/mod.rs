@@ -9,23 +9,24 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use self::plan::{SlotDecision, SlotInput};
-use super::backup::{missing_secret, publish};
+use super::children::{create_ignoring_existing, delete_exactly};
 use super::context::wait_for_cache;
-use super::status::write_status;
-use super::{Context, ReconcileError, ERROR_REQUEUE};
+use super::secrets::{first_missing_secret, policy_secrets};
+use super::status::{report_stalled, write_status};
+use super::{Context, ReconcileError};
 use crate::api::backup::{BackupPhase, BackupSpec, BackupTrigger};
 use crate::api::backup_policy::{BackupPolicyStatus, BackupSummary, FailureSummary, NotificationEvent};
 use crate::api::{Backup, BackupPolicy};
 use crate::conditions::{self, set_health, Desired, Health};
+use crate::controller::events::publish;
 use crate::jobs;
 use crate::metrics::PolicyLabels;
 use crate::schedule::Schedule;
+use crate::slots::{self, SlotDecision, SlotInput};
 
 const KIND: &str = "BackupPolicy";
 pub const STALE: &str = "Stale";
@@ -70,7 +71,8 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     // minutes, not on every reconcile: at a slot the only API call on the way to the Backup is its create.
     let uid = policy.uid().unwrap_or_default();
     if !ctx.secrets_verified.is_fresh(&uid, generation) {
-        if let Some(problem) = missing_secret(&ctx, &namespace, &policy.spec).await? {
+        let needed = policy_secrets(&policy.spec);
+        if let Some(problem) = first_missing_secret(&ctx.client, &namespace, &needed).await? {
             ctx.secrets_verified.forget(&uid);
             let retry = Some(Duration::from_secs(20));
             return stalled(
@@ -129,11 +131,11 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         .last_schedule_time
         .clone()
         .map_or(created, |t| t.0.max(created));
-    let jitter = plan::jitter_for(
+    let jitter = slots::jitter_for(
         &policy.uid().unwrap_or_default(),
         parse_optional(&policy.spec.jitter),
     );
-    let (decision, next) = plan::decide_slot(&SlotInput {
+    let (decision, next) = slots::decide_slot(&SlotInput {
         schedule: &schedule,
         now,
         handled_until,
@@ -166,7 +168,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         }
         SlotDecision::Replace { slot, running } => {
             for old in backups.iter().filter(|b| running.contains(&b.name_any())) {
-                delete_ignoring_absent(&backups_api, old).await?;
+                delete_exactly(&backups_api, &old.name_any(), &old.uid().unwrap_or_default()).await?;
             }
             publish(
                 &ctx,
@@ -544,22 +546,19 @@ async fn create_slot_backup(
         },
         status: None,
     };
-    match api.create(&PostParams::default(), &backup).await {
-        Ok(_) => {
-            publish(
-                ctx,
-                policy,
-                EventType::Normal,
-                "Scheduled",
-                format!("created Backup {name} for the {slot} slot"),
-            )
-            .await;
-            Ok(Created::New(name))
-        }
-        // Created before a restart: the deterministic name makes this a no-op.
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(Created::Existed(name)),
-        Err(error) => Err(error.into()),
+    // Created before a restart: the deterministic name makes this a no-op.
+    if !create_ignoring_existing(api, &backup).await? {
+        return Ok(Created::Existed(name));
     }
+    publish(
+        ctx,
+        policy,
+        EventType::Normal,
+        "Scheduled",
+        format!("created Backup {name} for the {slot} slot"),
+    )
+    .await;
+    Ok(Created::New(name))
 }
 
 /// Deletes the oldest finished scheduled Backups beyond the history limits (hand-made ones are kept:
@@ -588,56 +587,26 @@ async fn enforce_history(
         finished.sort_by_key(|b| completion(b));
         let excess = finished.len().saturating_sub(limit.max(0) as usize);
         for old in finished.into_iter().take(excess) {
-            delete_ignoring_absent(api, old).await?;
+            // As the cache saw it: the uid precondition keeps a lagging cache from deleting a newer
+            // object that took the same name.
+            delete_exactly(api, &old.name_any(), &old.uid().unwrap_or_default()).await?;
         }
     }
     Ok(())
-}
-
-/// Deletes the Backup as the cache saw it: the uid precondition keeps a lagging cache from deleting a
-/// newer object that took the same name (409 then, and nothing is deleted).
-async fn delete_ignoring_absent(api: &Api<Backup>, backup: &Backup) -> Result<(), ReconcileError> {
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: backup.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    match api.delete(&backup.name_any(), &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(response)) if response.code == 404 || response.code == 409 => Ok(()),
-        Err(error) => Err(error.into()),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn stalled(
     api: &Api<BackupPolicy>,
     policy: &BackupPolicy,
-    mut status: BackupPolicyStatus,
+    status: BackupPolicyStatus,
     reason: &'static str,
     message: String,
     ctx: &Context,
     now: &Time,
     retry: Option<Duration>,
 ) -> Result<Action, ReconcileError> {
-    let current = policy.status.clone().unwrap_or_default();
-    let first_time =
-        conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
-    set_health(
-        &mut status.conditions.0,
-        Health::Stalled {
-            reason,
-            message: message.clone(),
-        },
-        status.observed_generation,
-        now,
-    );
-    write_status(api, policy, Some(&current), &status, &ctx.settings.manager_name).await?;
-    if first_time {
-        publish(ctx, policy, EventType::Warning, reason, message).await;
-    }
+    let status = report_stalled(ctx, api, policy, status, reason, message, now).await?;
     export_metrics(
         ctx,
         &policy.namespace().unwrap_or_default(),
@@ -682,10 +651,4 @@ fn until(now: Timestamp, at: Timestamp) -> Duration {
     let wait = at.duration_since(now).as_secs_f64().max(0.0);
     // A little after the instant itself, so the slot is due when we look.
     Duration::from_secs_f64(wait) + Duration::from_millis(50)
-}
-
-pub fn error_policy(policy: Arc<BackupPolicy>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    tracing::warn!(policy = %policy.name_any(), %error, "reconcile failed");
-    ctx.metrics.reconcile_failed(KIND, error.metric_label());
-    Action::requeue(ERROR_REQUEUE)
 }

@@ -346,46 +346,12 @@ pub fn set_conditions(status: &mut CutoverStatus, generation: Option<i64>, messa
             message,
         },
         phase => Health::Progressing {
-            reason: phase_reason(phase),
+            reason: phase.name(),
             message,
         },
     };
     set_health(&mut status.conditions.0, health, generation, now);
 }
-
-pub fn phase_reason(phase: CutoverPhase) -> &'static str {
-    match phase {
-        CutoverPhase::Pending => "Pending",
-        CutoverPhase::Preflight => "Preflight",
-        CutoverPhase::BackingUp => "BackingUp",
-        CutoverPhase::Migrating => "Migrating",
-        CutoverPhase::WaitingForReadiness => "WaitingForReadiness",
-        CutoverPhase::AwaitingApproval => "AwaitingApproval",
-        CutoverPhase::Switching => "Switching",
-        CutoverPhase::Verifying => "Verifying",
-        CutoverPhase::Stabilizing => "Stabilizing",
-        CutoverPhase::Succeeded => "Succeeded",
-        CutoverPhase::RollingBack => "RollingBack",
-        CutoverPhase::RolledBack => "RolledBack",
-        CutoverPhase::Failed => "Failed",
-    }
-}
-
-pub const ALL_PHASES: [CutoverPhase; 13] = [
-    CutoverPhase::Pending,
-    CutoverPhase::Preflight,
-    CutoverPhase::BackingUp,
-    CutoverPhase::Migrating,
-    CutoverPhase::WaitingForReadiness,
-    CutoverPhase::AwaitingApproval,
-    CutoverPhase::Switching,
-    CutoverPhase::Verifying,
-    CutoverPhase::Stabilizing,
-    CutoverPhase::Succeeded,
-    CutoverPhase::RollingBack,
-    CutoverPhase::RolledBack,
-    CutoverPhase::Failed,
-];
 
 pub fn elapsed(since: &Time, now: &Time) -> Duration {
     let seconds = now.0.duration_since(since.0).as_secs_f64();

@@ -21,7 +21,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use super::{Context, ReconcileError, ERROR_REQUEUE};
+use super::{Context, ReconcileError};
 use crate::api::cutover::{CutoverPhase, CutoverStatus, StepPhase};
 use crate::api::Cutover;
 use machine::{Decision, Step};
@@ -120,7 +120,7 @@ impl Run<'_> {
     }
 
     pub async fn event(&self, type_: EventType, reason: &str, note: String) {
-        super::backup::publish(self.ctx, &self.cutover, type_, reason, note).await;
+        super::events::publish(self.ctx, &self.cutover, type_, reason, note).await;
     }
 }
 
@@ -195,7 +195,7 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
                 } else {
                     EventType::Warning
                 };
-                run.event(type_, machine::phase_reason(phase), message).await;
+                run.event(type_, phase.name(), message).await;
                 return Ok(Action::await_change());
             }
             Decision::StartRollback { reason, failed_check } => {
@@ -246,11 +246,4 @@ async fn finish_step(
     run.event(type_, reason, format!("{}: {message}", step.name()))
         .await;
     Ok(())
-}
-
-pub fn error_policy(cutover: Arc<Cutover>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    tracing::warn!(cutover = %cutover.name_any(), %error, "reconcile failed");
-    ctx.metrics.reconcile_failed(KIND, error.metric_label());
-    // Soon: a Cutover in its stabilization window must not stay blind for long.
-    Action::requeue(ERROR_REQUEUE.min(Duration::from_secs(5)))
 }

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ListParams, PostParams};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 
 use super::machine::{self, Step, Watch};
@@ -21,15 +20,18 @@ use crate::api::cutover::{
 };
 use crate::api::restore::RestorePhase;
 use crate::api::{Backup, BackupPolicy, Restore};
+use crate::controller::children::create_ignoring_existing;
 use crate::controller::status::child_name;
 use crate::controller::ReconcileError;
 use crate::duration::{format_duration, DurationString};
-use crate::jobs::{job_outcome, JobOutcome, COMPONENT_LABEL};
+use crate::jobs::{self, JobOutcome, JobState, UserStepJob, COMPONENT_LABEL};
 
 const POLL: Duration = Duration::from_secs(2);
 /// Watch events (owned Jobs, Backups, Restores; edits of the Cutover) wake the controller sooner.
 const SLOW_POLL: Duration = Duration::from_secs(30);
 const REPORT_LIMIT: usize = 4096;
+/// The user's container in a step Job.
+const STEP_CONTAINER: &str = "step";
 
 fn limit(duration: Option<&DurationString>, default: Duration) -> Duration {
     duration.and_then(|d| d.parse().ok()).unwrap_or(default)
@@ -125,40 +127,36 @@ async fn job_step(
     purpose: &str,
     step: &JobStep,
 ) -> Result<(Progress, Option<String>), ReconcileError> {
-    let jobs: Api<Job> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
-    let Some(job) = jobs.get_opt(name).await? else {
-        let job = step_job(run, name, purpose, step);
-        match jobs.create(&PostParams::default(), &job).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(response)) if response.code == 409 => {}
-            Err(error) => return Err(error.into()),
+    let state = jobs::follow_job(&run.ctx.client, &run.namespace, name, STEP_CONTAINER).await?;
+    let (outcome, last) = match state {
+        JobState::Missing => {
+            let api: Api<Job> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
+            create_ignoring_existing(&api, &step_job(run, name, purpose, step)).await?;
+            let message = format!("Job {name} started");
+            return Ok((
+                Progress::Wait {
+                    after: SLOW_POLL,
+                    message,
+                },
+                None,
+            ));
         }
-        return Ok((
-            Progress::Wait {
-                after: SLOW_POLL,
-                message: format!("Job {name} started"),
-            },
-            None,
-        ));
+        JobState::Running(_) => {
+            let message = format!("Job {name} is running");
+            return Ok((
+                Progress::Wait {
+                    after: SLOW_POLL,
+                    message,
+                },
+                None,
+            ));
+        }
+        JobState::Finished { outcome, last } => (outcome, last),
     };
-    let outcome = job_outcome(&job);
-    if outcome == JobOutcome::Running {
-        return Ok((
-            Progress::Wait {
-                after: SLOW_POLL,
-                message: format!("Job {name} is running"),
-            },
-            None,
-        ));
-    }
-    let pods: Api<Pod> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("job-name={name}")))
-        .await?;
-    let report = termination_message(&listed.items);
+    let report = last.and_then(|terminated| step_report(&terminated));
     let said = report
         .as_deref()
-        .map(|r| format!(": {}", one_line(r)))
+        .map(|r| format!(": {}", jobs::last_line(r, 200)))
         .unwrap_or_default();
     let progress = match outcome {
         JobOutcome::Succeeded => Progress::Done(format!("Job {name} succeeded{said}")),
@@ -167,32 +165,9 @@ async fn job_step(
     Ok((progress, report))
 }
 
-fn one_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default()
-        .trim();
-    line.chars().take(200).collect()
-}
-
-/// The newest finished `step` container's termination message (the report), at most 4 KiB.
-fn termination_message(pods: &[Pod]) -> Option<String> {
-    let mut finished: Vec<_> = pods
-        .iter()
-        .flat_map(|pod| {
-            pod.status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .into_iter()
-                .flatten()
-        })
-        .filter(|status| status.name == "step")
-        .filter_map(|status| status.state.as_ref().and_then(|s| s.terminated.clone()))
-        .collect();
-    finished.sort_by_key(|t| t.finished_at.clone().map(|t| t.0));
-    let message = finished.pop()?.message?;
+/// A step container's termination message (its report), at most 4 KiB.
+fn step_report(terminated: &ContainerStateTerminated) -> Option<String> {
+    let message = terminated.message.as_deref()?;
     let trimmed = message.trim();
     if trimmed.is_empty() {
         return None;
@@ -215,45 +190,17 @@ fn step_job(run: &Run<'_>, name: &str, purpose: &str, step: &JobStep) -> Job {
         .cutover
         .controller_owner_ref(&())
         .expect("a Cutover read from the API has a name and uid");
-    let container = Container {
-        name: "step".into(),
-        image: Some(step.image.clone()),
-        command: Some(step.command.clone()),
-        args: (!step.args.is_empty()).then(|| step.args.clone()),
-        env: (!step.env.is_empty()).then(|| step.env.clone()),
-        env_from: (!step.env_from.is_empty()).then(|| step.env_from.clone()),
-        resources: step.resources.clone(),
-        // A report written to /dev/termination-log is kept; a crash leaves its log tail instead.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        ..Default::default()
-    };
-    Job {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(run.namespace.clone()),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
+    jobs::user_step_job(
+        UserStepJob {
+            name,
+            namespace: &run.namespace,
+            labels,
+            owner,
+            container: STEP_CONTAINER,
+            provided_env: Vec::new(),
         },
-        spec: Some(JobSpec {
-            backoff_limit: Some(step.backoff_limit.unwrap_or(0)),
-            active_deadline_seconds: step.active_deadline_seconds,
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    containers: vec![container],
-                    service_account_name: step.service_account_name.clone(),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+        step,
+    )
 }
 
 pub fn backup_name(cutover: &str) -> String {
@@ -287,11 +234,7 @@ async fn backup(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileErr
         backup.metadata.namespace = Some(run.namespace.clone());
         backup.metadata.owner_references = Some(vec![owner]);
         backup.metadata.labels = Some([(CUTOVER_LABEL.to_owned(), run.name())].into());
-        match backups.create(&PostParams::default(), &backup).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(response)) if response.code == 409 => {}
-            Err(error) => return Err(error.into()),
-        }
+        create_ignoring_existing(&backups, &backup).await?;
         return Ok(Progress::Wait {
             after: SLOW_POLL,
             message: format!(
@@ -785,11 +728,7 @@ async fn restore_database(run: &mut Run<'_>) -> Result<Progress, ReconcileError>
             Err(error) => return Ok(Progress::Failed(format!("cannot build the Restore: {error}"))),
         };
         restore.metadata.owner_references = Some(vec![owner]);
-        match restores.create(&PostParams::default(), &restore).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(response)) if response.code == 409 => {}
-            Err(error) => return Err(error.into()),
-        }
+        create_ignoring_existing(&restores, &restore).await?;
         return Ok(Progress::Wait {
             after: SLOW_POLL,
             message: format!("Restore {name} of Backup {} created", backup.name),

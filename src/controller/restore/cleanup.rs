@@ -8,8 +8,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 
-use super::{create_ignoring_existing, delete_ignoring_absent, drop_job_name, newest_report, plan, Run};
-use crate::controller::backup::publish;
+use super::{drop_job_name, newest_report, plan, Run};
+use crate::controller::children::{create_ignoring_existing, delete_ignoring_absent};
+use crate::controller::events::publish;
 use crate::controller::ReconcileError;
 use crate::jobs::{self, JobOutcome};
 
@@ -74,10 +75,7 @@ impl Run<'_> {
                     command: "sh",
                 },
                 Some(&template),
-                invocation.args,
-                invocation.env,
-                Vec::new(),
-                Vec::new(),
+                invocation,
                 Vec::new(),
             );
             create_ignoring_existing(&jobs_api, &job).await?;

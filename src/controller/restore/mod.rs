@@ -18,25 +18,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use self::plan::{Connection, GuardVerdict, Invocation, ResolvedSource};
+use self::plan::{Connection, GuardVerdict, ResolvedSource};
 use self::scratch::{provision_scratch, Provisioned};
 use self::smoke::smoke_test;
-use super::backup::publish;
 use super::status::{child_name, write_status};
-use super::{Context, ReconcileError, ERROR_REQUEUE};
+use super::{Context, ReconcileError};
 use crate::api::backup::BackupPhase;
 use crate::api::common::SecretKeyRef;
 use crate::api::restore::{RestorePhase, RestoreStatus};
 use crate::api::{Backup, BackupPolicy, Restore};
 use crate::conditions::{set_health, Health};
+use crate::controller::children::create_ignoring_existing;
+use crate::controller::events::publish;
+use crate::controller::secrets::first_missing_secret;
+use crate::jobs::Invocation;
 use crate::jobs::{self, JobOutcome};
 
 const KIND: &str = "Restore";
@@ -226,7 +229,8 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     let restore_job = jobs_api.get_opt(&restore_job_name).await?;
     // Once the restore Job exists, its outcome decides (a Secret deleted meanwhile does not).
     if restore_job.is_none() {
-        if let Some(problem) = missing_secret(&run, &needed).await? {
+        let needed: Vec<(&str, &SecretKeyRef)> = needed.iter().map(|(what, r)| (*what, r)).collect();
+        if let Some(problem) = first_missing_secret(&run.ctx.client, &run.namespace, &needed).await? {
             return run.fail("SecretMissing", problem).await;
         }
     }
@@ -439,40 +443,6 @@ fn describe_source(source: &ResolvedSource) -> String {
     }
 }
 
-async fn missing_secret(
-    run: &Run<'_>,
-    needed: &[(&str, SecretKeyRef)],
-) -> Result<Option<String>, ReconcileError> {
-    let secrets: Api<Secret> = run.api();
-    for (what, reference) in needed {
-        match secrets.get_opt(&reference.name).await? {
-            None => {
-                return Ok(Some(format!(
-                    "the {what} Secret {} does not exist in namespace {}",
-                    reference.name, run.namespace
-                )))
-            }
-            Some(secret) => {
-                let has_key = secret
-                    .data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(&reference.key))
-                    || secret
-                        .string_data
-                        .as_ref()
-                        .is_some_and(|d| d.contains_key(&reference.key));
-                if !has_key {
-                    return Ok(Some(format!(
-                        "the {what} Secret {} has no key {:?}",
-                        reference.name, reference.key
-                    )));
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
 async fn follow_restore_job(
     run: &mut Run<'_>,
     job: &Job,
@@ -547,39 +517,7 @@ fn agent_job(
             command: &run.ctx.settings.agent_command,
         },
         Some(&template),
-        invocation.args,
-        invocation.env,
+        invocation,
         policy.spec.repository.restic.env_from.clone(),
-        invocation.volumes,
-        invocation.mounts,
     )
-}
-
-/// Creates `object`; true when this call created it, false when it already existed.
-async fn create_ignoring_existing<K>(api: &Api<K>, object: &K) -> Result<bool, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), object).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(false),
-        Err(error) => Err(error),
-    }
-}
-
-async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), ReconcileError>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-pub fn error_policy(restore: Arc<Restore>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    tracing::warn!(restore = %restore.name_any(), %error, "reconcile failed");
-    ctx.metrics.reconcile_failed(KIND, error.metric_label());
-    Action::requeue(ERROR_REQUEUE)
 }

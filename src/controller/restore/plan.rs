@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, SecretKeySelector, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::agent::result::AgentResult;
@@ -15,10 +13,8 @@ use crate::api::common::{QueryCheck, ScratchEngine, SecretKeyRef, VerifySpec};
 use crate::api::restore::{RestorePhase, RestoreSpec, RestoreStatus, ScratchStatus, Verification};
 use crate::conditions::{set_health, Health};
 use crate::duration::format_duration;
-use crate::jobs::{AgentReport, JobOutcome};
+use crate::jobs::{self, plain_env, secret_env, AgentReport, Invocation, JobOutcome};
 
-/// Where a restore's files target is mounted in the agent's Pod.
-const DATA_MOUNT: &str = "/data";
 /// How long a restore Job retries a Ready scratch server that does not answer yet.
 const SCRATCH_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The guard's check that the target has no tables (its name in the agent's result is `query:empty`).
@@ -172,29 +168,6 @@ impl ResolvedSource {
     }
 }
 
-pub fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.name.clone(),
-                key: secret.key.clone(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-pub fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
 fn connection_args(args: &mut Vec<String>, env: &mut Vec<EnvVar>, connection: &Connection) {
     if let Connection::Database {
         engine,
@@ -221,13 +194,6 @@ fn connection_args(args: &mut Vec<String>, env: &mut Vec<EnvVar>, connection: &C
     }
 }
 
-pub struct Invocation {
-    pub args: Vec<String>,
-    pub env: Vec<EnvVar>,
-    pub volumes: Vec<Volume>,
-    pub mounts: Vec<VolumeMount>,
-}
-
 /// `lifeboat agent restore …`: the snapshot into the target, then the verify checks, in one run (so the
 /// measured restore time includes verification, as the RTO does).
 pub fn restore_invocation(
@@ -238,34 +204,22 @@ pub fn restore_invocation(
     scratch: Option<ScratchEngine>,
     verify: Option<&VerifySpec>,
 ) -> Invocation {
-    let mut args: Vec<String> = vec!["agent".into(), "restore".into()];
-    let mut env = vec![
-        plain_env("RESTIC_REPOSITORY", &policy.repository.restic.repository),
-        secret_env("RESTIC_PASSWORD", &policy.repository.restic.password_secret_ref),
-    ];
-    let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
+    let Invocation {
+        mut args,
+        mut env,
+        volumes: _,
+        mounts: _,
+    } = Invocation::against_repository("restore", &policy.repository.restic);
+    let mut claim_mount = Invocation::default();
     match connection {
         Connection::Database { .. } => connection_args(&mut args, &mut env, connection),
         Connection::Files { claim, path } => {
             args.extend(["--target".into(), "files".into()]);
-            let path = format!("{DATA_MOUNT}{}", if path == "/" { "" } else { path.as_str() });
-            args.extend(["--path".into(), path]);
-            volumes.push(Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: Some(false),
-                }),
-                ..Default::default()
-            });
-            mounts.push(VolumeMount {
-                name: "data".into(),
-                mount_path: DATA_MOUNT.into(),
-                ..Default::default()
-            });
+            args.extend(["--path".into(), jobs::data_path(path)]);
+            claim_mount.mount_claim(claim, false);
         }
     }
+    let Invocation { volumes, mounts, .. } = claim_mount;
     args.extend(["--snapshot".into(), source.snapshot.clone()]);
     if source.snapshot == "latest" {
         for tag in &source.tags {
@@ -339,8 +293,7 @@ pub fn guard_invocation(connection: &Connection) -> Invocation {
     Invocation {
         args,
         env,
-        volumes: Vec::new(),
-        mounts: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -392,8 +345,7 @@ pub fn drop_invocation(connection: &Connection) -> Option<Invocation> {
     Some(Invocation {
         args: vec!["-c".into(), script],
         env,
-        volumes: Vec::new(),
-        mounts: Vec::new(),
+        ..Default::default()
     })
 }
 
@@ -496,7 +448,11 @@ pub fn scratch_readiness(pod: Option<&Pod>, waited: Duration, timeout: Duration)
             .flatten()
             .filter_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()))
             .map(|t| {
-                let message = t.message.as_deref().map(last_line).unwrap_or_default();
+                let message = t
+                    .message
+                    .as_deref()
+                    .map(|m| jobs::last_line(m, 300))
+                    .unwrap_or_default();
                 format!(
                     "exit code {}{}",
                     t.exit_code,
@@ -538,16 +494,6 @@ pub fn scratch_readiness(pod: Option<&Pod>, waited: Duration, timeout: Duration)
             status.phase.unwrap_or_else(|| "Pending".into())
         )
     }))
-}
-
-fn last_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default()
-        .trim();
-    line.chars().take(300).collect()
 }
 
 /// A terminal failure decided by the controller (not by the agent).

@@ -17,14 +17,16 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 
-use super::plan::{self, plain_env, secret_env, Connection, ScratchReadiness};
-use super::{create_ignoring_existing, job_name, Run, SCRATCH_READY_TIMEOUT};
+use super::plan::{self, Connection, ScratchReadiness};
+use super::{job_name, Run, SCRATCH_READY_TIMEOUT};
 use crate::api::common::{ScratchDatabase, ScratchEngine, SecretKeyRef};
 use crate::api::restore::RestorePhase;
 use crate::api::restore::ScratchStatus;
-use crate::controller::backup::publish;
+use crate::controller::children::create_ignoring_existing;
+use crate::controller::events::publish;
 use crate::controller::status::child_name;
 use crate::controller::ReconcileError;
+use crate::jobs::{plain_env, secret_env};
 
 pub const PASSWORD_KEY: &str = "password";
 pub const COMPONENT: &str = "scratch-database";

@@ -3,22 +3,27 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 
-use super::plan::{self, plain_env, secret_env, Connection};
-use super::{create_ignoring_existing, smoke_job_name, Run};
+use super::plan::{self, Connection};
+use super::{smoke_job_name, Run};
 use crate::api::common::{JobStep, ScratchEngine};
 use crate::api::restore::RestorePhase;
-use crate::controller::backup::publish;
+use crate::controller::children::create_ignoring_existing;
+use crate::controller::events::publish;
 use crate::controller::ReconcileError;
 use crate::jobs::{self, JobOutcome};
+use crate::jobs::{plain_env, secret_env, user_step_job, UserStepJob};
+
+/// The user's container in the smoke Job.
+const SMOKE_CONTAINER: &str = "smoke";
 
 /// The restored database's address and credentials, under Lifeboat's names and the client libraries'
 /// own (libpq's PG*, the MySQL clients' MYSQL_*), so most test tools need no flags. The password comes
@@ -76,75 +81,27 @@ pub fn smoke_job(
     labels: BTreeMap<String, String>,
     owner: OwnerReference,
 ) -> Job {
-    let mut env = database_env(connection);
-    // The user's own variables come last, so they may override ours.
-    env.extend(step.env.iter().cloned());
-    let container = Container {
-        name: "smoke".into(),
-        image: Some(step.image.clone()),
-        command: Some(step.command.clone()),
-        args: (!step.args.is_empty()).then(|| step.args.clone()),
-        env: Some(env),
-        env_from: (!step.env_from.is_empty()).then(|| step.env_from.clone()),
-        resources: step.resources.clone(),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        ..Default::default()
-    };
-    Job {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![owner]),
-            ..Default::default()
+    user_step_job(
+        UserStepJob {
+            name,
+            namespace,
+            labels,
+            owner,
+            container: SMOKE_CONTAINER,
+            provided_env: database_env(connection),
         },
-        spec: Some(JobSpec {
-            backoff_limit: Some(step.backoff_limit.unwrap_or(0)),
-            active_deadline_seconds: step.active_deadline_seconds,
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    containers: vec![container],
-                    service_account_name: step.service_account_name.clone(),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    }
+        step,
+    )
 }
 
 /// The last line the smoke container wrote (its termination message, or its log tail on failure).
 pub fn last_words(pods: &[Pod]) -> Option<String> {
-    let mut finished: Vec<_> = pods
-        .iter()
-        .flat_map(|pod| {
-            pod.status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .into_iter()
-                .flatten()
-        })
-        .filter(|status| status.name == "smoke")
-        .filter_map(|status| status.state.as_ref().and_then(|s| s.terminated.clone()))
-        .collect();
-    finished.sort_by_key(|t| t.finished_at.clone().map(|t| t.0));
-    let terminated = finished.pop()?;
-    let message = terminated.message.unwrap_or_default();
-    let line = message
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().chars().take(300).collect::<String>());
+    let terminated = jobs::newest_terminated(pods, SMOKE_CONTAINER)?;
+    let line = jobs::last_line(terminated.message.as_deref().unwrap_or_default(), 300);
     match line {
-        Some(line) => Some(line),
-        None if terminated.exit_code == 0 => None,
-        None => Some(format!("exit code {}", terminated.exit_code)),
+        line if !line.is_empty() => Some(line),
+        _ if terminated.exit_code == 0 => None,
+        _ => Some(format!("exit code {}", terminated.exit_code)),
     }
 }
 

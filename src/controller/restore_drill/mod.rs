@@ -10,23 +10,24 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use self::plan::Objectives;
-use super::backup::publish;
-use super::backup_policy::plan::{decide_slot, SlotDecision, SlotInput};
-use super::status::write_status;
-use super::{Context, ReconcileError, ERROR_REQUEUE};
+use super::children::{create_ignoring_existing, delete_ignoring_absent};
+use super::status::{report_stalled, write_status};
+use super::{Context, ReconcileError};
 use crate::api::backup_policy::ConcurrencyPolicy;
 use crate::api::restore::RestorePhase;
 use crate::api::restore_drill::RestoreDrillStatus;
 use crate::api::{BackupPolicy, Restore, RestoreDrill};
-use crate::conditions::{self, set_health, Health};
+use crate::conditions::{set_health, Health};
+use crate::controller::events::publish;
 use crate::metrics::DrillLabels;
 use crate::schedule::Schedule;
+use crate::slots::{decide_slot, SlotDecision, SlotInput};
 
 const KIND: &str = "RestoreDrill";
 pub const DRILL_LABEL: &str = "lifeboat.dev/drill";
@@ -214,14 +215,7 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
     let mut done: Vec<&Restore> = owned.iter().filter(|r| finished(r)).collect();
     done.sort_by_key(|r| std::cmp::Reverse(drill_start(r)));
     for old in done.into_iter().skip(limit) {
-        match restores
-            .delete(&old.name_any(), &DeleteParams::background())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(response)) if response.code == 404 => {}
-            Err(error) => return Err(error.into()),
-        }
+        delete_ignoring_absent(&restores, &old.name_any()).await?;
     }
 
     Ok(match next {
@@ -270,22 +264,18 @@ async fn create_drill_restore(
         spec: plan::restore_spec_for(&drill.spec),
         status: None,
     };
-    match api.create(&PostParams::default(), &restore).await {
-        Ok(_) => {
-            publish(
-                ctx,
-                drill,
-                EventType::Normal,
-                "DrillStarted",
-                format!("created Restore {name} for the {slot} drill"),
-            )
-            .await;
-            Ok(name)
-        }
-        // Created before a restart: the deterministic name makes this a no-op.
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(name),
-        Err(error) => Err(error.into()),
+    // Created before a restart: the deterministic name makes this a no-op.
+    if create_ignoring_existing(api, &restore).await? {
+        publish(
+            ctx,
+            drill,
+            EventType::Normal,
+            "DrillStarted",
+            format!("created Restore {name} for the {slot} drill"),
+        )
+        .await;
     }
+    Ok(name)
 }
 
 /// Ready when the last drill passed (or none has run yet).
@@ -326,29 +316,14 @@ fn overall_health(status: &RestoreDrillStatus, suspended: bool) -> Health {
 async fn stalled(
     api: &Api<RestoreDrill>,
     drill: &RestoreDrill,
-    mut status: RestoreDrillStatus,
+    status: RestoreDrillStatus,
     reason: &'static str,
     message: String,
     ctx: &Context,
     retry: Option<Duration>,
 ) -> Result<Action, ReconcileError> {
-    let current = drill.status.clone().unwrap_or_default();
-    let first_time =
-        conditions::find(&current.conditions.0, conditions::STALLED).is_none_or(|c| c.message != message);
     let now = Time(Timestamp::now());
-    set_health(
-        &mut status.conditions.0,
-        Health::Stalled {
-            reason,
-            message: message.clone(),
-        },
-        status.observed_generation,
-        &now,
-    );
-    write_status(api, drill, Some(&current), &status, &ctx.settings.manager_name).await?;
-    if first_time {
-        publish(ctx, drill, EventType::Warning, reason, message).await;
-    }
+    let status = report_stalled(ctx, api, drill, status, reason, message, &now).await?;
     export_metrics(
         ctx,
         &drill.namespace().unwrap_or_default(),
@@ -398,10 +373,4 @@ fn export_metrics(ctx: &Context, namespace: &str, drill: &str, status: &RestoreD
         .drill_last_timestamp
         .get_or_create(&labels)
         .set(last.start_time.0.as_millisecond() as f64 / 1000.0);
-}
-
-pub fn error_policy(drill: Arc<RestoreDrill>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    tracing::warn!(drill = %drill.name_any(), %error, "reconcile failed");
-    ctx.metrics.reconcile_failed(KIND, error.metric_label());
-    Action::requeue(ERROR_REQUEUE)
 }

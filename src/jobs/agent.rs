@@ -1,0 +1,186 @@
+//! Jobs running `lifeboat agent …`: what the agent is told (an [`Invocation`]) and the Job around it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::env::{plain_env, restic_env, secret_env};
+use super::{data_path, AGENT_CONTAINER, DATA_MOUNT};
+use crate::api::backup_policy::{BackupPolicySpec, DumpFormat};
+use crate::api::common::JobTemplate;
+
+/// What the agent Job needs to know besides the policy.
+pub struct AgentJob<'a> {
+    pub name: String,
+    pub namespace: &'a str,
+    pub owner: OwnerReference,
+    pub labels: BTreeMap<String, String>,
+    pub image: &'a str,
+    pub command: &'a str,
+}
+
+/// One run of the agent: its arguments, environment and the volumes it needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Invocation {
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub volumes: Vec<Volume>,
+    pub mounts: Vec<VolumeMount>,
+}
+
+impl Invocation {
+    /// `lifeboat agent <command> …` with the repository's environment.
+    pub fn against_repository(command: &str, restic: &crate::api::backup_policy::ResticRepository) -> Self {
+        Self {
+            args: vec!["agent".into(), command.into()],
+            env: restic_env(restic),
+            ..Default::default()
+        }
+    }
+
+    /// Mounts a PersistentVolumeClaim at `/data`, read-only for backups, writable for restores.
+    pub fn mount_claim(&mut self, claim: &str, read_only: bool) {
+        self.volumes.push(Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.to_owned(),
+                read_only: Some(read_only),
+            }),
+            ..Default::default()
+        });
+        self.mounts.push(VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_MOUNT.into(),
+            read_only: read_only.then_some(true),
+            ..Default::default()
+        });
+    }
+
+    pub fn flag(&mut self, flag: &str, value: impl Into<String>) {
+        self.args.extend([flag.to_owned(), value.into()]);
+    }
+}
+
+/// The agent invocation that backs up `policy`'s source, tagged so the snapshots can be found by
+/// policy, namespace and Backup.
+pub fn backup_invocation(
+    policy_name: &str,
+    namespace: &str,
+    backup_name: &str,
+    policy: &BackupPolicySpec,
+) -> Invocation {
+    let mut invocation = Invocation::against_repository("backup", &policy.repository.restic);
+    // A prune or check holds restic's exclusive lock for a while: wait for it rather than fail the slot.
+    invocation.flag("--retry-lock", "10m");
+    let source = &policy.source;
+    if let Some(postgres) = &source.postgres {
+        let c = &postgres.connection;
+        invocation.flag("--source", "postgres");
+        invocation.flag("--host", &c.host);
+        invocation.flag("--port", c.port.to_string());
+        invocation.flag("--database", &c.database);
+        invocation.flag("--user", &c.user);
+        let format = match postgres.format {
+            DumpFormat::Custom => "custom",
+            DumpFormat::Plain => "plain",
+        };
+        invocation.flag("--pg-format", format);
+        invocation
+            .env
+            .push(secret_env("LIFEBOAT_DB_PASSWORD", &c.password_secret_ref));
+        if let Some(mode) = &c.ssl_mode {
+            invocation.env.push(plain_env("PGSSLMODE", mode));
+        }
+    } else if let Some(mysql) = &source.mysql {
+        invocation.flag("--source", "mysql");
+        invocation.flag("--host", &mysql.host);
+        invocation.flag("--port", mysql.port.to_string());
+        invocation.flag("--database", &mysql.database);
+        invocation.flag("--user", &mysql.user);
+        invocation
+            .env
+            .push(secret_env("LIFEBOAT_DB_PASSWORD", &mysql.password_secret_ref));
+    } else if let Some(files) = &source.files {
+        invocation.flag("--source", "files");
+        invocation.flag("--path", data_path(&files.path));
+        invocation.mount_claim(&files.persistent_volume_claim, true);
+    }
+    for (key, value) in [
+        ("policy", policy_name),
+        ("namespace", namespace),
+        ("backup", backup_name),
+    ] {
+        invocation.flag("--tag", format!("{key}={value}"));
+    }
+    if policy.repository.restic.initialize {
+        invocation.args.push("--init-repository".into());
+    }
+    invocation
+}
+
+/// A Job running the agent once (with the template's retries), owned by the object it serves.
+pub fn agent_job(
+    job: AgentJob<'_>,
+    template: Option<&JobTemplate>,
+    invocation: Invocation,
+    env_from: Vec<EnvFromSource>,
+) -> Job {
+    let Invocation {
+        args,
+        env,
+        volumes,
+        mounts,
+    } = invocation;
+    let template = template.cloned().unwrap_or_default();
+    let image = template.image.clone().unwrap_or_else(|| job.image.to_owned());
+    let container = Container {
+        name: AGENT_CONTAINER.into(),
+        image: Some(image),
+        image_pull_policy: template.image_pull_policy.clone(),
+        command: Some(vec![job.command.to_owned()]),
+        args: Some(args),
+        env: Some(env),
+        env_from: (!env_from.is_empty()).then_some(env_from),
+        resources: template.resources.clone(),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        // The agent writes its JSON result here; if it dies before that, the log tail explains why.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job.name),
+            namespace: Some(job.namespace.to_owned()),
+            labels: Some(job.labels.clone()),
+            owner_references: Some(vec![job.owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(template.backoff_limit.unwrap_or(1)),
+            active_deadline_seconds: template.active_deadline_seconds,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(job.labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![container],
+                    volumes: (!volumes.is_empty()).then_some(volumes),
+                    node_selector: (!template.node_selector.is_empty()).then_some(template.node_selector),
+                    tolerations: (!template.tolerations.is_empty()).then_some(template.tolerations),
+                    security_context: template.security_context,
+                    service_account_name: template.service_account_name,
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

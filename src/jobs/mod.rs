@@ -1,0 +1,45 @@
+//! Every Job Lifeboat runs is built and followed here: the agent's Jobs (`lifeboat agent …` with the
+//! repository's environment), the user's step Jobs (Cutover checks and migrations, the Restore smoke
+//! test), and reading how a Job ended from its Pods' termination messages.
+//!
+//! Secrets reach a Job only as `secretKeyRef` environment variables: the operator never reads a
+//! password, and nothing secret is in a Job's arguments.
+
+mod agent;
+mod env;
+mod follow;
+mod user_step;
+
+pub use agent::{agent_job, backup_invocation, AgentJob, Invocation};
+pub use env::{plain_env, restic_env, secret_env};
+pub use follow::{
+    follow_job, job_outcome, last_line, newest_agent_report, newest_terminated, AgentReport, JobOutcome,
+    JobState,
+};
+pub use user_step::{user_step_job, UserStepJob};
+
+pub const POLICY_LABEL: &str = "lifeboat.dev/policy";
+pub const BACKUP_LABEL: &str = "lifeboat.dev/backup";
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Where a files source or target's PersistentVolumeClaim is mounted in the agent's Pod.
+pub const DATA_MOUNT: &str = "/data";
+/// The agent's container in every agent Job.
+pub const AGENT_CONTAINER: &str = "agent";
+
+/// `/data` plus the path inside the claim (`/` is the claim's root).
+pub fn data_path(path_in_claim: &str) -> String {
+    if path_in_claim == "/" {
+        DATA_MOUNT.to_owned()
+    } else {
+        format!("{DATA_MOUNT}{path_in_claim}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_claim_root_is_the_mount_itself() {
+        assert_eq!(super::data_path("/"), "/data");
+        assert_eq!(super::data_path("/uploads"), "/data/uploads");
+    }
+}
