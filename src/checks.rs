@@ -7,17 +7,11 @@
 //! loopback address instead (test and local-cluster support only; production leaves it unset).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::Uri;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use reqwest::Url;
 
 use crate::api::common::HttpCheck;
 
@@ -26,37 +20,6 @@ pub const LOCAL_SERVICES_ENV: &str = "LIFEBOAT_LOCAL_SERVICES";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bodies kept for matching and messages; a health endpoint never needs more.
 const BODY_LIMIT: usize = 64 * 1024;
-
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
-fn client() -> Result<&'static HttpClient, String> {
-    static CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let builder = hyper_rustls::HttpsConnectorBuilder::new();
-            let builder = match builder.with_provider_and_native_roots(provider.clone()) {
-                Ok(builder) => builder,
-                Err(error) => {
-                    // Plain-http checks (in-cluster Services) still work; https ones fail naming this.
-                    tracing::warn!(%error, "no system CA certificates; https checks will fail to verify");
-                    let config = rustls::ClientConfig::builder_with_provider(provider)
-                        .with_safe_default_protocol_versions()
-                        .map_err(|error| format!("TLS setup: {error}"))?
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth();
-                    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-                }
-            };
-            let https = builder.https_or_http().enable_http1().build();
-            // Every check is a fresh look: no pooled connection to a Pod that has gone.
-            Ok(Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(0)
-                .build(https))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
 
 /// The answer of one HTTP request.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,93 +92,79 @@ fn body_excerpt(body: &str) -> String {
     format!(": {short}")
 }
 
-/// One HTTP request with a deadline.
+/// One HTTP request with a deadline (the shared client of [`crate::http_client`]).
 pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<HttpResponse, String> {
     let (target, host_header) = resolve(url)?;
-    let method = hyper::Method::from_bytes(method.as_bytes())
+    let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("{method} is not an HTTP method"))?;
-    let request = hyper::Request::builder()
-        .method(method.clone())
-        .uri(target)
-        .header(hyper::header::HOST, host_header)
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("lifeboat/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Empty::<Bytes>::new())
-        .map_err(|error| format!("{method} {url}: {error}"))?;
-    let client = client()?;
-    let exchange = async {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|error| describe_client_error(&error))?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        let mut stream = response.into_body();
-        while let Some(frame) = stream.frame().await {
-            let frame = frame.map_err(|error| format!("reading the body: {error}"))?;
-            if let Some(data) = frame.data_ref() {
-                body.extend_from_slice(data);
-                if body.len() >= BODY_LIMIT {
-                    body.truncate(BODY_LIMIT);
-                    break;
-                }
-            }
+    let client = crate::http_client::client()?;
+    let mut request = client.request(method.clone(), target).timeout(timeout);
+    if let Some(host) = host_header {
+        request = request.header(reqwest::header::HOST, host);
+    }
+    // reqwest's per-request timeout covers connecting, the answer and reading the body.
+    let failed = |error: reqwest::Error, doing: &str| {
+        // A connect timeout (CONNECT_TIMEOUT, shorter than a long check timeout) keeps its own cause.
+        if error.is_timeout() && !error.is_connect() {
+            format!(
+                "{method} {url}: no answer within {}",
+                crate::duration::format_duration(timeout)
+            )
+        } else {
+            // Without the URL: the message names it already.
+            let cause = crate::http_client::error_chain(&error.without_url());
+            format!("{method} {url}: {doing}{cause}")
         }
-        Ok::<_, String>(HttpResponse {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(problem)) => Err(format!("{method} {url}: {problem}")),
-        Err(_) => Err(format!(
-            "{method} {url}: no answer within {}",
-            crate::duration::format_duration(timeout)
-        )),
+    let mut response = request.send().await.map_err(|error| failed(error, ""))?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| failed(error, "reading the body: "))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() >= BODY_LIMIT {
+            body.truncate(BODY_LIMIT);
+            break;
+        }
     }
+    Ok(HttpResponse {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
-fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error as _;
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
-/// The URI to connect to and the Host header to send: the URL itself, or (local cluster) the Service
-/// proxy's address for a Service host.
-fn resolve(url: &str) -> Result<(Uri, String), String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|error| format!("{url} is not a URL: {error}"))?;
-    let authority = uri
-        .authority()
+/// The URL to connect to and, when that is not the URL as written, the Host header to send: the URL
+/// itself, or (local cluster) the Service proxy's address for a Service host.
+fn resolve(url: &str) -> Result<(Url, Option<String>), String> {
+    let parsed = Url::parse(url).map_err(|error| format!("{url} is not a URL: {error}"))?;
+    let host = parsed
+        .host_str()
+        .filter(|host| !host.is_empty())
         .ok_or_else(|| format!("{url} has no host"))?
-        .clone();
-    let host_header = authority.as_str().to_owned();
+        .to_owned();
     let Some(table) = std::env::var_os(LOCAL_SERVICES_ENV).map(PathBuf::from) else {
-        return Ok((uri, host_header));
+        return Ok((parsed, None));
     };
-    let scheme = uri.scheme_str().unwrap_or("http");
-    let port = authority
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let Some((service, namespace)) = service_host(authority.host()) else {
-        return Ok((uri, host_header));
+    let Some((service, namespace)) = service_host(&host) else {
+        return Ok((parsed, None));
+    };
+    let scheme = parsed.scheme();
+    let port = parsed.port().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host_header = match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.clone(),
     };
     let address = local_service_address(&table, namespace, service, port)?;
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let rewritten: Uri = format!("{scheme}://{address}{path}")
-        .parse()
-        .map_err(|error| format!("{url}: {error}"))?;
-    Ok((rewritten, host_header))
+    let path = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_owned(),
+    };
+    let rewritten =
+        Url::parse(&format!("{scheme}://{address}{path}")).map_err(|error| format!("{url}: {error}"))?;
+    Ok((rewritten, Some(host_header)))
 }
 
 /// `web.hotel`, `web.hotel.svc`, `web.hotel.svc.cluster.local` → (web, hotel).
@@ -466,6 +415,67 @@ mod tests {
             .unwrap_err()
             .contains("above the maximum 0.001"));
         assert!(within(0.0005, None, Some(0.001)).is_ok());
+    }
+
+    /// A one-shot HTTP/1 server on loopback answering `answer` verbatim; hands back what it was sent.
+    async fn loopback_server(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buffer).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                received.extend_from_slice(&buffer[..n]);
+            }
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+            String::from_utf8_lossy(&received).into_owned()
+        });
+        (format!("http://{address}"), served)
+    }
+
+    #[tokio::test]
+    async fn a_request_reports_the_status_itself_and_follows_no_redirect() {
+        let (base, served) = loopback_server(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 5\r\nConnection: close\r\n\r\nmoved",
+        )
+        .await;
+        let response = request("GET", &format!("{base}/health?x=1"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            response,
+            HttpResponse {
+                status: 302,
+                body: "moved".into()
+            }
+        );
+        let sent = served.await.unwrap();
+        assert!(sent.starts_with("GET /health?x=1 HTTP/1.1\r\n"), "{sent}");
+        assert!(sent.to_lowercase().contains("user-agent: lifeboat/"), "{sent}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_no_answer_within_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let problem = request("GET", &url, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(
+            problem.starts_with(&format!("GET {url}: no answer within")),
+            "{problem}"
+        );
+        drop(listener);
+        let refused = request("GET", &url, Duration::from_secs(5)).await.unwrap_err();
+        assert!(refused.starts_with(&format!("GET {url}: ")), "{refused}");
+        assert!(!refused.contains("no answer"), "{refused}");
     }
 
     fn deployment(replicas: i32, status: serde_json::Value) -> Deployment {

@@ -11,7 +11,10 @@ use crate::api::{Backup, BackupPolicy, Cutover, Restore, RestoreDrill};
 #[derive(Debug, thiserror::Error)]
 pub enum CrdGenError {
     #[error("could not serialize CRD {name}: {source}")]
-    Serialize { name: String, source: serde_yaml::Error },
+    Serialize {
+        name: String,
+        source: serde_norway::Error,
+    },
     #[error("could not write {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }
@@ -31,7 +34,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
 /// One CRD as a YAML document (with its `---` separator), as committed.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdGenError> {
     let name = crd.metadata.name.clone().unwrap_or_default();
-    let yaml = serde_yaml::to_string(crd).map_err(|source| CrdGenError::Serialize { name, source })?;
+    let yaml = serde_norway::to_string(crd).map_err(|source| CrdGenError::Serialize { name, source })?;
     Ok(format!("---\n{yaml}"))
 }
 

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod duration;
 pub mod http;
+pub mod http_client;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;

@@ -4,11 +4,6 @@
 
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Method, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
@@ -59,43 +54,35 @@ pub async fn send(
             name: url_ref.name.clone(),
             key: url_ref.key.clone(),
         })?;
-    let uri: hyper::Uri = url.parse().map_err(|_| NotifyError::InvalidUrl {
+    let url = reqwest::Url::parse(&url).map_err(|_| NotifyError::InvalidUrl {
         name: url_ref.name.clone(),
     })?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(NotifyError::InvalidUrl {
             name: url_ref.name.clone(),
         });
     }
-    post_json(uri, payload).await
+    post_json(url, payload).await
 }
 
-async fn post_json(uri: hyper::Uri, payload: &serde_json::Value) -> Result<(), NotifyError> {
+async fn post_json(url: reqwest::Url, payload: &serde_json::Value) -> Result<(), NotifyError> {
     let timeout = Duration::from_secs(10);
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|error| NotifyError::Request(format!("TLS setup: {error}")))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(payload.to_string())))
-        .map_err(|error| NotifyError::Request(error.to_string()))?;
-    let response = tokio::time::timeout(timeout, client.request(request))
+    let client = crate::http_client::client().map_err(NotifyError::Request)?;
+    let response = client
+        .post(url)
+        .json(payload)
+        .timeout(timeout)
+        .send()
         .await
-        .map_err(|_| NotifyError::Timeout(timeout))?
         // The error text of a connection failure can contain the URL: keep only its kind.
         .map_err(|error| {
-            NotifyError::Request(if error.is_connect() {
-                "connection failed".into()
+            if error.is_timeout() {
+                NotifyError::Timeout(timeout)
+            } else if error.is_connect() {
+                NotifyError::Request("connection failed".into())
             } else {
-                "request failed".into()
-            })
+                NotifyError::Request("request failed".into())
+            }
         })?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {

@@ -55,14 +55,15 @@ fn every_kind_has_a_health_check_that_passes_its_test_cases() {
         let script =
             std::fs::read_to_string(dir.join("health.lua")).unwrap_or_else(|_| panic!("{kind}: health.lua"));
         let tests: HealthTests =
-            serde_yaml::from_str(&std::fs::read_to_string(dir.join("health_test.yaml")).unwrap()).unwrap();
+            serde_norway::from_str(&std::fs::read_to_string(dir.join("health_test.yaml")).unwrap()).unwrap();
         assert!(
             tests.tests.len() >= 2,
             "{kind}: at least a healthy and an unhealthy case"
         );
         for test in tests.tests {
             let input: serde_json::Value =
-                serde_yaml::from_str(&std::fs::read_to_string(dir.join(&test.input_path)).unwrap()).unwrap();
+                serde_norway::from_str(&std::fs::read_to_string(dir.join(&test.input_path)).unwrap())
+                    .unwrap();
             let got = health_of(&script, &input);
             if got != test.health_status {
                 failures.push(format!(
@@ -81,7 +82,7 @@ fn the_argocd_cm_snippet_installs_exactly_these_scripts() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/argocd/argocd-cm-patch.yaml"),
     )
     .unwrap();
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&snippet).unwrap();
+    let parsed: serde_norway::Value = serde_norway::from_str(&snippet).unwrap();
     for kind in KINDS {
         let key = format!("resource.customizations.health.lifeboat.dev_{kind}");
         let embedded = parsed["data"][key.as_str()]

@@ -112,9 +112,9 @@ fn watching_listed_namespaces_binds_the_role_only_there() {
 }
 
 /// The rules of the first ClusterRole in a manifest, as YAML values.
-fn cluster_role_rules(manifest: &str) -> serde_yaml::Value {
-    for document in serde_yaml::Deserializer::from_str(manifest) {
-        let value = serde_yaml::Value::deserialize(document).unwrap();
+fn cluster_role_rules(manifest: &str) -> serde_norway::Value {
+    for document in serde_norway::Deserializer::from_str(manifest) {
+        let value = serde_norway::Value::deserialize(document).unwrap();
         if value.get("kind").and_then(|k| k.as_str()) == Some("ClusterRole") {
             return value["rules"].clone();
         }
@@ -150,5 +150,5 @@ fn the_chart_and_the_kustomize_base_grant_the_same_rules() {
                 .any(|r| r.as_str() == Some("secrets"))
         })
         .expect("a rule for secrets");
-    assert_eq!(secrets["verbs"], serde_yaml::Value::from(vec!["get"]));
+    assert_eq!(secrets["verbs"], serde_norway::Value::from(vec!["get"]));
 }

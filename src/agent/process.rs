@@ -109,10 +109,11 @@ impl Tool {
     pub fn interrupt(&mut self) {
         self.killed_by_us = true;
         if let Some(pid) = self.child.id() {
-            // SAFETY: kill(2) on a pid we spawned and have not reaped yet (id() is None after wait).
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGINT);
-            }
+            // A pid we spawned and have not reaped yet (id() is None after wait), so it is still ours.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGINT,
+            );
         }
     }
 
@@ -264,15 +265,11 @@ where
 
 /// Makes a pipe hold more than the default 64 KiB, so pg_dump and restic stall less on each other's
 /// bursts. Best effort: the kernel may refuse above /proc/sys/fs/pipe-max-size.
-pub fn enlarge_pipe<F: std::os::fd::AsRawFd>(pipe: &F) {
-    // SAFETY: fcntl on a file descriptor we own; F_SETPIPE_SZ has no memory-safety implications.
-    unsafe {
-        libc::fcntl(
-            pipe.as_raw_fd(),
-            libc::F_SETPIPE_SZ,
-            PUMP_BUFFER_BYTES as libc::c_int,
-        );
-    }
+pub fn enlarge_pipe<F: std::os::fd::AsFd>(pipe: &F) {
+    let _ = nix::fcntl::fcntl(
+        pipe.as_fd(),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PUMP_BUFFER_BYTES as std::ffi::c_int),
+    );
 }
 
 #[cfg(test)]

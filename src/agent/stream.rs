@@ -25,6 +25,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Command, Stdio};
 
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::Signal;
+use nix::unistd::getppid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -72,14 +75,11 @@ pub fn run(args: &StreamArgs) -> i32 {
 
 /// restic is our parent: if it is killed, nobody reads the dump any more.
 fn die_with_parent() {
-    // SAFETY: getppid and prctl(PR_SET_PDEATHSIG) have no memory-safety preconditions.
-    unsafe {
-        let parent = libc::getppid();
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        // The parent may have died between the two calls: then the signal will never come.
-        if libc::getppid() != parent {
-            std::process::exit(1);
-        }
+    let parent = getppid();
+    let _ = set_pdeathsig(Signal::SIGKILL);
+    // The parent may have died between the two calls: then the signal will never come.
+    if getppid() != parent {
+        std::process::exit(1);
     }
 }
 
@@ -98,14 +98,13 @@ fn stream(args: &StreamArgs) -> Report {
     for name in &args.unset {
         command.env_remove(name);
     }
-    let wrapper = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    let wrapper = nix::unistd::getpid();
+    // SAFETY: pre_exec itself has no safe form. Between fork and exec the closure makes only
+    // async-signal-safe calls (prctl, getppid; nix's wrappers neither allocate nor lock).
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != wrapper {
+            set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            if getppid() != wrapper {
                 return Err(std::io::Error::other("the wrapper exited"));
             }
             Ok(())

@@ -51,7 +51,7 @@ pub fn load_spec(args: &ChecksArgs) -> Result<Option<VerifySpec>, AgentError> {
         })?,
         (None, None) => return Ok(None),
     };
-    let spec: VerifySpec = serde_yaml::from_str(&text).map_err(|e| {
+    let spec: VerifySpec = serde_norway::from_str(&text).map_err(|e| {
         AgentError::InvalidArguments(format!("verification checks are not a valid verify spec: {e}"))
     })?;
     if spec.min_tables.is_none() && spec.tables.is_empty() && spec.queries.is_empty() {

@@ -643,7 +643,7 @@ mod tests {
     use crate::api::common::CheckResult;
 
     fn spec(yaml: &str) -> RestoreSpec {
-        serde_yaml::from_str(yaml).expect("valid Restore spec")
+        serde_norway::from_str(yaml).expect("valid Restore spec")
     }
 
     const EXISTING: &str = "
@@ -652,7 +652,7 @@ target: {postgres: {host: db.hotel.svc, database: hotel, user: kajovo, passwordS
 ";
 
     fn policy() -> BackupPolicySpec {
-        serde_yaml::from_str(
+        serde_norway::from_str(
             "
 schedule: '0 2 * * *'
 source: {postgres: {host: db, database: hotel, user: kajovo, passwordSecretRef: {name: db, key: password}}}

@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn the_scratch_server_gets_the_official_images_variables_and_a_password_by_reference() {
-        let spec: ScratchDatabase = serde_yaml::from_str("{engine: postgres}").unwrap();
+        let spec: ScratchDatabase = serde_norway::from_str("{engine: postgres}").unwrap();
         let scratch = scratch_status("hotel-db-1767225600", "hotel", &spec);
         assert_eq!(scratch.host, "hotel-db-1767225600-scratch.hotel.svc");
         assert_eq!(

@@ -192,7 +192,7 @@ mod tests {
             },
             ssl_mode: None,
         };
-        let step: JobStep = serde_yaml::from_str(
+        let step: JobStep = serde_norway::from_str(
             "{image: app:2, command: [./smoke.sh], env: [{name: PGDATABASE, value: other}]}",
         )
         .unwrap();

@@ -260,7 +260,7 @@ mod tests {
     }
 
     fn drill(yaml: &str) -> RestoreDrillSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_norway::from_str(yaml).unwrap()
     }
 
     fn succeeded(snapshot_time: &str, completion: &str) -> RestoreStatus {

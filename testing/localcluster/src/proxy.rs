@@ -367,7 +367,7 @@ mod tests {
     use super::*;
 
     fn pod(yaml: &str) -> Arc<Pod> {
-        Arc::new(serde_yaml::from_str(yaml).unwrap())
+        Arc::new(serde_norway::from_str(yaml).unwrap())
     }
 
     const READY: &str =
@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn endpoints_are_the_ready_pods_matching_the_selector() {
-        let svc: Service = serde_yaml::from_str(
+        let svc: Service = serde_norway::from_str(
             "metadata: {name: web, namespace: shop}
 spec: {selector: {app: web, color: blue}, ports: [{port: 80, targetPort: http}, {port: 81, protocol: UDP}]}",
         )

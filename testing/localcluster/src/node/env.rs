@@ -288,7 +288,7 @@ mod tests {
     use super::*;
 
     fn pod_from_yaml(yaml: &str) -> Pod {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_norway::from_str(yaml).unwrap()
     }
 
     fn facts() -> PodFacts {

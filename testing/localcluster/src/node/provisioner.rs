@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn an_unbound_claim_gets_a_prebound_host_path_volume() {
-        let claim: PersistentVolumeClaim = serde_yaml::from_str(
+        let claim: PersistentVolumeClaim = serde_norway::from_str(
             r#"
 metadata: {name: data, namespace: shop, uid: u-1}
 spec:

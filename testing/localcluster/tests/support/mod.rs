@@ -26,7 +26,7 @@ where
         + std::fmt::Debug,
     <K as kube::Resource>::DynamicType: Default,
 {
-    let object: K = serde_yaml::from_str(yaml).expect("test YAML parses");
+    let object: K = serde_norway::from_str(yaml).expect("test YAML parses");
     ns.api::<K>()
         .create(&PostParams::default(), &object)
         .await
