@@ -5,25 +5,20 @@
 //! Run with `cargo bench --bench cutover_rollback` (a running local cluster is used, or started), or in a
 //! debug build with `cargo test --bench cutover_rollback`.
 
-#[path = "../tests/agent_support/mod.rs"]
-#[allow(unused_imports)]
-mod agent_support;
-#[path = "../tests/cutover_support/mod.rs"]
-#[allow(unused_imports)]
-mod cutover_support;
 #[path = "../tests/support/mod.rs"]
 #[allow(unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};
 
-use cutover_support::*;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use lifeboat::api::cutover::CutoverPhase;
 use lifeboat::api::Cutover;
 use serde_json::json;
+use support::cutover::*;
+use support::operator::Operator;
 
 const RUNS: usize = 20;
 
@@ -71,7 +66,7 @@ fn report(what: &str, samples: &mut [Duration], target: Duration) {
 #[tokio::main]
 async fn main() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-bench").await.unwrap();
     let app = blue_and_green(&ns).await;
     let cutovers: Api<Cutover> = ns.api();

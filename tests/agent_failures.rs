@@ -2,14 +2,17 @@
 //! non-zero exit, no failed or killed backup leaves a snapshot that looks good, and a repository left by
 //! a killed Job still passes `restic check` and takes the next backup.
 
-mod agent_support;
+mod support;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use agent_support::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{geteuid, Pid};
+
+use support::agent::*;
 
 /// A table big enough (~40 MB of random text) that a dump is still streaming when a test interferes.
 fn big_database() -> &'static str {
@@ -64,14 +67,6 @@ fn good_snapshots(repo: &Repo) -> Vec<serde_json::Value> {
             !tags.contains(&"lifeboat-incomplete") && tags.iter().any(|t| t.starts_with("lifeboat-kind="))
         })
         .collect()
-}
-
-fn assert_no_snapshot(repo: &Repo) {
-    let snapshots = repo.snapshots();
-    assert!(
-        snapshots.is_empty(),
-        "a failed backup left snapshots: {snapshots:#?}"
-    );
 }
 
 fn assert_repository_usable(repo: &Repo) {
@@ -138,19 +133,17 @@ fn wait_for_copy(database: &str) -> String {
     }
 }
 
-fn signal(pid: i32, signal: i32) {
-    // SAFETY: kill(2) on a process (group) this test started.
-    unsafe {
-        libc::kill(pid, signal);
-    }
+/// kill(2) on a process (a group when `pid` is negative) this test started.
+fn signal(pid: i32, signal: Signal) {
+    let _ = kill(Pid::from_raw(pid), signal);
 }
 
 /// Waits until every process of a killed group has been reaped: until then restic rightly treats the
 /// dead job's lock as held (its PID still exists), as it would for a job on another node.
 fn wait_until_gone(group: i32) {
     let start = Instant::now();
-    // SAFETY: kill(2) with signal 0 only checks for existence.
-    while unsafe { libc::kill(-group, 0) } == 0 {
+    // kill(2) with signal 0 only checks for existence.
+    while kill(Pid::from_raw(-group), None).is_ok() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "killed processes never went away"
@@ -325,7 +318,7 @@ fn restic_dying_half_way_fails_the_backup_even_though_the_dump_was_fine() {
     let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
     wait_for_copy(database);
     let restic = child_named(agent_process.id(), "restic").expect("restic runs under the agent");
-    signal(restic, libc::SIGKILL);
+    signal(restic, Signal::SIGKILL);
     let run = finish(agent_process.wait_with_output().expect("agent"), &result_path);
     assert_ne!(run.code, 0);
     assert_eq!(run.result["ok"], false);
@@ -345,7 +338,7 @@ fn a_backup_killed_half_way_leaves_a_usable_repository_and_the_next_backup_succe
     let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
     wait_for_copy(database);
     std::thread::sleep(Duration::from_millis(300));
-    signal(-(agent_process.id() as i32), libc::SIGKILL);
+    signal(-(agent_process.id() as i32), Signal::SIGKILL);
     let group = agent_process.id() as i32;
     let _ = agent_process.wait_with_output();
     wait_until_gone(group);
@@ -355,7 +348,7 @@ fn a_backup_killed_half_way_leaves_a_usable_repository_and_the_next_backup_succe
     // SIGTERM, as when Kubernetes deletes the Pod: the agent stops its tools and says so.
     let agent_process = spawn_agent("backup", &backup_args(database, &repo), &result_path);
     wait_for_copy(database);
-    signal(agent_process.id() as i32, libc::SIGTERM);
+    signal(agent_process.id() as i32, Signal::SIGTERM);
     let run = finish(agent_process.wait_with_output().expect("agent"), &result_path);
     run.assert_failed("Interrupted");
     assert_no_snapshot(&repo);
@@ -390,8 +383,7 @@ fn a_backup_killed_half_way_leaves_a_usable_repository_and_the_next_backup_succe
 
 #[test]
 fn a_full_disk_is_named() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         eprintln!("skipped: a private tmpfs needs root (unshare -m)");
         return;
     }

@@ -1,12 +1,12 @@
 //! `lifeboat agent` for directories (the CRM runbook's uploads) and for repository upkeep: retention,
 //! `restic check`, and the repository failures a person must be told apart.
 
-mod agent_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use agent_support::*;
+use support::agent::*;
 
 fn make_uploads(root: &Path) {
     std::fs::create_dir_all(root.join("2026/01/invoices")).expect("dirs");

@@ -1,9 +1,9 @@
 //! `lifeboat agent` against a real MariaDB 10.11: the CRM runbook's dump, restore and verify-restore,
 //! and the failures a person must be told apart.
 
-mod agent_support;
+mod support;
 
-use agent_support::*;
+use support::agent::*;
 
 fn create_crm(my: &Mariadb, database: &str) {
     my.create_database(database);
@@ -39,14 +39,6 @@ fn restore_args(my: &Mariadb, database: &str, repo: &Repo, extra: &[&str]) -> Ve
     args.extend(my.agent_args(database));
     args.extend(strings(extra));
     args
-}
-
-fn no_good_snapshot(repo: &Repo) {
-    let snapshots = repo.snapshots();
-    assert!(
-        snapshots.is_empty(),
-        "a failed backup left snapshots: {snapshots:?}"
-    );
 }
 
 #[test]
@@ -119,7 +111,7 @@ fn a_wrong_mariadb_password_is_named_and_leaves_no_snapshot() {
         "{}",
         run.message()
     );
-    no_good_snapshot(&repo);
+    assert_no_snapshot(&repo);
 }
 
 #[test]
@@ -137,7 +129,7 @@ fn a_missing_mariadb_database_is_named() {
         "{}",
         run.message()
     );
-    no_good_snapshot(&repo);
+    assert_no_snapshot(&repo);
 }
 
 #[test]
@@ -162,7 +154,7 @@ fn an_unreachable_mariadb_is_named() {
         "{}",
         run.message()
     );
-    no_good_snapshot(&repo);
+    assert_no_snapshot(&repo);
 }
 
 #[test]

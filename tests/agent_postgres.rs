@@ -1,9 +1,9 @@
 //! `lifeboat agent` against a real PostgreSQL 15 and a real restic repository: backups restore row for
 //! row, the DR runbook's manual path works on the agent's snapshots, and verification reports every check.
 
-mod agent_support;
+mod support;
 
-use agent_support::*;
+use support::agent::*;
 
 /// A small database with the shapes that break naive dumps: several schemas, bytea, jsonb, NULLs,
 /// quotes and newlines in text, a foreign key, a view and an empty table.

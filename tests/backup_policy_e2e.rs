@@ -2,27 +2,21 @@
 //! PostgreSQL into a real restic repository through Jobs on the local node, run by `lifeboat operator`
 //! under its own ServiceAccount and ClusterRole; the snapshot restores with plain restic + pg_restore.
 
-#[path = "agent_support/mod.rs"]
-mod agent_support;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::{Backup, BackupPolicy};
 use serde_json::json;
+use support::conditions::condition;
 use support::operator::Operator;
-
-static OPERATOR: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
-
-fn operator(cluster: &support::Cluster) -> &'static Operator {
-    OPERATOR.get_or_init(|| Operator::start(cluster))
-}
+use support::wait::eventually;
 
 fn policy(name: &str, database: &str, repository: &str) -> BackupPolicy {
-    let pg = agent_support::postgres();
+    let pg = support::agent::postgres();
     serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
         "metadata": {"name": name},
@@ -40,44 +34,12 @@ fn policy(name: &str, database: &str, repository: &str) -> BackupPolicy {
     .unwrap()
 }
 
-/// Polls `check` every half second until it returns Some, or fails with what was last seen.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, operator: &Operator, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if start.elapsed() > timeout => {
-                panic!(
-                    "{what} not within {timeout:?}; last seen: {last}\noperator log:\n{}",
-                    operator.log_tail()
-                )
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
-
-fn condition(policy: &BackupPolicy, type_: &str) -> Option<(String, String, String)> {
-    policy
-        .status
-        .as_ref()?
-        .conditions
-        .0
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
 #[tokio::test]
 async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_plain_tools() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("bp-e2e").await.unwrap();
-    let pg = agent_support::postgres();
+    let pg = support::agent::postgres();
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     pg.create_database(&database);
     pg.psql(
@@ -85,9 +47,9 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
         "create table guests(id serial primary key, name text not null); \
                         insert into guests(name) select 'guest ' || g from generate_series(1, 500) g;",
     );
-    let repo = agent_support::Repo::uninitialised();
-    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let repo = support::agent::Repo::uninitialised();
+    support::secret(&ns, "db", "password", support::agent::PG_PASSWORD).await;
+    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
 
     let policies: Api<BackupPolicy> = ns.api();
     policies
@@ -185,7 +147,7 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
         "restic dump: {}",
         String::from_utf8_lossy(&dump.stderr)
     );
-    let mut pg_restore = std::process::Command::new(agent_support::pg_bin("pg_restore"))
+    let mut pg_restore = std::process::Command::new(support::agent::pg_bin("pg_restore"))
         .args([
             "--exit-on-error",
             "-h",
@@ -197,7 +159,7 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
             "-d",
             &restored,
         ])
-        .env("PGPASSWORD", agent_support::PG_PASSWORD)
+        .env("PGPASSWORD", support::agent::PG_PASSWORD)
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -282,10 +244,10 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
 #[tokio::test]
 async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("bp-secret").await.unwrap();
-    let repo = agent_support::Repo::uninitialised();
-    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    let repo = support::agent::Repo::uninitialised();
+    support::secret(&ns, "db", "password", support::agent::PG_PASSWORD).await;
     let policies: Api<BackupPolicy> = ns.api();
     policies
         .create(
@@ -321,11 +283,11 @@ async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() 
     );
     assert!(events.contains("SecretMissing"), "{events}");
     assert!(
-        !events.contains(agent_support::PG_PASSWORD),
+        !events.contains(support::agent::PG_PASSWORD),
         "no secret values in Events"
     );
 
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
     eventually(
         "recovery once the Secret exists",
         Duration::from_secs(45),

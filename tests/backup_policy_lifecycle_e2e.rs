@@ -3,11 +3,9 @@
 //! deletion. Schedules are every minute, so the scenarios run concurrently in one test to share the
 //! minute boundaries (each panics with its own name and what it last saw).
 
-#[path = "agent_support/mod.rs"]
-mod agent_support;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -15,16 +13,18 @@ use kube::Api;
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::{Backup, BackupPolicy};
 use serde_json::{json, Value};
+use support::conditions::condition;
 use support::operator::Operator;
+use support::wait::eventually;
 
 fn postgres_source(database: &str) -> Value {
-    json!({"postgres": {"host": "127.0.0.1", "port": agent_support::postgres().port, "database": database,
+    json!({"postgres": {"host": "127.0.0.1", "port": support::agent::postgres().port, "database": database,
                         "user": "postgres", "passwordSecretRef": {"name": "db", "key": "password"}}})
 }
 
 fn mysql_source(database: &str) -> Value {
-    json!({"mysql": {"host": "127.0.0.1", "port": agent_support::mariadb().port, "database": database,
-                     "user": agent_support::MY_USER, "passwordSecretRef": {"name": "db", "key": "password"}}})
+    json!({"mysql": {"host": "127.0.0.1", "port": support::agent::mariadb().port, "database": database,
+                     "user": support::agent::MY_USER, "passwordSecretRef": {"name": "db", "key": "password"}}})
 }
 
 /// A namespace of its own, an uninitialised repository, and the two Secrets a policy reads.
@@ -32,17 +32,17 @@ async fn scenario_setup(
     cluster: &support::Cluster,
     prefix: &str,
     db_password: &str,
-) -> (support::TestNamespace, agent_support::Repo) {
+) -> (support::TestNamespace, support::agent::Repo) {
     let ns = cluster.namespace(prefix).await.unwrap();
-    let repo = agent_support::Repo::uninitialised();
+    let repo = support::agent::Repo::uninitialised();
     support::secret(&ns, "db", "password", db_password).await;
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
     (ns, repo)
 }
 
 /// A PostgreSQL database of the test's own with one table and one row; returns its name.
 fn one_row_database(ns: &support::TestNamespace, prefix: &str) -> String {
-    let pg = agent_support::postgres();
+    let pg = support::agent::postgres();
     let database = format!("{prefix}_{}", ns.name.replace('-', "_"));
     pg.create_database(&database);
     pg.psql(&database, "create table t(id int); insert into t values (1);");
@@ -73,32 +73,15 @@ async fn create_policy(
     api.create(&PostParams::default(), &policy).await.unwrap();
 }
 
+/// `eventually`, with the scenario's name in the failure.
 async fn wait_for<T>(
     scenario: &str,
     what: &str,
     timeout: Duration,
     operator: &Operator,
-    mut check: impl AsyncFnMut() -> Result<T, String>,
+    check: impl AsyncFnMut() -> Result<T, String>,
 ) -> T {
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if start.elapsed() > timeout => panic!(
-                "[{scenario}] {what} not within {timeout:?}; last seen: {last}\noperator log:\n{}",
-                operator.log_tail()
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
-
-fn condition(policy: &BackupPolicy, type_: &str) -> Option<(String, String, String)> {
-    let conditions = &policy.status.as_ref()?.conditions.0;
-    conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    eventually(&format!("[{scenario}] {what}"), timeout, operator, check).await
 }
 
 async fn backups_of(ns: &support::TestNamespace, policy: &str) -> Vec<Backup> {
@@ -117,13 +100,13 @@ fn phase(backup: &Backup) -> Option<BackupPhase> {
 async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "mariadb";
     let ns = cluster.namespace("bp-mariadb").await.unwrap();
-    let my = agent_support::mariadb();
+    let my = support::agent::mariadb();
     let database = format!("crm_{}", ns.name.replace('-', "_"));
     my.create_database(&database);
     my.sql(Some(&database), "create table contacts(id int primary key, email varchar(80)); insert into contacts values (1,'a@example.com'),(2,'b@example.com');");
-    let repo = agent_support::Repo::uninitialised();
-    support::secret(&ns, "db", "password", agent_support::MY_PASSWORD).await;
-    support::secret(&ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let repo = support::agent::Repo::uninitialised();
+    support::secret(&ns, "db", "password", support::agent::MY_PASSWORD).await;
+    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
     create_policy(
         &ns,
         "crm-db",
@@ -278,7 +261,7 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
         "[{scenario}] no secret in notifications"
     );
 
-    support::secret(&ns, "db", "password", agent_support::PG_PASSWORD).await;
+    support::secret(&ns, "db", "password", support::agent::PG_PASSWORD).await;
     wait_for(
         scenario,
         "Ready=True after the Secret is fixed",
@@ -312,7 +295,7 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
 /// history limit keeps exactly one Succeeded Backup object.
 async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "retention";
-    let (ns, repo) = scenario_setup(cluster, "bp-retention", agent_support::PG_PASSWORD).await;
+    let (ns, repo) = scenario_setup(cluster, "bp-retention", support::agent::PG_PASSWORD).await;
     let database = one_row_database(&ns, "ret");
     create_policy(
         &ns,
@@ -369,7 +352,7 @@ async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, op
 /// A suspended policy creates no Backups and shows no next slot; resuming it schedules again.
 async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "suspend";
-    let (ns, repo) = scenario_setup(cluster, "bp-suspend", agent_support::PG_PASSWORD).await;
+    let (ns, repo) = scenario_setup(cluster, "bp-suspend", support::agent::PG_PASSWORD).await;
     create_policy(
         &ns,
         "sus-db",
@@ -424,7 +407,7 @@ async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operat
 /// A policy whose last success is older than its RPO turns Stale, with an Event and the metric.
 async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator: &Operator) {
     let scenario = "stale";
-    let (ns, repo) = scenario_setup(cluster, "bp-stale", agent_support::PG_PASSWORD).await;
+    let (ns, repo) = scenario_setup(cluster, "bp-stale", support::agent::PG_PASSWORD).await;
     // Yearly schedule: no backup will run during the test, so nothing succeeds within the 5 s RPO.
     create_policy(
         &ns,
@@ -488,7 +471,7 @@ async fn a_policy_lives_through_failures_retention_suspension_staleness_and_dele
     let cluster = support::cluster_with_crds();
     let operator = Operator::start(&cluster);
     // Start the database servers before the scenarios race for them.
-    let _ = (agent_support::postgres(), agent_support::mariadb());
+    let _ = (support::agent::postgres(), support::agent::mariadb());
     tokio::join!(
         mariadb_backup_then_deletion_cleans_up(&cluster, &operator),
         wrong_password_is_reported_and_recovers(&cluster, &operator),

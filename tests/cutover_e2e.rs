@@ -2,15 +2,10 @@
 //! a Service on the local cluster, `lifeboat operator` under its own ServiceAccount and ClusterRole, and
 //! a Cutover that moves the traffic — observed through the local Service proxy, as a user's curl sees it.
 
-#[path = "agent_support/mod.rs"]
-mod agent_support;
-#[path = "cutover_support/mod.rs"]
-mod cutover_support;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use cutover_support::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -19,11 +14,14 @@ use lifeboat::api::backup::{BackupPhase, BackupTrigger};
 use lifeboat::api::cutover::{ActiveSide, CutoverPhase, StepPhase};
 use lifeboat::api::{Backup, Cutover};
 use serde_json::{json, Value};
+use support::conditions::condition;
+use support::cutover::*;
+use support::operator::Operator;
 
 #[tokio::test]
 async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_step() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-happy").await.unwrap();
     let _app = blue_and_green(&ns).await;
     let (_repo, _database) = hotel_database(&ns).await;
@@ -159,7 +157,7 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
         status.stabilization
     );
     assert_eq!(
-        condition(&done, "Ready"),
+        condition(&done, "Ready").map(|c| (c.0, c.1)),
         Some(("True".into(), "Succeeded".into()))
     );
     assert_eq!(condition(&done, "Reconciling"), None);
@@ -186,7 +184,7 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
 #[tokio::test]
 async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-rollback").await.unwrap();
     let app = blue_and_green(&ns).await;
     let svc = |path: &str| format!("http://web.{}.svc{path}", ns.name);
@@ -287,7 +285,7 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
         ]
     );
     assert_eq!(
-        condition(&done, "Stalled"),
+        condition(&done, "Stalled").map(|c| (c.0, c.1)),
         Some(("True".into(), "RolledBack".into()))
     );
     assert_eq!(condition(&done, "Ready").map(|c| c.0), Some("False".into()));
@@ -299,7 +297,7 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
 #[tokio::test]
 async fn a_failing_preflight_is_no_go_and_never_touches_the_service() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-nogo").await.unwrap();
     let _app = blue_and_green(&ns).await;
     let services: Api<Service> = ns.api();
@@ -372,7 +370,7 @@ async fn a_failing_preflight_is_no_go_and_never_touches_the_service() {
 #[tokio::test]
 async fn approval_gates_the_switch_until_someone_says_go() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-approve").await.unwrap();
     let _app = blue_and_green(&ns).await;
 
@@ -395,7 +393,7 @@ async fn approval_gates_the_switch_until_someone_says_go() {
     )
     .await;
     assert_eq!(
-        condition(&waiting, "Reconciling"),
+        condition(&waiting, "Reconciling").map(|c| (c.0, c.1)),
         Some(("True".into(), "AwaitingApproval".into()))
     );
     // It stays there, traffic untouched.
@@ -462,7 +460,7 @@ async fn approval_gates_the_switch_until_someone_says_go() {
 #[tokio::test]
 async fn a_dry_run_walks_the_checks_and_changes_nothing() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-dry").await.unwrap();
     let _app = blue_and_green(&ns).await;
     let services: Api<Service> = ns.api();
@@ -540,7 +538,7 @@ async fn a_dry_run_walks_the_checks_and_changes_nothing() {
 #[tokio::test]
 async fn abort_before_the_switch_stops_and_after_it_rolls_back() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-abort").await.unwrap();
     let _app = blue_and_green(&ns).await;
     let cutovers: Api<Cutover> = ns.api();
@@ -624,12 +622,12 @@ async fn abort_before_the_switch_stops_and_after_it_rolls_back() {
 #[tokio::test]
 async fn a_rollback_with_restore_database_brings_back_the_pre_switch_snapshot() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-restore").await.unwrap();
     let _app = blue_and_green(&ns).await;
     let (_repo, database) = hotel_database(&ns).await;
-    let pg = agent_support::postgres();
-    let psql = agent_support::pg_bin("psql").display().to_string();
+    let pg = support::agent::postgres();
+    let psql = support::agent::pg_bin("psql").display().to_string();
     let count = || pg.psql(&database, "select count(*) from guests");
     assert_eq!(count(), "200");
 
@@ -642,7 +640,7 @@ async fn a_rollback_with_restore_database_brings_back_the_pre_switch_snapshot() 
     let spec = json!({
         "backup": {"policyRef": {"name": "hotel-db"}},
         "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c", migrate],
-                              "env": [{"name": "PGPASSWORD", "value": agent_support::PG_PASSWORD}]}},
+                              "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}},
         "verify": [{"name": "version", "http": {"url": format!("http://web.{}.svc/version", ns.name), "expectBodyContains": "2.5"}}],
         "rollback": {"automatic": true, "restoreDatabase": true}
     });
@@ -703,7 +701,7 @@ async fn a_rollback_with_restore_database_brings_back_the_pre_switch_snapshot() 
 async fn an_ingress_backend_is_switched_and_restored_on_rollback() {
     use k8s_openapi::api::networking::v1::Ingress;
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-ingress").await.unwrap();
     let _app = blue_and_green(&ns).await;
     let services: Api<Service> = ns.api();

@@ -3,15 +3,10 @@
 //! Cutover without repeating what must not be repeated — one pre-switch Backup, one migration run.
 //! (Its own test binary: the restarts would disturb other tests' timing.)
 
-#[path = "agent_support/mod.rs"]
-mod agent_support;
-#[path = "cutover_support/mod.rs"]
-mod cutover_support;
 mod support;
 
 use std::time::Duration;
 
-use cutover_support::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -19,11 +14,13 @@ use kube::Api;
 use lifeboat::api::cutover::{ActiveSide, CutoverPhase, StepPhase};
 use lifeboat::api::{Backup, Cutover};
 use serde_json::json;
+use support::cutover::*;
+use support::operator::Operator;
 
 #[tokio::test]
 async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("cut-restart").await.unwrap();
     let _app = blue_and_green(&ns).await;
     let (_repo, _database) = hotel_database(&ns).await;

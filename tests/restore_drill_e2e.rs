@@ -3,10 +3,6 @@
 //! and record the real RTO and RPO against the targets, in status, conditions, Events and metrics.
 //! Drills run on "* * * * *" so the tests run in parallel and wait for the same minute's slot.
 
-#[path = "agent_support/mod.rs"]
-mod agent_support;
-#[path = "restore_support/mod.rs"]
-mod restore_support;
 mod support;
 
 use std::time::Duration;
@@ -17,21 +13,17 @@ use kube::Api;
 use lifeboat::api::restore::RestorePhase;
 use lifeboat::api::restore_drill::DrillResult;
 use lifeboat::api::{Restore, RestoreDrill};
-use restore_support::{backed_up_database, condition, eventually, ROWS};
 use serde_json::{json, Value};
+use support::conditions::condition;
 use support::operator::Operator;
-
-static OPERATOR: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
-
-fn operator(cluster: &support::Cluster) -> &'static Operator {
-    OPERATOR.get_or_init(|| Operator::start(cluster))
-}
+use support::restore::{backed_up_database, ROWS};
+use support::wait::eventually;
 
 fn drill(name: &str, extra: Value) -> RestoreDrill {
     let mut spec = json!({
         "schedule": "* * * * *",
         "policyRef": {"name": "hotel-db"},
-        "target": {"scratch": restore_support::scratch_postgres()},
+        "target": {"scratch": support::restore::scratch_postgres()},
         "verify": {"minTables": 2, "tables": [{"name": "guests", "minRows": ROWS}, {"name": "rooms", "minRows": 12}]},
         "rto": "5m",
         "rpo": "1h",
@@ -68,7 +60,7 @@ async fn first_drill(
 #[tokio::test]
 async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_and_rpo() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("drill-ok").await.unwrap();
     let source = backed_up_database(&ns, operator).await;
     let drills: Api<RestoreDrill> = ns.api();
@@ -169,7 +161,7 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
         table.lines().nth(1).is_some_and(|row| row.contains("true")),
         "{table}"
     );
-    let events = restore_support::events(&cluster, &ns.name);
+    let events = support::restore::events(&cluster, &ns.name);
     for reason in [
         "DrillStarted",
         "Provisioning",
@@ -208,7 +200,7 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
 #[tokio::test]
 async fn a_drill_whose_newest_backup_is_older_than_the_rpo_reports_rpo_met_false() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("drill-rpo").await.unwrap();
     let _source = backed_up_database(&ns, operator).await;
     // The next drill slot is at least a second away, so the backup is older than 1s when it starts.
@@ -234,7 +226,7 @@ async fn a_drill_whose_newest_backup_is_older_than_the_rpo_reports_rpo_met_false
     assert_eq!(last.rpo_met, Some(false));
     assert!(last.failed_checks.is_empty(), "{last:?}");
     assert_eq!(condition(conditions, "Ready").map(|c| c.0), Some("False".into()));
-    let events = restore_support::events(&cluster, &ns.name);
+    let events = support::restore::events(&cluster, &ns.name);
     assert!(
         events
             .lines()
@@ -246,7 +238,7 @@ async fn a_drill_whose_newest_backup_is_older_than_the_rpo_reports_rpo_met_false
 #[tokio::test]
 async fn a_drill_of_a_corrupted_snapshot_fails_with_the_repositorys_error_not_a_pass() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("drill-corrupt").await.unwrap();
     let source = backed_up_database(&ns, operator).await;
     // Flip bytes in the middle of every pack file: the dump's data (not just an index) is damaged.
@@ -312,10 +304,10 @@ async fn a_drill_of_a_corrupted_snapshot_fails_with_the_repositorys_error_not_a_
 #[tokio::test]
 async fn a_drill_into_a_verify_database_on_the_existing_server_replaces_it_and_drops_it_afterwards() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("drill-verify").await.unwrap();
     let _source = backed_up_database(&ns, operator).await;
-    let pg = agent_support::postgres();
+    let pg = support::agent::postgres();
     // What an earlier, interrupted drill left behind: the drill owns verify_ databases and replaces them.
     let scratch_db = format!("verify_{}", ns.name.replace('-', "_"));
     pg.create_database(&scratch_db);
@@ -351,7 +343,7 @@ async fn a_drill_into_a_verify_database_on_the_existing_server_replaces_it_and_d
         &format!("select count(*) from pg_database where datname = '{scratch_db}'"),
     );
     assert_eq!(exists, "0", "{scratch_db} is gone");
-    let events = restore_support::events(&cluster, &ns.name);
+    let events = support::restore::events(&cluster, &ns.name);
     assert!(events.lines().any(|l| l.starts_with("TargetDropped")), "{events}");
 }
 

@@ -3,10 +3,6 @@
 //! its own ServiceAccount and ClusterRole), verifies it, and refuses to overwrite a database that has
 //! data unless a person names that database.
 
-#[path = "agent_support/mod.rs"]
-mod agent_support;
-#[path = "restore_support/mod.rs"]
-mod restore_support;
 mod support;
 
 use std::time::Duration;
@@ -16,15 +12,11 @@ use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::restore::RestorePhase;
 use lifeboat::api::Restore;
-use restore_support::{backed_up_database, backed_up_mariadb, condition, eventually, ROWS};
 use serde_json::{json, Value};
+use support::conditions::condition;
 use support::operator::Operator;
-
-static OPERATOR: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
-
-fn operator(cluster: &support::Cluster) -> &'static Operator {
-    OPERATOR.get_or_init(|| Operator::start(cluster))
-}
+use support::restore::{backed_up_database, backed_up_mariadb, ROWS};
+use support::wait::eventually;
 
 fn restore(name: &str, spec: Value) -> Restore {
     serde_json::from_value(json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore", "metadata": {"name": name}, "spec": spec}))
@@ -32,7 +24,7 @@ fn restore(name: &str, spec: Value) -> Restore {
 }
 
 fn existing_target(database: &str) -> Value {
-    let pg = agent_support::postgres();
+    let pg = support::agent::postgres();
     json!({"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
                         "passwordSecretRef": {"name": "db", "key": "password"}}})
 }
@@ -56,10 +48,10 @@ async fn finished(api: &Api<Restore>, name: &str, operator: &Operator) -> Restor
 #[tokio::test]
 async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("rst-empty").await.unwrap();
     let source = backed_up_database(&ns, operator).await;
-    let pg = agent_support::postgres();
+    let pg = support::agent::postgres();
     let target = format!("{}_restored", source.database);
     pg.create_database(&target);
 
@@ -123,7 +115,7 @@ async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it(
 
     // The guard looked first (the database was empty), and the restore Job ran after it.
     assert!(status.check_job_name.is_some(), "{status:?}");
-    let events = restore_support::events(&cluster, &ns.name);
+    let events = support::restore::events(&cluster, &ns.name);
     for reason in ["Started", "Succeeded"] {
         assert!(
             events
@@ -132,7 +124,9 @@ async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it(
             "no {reason} Event:\n{events}"
         );
     }
-    assert!(!events.contains(agent_support::PG_PASSWORD) && !events.contains(agent_support::RESTIC_PASSWORD));
+    assert!(
+        !events.contains(support::agent::PG_PASSWORD) && !events.contains(support::agent::RESTIC_PASSWORD)
+    );
     let metrics = operator.metrics();
     assert!(
         metrics
@@ -159,10 +153,10 @@ async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it(
 #[tokio::test]
 async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("rst-guard").await.unwrap();
     let source = backed_up_database(&ns, operator).await;
-    let pg = agent_support::postgres();
+    let pg = support::agent::postgres();
     // Live data written after the backup: what an accidental restore would destroy.
     pg.psql(
         &source.database,
@@ -195,7 +189,7 @@ async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
         live,
         "nothing was touched"
     );
-    let events = restore_support::events(&cluster, &ns.name);
+    let events = support::restore::events(&cluster, &ns.name);
     assert!(
         events
             .lines()
@@ -231,12 +225,12 @@ async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
 #[tokio::test]
 async fn a_missing_snapshot_fails_the_restore_and_removes_its_scratch_server() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("rst-missing").await.unwrap();
     let _source = backed_up_database(&ns, operator).await;
     let restores: Api<Restore> = ns.api();
     let spec = json!({"source": {"policyRef": {"name": "hotel-db"}, "snapshot": "deadbeef"},
-                      "target": {"scratch": restore_support::scratch_postgres()}});
+                      "target": {"scratch": support::restore::scratch_postgres()}});
     restores
         .create(&PostParams::default(), &restore("no-such-snapshot", spec))
         .await
@@ -285,13 +279,13 @@ async fn a_missing_snapshot_fails_the_restore_and_removes_its_scratch_server() {
 #[tokio::test]
 async fn a_mariadb_backup_restores_into_a_scratch_mariadb_with_every_row() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("rst-mariadb").await.unwrap();
     let source = backed_up_mariadb(&ns, operator).await;
     let restores: Api<Restore> = ns.api();
     let spec = json!({
         "source": {"backupRef": {"name": "crm-db-by-hand"}},
-        "target": {"scratch": restore_support::scratch_mariadb()},
+        "target": {"scratch": support::restore::scratch_mariadb()},
         "verify": {"minTables": 1, "tables": [{"name": "customers", "minRows": ROWS}],
                    "queries": [{"name": "names", "sql": format!("select count(*) = {ROWS} from customers where name = concat('customer ', id)")}]}
     });
@@ -326,10 +320,10 @@ async fn a_mariadb_backup_restores_into_a_scratch_mariadb_with_every_row() {
 #[tokio::test]
 async fn an_unreachable_target_fails_the_restore_with_the_agents_reason() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("rst-unreachable").await.unwrap();
-    let _repo = restore_support::policy_without_backups(&ns).await;
-    let nothing_listens = agent_support::free_port();
+    let _repo = support::restore::policy_without_backups(&ns).await;
+    let nothing_listens = support::agent::free_port();
     let target = json!({"postgres": {"host": "127.0.0.1", "port": nothing_listens, "database": "hotel", "user": "postgres",
                                      "passwordSecretRef": {"name": "db", "key": "password"}}});
     let restores: Api<Restore> = ns.api();
@@ -365,9 +359,9 @@ async fn an_unreachable_target_fails_the_restore_with_the_agents_reason() {
 #[tokio::test]
 async fn a_scratch_server_that_never_gets_ready_fails_the_restore_and_is_removed() {
     let cluster = support::cluster_with_crds();
-    let operator = operator(&cluster);
+    let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("rst-never-ready").await.unwrap();
-    let _repo = restore_support::policy_without_backups(&ns).await;
+    let _repo = support::restore::policy_without_backups(&ns).await;
     // A "server" that never listens.
     let scratch = json!({"engine": "postgres", "command": ["sleep", "3600"], "readyTimeout": "5s"});
     let restores: Api<Restore> = ns.api();

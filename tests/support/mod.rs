@@ -1,12 +1,18 @@
-//! Shared by the end-to-end tests: the local cluster with Lifeboat's CRDs installed, and running commands
-//! with readable failures.
+//! Shared by the integration tests: the local cluster with Lifeboat's CRDs installed, running commands
+//! with readable failures, Secrets, waiting and conditions; per area, the agent's real servers and
+//! repositories (`agent`), the Cutover app (`cutover`) and backed-up databases to restore (`restore`).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod agent;
+pub mod conditions;
+pub mod cutover;
 pub mod operator;
+pub mod restore;
+pub mod wait;
 pub mod webhook;
 
 #[allow(unused_imports)]

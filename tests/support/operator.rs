@@ -6,6 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use super::{repo_path, run_ok, Cluster};
 
 pub struct Operator {
@@ -22,10 +25,8 @@ static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 extern "C" fn kill_children() {
     if let Ok(pids) = CHILDREN.lock() {
         for pid in pids.iter() {
-            // SAFETY: kill(2) on an operator process this test binary started.
-            unsafe {
-                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
-            }
+            // kill(2) on an operator process this test binary started.
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
         }
     }
 }
@@ -40,9 +41,12 @@ fn forget(child: &Child) {
 
 fn remember(child: &Child) {
     static REGISTERED: OnceLock<()> = OnceLock::new();
-    // SAFETY: registering a plain extern "C" function with atexit.
-    REGISTERED.get_or_init(|| unsafe {
-        libc::atexit(kill_children);
+    REGISTERED.get_or_init(|| {
+        // SAFETY: atexit(3) has no safe wrapper; it registers a plain extern "C" function that takes no
+        // arguments and only locks a static Mutex and sends signals.
+        unsafe {
+            libc::atexit(kill_children);
+        }
     });
     CHILDREN.lock().expect("children").push(child.id());
 }
@@ -104,6 +108,12 @@ fn free_port() -> u16 {
 }
 
 impl Operator {
+    /// The operator the tests of this binary share: started on first use, once per test binary.
+    pub fn shared(cluster: &Cluster) -> &'static Operator {
+        static OPERATOR: OnceLock<Operator> = OnceLock::new();
+        OPERATOR.get_or_init(|| Operator::start(cluster))
+    }
+
     /// Starts `lifeboat operator` (leader election on) and waits until /readyz answers.
     pub fn start(cluster: &Cluster) -> Operator {
         Self::start_with_agent(cluster, env!("CARGO_BIN_EXE_lifeboat"))
@@ -196,10 +206,8 @@ impl Operator {
     /// Stops the operator as a rolling update does (SIGTERM) and returns how it exited.
     pub fn stop_gracefully(&self) -> std::process::ExitStatus {
         let mut child = self.child.lock().expect("child");
-        // SAFETY: kill(2) on the operator process this test started.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
+        // kill(2) on the operator process this test started.
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait for the operator") {

@@ -9,6 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{geteuid, Pid};
+
 pub const PG_PASSWORD: &str = "pg-Superuser-s3cret";
 pub const MY_PASSWORD: &str = "my-Lifeboat-s3cret";
 pub const MY_USER: &str = "lifeboat";
@@ -21,7 +25,7 @@ extern "C" fn cleanup_at_exit() {
     if let Ok(list) = CLEANUP.lock() {
         for (pid, dir) in list.iter() {
             if let Some(pid) = pid {
-                stop_server(*pid as libc::pid_t);
+                stop_server(Pid::from_raw(*pid as i32));
             }
             // A server's helpers may still be writing for a moment after it exited.
             for _ in 0..20 {
@@ -41,19 +45,20 @@ pub fn remove_at_exit(dir: PathBuf) {
 
 /// SIGQUIT is PostgreSQL's immediate shutdown (it takes its helper processes along) and a fast stop for
 /// MariaDB; SIGKILL if it is still there after five seconds. Reaped here: it is our child.
-fn stop_server(pid: libc::pid_t) {
-    // SAFETY: kill(2) and waitpid(2) on a server process this binary started and has not reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGQUIT);
-        for _ in 0..100 {
-            if libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) != 0 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+fn stop_server(pid: Pid) {
+    let _ = kill(pid, Signal::SIGQUIT);
+    for _ in 0..100 {
+        // Reaped, or an error (as waitpid(2)'s -1): either way there is nothing left to wait for.
+        if !matches!(
+            waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::StillAlive)
+        ) {
+            return;
         }
-        libc::kill(pid, libc::SIGKILL);
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
 }
 
 fn register_cleanup(pid: u32, dir: PathBuf) {
@@ -63,7 +68,8 @@ fn register_cleanup(pid: u32, dir: PathBuf) {
 fn register(pid: Option<u32>, dir: PathBuf) {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
-        // SAFETY: registering a plain extern "C" function with atexit.
+        // SAFETY: atexit(3) has no safe wrapper; it registers a plain extern "C" function that takes no
+        // arguments and only locks a static Mutex, kills and reaps our own children and removes directories.
         unsafe {
             libc::atexit(cleanup_at_exit);
         }
@@ -142,8 +148,7 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 }
 
 fn postgres_user() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         return None;
     }
     let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
@@ -329,8 +334,7 @@ pub fn mariadb() -> &'static Mariadb {
 fn start_mariadb() -> Mariadb {
     let dir = scratch_dir("lifeboat-my-");
     let data = dir.join("data");
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = geteuid().is_root();
     let mut install = Command::new("mariadb-install-db");
     install
         .arg("--no-defaults")
@@ -664,4 +668,13 @@ pub fn sh(script: &str, env: &[(&str, &str)]) -> Output {
         command.env(key, value);
     }
     run(&mut command)
+}
+
+/// A failed backup must leave the repository without snapshots.
+pub fn assert_no_snapshot(repo: &Repo) {
+    let snapshots = repo.snapshots();
+    assert!(
+        snapshots.is_empty(),
+        "a failed backup left snapshots: {snapshots:#?}"
+    );
 }

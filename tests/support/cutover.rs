@@ -6,24 +6,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use lifeboat::api::cutover::{CutoverPhase, StepPhase};
 use lifeboat::api::{BackupPolicy, Cutover};
 use serde_json::{json, Value};
 
-use crate::agent_support;
-use crate::support;
-use crate::support::operator::{http_get, Operator};
-
-pub static OPERATOR: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
-
-/// The test operator is pointed at the local node's Service table (LIFEBOAT_LOCAL_SERVICES, see
-/// `lifeboat::checks`): on the host, `web.<ns>.svc` does not resolve.
-pub fn operator(cluster: &support::Cluster) -> &'static Operator {
-    OPERATOR.get_or_init(|| Operator::start(cluster))
-}
+use super::agent;
+use super::operator::{http_get, Operator};
+use super::wait::poll;
+use super::{secret, TestNamespace};
 
 /// A web app: `/health` answers 500 while `<dir>/<color>-unhealthy` exists, `/ready` always 200 (so
 /// the proxy keeps routing to it), every other path answers the color.
@@ -103,7 +96,7 @@ pub fn service(name: &str, track: &str) -> Value {
 }
 
 /// Blue serving behind Service `web`, green running beside it (and reachable as `web-green`).
-pub async fn blue_and_green(ns: &support::TestNamespace) -> App {
+pub async fn blue_and_green(ns: &TestNamespace) -> App {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("app.py");
     std::fs::write(&script, APP).unwrap();
@@ -126,7 +119,7 @@ pub async fn blue_and_green(ns: &support::TestNamespace) -> App {
 }
 
 /// What a client of Service `web` gets for `path` now: a fresh connection through the proxy.
-pub async fn answer(ns: &support::TestNamespace, path: &str) -> Option<String> {
+pub async fn answer(ns: &TestNamespace, path: &str) -> Option<String> {
     let url = localcluster::services::resolve_url(&format!("http://web.{}.svc:80{path}", ns.name)).ok()?;
     tokio::task::spawn_blocking(move || http_get(&url))
         .await
@@ -134,7 +127,7 @@ pub async fn answer(ns: &support::TestNamespace, path: &str) -> Option<String> {
         .map(|(_, body)| body)
 }
 
-pub async fn selector(ns: &support::TestNamespace) -> Value {
+pub async fn selector(ns: &TestNamespace) -> Value {
     let services: Api<Service> = ns.api();
     serde_json::to_value(services.get("web").await.unwrap().spec.unwrap().selector).unwrap()
 }
@@ -156,32 +149,25 @@ pub fn cutover(name: &str, spec: Value) -> Cutover {
 }
 
 /// Polls the Cutover every 200 ms until `check` accepts it.
-pub async fn wait_for<F>(
+pub async fn wait_for(
     what: &str,
     api: &Api<Cutover>,
     name: &str,
     timeout: Duration,
     operator: &Operator,
-    check: F,
-) -> Cutover
-where
-    F: Fn(&Cutover) -> bool,
-{
-    let start = Instant::now();
-    loop {
+    check: impl Fn(&Cutover) -> bool,
+) -> Cutover {
+    poll(what, timeout, Duration::from_millis(200), operator, async || {
         let cutover = api.get(name).await.unwrap();
         if check(&cutover) {
-            return cutover;
+            return Ok(cutover);
         }
-        if start.elapsed() > timeout {
-            panic!(
-                "{what} not within {timeout:?}; status:\n{}\noperator log:\n{}",
-                serde_json::to_string_pretty(&cutover.status).unwrap(),
-                operator.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(format!(
+            "status:\n{}",
+            serde_json::to_string_pretty(&cutover.status).unwrap()
+        ))
+    })
+    .await
 }
 
 pub fn phase(cutover: &Cutover) -> Option<CutoverPhase> {
@@ -199,30 +185,11 @@ pub fn step_names(cutover: &Cutover) -> Vec<(String, StepPhase)> {
         .collect()
 }
 
-pub fn condition(cutover: &Cutover, type_: &str) -> Option<(String, String)> {
-    let status = cutover.status.as_ref()?;
-    status
-        .conditions
-        .0
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-pub async fn secret(ns: &support::TestNamespace, name: &str, key: &str, value: &str) {
-    let api: Api<Secret> = ns.api();
-    apply(
-        &api,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}}),
-    )
-    .await;
-}
-
 /// A BackupPolicy over a real PostgreSQL database into a real restic repository, never scheduled
 /// during the test: the Cutover's pre-switch Backup is the only one.
 /// The database's name is returned with the repository.
-pub async fn hotel_database(ns: &support::TestNamespace) -> (agent_support::Repo, String) {
-    let pg = agent_support::postgres();
+pub async fn hotel_database(ns: &TestNamespace) -> (agent::Repo, String) {
+    let pg = agent::postgres();
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     pg.create_database(&database);
     pg.psql(
@@ -230,9 +197,9 @@ pub async fn hotel_database(ns: &support::TestNamespace) -> (agent_support::Repo
         "create table guests(id serial primary key, name text not null); \
                         insert into guests(name) select 'guest ' || g from generate_series(1, 200) g;",
     );
-    let repo = agent_support::Repo::uninitialised();
-    secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
-    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let repo = agent::Repo::uninitialised();
+    secret(ns, "db", "password", agent::PG_PASSWORD).await;
+    secret(ns, "restic", "password", agent::RESTIC_PASSWORD).await;
     let policy: BackupPolicy = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "hotel-db"},
         "spec": {
@@ -251,7 +218,7 @@ pub async fn hotel_database(ns: &support::TestNamespace) -> (agent_support::Repo
 
 /// Waits (up to 5 s) until a client of Service `web` gets `color`: the proxy follows a selector change
 /// within a moment, not within the same instant.
-pub async fn answers_soon(ns: &support::TestNamespace, color: &str) -> bool {
+pub async fn answers_soon(ns: &TestNamespace, color: &str) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
         if answer(ns, "/").await.as_deref() == Some(color) {

@@ -3,57 +3,25 @@
 //! PostgreSQL "image" for the local node, which runs commands rather than images.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::{Backup, BackupPolicy};
 use serde_json::{json, Value};
 
-use crate::agent_support;
-use crate::support::operator::Operator;
-use crate::support::TestNamespace;
+use super::agent;
+use super::operator::Operator;
+use super::wait::eventually;
+use super::{secret, Cluster, TestNamespace};
 
 pub const ROWS: i64 = 500;
-
-pub async fn secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {key: value}
-    }))
-    .unwrap();
-    let api: Api<Secret> = ns.api();
-    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
-        .await
-        .unwrap();
-}
-
-/// Polls `check` every half second until it returns Ok, or fails with what was last seen.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, operator: &Operator, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if start.elapsed() > timeout => {
-                panic!(
-                    "{what} not within {timeout:?}; last seen: {last}\noperator log:\n{}",
-                    operator.log_tail()
-                )
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
 
 /// A source database, its repository and a policy that backed it up once.
 pub struct BackedUp {
     pub database: String,
-    pub repo: agent_support::Repo,
+    pub repo: agent::Repo,
     pub policy: String,
     pub backup: Backup,
 }
@@ -61,7 +29,7 @@ pub struct BackedUp {
 /// Creates `hotel_<ns>` with `guests` (ROWS rows) and `rooms` (12 rows), a BackupPolicy whose schedule
 /// is far away, and a hand-made Backup; returns once the Backup succeeded.
 pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> BackedUp {
-    let pg = agent_support::postgres();
+    let pg = agent::postgres();
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     pg.create_database(&database);
     pg.psql(
@@ -73,9 +41,9 @@ pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> Back
              insert into rooms select g, 1 + g % 3 from generate_series(1, 12) g;"
         ),
     );
-    let repo = agent_support::Repo::uninitialised();
-    secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
-    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let repo = agent::Repo::uninitialised();
+    secret(ns, "db", "password", agent::PG_PASSWORD).await;
+    secret(ns, "restic", "password", agent::RESTIC_PASSWORD).await;
     let policy: BackupPolicy = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
         "metadata": {"name": "hotel-db"},
@@ -122,11 +90,11 @@ pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> Back
 }
 
 /// Only a BackupPolicy (and its Secrets), for Restores that must fail before reading any snapshot.
-pub async fn policy_without_backups(ns: &TestNamespace) -> agent_support::Repo {
-    let pg = agent_support::postgres();
-    let repo = agent_support::Repo::uninitialised();
-    secret(ns, "db", "password", agent_support::PG_PASSWORD).await;
-    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+pub async fn policy_without_backups(ns: &TestNamespace) -> agent::Repo {
+    let pg = agent::postgres();
+    let repo = agent::Repo::uninitialised();
+    secret(ns, "db", "password", agent::PG_PASSWORD).await;
+    secret(ns, "restic", "password", agent::RESTIC_PASSWORD).await;
     let policy: BackupPolicy = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
         "metadata": {"name": "hotel-db"},
@@ -147,7 +115,7 @@ pub async fn policy_without_backups(ns: &TestNamespace) -> agent_support::Repo {
 /// A scratch PostgreSQL for the local node: what `postgres:16`'s entrypoint does (initdb with
 /// POSTGRES_USER/POSTGRES_PASSWORD, then the server), as a command, on the Pod's own address.
 pub fn scratch_postgres() -> Value {
-    let bin = agent_support::pg_bin_dir().display().to_string();
+    let bin = agent::pg_bin_dir().display().to_string();
     let script = format!(
         r#"set -e
 dir=$(mktemp -d /tmp/lifeboat-scratch-XXXXXX)
@@ -166,19 +134,9 @@ rm -rf "$dir""#
     json!({"engine": "postgres", "image": "postgres:16", "command": ["sh", "-c", script], "readyTimeout": "60s"})
 }
 
-pub fn condition(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    type_: &str,
-) -> Option<(String, String, String)> {
-    conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
 /// Event reasons and notes on objects of the namespace.
-pub fn events(cluster: &crate::support::Cluster, namespace: &str) -> String {
-    crate::support::run_ok(
+pub fn events(cluster: &Cluster, namespace: &str) -> String {
+    super::run_ok(
         "kubectl get events",
         cluster.kubectl().args([
             "get",
@@ -217,7 +175,7 @@ rm -rf "$dir""#;
 
 /// A MariaDB database `crm_<ns>` with `customers` (ROWS rows), backed up once through a policy.
 pub async fn backed_up_mariadb(ns: &TestNamespace, operator: &Operator) -> BackedUp {
-    let my = agent_support::mariadb();
+    let my = agent::mariadb();
     let database = format!("crm_{}", ns.name.replace('-', "_"));
     my.create_database(&database);
     my.sql(
@@ -227,15 +185,15 @@ pub async fn backed_up_mariadb(ns: &TestNamespace, operator: &Operator) -> Backe
              insert into customers select seq, concat('customer ', seq) from seq_1_to_{ROWS};"
         ),
     );
-    let repo = agent_support::Repo::uninitialised();
-    secret(ns, "my", "password", agent_support::MY_PASSWORD).await;
-    secret(ns, "restic", "password", agent_support::RESTIC_PASSWORD).await;
+    let repo = agent::Repo::uninitialised();
+    secret(ns, "my", "password", agent::MY_PASSWORD).await;
+    secret(ns, "restic", "password", agent::RESTIC_PASSWORD).await;
     let policy: BackupPolicy = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
         "metadata": {"name": "crm-db"},
         "spec": {
             "schedule": "0 0 1 1 *",
-            "source": {"mysql": {"host": "127.0.0.1", "port": my.port, "database": database, "user": agent_support::MY_USER,
+            "source": {"mysql": {"host": "127.0.0.1", "port": my.port, "database": database, "user": agent::MY_USER,
                                   "passwordSecretRef": {"name": "my", "key": "password"}}},
             "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
                                        "passwordSecretRef": {"name": "restic", "key": "password"}}}
