@@ -1,16 +1,10 @@
 //! The Cutover's state machine, pure: which step comes next given the spec and the status (the only
 //! memory), and how a step's result changes the status. The reconciler only carries out what this
 //! decides, so every path through the runbook — GO, NO-GO, rollback, abort — is unit-tested here.
+//! Writing a step's start and end into the status is in `transitions.rs`; the stabilization window's
+//! rounds are judged in `stabilization.rs`.
 
-use std::time::Duration;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-use crate::api::cutover::{
-    ActiveSide, CutoverPhase, CutoverSpec, CutoverStatus, RollbackRecord, StabilizationRecord, StepPhase,
-    StepRecord,
-};
-use crate::conditions::{set_health, Health};
+use crate::api::cutover::{ActiveSide, CutoverPhase, CutoverSpec, CutoverStatus, StepPhase, StepRecord};
 
 /// One step of the runbook. Forward steps run in the order of [`forward_plan`]; rollback steps in the
 /// order of [`rollback_plan`].
@@ -138,7 +132,8 @@ pub enum Decision {
     },
 }
 
-fn record<'a>(status: &'a CutoverStatus, step: &Step) -> Option<&'a StepRecord> {
+/// The latest record of `step` in the status.
+pub(super) fn record<'a>(status: &'a CutoverStatus, step: &Step) -> Option<&'a StepRecord> {
     let name = step.name();
     status.steps.iter().rev().find(|r| r.name == name)
 }
@@ -255,180 +250,11 @@ fn side_name(side: Option<ActiveSide>) -> &'static str {
     }
 }
 
-/// Marks `step` as started (once); returns whether it is new, i.e. worth an Event.
-pub fn begin(status: &mut CutoverStatus, step: &Step, now: &Time) -> bool {
-    status.phase = Some(step.phase());
-    status.step = Some(step.name());
-    if record(status, step).is_some_and(|r| r.phase == StepPhase::Running) {
-        return false;
-    }
-    status.steps.push(StepRecord {
-        name: step.name(),
-        phase: StepPhase::Running,
-        start_time: now.clone(),
-        completion_time: None,
-        message: None,
-    });
-    true
-}
-
-/// Updates the running step's message (what it waits for).
-pub fn note(status: &mut CutoverStatus, step: &Step, message: String) {
-    let name = step.name();
-    if let Some(running) = status
-        .steps
-        .iter_mut()
-        .rev()
-        .find(|r| r.name == name && r.phase == StepPhase::Running)
-    {
-        running.message = Some(message);
-    }
-}
-
-/// Ends the running step with `phase`; returns how long it took.
-pub fn complete(
-    status: &mut CutoverStatus,
-    step: &Step,
-    phase: StepPhase,
-    message: String,
-    now: &Time,
-) -> Duration {
-    let name = step.name();
-    let Some(running) = status
-        .steps
-        .iter_mut()
-        .rev()
-        .find(|r| r.name == name && r.phase == StepPhase::Running)
-    else {
-        return Duration::ZERO;
-    };
-    running.phase = phase;
-    running.message = Some(message);
-    running.completion_time = Some(now.clone());
-    elapsed(&running.start_time, now)
-}
-
-pub fn start_rollback(status: &mut CutoverStatus, reason: String, failed_check: Option<String>, now: &Time) {
-    status.phase = Some(CutoverPhase::RollingBack);
-    status.step = Some("rollback".into());
-    status.rollback = Some(RollbackRecord {
-        reason,
-        failed_check,
-        start_time: now.clone(),
-        traffic_restored_time: None,
-        completion_time: None,
-        database_restored: false,
-        data_loss_warning: None,
-    });
-}
-
-pub fn finish(status: &mut CutoverStatus, phase: CutoverPhase, now: &Time) {
-    status.phase = Some(phase);
-    status.completion_time = Some(now.clone());
-    if let Some(rollback) = status.rollback.as_mut() {
-        rollback.completion_time.get_or_insert_with(|| now.clone());
-    }
-}
-
-/// The kstatus conditions for the current phase; `message` explains it to a person.
-pub fn set_conditions(status: &mut CutoverStatus, generation: Option<i64>, message: String, now: &Time) {
-    let health = match status.phase.unwrap_or_default() {
-        CutoverPhase::Succeeded => Health::Ready {
-            reason: "Succeeded",
-            message,
-        },
-        CutoverPhase::Failed => Health::Stalled {
-            reason: "Failed",
-            message,
-        },
-        CutoverPhase::RolledBack => Health::Stalled {
-            reason: "RolledBack",
-            message,
-        },
-        phase => Health::Progressing {
-            reason: phase.name(),
-            message,
-        },
-    };
-    set_health(&mut status.conditions.0, health, generation, now);
-}
-
-pub fn elapsed(since: &Time, now: &Time) -> Duration {
-    let seconds = now.0.duration_since(since.0).as_secs_f64();
-    Duration::from_secs_f64(seconds.max(0.0))
-}
-
-/// How long until the next stabilization round is due; zero means now.
-pub fn next_round_in(record: &StabilizationRecord, interval: Duration, now: &Time) -> Duration {
-    match &record.last_round_time {
-        None => Duration::ZERO,
-        Some(last) => interval.saturating_sub(elapsed(last, now)),
-    }
-}
-
-/// What a finished round means for the watch window.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Watch {
-    /// Keep watching; the next round is due after this long.
-    Continue(Duration),
-    /// The window passed with the last round healthy.
-    Passed(String),
-    /// failureThreshold rounds in a row failed.
-    Failed(String),
-}
-
-/// Records one round (`failure` = the first failed check and what it saw) and judges the window.
-/// The window only ends on a healthy round: an unresolved run of failures keeps it open until the
-/// threshold decides.
-pub fn record_round(
-    record: &mut StabilizationRecord,
-    failure: Option<(String, String)>,
-    threshold: i32,
-    window: (Duration, Duration),
-    started: &Time,
-    now: &Time,
-) -> Watch {
-    let (duration, interval) = window;
-    record.rounds += 1;
-    record.last_round_time = Some(now.clone());
-    match failure {
-        Some((check, message)) => {
-            if record.consecutive_failures == 0 {
-                record.failing_since = Some(now.clone());
-            }
-            record.consecutive_failures += 1;
-            record.failed_check = Some(check.clone());
-            record.last_failure = Some(format!("{check}: {message}"));
-            if record.consecutive_failures >= threshold.max(1) {
-                return Watch::Failed(format!(
-                    "{} failed rounds in a row (threshold {threshold}); last: {check}: {message}",
-                    record.consecutive_failures
-                ));
-            }
-        }
-        None => {
-            record.consecutive_failures = 0;
-            record.failing_since = None;
-        }
-    }
-    if record.consecutive_failures == 0 && elapsed(started, now) >= duration {
-        let failures = record
-            .last_failure
-            .as_ref()
-            .map(|f| format!("; last failure seen: {f}"))
-            .unwrap_or_default();
-        return Watch::Passed(format!(
-            "{} rounds over {}, healthy at the end{failures}",
-            record.rounds,
-            crate::duration::format_duration(duration)
-        ));
-    }
-    Watch::Continue(interval)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::cutover::transitions::{begin, complete, finish, start_rollback};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
     fn spec(extra: serde_json::Value) -> CutoverSpec {
@@ -663,91 +489,5 @@ mod tests {
         );
         assert!(matches!(decide(&spec, &failed), Decision::StartRollback { .. }));
         assert_eq!(rollback_plan(&spec, &failed), [Step::RestoreDatabase]);
-    }
-
-    #[test]
-    fn stabilization_rolls_back_after_threshold_consecutive_failures_only() {
-        let window = (Duration::from_secs(6), Duration::from_secs(1));
-        let mut record = StabilizationRecord::default();
-        let fail = || Some(("healthz".to_owned(), "answered 500".to_owned()));
-        assert_eq!(
-            record_round(&mut record, fail(), 3, window, &t(0), &t(0)),
-            Watch::Continue(Duration::from_secs(1))
-        );
-        assert_eq!(
-            record_round(&mut record, fail(), 3, window, &t(0), &t(1)),
-            Watch::Continue(Duration::from_secs(1))
-        );
-        // A healthy round resets the run.
-        assert_eq!(
-            record_round(&mut record, None, 3, window, &t(0), &t(2)),
-            Watch::Continue(Duration::from_secs(1))
-        );
-        assert_eq!(record.consecutive_failures, 0);
-        assert!(record.failing_since.is_none());
-        record_round(&mut record, fail(), 3, window, &t(0), &t(3));
-        record_round(&mut record, fail(), 3, window, &t(0), &t(4));
-        let Watch::Failed(message) = record_round(&mut record, fail(), 3, window, &t(0), &t(5)) else {
-            panic!()
-        };
-        assert!(
-            message.contains("3 failed rounds in a row") && message.contains("healthz"),
-            "{message}"
-        );
-        assert_eq!(record.failing_since, Some(t(3)));
-        assert_eq!(record.failed_check.as_deref(), Some("healthz"));
-    }
-
-    #[test]
-    fn stabilization_passes_at_the_end_of_the_window_on_a_healthy_round() {
-        let window = (Duration::from_secs(6), Duration::from_secs(1));
-        let mut record = StabilizationRecord::default();
-        for second in 0..6 {
-            assert!(matches!(
-                record_round(&mut record, None, 3, window, &t(0), &t(second)),
-                Watch::Continue(_)
-            ));
-        }
-        record_round(
-            &mut record,
-            Some(("healthz".into(), "timeout".into())),
-            3,
-            window,
-            &t(0),
-            &t(6),
-        );
-        assert!(matches!(
-            record_round(&mut record, None, 3, window, &t(0), &t(7)),
-            Watch::Passed(_)
-        ));
-        assert_eq!(
-            next_round_in(&record, Duration::from_secs(1), &t(7)),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            next_round_in(&record, Duration::from_secs(1), &t(9)),
-            Duration::ZERO
-        );
-    }
-
-    #[test]
-    fn conditions_follow_kstatus() {
-        let mut status = CutoverStatus {
-            phase: Some(CutoverPhase::AwaitingApproval),
-            ..Default::default()
-        };
-        set_conditions(&mut status, Some(1), "waiting".into(), &t(0));
-        let reconciling = crate::conditions::find(&status.conditions.0, "Reconciling").unwrap();
-        assert_eq!(
-            (reconciling.status.as_str(), reconciling.reason.as_str()),
-            ("True", "AwaitingApproval")
-        );
-        status.phase = Some(CutoverPhase::RolledBack);
-        set_conditions(&mut status, Some(1), "rolled back".into(), &t(1));
-        assert!(crate::conditions::is_true(&status.conditions.0, "Stalled"));
-        assert!(!crate::conditions::is_true(&status.conditions.0, "Ready"));
-        status.phase = Some(CutoverPhase::Succeeded);
-        set_conditions(&mut status, Some(1), "done".into(), &t(2));
-        assert!(crate::conditions::is_true(&status.conditions.0, "Ready"));
     }
 }

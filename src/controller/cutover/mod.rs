@@ -8,9 +8,16 @@
 //! event. A restarted operator finds the same step Running and resumes it: children have
 //! deterministic names, and the switch records the previous target before patching.
 
+mod approval;
+mod backup;
 pub mod machine;
+mod rollback;
+mod stabilization;
+mod step_jobs;
 mod steps;
 pub mod switch;
+mod traffic;
+mod transitions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +70,7 @@ impl Run<'_> {
         let message = self.health_message();
         let generation = self.cutover.metadata.generation;
         self.status.observed_generation = generation;
-        machine::set_conditions(&mut self.status, generation, message, &now);
+        transitions::set_conditions(&mut self.status, generation, message, &now);
         if self.status == self.written {
             return Ok(());
         }
@@ -128,6 +135,12 @@ pub fn now() -> Time {
     Time(jiff::Timestamp::now())
 }
 
+/// The time from `since` to `now`; zero if the clock went backwards.
+pub fn elapsed(since: &Time, now: &Time) -> Duration {
+    let seconds = now.0.duration_since(since.0).as_secs_f64();
+    Duration::from_secs_f64(seconds.max(0.0))
+}
+
 pub async fn reconcile(cutover: Arc<Cutover>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciled(KIND);
     let namespace = cutover.namespace().ok_or_else(|| ReconcileError::NotNamespaced {
@@ -187,7 +200,7 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
                 return Ok(Action::await_change());
             }
             Decision::Finish { phase, message } => {
-                machine::finish(&mut run.status, phase, &now());
+                transitions::finish(&mut run.status, phase, &now());
                 run.outcome = Some(message.clone());
                 run.save().await?;
                 let type_ = if phase == CutoverPhase::Succeeded {
@@ -199,19 +212,19 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
                 return Ok(Action::await_change());
             }
             Decision::StartRollback { reason, failed_check } => {
-                machine::start_rollback(&mut run.status, reason.clone(), failed_check, &now());
+                transitions::start_rollback(&mut run.status, reason.clone(), failed_check, &now());
                 run.save().await?;
                 run.ctx.metrics.cutover_rollback(&run.namespace);
                 run.event(EventType::Warning, "RollingBack", reason).await;
             }
             Decision::Run(step) => {
-                if machine::begin(&mut run.status, &step, &now()) {
+                if transitions::begin(&mut run.status, &step, &now()) {
                     run.save().await?;
                     run.event(EventType::Normal, "StepStarted", step.name()).await;
                 }
                 match steps::evaluate(run, &step).await? {
                     Progress::Wait { after, message } => {
-                        machine::note(&mut run.status, &step, message);
+                        transitions::note(&mut run.status, &step, message);
                         run.save().await?;
                         return Ok(Action::requeue(after));
                     }
@@ -233,7 +246,7 @@ async fn finish_step(
     phase: StepPhase,
     message: String,
 ) -> Result<(), ReconcileError> {
-    let took = machine::complete(&mut run.status, step, phase, message.clone(), &now());
+    let took = transitions::complete(&mut run.status, step, phase, message.clone(), &now());
     run.save().await?;
     run.ctx
         .metrics
