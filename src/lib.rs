@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod notify;
 pub mod schedule;
 pub mod slots;
+pub mod snapshot_id;

@@ -6,13 +6,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource};
+use kube::Resource;
 
-use super::{drop_job_name, newest_report, plan, Run};
+use super::connection::existing_connection;
+use super::invocation::drop_invocation;
+use super::{drop_job_name, Run};
 use crate::controller::children::{create_ignoring_existing, delete_ignoring_absent};
 use crate::controller::events::publish;
 use crate::controller::ReconcileError;
-use crate::jobs::{self, JobOutcome};
+use crate::jobs::{self, follow_job, AgentReport, JobOutcome, JobState, AGENT_CONTAINER};
 
 impl Run<'_> {
     /// Deletes the scratch server once the Restore has ended, unless asked to keep it.
@@ -47,44 +49,45 @@ impl Run<'_> {
     /// dropAfter: a Job drops the target database, and its outcome is recorded (once).
     async fn drop_target(&mut self) -> Result<Action, ReconcileError> {
         let spec = &self.restore.spec;
-        let connection = plan::existing_connection(spec).filter(|_| spec.drop_after);
-        let Some(invocation) = connection.as_ref().and_then(plan::drop_invocation) else {
+        let connection = existing_connection(spec).filter(|_| spec.drop_after);
+        let Some(invocation) = connection.as_ref().and_then(drop_invocation) else {
             return Ok(Action::await_change());
         };
         if self.status.target_dropped.is_some() {
             return Ok(Action::await_change());
         }
         let name = drop_job_name(&self.name());
-        let jobs_api: Api<Job> = self.api();
-        let Some(job) = jobs_api.get_opt(&name).await? else {
-            // Intent first, so a restart follows the same Job.
-            self.status.drop_job_name = Some(name.clone());
-            self.save().await?;
-            let owner = self
-                .restore
-                .controller_owner_ref(&())
-                .expect("a Restore read from the API has a name and uid");
-            let template = spec.job_template.clone().unwrap_or_default();
-            let job = jobs::agent_job(
-                jobs::AgentJob {
-                    name: name.clone(),
-                    namespace: &self.namespace,
-                    owner,
-                    labels: self.labels("restore-drop"),
-                    image: &self.ctx.settings.agent_image,
-                    command: "sh",
-                },
-                Some(&template),
-                invocation,
-                Vec::new(),
-            );
-            create_ignoring_existing(&jobs_api, &job).await?;
-            return Ok(Action::await_change());
-        };
-        let outcome = jobs::job_outcome(&job);
-        if outcome == JobOutcome::Running {
-            return Ok(Action::await_change());
-        }
+        // The drop Job's container is jobs::agent_job's, like every agent Job's.
+        let (outcome, last) =
+            match follow_job(&self.ctx.client, &self.namespace, &name, AGENT_CONTAINER).await? {
+                JobState::Missing => {
+                    // Intent first, so a restart follows the same Job.
+                    self.status.drop_job_name = Some(name.clone());
+                    self.save().await?;
+                    let owner = self
+                        .restore
+                        .controller_owner_ref(&())
+                        .expect("a Restore read from the API has a name and uid");
+                    let template = spec.job_template.clone().unwrap_or_default();
+                    let job = jobs::agent_job(
+                        jobs::AgentJob {
+                            name: name.clone(),
+                            namespace: &self.namespace,
+                            owner,
+                            labels: self.labels("restore-drop"),
+                            image: &self.ctx.settings.agent_image,
+                            command: "sh",
+                        },
+                        Some(&template),
+                        invocation,
+                        Vec::new(),
+                    );
+                    create_ignoring_existing(&self.api::<Job>(), &job).await?;
+                    return Ok(Action::await_change());
+                }
+                JobState::Running(_) => return Ok(Action::await_change()),
+                JobState::Finished { outcome, last } => (outcome, last),
+            };
         let dropped = outcome == JobOutcome::Succeeded;
         self.status.target_dropped = Some(dropped);
         self.save().await?;
@@ -99,8 +102,8 @@ impl Run<'_> {
             )
             .await;
         } else {
-            let why = match newest_report(self, &name).await? {
-                Some(jobs::AgentReport::Unstructured(text)) => text,
+            let why = match last.map(|terminated| AgentReport::from_terminated(&terminated)) {
+                Some(AgentReport::Unstructured(text)) => text,
                 _ => "see the Job's log".into(),
             };
             let note = format!("could not drop {what} (Job {name}): {why}");

@@ -9,29 +9,33 @@
 //! deterministic name, so a restarted operator follows the same objects.
 
 mod cleanup;
+pub mod connection;
+#[cfg(test)]
+mod fixtures;
+pub mod invocation;
 pub mod plan;
 pub mod scratch;
 pub mod smoke;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use self::plan::{Connection, GuardVerdict, ResolvedSource};
+use self::connection::Connection;
+use self::plan::GuardVerdict;
 use self::scratch::{provision_scratch, Provisioned};
 use self::smoke::smoke_test;
+use self::source::{FromBackup, ResolvedSource};
 use super::status::{child_name, write_status};
 use super::{Context, ReconcileError};
-use crate::api::backup::BackupPhase;
 use crate::api::common::SecretKeyRef;
 use crate::api::restore::{RestorePhase, RestoreStatus};
 use crate::api::{Backup, BackupPolicy, Restore};
@@ -39,8 +43,7 @@ use crate::conditions::{set_health, Health};
 use crate::controller::children::create_ignoring_existing;
 use crate::controller::events::publish;
 use crate::controller::secrets::first_missing_secret;
-use crate::jobs::Invocation;
-use crate::jobs::{self, JobOutcome};
+use crate::jobs::{self, follow_job, AgentReport, Invocation, JobOutcome, JobState, AGENT_CONTAINER};
 
 const KIND: &str = "Restore";
 pub const RESTORE_LABEL: &str = "lifeboat.dev/restore";
@@ -221,14 +224,19 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
         "repository password",
         policy.spec.repository.restic.password_secret_ref.clone(),
     )];
-    if let Some(Connection::Database { password, .. }) = plan::existing_connection(&run.restore.spec) {
+    if let Some(Connection::Database { password, .. }) = connection::existing_connection(&run.restore.spec) {
         needed.push(("target database password", password));
     }
     let restore_job_name = job_name(&run.name());
-    let jobs_api: Api<Job> = run.api();
-    let restore_job = jobs_api.get_opt(&restore_job_name).await?;
+    let restore_job = follow_job(
+        &run.ctx.client,
+        &run.namespace,
+        &restore_job_name,
+        AGENT_CONTAINER,
+    )
+    .await?;
     // Once the restore Job exists, its outcome decides (a Secret deleted meanwhile does not).
-    if restore_job.is_none() {
+    if matches!(restore_job, JobState::Missing) {
         let needed: Vec<(&str, &SecretKeyRef)> = needed.iter().map(|(what, r)| (*what, r)).collect();
         if let Some(problem) = first_missing_secret(&run.ctx.client, &run.namespace, &needed).await? {
             return run.fail("SecretMissing", problem).await;
@@ -245,7 +253,7 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
                 Provisioned::Failed(message) => return run.fail("ScratchNotReady", message).await,
             }
         }
-        None => match plan::existing_connection(&run.restore.spec) {
+        None => match connection::existing_connection(&run.restore.spec) {
             Some(connection) => connection,
             None => {
                 return run
@@ -257,43 +265,45 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     run.status.target = Some(connection.describe());
 
     // 4. A restore already under way is followed to its end.
-    if let Some(job) = restore_job {
-        return follow_restore_job(&mut run, &job, &connection).await;
+    match restore_job {
+        JobState::Missing => {}
+        JobState::Running(_) => return still_restoring(&mut run, &restore_job_name).await,
+        JobState::Finished { outcome, last } => {
+            let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
+            return restore_ended(&mut run, outcome, report, &connection).await;
+        }
     }
 
     // 5. The overwrite guard: an unconfirmed existing database must be empty.
+    let jobs_api: Api<Job> = run.api();
     if plan::needs_guard(&run.restore.spec) {
         let guard_name = check_job_name(&run.name());
-        match jobs_api.get_opt(&guard_name).await? {
-            None => {
+        let checking = format!(
+            "checking that {} is empty (Job {guard_name})",
+            connection.describe()
+        );
+        match follow_job(&run.ctx.client, &run.namespace, &guard_name, AGENT_CONTAINER).await? {
+            JobState::Missing => {
                 run.status.check_job_name = Some(guard_name.clone());
-                let message = format!(
-                    "checking that {} is empty (Job {guard_name})",
-                    connection.describe()
-                );
-                run.progress(RestorePhase::Checking, "CheckingTarget", message)
+                run.progress(RestorePhase::Checking, "CheckingTarget", checking)
                     .await?;
                 let job = agent_job(
                     &run,
                     &guard_name,
                     "restore-check",
-                    plan::guard_invocation(&connection),
+                    invocation::guard_invocation(&connection),
                     &policy,
                 );
                 create_ignoring_existing(&jobs_api, &job).await?;
                 return Ok(Action::await_change());
             }
-            Some(job) if jobs::job_outcome(&job) == JobOutcome::Running => {
-                let message = format!(
-                    "checking that {} is empty (Job {guard_name})",
-                    connection.describe()
-                );
-                run.progress(RestorePhase::Checking, "CheckingTarget", message)
+            JobState::Running(_) => {
+                run.progress(RestorePhase::Checking, "CheckingTarget", checking)
                     .await?;
                 return Ok(Action::await_change());
             }
-            Some(_) => {
-                let report = newest_report(&run, &guard_name).await?;
+            JobState::Finished { last, .. } => {
+                let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
                 match plan::guard_verdict(report.as_ref()) {
                     GuardVerdict::Empty | GuardVerdict::Missing => {}
                     GuardVerdict::NotEmpty { tables } => {
@@ -322,7 +332,7 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
 
     // 6. The restore (and verification) itself. Intent first: phase Running and the Job's name.
     let prepare = plan::prepare_for(&run.restore.spec);
-    let invocation = plan::restore_invocation(
+    let invocation = invocation::restore_invocation(
         &source,
         &policy.spec,
         &connection,
@@ -336,7 +346,7 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
         run.restore.spec.verify.as_ref(),
     );
     run.status.job_name = Some(restore_job_name.clone());
-    let what = describe_source(&source);
+    let what = source.describe();
     run.progress(
         RestorePhase::Running,
         "Restoring",
@@ -368,47 +378,11 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
     let namespace = &run.namespace;
     let (policy_name, snapshot, sha256) = if let Some(backup_ref) = &spec.backup_ref {
         let backups: Api<Backup> = run.api();
-        let Some(backup) = backups.get_opt(&backup_ref.name).await? else {
-            return Ok(Resolution::Invalid(
-                "BackupNotFound",
-                format!(
-                    "Backup {} does not exist in namespace {namespace}",
-                    backup_ref.name
-                ),
-            ));
-        };
-        let status = backup.status.clone().unwrap_or_default();
-        match status.phase {
-            Some(BackupPhase::Succeeded) => match status.snapshot_id {
-                // The sha256 the backup measured: the restore checks the stream against it.
-                Some(id) => (
-                    backup.spec.policy_ref.name.clone(),
-                    Some(id),
-                    status.sha256.clone(),
-                ),
-                None => {
-                    return Ok(Resolution::Invalid(
-                        "SnapshotNotFound",
-                        format!("Backup {} succeeded but records no snapshot", backup_ref.name),
-                    ))
-                }
-            },
-            Some(BackupPhase::Failed) => {
-                let why = status.message.unwrap_or_default();
-                return Ok(Resolution::Invalid(
-                    "BackupFailed",
-                    format!(
-                        "Backup {} failed, so there is nothing to restore: {why}",
-                        backup_ref.name
-                    ),
-                ));
-            }
-            _ => {
-                return Ok(Resolution::Waiting(format!(
-                    "waiting for Backup {} to finish",
-                    backup_ref.name
-                )))
-            }
+        let backup = backups.get_opt(&backup_ref.name).await?;
+        match source::from_backup(&backup_ref.name, namespace, backup.as_ref()) {
+            FromBackup::Snapshot { policy, id, sha256 } => (policy, Some(id), sha256),
+            FromBackup::Waiting(message) => return Ok(Resolution::Waiting(message)),
+            FromBackup::Invalid(reason, message) => return Ok(Resolution::Invalid(reason, message)),
         }
     } else if let Some(policy_ref) = &spec.policy_ref {
         (policy_ref.name.clone(), spec.snapshot.clone(), None)
@@ -426,62 +400,45 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
         ));
     };
     Ok(Resolution::Ready(
-        plan::latest_of_policy(&policy_name, namespace, snapshot.as_deref()).with_sha256(sha256),
+        source::latest_of_policy(&policy_name, namespace, snapshot.as_deref()).with_sha256(sha256),
         Box::new(policy),
     ))
 }
 
-fn describe_source(source: &ResolvedSource) -> String {
-    if source.snapshot == "latest" {
-        format!("the newest snapshot of policy {}", source.policy)
-    } else {
-        format!(
-            "snapshot {} of policy {}",
-            plan::short_id(&source.snapshot),
-            source.policy
-        )
-    }
+/// The restore Job runs: status says into what, and which Job.
+async fn still_restoring(run: &mut Run<'_>, name: &str) -> Result<Action, ReconcileError> {
+    run.status.job_name = Some(name.to_owned());
+    let target = run.status.target.clone().unwrap_or_default();
+    run.progress(
+        RestorePhase::Running,
+        "Restoring",
+        format!("restoring into {target} (Job {name})"),
+    )
+    .await?;
+    Ok(Action::await_change())
 }
 
-async fn follow_restore_job(
+/// The restore Job ended: its result decides, and a verified restore goes on to its smoke test.
+async fn restore_ended(
     run: &mut Run<'_>,
-    job: &Job,
+    outcome: JobOutcome,
+    report: Option<AgentReport>,
     connection: &Connection,
 ) -> Result<Action, ReconcileError> {
-    let name = job.name_any();
-    match jobs::job_outcome(job) {
-        JobOutcome::Running => {
-            run.status.job_name = Some(name.clone());
-            let target = run.status.target.clone().unwrap_or_default();
-            run.progress(
-                RestorePhase::Running,
-                "Restoring",
-                format!("restoring into {target} (Job {name})"),
-            )
-            .await?;
-            Ok(Action::await_change())
+    let verify_requested = run
+        .restore
+        .spec
+        .verify
+        .as_ref()
+        .is_some_and(invocation::has_checks);
+    let now = run.now.clone();
+    plan::finish(&mut run.status, outcome, report, verify_requested, &now);
+    match run.restore.spec.smoke.clone() {
+        Some(step) if run.status.phase == Some(RestorePhase::Succeeded) => {
+            smoke_test(run, &step, connection).await
         }
-        outcome => {
-            let report = newest_report(run, &name).await?;
-            let verify_requested = run.restore.spec.verify.as_ref().is_some_and(plan::has_checks);
-            let now = run.now.clone();
-            plan::finish(&mut run.status, outcome, report, verify_requested, &now);
-            match run.restore.spec.smoke.clone() {
-                Some(step) if run.status.phase == Some(RestorePhase::Succeeded) => {
-                    smoke_test(run, &step, connection).await
-                }
-                _ => run.conclude().await,
-            }
-        }
+        _ => run.conclude().await,
     }
-}
-
-async fn newest_report(run: &Run<'_>, job_name: &str) -> Result<Option<jobs::AgentReport>, ReconcileError> {
-    let pods: Api<Pod> = run.api();
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
-        .await?;
-    Ok(jobs::newest_agent_report(&listed.items))
 }
 
 fn agent_job(

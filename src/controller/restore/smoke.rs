@@ -12,7 +12,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 
-use super::plan::{self, Connection};
+use super::connection::Connection;
+use super::plan;
 use super::{smoke_job_name, Run};
 use crate::api::common::{JobStep, ScratchEngine};
 use crate::api::restore::RestorePhase;

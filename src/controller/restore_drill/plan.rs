@@ -10,8 +10,8 @@ use crate::api::common::LocalObjectRef;
 use crate::api::restore::{RestorePhase, RestoreSource, RestoreSpec, RestoreStatus};
 use crate::api::restore_drill::{DrillResult, RestoreDrillSpec};
 use crate::conditions::{self, Desired};
-use crate::controller::restore::plan::short_id;
 use crate::duration::format_duration;
+use crate::snapshot_id::short_id;
 
 pub const RTO_MET: &str = "RTOMet";
 pub const RPO_MET: &str = "RPOMet";
