@@ -175,10 +175,8 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
         "kubectl get bp",
         cluster.kubectl().args(["get", "bp", "-n", &ns.name]),
     );
-    assert!(
-        table.lines().nth(1).is_some_and(|row| row.contains("True")),
-        "{table}"
-    );
+    assert_eq!(support::table_column(&table, "READY"), ["True"], "{table}");
+    assert_eq!(support::table_column(&table, "STALE"), ["False"], "{table}");
     let events = support::run_ok(
         "kubectl get events",
         cluster.kubectl().args([

@@ -61,7 +61,26 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
     )
     .await;
     operator.restart();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The new leader must have reconciled this Cutover before "still waiting" means anything: each
+    // reconcile ends by exporting the phase it left the Cutover in, and a fresh process has no series.
+    let reconciled_waiting = format!(
+        "lifeboat_cutover_phase{{namespace=\"{}\",cutover=\"release-3-0\",phase=\"AwaitingApproval\"}} 1",
+        ns.name
+    );
+    support::wait::eventually(
+        "the restarted operator reconciles the waiting Cutover",
+        Duration::from_secs(60),
+        operator,
+        async || match operator.metrics() {
+            metrics if metrics.contains(&reconciled_waiting) => Ok(()),
+            metrics => Err(metrics
+                .lines()
+                .filter(|l| l.contains("release-3-0") && l.ends_with(" 1"))
+                .collect::<Vec<_>>()
+                .join("; ")),
+        },
+    )
+    .await;
     let still = cutovers.get("release-3-0").await.unwrap();
     assert_eq!(
         phase(&still),

@@ -2,15 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume,
-    VolumeMount,
+    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::env::{plain_env, restic_env, secret_env};
-use super::{data_path, AGENT_CONTAINER, DATA_MOUNT};
+use super::{data_path, run_once_job, RunLimits, AGENT_CONTAINER, DATA_MOUNT};
 use crate::api::backup_policy::{BackupPolicySpec, DumpFormat};
 use crate::api::common::JobTemplate;
 
@@ -152,35 +151,101 @@ pub fn agent_job(
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
-    Job {
-        metadata: ObjectMeta {
-            name: Some(job.name),
-            namespace: Some(job.namespace.to_owned()),
-            labels: Some(job.labels.clone()),
-            owner_references: Some(vec![job.owner]),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(template.backoff_limit.unwrap_or(1)),
-            active_deadline_seconds: template.active_deadline_seconds,
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(job.labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    containers: vec![container],
-                    volumes: (!volumes.is_empty()).then_some(volumes),
-                    node_selector: (!template.node_selector.is_empty()).then_some(template.node_selector),
-                    tolerations: (!template.tolerations.is_empty()).then_some(template.tolerations),
-                    security_context: template.security_context,
-                    service_account_name: template.service_account_name,
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
+    let limits = RunLimits {
+        backoff_limit: template.backoff_limit.unwrap_or(1),
+        active_deadline_seconds: template.active_deadline_seconds,
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        node_selector: (!template.node_selector.is_empty()).then_some(template.node_selector),
+        tolerations: (!template.tolerations.is_empty()).then_some(template.tolerations),
+        security_context: template.security_context,
+        service_account_name: template.service_account_name,
         ..Default::default()
+    };
+    run_once_job(&job.name, job.namespace, job.labels, job.owner, limits, pod)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::backup_policy::BackupPolicySpec;
+
+    fn policy(source: serde_json::Value) -> BackupPolicySpec {
+        serde_json::from_value(serde_json::json!({
+            "schedule": "0 2 * * *",
+            "source": source,
+            "repository": {"restic": {
+                "repository": "s3:https://s3.example/hotel",
+                "passwordSecretRef": {"name": "restic", "key": "password"},
+                "envFrom": [{"secretRef": {"name": "s3-credentials"}}]
+            }}
+        }))
+        .expect("a valid BackupPolicy spec")
+    }
+
+    fn job_for(spec: &BackupPolicySpec) -> Job {
+        let invocation = backup_invocation("hotel-db", "hotel", "hotel-db-1767225600", spec);
+        agent_job(
+            AgentJob {
+                name: "hotel-db-1767225600-backup".into(),
+                namespace: "hotel",
+                owner: OwnerReference::default(),
+                labels: [("lifeboat.dev/backup".to_owned(), "hotel-db-1767225600".to_owned())].into(),
+                image: "lifeboat:test",
+                command: "lifeboat",
+            },
+            spec.job_template.as_ref(),
+            invocation,
+            spec.repository.restic.env_from.clone(),
+        )
+    }
+
+    #[test]
+    fn a_database_backup_is_tagged_and_carries_no_secret_value() {
+        let spec = policy(serde_json::json!({"postgres": {
+            "host": "db.hotel.svc", "database": "hotel", "user": "backup",
+            "passwordSecretRef": {"name": "db", "key": "password"}
+        }}));
+        let job = job_for(&spec);
+        let pod = job.spec.as_ref().unwrap().template.spec.clone().unwrap();
+        let container = &pod.containers[0];
+        let args = container.args.clone().unwrap().join(" ");
+        assert!(
+            args.starts_with("agent backup --retry-lock 10m --source postgres"),
+            "{args}"
+        );
+        for tag in ["policy=hotel-db", "namespace=hotel", "backup=hotel-db-1767225600"] {
+            assert!(args.contains(&format!("--tag {tag}")), "{args}");
+        }
+        let env = container.env.clone().unwrap();
+        assert!(env
+            .iter()
+            .all(|e| e.name == "RESTIC_REPOSITORY" || e.value.is_none()));
+        assert_eq!(container.env_from.as_ref().map(Vec::len), Some(1));
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(job.spec.unwrap().backoff_limit, Some(1), "one retry by default");
+        assert!(pod.volumes.is_none());
+    }
+
+    #[test]
+    fn a_files_backup_mounts_its_claim_read_only() {
+        let spec =
+            policy(serde_json::json!({"files": {"persistentVolumeClaim": "uploads", "path": "/media"}}));
+        let pod = job_for(&spec).spec.unwrap().template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap().join(" ");
+        assert!(args.contains("--source files --path /data/media"), "{args}");
+        let volume = &pod.volumes.unwrap()[0];
+        let claim = volume.persistent_volume_claim.as_ref().unwrap();
+        assert_eq!(
+            (claim.claim_name.as_str(), claim.read_only),
+            ("uploads", Some(true))
+        );
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/data", Some(true))
+        );
     }
 }

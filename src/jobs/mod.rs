@@ -5,6 +5,12 @@
 //! Secrets reach a Job only as `secretKeyRef` environment variables: the operator never reads a
 //! password, and nothing secret is in a Job's arguments.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
 mod agent;
 mod env;
 mod follow;
@@ -25,6 +31,49 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 pub const DATA_MOUNT: &str = "/data";
 /// The agent's container in every agent Job.
 pub const AGENT_CONTAINER: &str = "agent";
+
+/// The Job around one Pod that runs once (`restartPolicy: Never`), owned by the object it serves, with
+/// the same labels on the Job and its Pods (so `kubectl get pods -l` finds them).
+pub fn run_once_job(
+    name: &str,
+    namespace: &str,
+    labels: BTreeMap<String, String>,
+    owner: OwnerReference,
+    limits: RunLimits,
+    pod: PodSpec,
+) -> Job {
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(limits.backoff_limit),
+            active_deadline_seconds: limits.active_deadline_seconds,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    ..pod
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// How often a Job's Pod may be retried and how long the Job may run.
+pub struct RunLimits {
+    pub backoff_limit: i32,
+    pub active_deadline_seconds: Option<i64>,
+}
 
 /// `/data` plus the path inside the claim (`/` is the claim's root).
 pub fn data_path(path_in_claim: &str) -> String {

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use super::{run_once_job, RunLimits};
 
 use crate::api::common::JobStep;
 
@@ -36,33 +38,16 @@ pub fn user_step_job(job: UserStepJob<'_>, step: &JobStep) -> Job {
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
-    Job {
-        metadata: ObjectMeta {
-            name: Some(job.name.to_owned()),
-            namespace: Some(job.namespace.to_owned()),
-            labels: Some(job.labels.clone()),
-            owner_references: Some(vec![job.owner]),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(step.backoff_limit.unwrap_or(0)),
-            active_deadline_seconds: step.active_deadline_seconds,
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(job.labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    containers: vec![container],
-                    service_account_name: step.service_account_name.clone(),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    }
+    let limits = RunLimits {
+        backoff_limit: step.backoff_limit.unwrap_or(0),
+        active_deadline_seconds: step.active_deadline_seconds,
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        service_account_name: step.service_account_name.clone(),
+        ..Default::default()
+    };
+    run_once_job(job.name, job.namespace, job.labels, job.owner, limits, pod)
 }
 
 #[cfg(test)]

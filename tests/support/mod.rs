@@ -94,3 +94,29 @@ pub async fn secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
         .await
         .expect("apply Secret");
 }
+
+/// The values of column `name` in `kubectl get` output, one per row, read at the header's offsets:
+/// values such as a cron schedule contain spaces, so splitting rows on whitespace would misread them.
+pub fn table_column(table: &str, name: &str) -> Vec<String> {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(start) = header.find(name) else {
+        panic!("no column {name} in:\n{table}");
+    };
+    lines
+        .map(|row| {
+            let rest: String = row.chars().skip(start).collect();
+            rest.split_whitespace().next().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod table_column_tests {
+    #[test]
+    fn a_column_is_read_where_its_header_is() {
+        let table = "NAME    SCHEDULE      READY   STALE\nhotel   */1 * * * *   True    False\n";
+        assert_eq!(super::table_column(table, "READY"), ["True"]);
+        assert_eq!(super::table_column(table, "STALE"), ["False"]);
+    }
+}
