@@ -127,7 +127,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             .await?;
             Ok(Action::await_change())
         }
-        JobState::Finished { outcome, last } => {
+        JobState::Finished { outcome, last, .. } => {
             let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
             finish(&mut status, outcome, report, &now);
             write_status(

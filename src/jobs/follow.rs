@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
@@ -40,6 +41,8 @@ pub enum JobState {
     Finished {
         outcome: JobOutcome,
         last: Option<Box<ContainerStateTerminated>>,
+        /// When the Job completed (`status.completionTime`, set for succeeded Jobs).
+        completed_at: Option<Time>,
     },
 }
 
@@ -65,6 +68,7 @@ pub async fn follow_job(
     Ok(JobState::Finished {
         outcome,
         last: newest_terminated(&listed.items, container).map(Box::new),
+        completed_at: job.status.and_then(|s| s.completion_time),
     })
 }
 
@@ -133,7 +137,6 @@ pub fn newest_agent_report(pods: &[Pod]) -> Option<AgentReport> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn pod(container: &str, finished_at: i64, exit_code: i32, message: &str) -> Pod {
         Pod {

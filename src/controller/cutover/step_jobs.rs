@@ -92,7 +92,7 @@ async fn job_step(
                 None,
             ));
         }
-        JobState::Finished { outcome, last } => (outcome, last),
+        JobState::Finished { outcome, last, .. } => (outcome, last),
     };
     let report = last.and_then(|terminated| step_report(&terminated));
     let progress = finished_job(name, &outcome, report.as_deref());

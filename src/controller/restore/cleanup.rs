@@ -86,7 +86,7 @@ impl Run<'_> {
                     return Ok(Action::await_change());
                 }
                 JobState::Running(_) => return Ok(Action::await_change()),
-                JobState::Finished { outcome, last } => (outcome, last),
+                JobState::Finished { outcome, last, .. } => (outcome, last),
             };
         let dropped = outcome == JobOutcome::Succeeded;
         self.status.target_dropped = Some(dropped);

@@ -268,7 +268,7 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     match restore_job {
         JobState::Missing => {}
         JobState::Running(_) => return still_restoring(&mut run, &restore_job_name).await,
-        JobState::Finished { outcome, last } => {
+        JobState::Finished { outcome, last, .. } => {
             let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
             return restore_ended(&mut run, outcome, report, &connection).await;
         }

@@ -4,15 +4,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, EnvVar};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 
-use super::connection::Connection;
+use super::connection::{engine_name, Connection};
 use super::plan;
 use super::{smoke_job_name, Run};
 use crate::api::common::{JobStep, ScratchEngine};
@@ -20,8 +19,7 @@ use crate::api::restore::RestorePhase;
 use crate::controller::children::create_ignoring_existing;
 use crate::controller::events::publish;
 use crate::controller::ReconcileError;
-use crate::jobs::{self, JobOutcome};
-use crate::jobs::{plain_env, secret_env, user_step_job, UserStepJob};
+use crate::jobs::{self, plain_env, secret_env, user_step_job, JobOutcome, JobState, UserStepJob};
 
 /// The user's container in the smoke Job.
 const SMOKE_CONTAINER: &str = "smoke";
@@ -43,14 +41,7 @@ pub fn database_env(connection: &Connection) -> Vec<EnvVar> {
         return Vec::new();
     };
     let mut env = vec![
-        plain_env(
-            "LIFEBOAT_DB_ENGINE",
-            if *engine == ScratchEngine::Postgres {
-                "postgres"
-            } else {
-                "mysql"
-            },
-        ),
+        plain_env("LIFEBOAT_DB_ENGINE", engine_name(*engine)),
         plain_env("LIFEBOAT_DB_HOST", host),
         plain_env("LIFEBOAT_DB_PORT", port.to_string()),
         plain_env("LIFEBOAT_DB_NAME", database),
@@ -96,8 +87,7 @@ pub fn smoke_job(
 }
 
 /// The last line the smoke container wrote (its termination message, or its log tail on failure).
-pub fn last_words(pods: &[Pod]) -> Option<String> {
-    let terminated = jobs::newest_terminated(pods, SMOKE_CONTAINER)?;
+pub fn last_words(terminated: &ContainerStateTerminated) -> Option<String> {
     let line = jobs::last_line(terminated.message.as_deref().unwrap_or_default(), 300);
     match line {
         line if !line.is_empty() => Some(line),
@@ -113,53 +103,30 @@ pub(super) async fn smoke_test(
     connection: &Connection,
 ) -> Result<Action, ReconcileError> {
     let name = smoke_job_name(&run.name());
-    let jobs_api: Api<Job> = run.api();
-    let job = jobs_api.get_opt(&name).await?;
-    let outcome = job.as_ref().map(jobs::job_outcome);
-    if matches!(outcome, None | Some(JobOutcome::Running)) {
-        // Restored and verified, not yet finished: the result so far stays in status.
-        run.status.completion_time = None;
-        run.status.duration = None;
-        run.status.smoke_job_name = Some(name.clone());
-        let message = format!("smoke testing {} (Job {name})", connection.describe());
-        run.progress(RestorePhase::SmokeTesting, "SmokeTesting", message)
-            .await?;
-        if job.is_none() {
-            let owner = run
-                .restore
-                .controller_owner_ref(&())
-                .expect("a Restore read from the API has a name and uid");
-            let job = smoke_job(
-                step,
-                connection,
-                &name,
-                &run.namespace,
-                run.labels("restore-smoke"),
-                owner,
-            );
-            if create_ignoring_existing(&jobs_api, &job).await? {
-                publish(
-                    run.ctx,
-                    run.restore,
-                    EventType::Normal,
-                    "SmokeStarted",
-                    format!("Job {name} smoke tests the restored data"),
-                )
-                .await;
+    let state = jobs::follow_job(&run.ctx.client, &run.namespace, &name, SMOKE_CONTAINER).await?;
+    let (outcome, last, completed_at) = match state {
+        JobState::Missing | JobState::Running(_) => {
+            // Restored and verified, not yet finished: the result so far stays in status.
+            run.status.completion_time = None;
+            run.status.duration = None;
+            run.status.smoke_job_name = Some(name.clone());
+            let message = format!("smoke testing {} (Job {name})", connection.describe());
+            run.progress(RestorePhase::SmokeTesting, "SmokeTesting", message)
+                .await?;
+            if matches!(state, JobState::Missing) {
+                start_smoke_job(run, step, connection, &name).await?;
             }
+            return Ok(Action::await_change());
         }
-        return Ok(Action::await_change());
-    }
-    let pods: Api<Pod> = run.api();
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("job-name={name}")))
-        .await?;
-    let said = last_words(&listed.items);
-    let ended = job
-        .and_then(|j| j.status)
-        .and_then(|s| s.completion_time)
-        .unwrap_or_else(|| run.now.clone());
-    if outcome == Some(JobOutcome::Succeeded) {
+        JobState::Finished {
+            outcome,
+            last,
+            completed_at,
+        } => (outcome, last, completed_at),
+    };
+    let said = last.and_then(|terminated| last_words(&terminated));
+    let ended = completed_at.unwrap_or_else(|| run.now.clone());
+    if outcome == JobOutcome::Succeeded {
         let restored = run.status.message.clone().unwrap_or_default();
         let now = run.now.clone();
         plan::succeed_after_smoke(&mut run.status, ended, &restored, said.as_deref(), &now);
@@ -172,6 +139,38 @@ pub(super) async fn smoke_test(
         run.now = ended;
         run.fail("SmokeFailed", message).await
     }
+}
+
+async fn start_smoke_job(
+    run: &Run<'_>,
+    step: &JobStep,
+    connection: &Connection,
+    name: &str,
+) -> Result<(), ReconcileError> {
+    let owner = run
+        .restore
+        .controller_owner_ref(&())
+        .expect("a Restore read from the API has a name and uid");
+    let job = smoke_job(
+        step,
+        connection,
+        name,
+        &run.namespace,
+        run.labels("restore-smoke"),
+        owner,
+    );
+    let jobs_api: Api<Job> = run.api();
+    if create_ignoring_existing(&jobs_api, &job).await? {
+        publish(
+            run.ctx,
+            run.restore,
+            EventType::Normal,
+            "SmokeStarted",
+            format!("Job {name} smoke tests the restored data"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
