@@ -57,6 +57,8 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         None => JobState::Missing,
         Some(_) => jobs::follow_job(&ctx.client, &namespace, &job_name, jobs::AGENT_CONTAINER).await?,
     };
+    // Decide the status first; write it; only then act (intent before the side effect).
+    let job_missing = matches!(state, JobState::Missing);
     match state {
         JobState::Missing => {
             // Checked afresh before every Job (not from the policy's cache of recent checks): a Job
@@ -66,54 +68,33 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
                 return wait_for_a_person(&backups, &backup, status, "SecretMissing", problem, &ctx, &now)
                     .await;
             }
-            // Intent first: a restart between these two writes finds phase Running and creates the
-            // same Job.
+            // Intent first: a restart between the status write and the create finds phase Running
+            // and creates the same Job.
             plan::start(&mut status, &job_name, &now);
-            write_status(
-                &backups,
-                &backup,
-                Some(&current),
-                &status,
-                &ctx.settings.manager_name,
-            )
-            .await?;
-            let job = backup_job(&backup, &policy, &namespace, &job_name, &ctx);
-            let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-            if create_ignoring_existing(&jobs_api, &job).await? {
-                publish(
-                    &ctx,
-                    backup.as_ref(),
-                    EventType::Normal,
-                    "Started",
-                    format!("Job {job_name} started"),
-                )
-                .await;
-            }
         }
-        JobState::Running(_) => {
-            plan::still_running(&mut status, &job_name, &now);
-            write_status(
-                &backups,
-                &backup,
-                Some(&current),
-                &status,
-                &ctx.settings.manager_name,
-            )
-            .await?;
-        }
+        JobState::Running(_) => plan::still_running(&mut status, &job_name, &now),
         JobState::Finished { outcome, last, .. } => {
             let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
             plan::finish(&mut status, outcome, report, &now);
-            write_status(
-                &backups,
-                &backup,
-                Some(&current),
-                &status,
-                &ctx.settings.manager_name,
-            )
-            .await?;
-            announce_result(&ctx, &backup, &policy, &status).await;
         }
+    }
+    write_status(
+        &backups,
+        &backup,
+        Some(&current),
+        &status,
+        &ctx.settings.manager_name,
+    )
+    .await?;
+    if job_missing {
+        let job = backup_job(&backup, &policy, &namespace, &job_name, &ctx);
+        let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+        if create_ignoring_existing(&jobs_api, &job).await? {
+            let note = format!("Job {job_name} started");
+            publish(&ctx, backup.as_ref(), EventType::Normal, "Started", note).await;
+        }
+    } else if plan::is_finished(&status) {
+        announce_result(&ctx, &backup, &policy, &status).await;
     }
     Ok(Action::await_change())
 }
