@@ -85,10 +85,7 @@ pub fn finish(status: &mut BackupStatus, outcome: JobOutcome, report: Option<Age
             let message = match report {
                 Some(AgentReport::Result(result)) => {
                     apply_result(status, &result);
-                    result
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "the agent reported a failure without a message".into())
+                    failure_message(outcome, &result)
                 }
                 Some(AgentReport::Unstructured(text)) => text,
                 None => {
@@ -114,6 +111,24 @@ pub fn finish(status: &mut BackupStatus, outcome: JobOutcome, report: Option<Age
 }
 
 /// What the agent measured is kept even when the Backup failed: it tells a person how far it got.
+/// Why a backup whose agent did report counts as failed. A success-sounding report that the gate
+/// refused must not read like the agent's own failure.
+fn failure_message(outcome: JobOutcome, result: &AgentResult) -> String {
+    match (result.ok, &result.snapshot_id, &result.message) {
+        (false, _, Some(message)) => message.clone(),
+        (false, _, None) => "the agent reported a failure without a message".into(),
+        (true, None, _) => {
+            "the agent reported success but confirmed no snapshot id; nothing is recorded as backed up".into()
+        }
+        (true, Some(snapshot), _) => {
+            format!(
+            "the backup Job {} although the agent reported snapshot {snapshot}; the snapshot is not trusted",
+            if outcome == JobOutcome::Failed { "failed" } else { "did not complete" }
+        )
+        }
+    }
+}
+
 fn apply_result(status: &mut BackupStatus, result: &AgentResult) {
     status.snapshot_id = result.snapshot_id.clone();
     status.size_bytes = result.size_bytes.and_then(|s| i64::try_from(s).ok());
@@ -261,7 +276,10 @@ mod tests {
         let mut result = confirmed();
         result.snapshot_id = None;
         let status = finished(JobOutcome::Succeeded, Some(AgentReport::Result(Box::new(result))));
-        assert_failed_with(&status, "the agent reported a failure without a message");
+        assert_failed_with(
+            &status,
+            "the agent reported success but confirmed no snapshot id; nothing is recorded as backed up",
+        );
         assert_eq!(status.snapshot_id, None);
     }
 
@@ -294,15 +312,22 @@ mod tests {
 
     #[test]
     fn a_failed_job_is_a_failure_even_with_a_good_looking_result() {
-        let mut result = confirmed();
-        result.message = Some("killed after the snapshot".into());
-        let status = finished(JobOutcome::Failed, Some(AgentReport::Result(Box::new(result))));
-        assert_failed_with(&status, "killed after the snapshot");
         let status = finished(
             JobOutcome::Failed,
             Some(AgentReport::Result(Box::new(confirmed()))),
         );
-        assert_failed_with(&status, "the agent reported a failure without a message");
+        let snapshot = confirmed().snapshot_id.unwrap();
+        assert_failed_with(
+            &status,
+            &format!(
+                "the backup Job failed although the agent reported snapshot {snapshot}; the snapshot is not trusted"
+            ),
+        );
+        let mut failed = confirmed();
+        failed.ok = false;
+        failed.message = Some("killed after the snapshot".into());
+        let status = finished(JobOutcome::Failed, Some(AgentReport::Result(Box::new(failed))));
+        assert_failed_with(&status, "killed after the snapshot");
     }
 
     #[test]
