@@ -15,7 +15,7 @@ use kube::{Api, Resource};
 pub use self::objects::{
     generate_password, pod, scratch_connection, scratch_status, secret, service, COMPONENT, PASSWORD_KEY,
 };
-pub use self::readiness::{scratch_readiness, ScratchReadiness};
+pub use self::readiness::{scratch_readiness, waited_for_server, ScratchReadiness};
 use super::connection::Connection;
 use super::{job_name, Run, SCRATCH_READY_TIMEOUT};
 use crate::api::restore::RestorePhase;
@@ -112,8 +112,7 @@ pub(super) async fn provision_scratch(
         .as_ref()
         .and_then(|t| t.parse().ok())
         .unwrap_or(SCRATCH_READY_TIMEOUT);
-    let started = run.status.start_time.clone().map(|t| t.0).unwrap_or(run.now.0);
-    let waited = Duration::from_secs_f64(run.now.0.duration_since(started).as_secs_f64().max(0.0));
+    let waited = waited_for_server(pod.as_ref(), run.status.start_time.as_ref(), &run.now);
     match scratch_readiness(pod.as_ref(), waited, timeout) {
         ScratchReadiness::Ready => Ok(Provisioned::Ready(connection)),
         ScratchReadiness::Failed(message) => Ok(Provisioned::Failed(message)),

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::duration::format_duration;
 use crate::jobs;
@@ -89,6 +90,17 @@ pub fn scratch_readiness(pod: Option<&Pod>, waited: Duration, timeout: Duration)
     }))
 }
 
+/// How long the scratch server has had to start: since its Pod was created. Not since the Restore
+/// started, which may have waited for its Backup longer than the ready timeout before the Pod existed.
+pub fn waited_for_server(pod: Option<&Pod>, restore_started: Option<&Time>, now: &Time) -> Duration {
+    let started = pod
+        .and_then(|p| p.metadata.creation_timestamp.as_ref())
+        .or(restore_started)
+        .map(|t| t.0)
+        .unwrap_or(now.0);
+    Duration::from_secs_f64(now.0.duration_since(started).as_secs_f64().max(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +140,25 @@ mod tests {
         assert_eq!(
             scratch_readiness(Some(&ready), Duration::ZERO, timeout),
             ScratchReadiness::Ready
+        );
+    }
+
+    #[test]
+    fn the_ready_timeout_counts_from_the_pod_not_from_a_long_wait_for_the_backup() {
+        let at = |text: &str| Time(text.parse().unwrap());
+        let restore_started = at("2026-05-01T02:00:00Z");
+        let now = at("2026-05-01T02:10:05Z");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "r-scratch", "creationTimestamp": "2026-05-01T02:10:00Z"}
+        }))
+        .unwrap();
+        assert_eq!(
+            waited_for_server(Some(&pod), Some(&restore_started), &now),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            waited_for_server(None, Some(&restore_started), &now),
+            Duration::from_secs(605)
         );
     }
 }
