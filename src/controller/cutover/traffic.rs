@@ -243,17 +243,10 @@ fn compact(value: &Value) -> String {
         }
         _ => {
             let text = value.to_string();
-            if text.len() > COMPACT_LIMIT {
-                format!(
-                    "{}…",
-                    &text[..text
-                        .char_indices()
-                        .nth(COMPACT_LIMIT)
-                        .map(|(i, _)| i)
-                        .unwrap_or(text.len())]
-                )
-            } else {
-                text
+            // Counted in characters: a byte count added "…" to multibyte text that was not cut.
+            match text.char_indices().nth(COMPACT_LIMIT) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
             }
         }
     }
@@ -371,5 +364,15 @@ mod tests {
             switch_back_change(&target, &route, &json!([])),
             "HTTPRoute web backendRefs back to the recorded rules (Service web-blue)"
         );
+    }
+
+    #[test]
+    fn long_values_are_cut_at_the_limit_in_characters() {
+        let short_multibyte = Value::String("ř".repeat(200));
+        assert!(!compact(&short_multibyte).ends_with('…'), "200 characters fit");
+        let long = Value::String("ř".repeat(400));
+        let cut = compact(&long);
+        assert!(cut.ends_with('…'));
+        assert_eq!(cut.chars().count(), COMPACT_LIMIT + 1);
     }
 }
