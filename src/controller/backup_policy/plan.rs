@@ -90,6 +90,11 @@ pub fn record_results(
 ) -> Recorded {
     let mut recorded = Recorded::default();
     let generation = status.observed_generation;
+    if size_band.is_none() {
+        // Checking was switched off: a verdict of the old band must not stay in status forever.
+        conditions::remove(&mut status.conditions.0, SIZE_ANOMALY);
+        status.recent_sizes.clear();
+    }
     let known_success = status.last_successful_backup.as_ref().map(|s| s.time.0);
     let newest_success = backups
         .iter()
@@ -344,5 +349,23 @@ mod tests {
         assert!(shrunk.contains("60%"), "{shrunk}");
         assert!(size_anomaly(&band, &recent, 160).is_some());
         assert_eq!(size_anomaly(&band, &[], 1), None, "no baseline yet");
+    }
+
+    #[test]
+    fn removing_the_size_band_removes_its_verdict() {
+        let mut status = BackupPolicyStatus {
+            recent_sizes: vec![100, 40],
+            ..Default::default()
+        };
+        let now = Time("2026-05-02T00:00:00Z".parse().unwrap());
+        conditions::apply(
+            &mut status.conditions.0,
+            Desired::new(SIZE_ANOMALY, true, "SizeOutsideBand", "40%"),
+            None,
+            &now,
+        );
+        record_results(None, &[], &mut status, &now);
+        assert!(conditions::find(&status.conditions.0, SIZE_ANOMALY).is_none());
+        assert!(status.recent_sizes.is_empty());
     }
 }
