@@ -110,13 +110,3 @@ pub fn table_column(table: &str, name: &str) -> Vec<String> {
         })
         .collect()
 }
-
-#[cfg(test)]
-mod table_column_tests {
-    #[test]
-    fn a_column_is_read_where_its_header_is() {
-        let table = "NAME    SCHEDULE      READY   STALE\nhotel   */1 * * * *   True    False\n";
-        assert_eq!(super::table_column(table, "READY"), ["True"]);
-        assert_eq!(super::table_column(table, "STALE"), ["False"]);
-    }
-}
