@@ -610,6 +610,108 @@ async fn a_started_cutover_refuses_a_new_target_but_a_pending_one_may_change() {
 }
 
 #[tokio::test]
+async fn a_started_cutover_keeps_its_checks_and_steps_but_takes_a_go_or_an_abort() {
+    let cluster = support::cluster_with_crds();
+    let ns = cluster.namespace("frozen").await.unwrap();
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = with(
+        valid_cutover(),
+        &[
+            (
+                "/preflight",
+                json!([{"name": "ping", "http": {"url": "http://web.hotel.svc/ready"}}]),
+            ),
+            ("/approval", json!({"required": true})),
+        ],
+    );
+    let cutover: Cutover = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Cutover",
+        "metadata": {"name": "web"}, "spec": spec
+    }))
+    .unwrap();
+    cutovers.create(&PostParams::default(), &cutover).await.unwrap();
+    cutovers
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"verify": []}})),
+        )
+        .await
+        .expect("before it starts, a Cutover's checks may still change");
+    cutovers
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"verify": valid_cutover()["verify"]}})),
+        )
+        .await
+        .unwrap();
+    cutovers
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"phase": "Verifying"}})),
+        )
+        .await
+        .unwrap();
+
+    // Each edit that would let a run skip what it was started with is refused, naming the field.
+    for (field, edit) in [
+        ("spec.verify", json!({"spec": {"verify": null}})),
+        ("spec.preflight", json!({"spec": {"preflight": []}})),
+        (
+            "spec.stabilization",
+            json!({"spec": {"stabilization": {"duration": "1s"}}}),
+        ),
+        (
+            "spec.migration",
+            json!({"spec": {"migration": {"job": {"image": "app:2", "command": ["true"]}}}}),
+        ),
+        (
+            "spec.rollback",
+            json!({"spec": {"rollback": {"automatic": false}}}),
+        ),
+        ("spec.dryRun", json!({"spec": {"dryRun": true}})),
+        (
+            "spec.approval",
+            json!({"spec": {"approval": {"required": false}}}),
+        ),
+    ] {
+        let error = cutovers
+            .patch("web", &PatchParams::default(), &Patch::Merge(&edit))
+            .await
+            .expect_err(&format!("{field} changed mid-run"));
+        let message = api_error_message(error);
+        assert!(
+            message.contains(field) && message.contains("cannot change once the Cutover has started"),
+            "{field}: {message}"
+        );
+    }
+    let unchanged = cutovers.get("web").await.unwrap();
+    assert_eq!(unchanged.spec.verify.len(), 1, "nothing was lost");
+
+    // The GO and abort are what a person changes mid-run.
+    cutovers
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"spec": {"approval": {"required": true, "approvedBy": "alice", "reason": "CAB-1"}}}),
+            ),
+        )
+        .await
+        .expect("approval is given mid-run");
+    cutovers
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"abort": true}})),
+        )
+        .await
+        .expect("abort stays possible mid-run");
+}
+
+#[tokio::test]
 async fn a_backups_spec_cannot_be_rewritten_after_creation() {
     let cluster = support::cluster_with_crds();
     let ns = cluster.namespace("backup-immutable").await.unwrap();

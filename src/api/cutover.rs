@@ -26,7 +26,16 @@ use crate::duration::DurationString;
     printcolumn(name = "Step", type_ = "string", json_path = ".status.step"),
     printcolumn(name = "Active", type_ = "string", json_path = ".status.active"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || (self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to && self.spec.trafficSwitch == oldSelf.spec.trafficSwitch)").message("spec.from, spec.to and spec.trafficSwitch cannot change once the Cutover has started; create a new Cutover").field_path(".spec.to")
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || (self.spec.from == oldSelf.spec.from && self.spec.to == oldSelf.spec.to && self.spec.trafficSwitch == oldSelf.spec.trafficSwitch)").message("spec.from, spec.to and spec.trafficSwitch cannot change once the Cutover has started; create a new Cutover").field_path(".spec.to"),
+    validation = Rule::new(frozen_once_started("preflight")).message(frozen_message("preflight").as_str()).field_path(".spec.preflight"),
+    validation = Rule::new(frozen_once_started("backup")).message(frozen_message("backup").as_str()).field_path(".spec.backup"),
+    validation = Rule::new(frozen_once_started("migration")).message(frozen_message("migration").as_str()).field_path(".spec.migration"),
+    validation = Rule::new(frozen_once_started("readinessTimeout")).message(frozen_message("readinessTimeout").as_str()).field_path(".spec.readinessTimeout"),
+    validation = Rule::new(approval_gate_frozen()).message("spec.approval.required and spec.approval.timeout cannot change once the Cutover has started (give the GO with approvedBy, or abort); create a new Cutover").field_path(".spec.approval"),
+    validation = Rule::new(frozen_once_started("verify")).message(frozen_message("verify").as_str()).field_path(".spec.verify"),
+    validation = Rule::new(frozen_once_started("stabilization")).message(frozen_message("stabilization").as_str()).field_path(".spec.stabilization"),
+    validation = Rule::new(frozen_once_started("rollback")).message(frozen_message("rollback").as_str()).field_path(".spec.rollback"),
+    validation = Rule::new(frozen_once_started("dryRun")).message(frozen_message("dryRun").as_str()).field_path(".spec.dryRun"),
 )]
 #[x_kube(validation = Rule::new("self.from.selector != self.to.selector").message("spec.from.selector and spec.to.selector must differ, or the switch would change nothing"))]
 #[x_kube(validation = Rule::new("!(has(self.trafficSwitch.ingress) || has(self.trafficSwitch.httpRoute)) || (has(self.from.service) && has(self.to.service))").message("Ingress and HTTPRoute switching need from.service and to.service (the backends to swap)"))]
@@ -70,6 +79,45 @@ pub struct CutoverSpec {
     /// data: no Backup, no migration, no switch.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// True while a Cutover has not started acting (no phase yet, or Pending).
+const NOT_STARTED: &str =
+    "!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending'";
+
+/// A CEL rule keeping `spec.<field>` as it was once the Cutover has started (absent stays absent): a
+/// run checks and does what it was started with, so no edit mid-run can drop a check and still end
+/// Succeeded. Only `approval` (the GO) and `abort` may change.
+fn frozen_once_started(field: &str) -> String {
+    format!(
+        "{NOT_STARTED} || (has(self.spec.{field}) == has(oldSelf.spec.{field}) && \
+         (!has(self.spec.{field}) || self.spec.{field} == oldSelf.spec.{field}))"
+    )
+}
+
+/// The approval gate of a started Cutover stays as it was: turning `required` off mid-run would pass
+/// the gate without anyone's name. `approvedBy` and `reason` (the GO itself) may be set.
+fn approval_gate_frozen() -> String {
+    let required = |object: &str| {
+        format!("(has({object}.spec.approval) && has({object}.spec.approval.required) && {object}.spec.approval.required)")
+    };
+    let timeout = |object: &str| {
+        format!("(has({object}.spec.approval) && has({object}.spec.approval.timeout) ? {object}.spec.approval.timeout : '')")
+    };
+    format!(
+        "{NOT_STARTED} || ({} == {} && {} == {})",
+        required("self"),
+        required("oldSelf"),
+        timeout("self"),
+        timeout("oldSelf")
+    )
+}
+
+fn frozen_message(field: &str) -> String {
+    format!(
+        "spec.{field} cannot change once the Cutover has started (only approval and abort can); \
+         create a new Cutover"
+    )
 }
 
 /// Annotation that approves a Cutover (the GO), as `kubectl annotate` or the plugin sets it; the value
