@@ -97,15 +97,14 @@ pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<HttpR
     let (target, host_header) = resolve(url)?;
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("{method} is not an HTTP method"))?;
-    let client = crate::http_client::client()?;
+    let client = crate::http_client::client_for(&target)?;
     let mut request = client.request(method.clone(), target).timeout(timeout);
     if let Some(host) = host_header {
         request = request.header(reqwest::header::HOST, host);
     }
     // reqwest's per-request timeout covers connecting, the answer and reading the body.
     let failed = |error: reqwest::Error, doing: &str| {
-        // A connect timeout (CONNECT_TIMEOUT, shorter than a long check timeout) keeps its own cause.
-        if error.is_timeout() && !error.is_connect() {
+        if error.is_timeout() {
             format!(
                 "{method} {url}: no answer within {}",
                 crate::duration::format_duration(timeout)

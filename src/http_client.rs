@@ -7,44 +7,76 @@
 //!   certificates plain-http still works and https requests fail naming the verification error;
 //! - HTTP/1 only, no redirects followed (a check sees the 30x itself), no pooled connections (every check
 //!   is a fresh look: no pooled connection to a Pod that has gone);
-//! - a connect timeout and an overall timeout; callers with their own deadline (a check's `timeout`, the
-//!   webhook's 10 s) set it per request, which takes precedence over the overall one;
+//! - an overall timeout; callers with their own deadline (a check's `timeout`, the webhook's 10 s) set it
+//!   per request, and it covers connecting too (a separate connect timeout cut long check timeouts short);
 //! - proxies from the environment: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY (and the lower-case
-//!   forms) are honoured. That is reqwest's default; it stays on because `no_proxy()` is never called.
+//!   forms) are honoured. A loopback destination never goes through a proxy ([`client_for`]): the proxy
+//!   would dial its own loopback, not ours.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-/// How long establishing a TCP (and TLS) connection may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The ceiling for a request that sets no deadline of its own.
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The shared client; `Err` says why it could not be built (every request then fails with that text).
 pub fn client() -> Result<&'static reqwest::Client, String> {
-    static CLIENT: LazyLock<Result<reqwest::Client, String>> = LazyLock::new(build);
+    static CLIENT: LazyLock<Result<reqwest::Client, String>> = LazyLock::new(|| build(true));
     CLIENT.as_ref().map_err(Clone::clone)
 }
 
-fn build() -> Result<reqwest::Client, String> {
+/// The client for `url`: the shared one, or for a loopback destination one that never uses a proxy.
+pub fn client_for(url: &reqwest::Url) -> Result<&'static reqwest::Client, String> {
+    static DIRECT: LazyLock<Result<reqwest::Client, String>> = LazyLock::new(|| build(false));
+    if is_loopback(url) {
+        DIRECT.as_ref().map_err(Clone::clone)
+    } else {
+        client()
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+fn build(proxy_from_environment: bool) -> Result<reqwest::Client, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|error| format!("TLS setup: {error}"))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS setup: {error}"))?
-        .dangerous() // only in name: this is the platform's full certificate verification
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    reqwest::Client::builder()
+        .map_err(|error| format!("TLS setup: {error}"))?;
+    let tls = match rustls_platform_verifier::Verifier::new(provider) {
+        Ok(verifier) => builder
+            .dangerous() // only in name: this is the platform's full certificate verification
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth(),
+        // An image without CA certificates: plain http still works; https fails naming the issuer.
+        Err(error) => {
+            tracing::warn!(%error, "no system CA certificates: https checks and webhooks will fail");
+            builder
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        }
+    };
+    let builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .http1_only()
-        .connect_timeout(CONNECT_TIMEOUT)
         .timeout(TOTAL_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
-        .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
-        // Proxies: deliberately no `.no_proxy()`, so HTTP(S)_PROXY / NO_PROXY from the environment apply.
+        .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")));
+    let builder = if proxy_from_environment {
+        builder
+    } else {
+        builder.no_proxy()
+    };
+    builder
         .build()
         .map_err(|error| format!("HTTP client setup: {}", error_chain(&error)))
 }
@@ -63,6 +95,22 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_destinations_bypass_any_proxy() {
+        let url = |text: &str| reqwest::Url::parse(text).unwrap();
+        assert!(is_loopback(&url("http://127.0.0.1:8080/health")));
+        assert!(is_loopback(&url("http://[::1]/")));
+        assert!(is_loopback(&url("http://localhost:9090/api/v1/query")));
+        assert!(!is_loopback(&url("http://web.hotel.svc/health")));
+        let direct = client_for(&url("http://127.0.0.1/")).unwrap() as *const reqwest::Client;
+        let shared = client().unwrap() as *const reqwest::Client;
+        assert_ne!(direct, shared);
+        assert_eq!(
+            client_for(&url("http://web.hotel.svc/")).unwrap() as *const _,
+            shared
+        );
+    }
 
     #[test]
     fn the_shared_client_builds_once() {

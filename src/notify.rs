@@ -67,7 +67,7 @@ pub async fn send(
 
 async fn post_json(url: reqwest::Url, payload: &serde_json::Value) -> Result<(), NotifyError> {
     let timeout = Duration::from_secs(10);
-    let client = crate::http_client::client().map_err(NotifyError::Request)?;
+    let client = crate::http_client::client_for(&url).map_err(NotifyError::Request)?;
     let response = client
         .post(url)
         .json(payload)

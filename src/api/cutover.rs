@@ -89,6 +89,13 @@ const NOT_STARTED: &str =
 /// run checks and does what it was started with, so no edit mid-run can drop a check and still end
 /// Succeeded. Only `approval` (the GO) and `abort` may change.
 fn frozen_once_started(field: &str) -> String {
+    if matches!(field, "preflight" | "verify") {
+        // Lists: `[]` and absent are the same (a GitOps tool may write either).
+        return format!(
+            "{NOT_STARTED} || (has(self.spec.{field}) ? self.spec.{field} : []) == \
+             (has(oldSelf.spec.{field}) ? oldSelf.spec.{field} : [])"
+        );
+    }
     format!(
         "{NOT_STARTED} || (has(self.spec.{field}) == has(oldSelf.spec.{field}) && \
          (!has(self.spec.{field}) || self.spec.{field} == oldSelf.spec.{field}))"

@@ -27,7 +27,9 @@ fn max_error_backoff(kind: &str) -> std::time::Duration {
     match kind {
         // A Cutover in its stabilization window or waiting on a rollback must not stay blind for long.
         "Cutover" => std::time::Duration::from_secs(5),
-        _ => std::time::Duration::from_secs(300),
+        // Scheduled kinds: an error's requeue replaces the wake-up for the next slot, so a longer wait
+        // could make a slot late (or missed past startingDeadlineSeconds).
+        _ => std::time::Duration::from_secs(60),
     }
 }
 
