@@ -402,6 +402,14 @@ pub struct CutoverStatus {
     /// What the switch replaced (JSON of the previous selector or backend), for rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_target: Option<String>,
+    /// When traffic was pointed at `to`: the write of the switch (or the first reconcile that found it
+    /// written). `trafficSwitch.settle` counts from here, not from the step's start, so a leader that
+    /// died between recording the switch and writing it cannot make its successor skip the settle time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_time: Option<Time>,
+    /// The same for the switch back to `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_back_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRecord>,
     /// Progress of the watch window: rounds, the current run of failures.

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod backup_policy;
 pub mod children;
 pub mod context;
+pub mod crash_point;
 pub mod cutover;
 pub mod error;
 pub mod events;

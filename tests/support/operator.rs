@@ -141,6 +141,16 @@ impl Operator {
     }
 
     fn spawn(kubeconfig: &PathBuf, http_port: u16, log: &PathBuf, agent_command: &str) -> Child {
+        Self::spawn_with(kubeconfig, http_port, log, agent_command, &[])
+    }
+
+    fn spawn_with(
+        kubeconfig: &PathBuf,
+        http_port: u16,
+        log: &PathBuf,
+        agent_command: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Child {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -170,6 +180,7 @@ impl Operator {
             // One Lease per test process, so test binaries run by different people at once do not wait
             // for each other's leader.
             .env("LIFEBOAT_LEASE_NAME", Self::lease_name())
+            .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -220,6 +231,43 @@ impl Operator {
                 self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the operator and starts one that dies (exit 137, Lease kept, as a killed process) when it
+    /// reaches the named crash point (`LIFEBOAT_CRASH_AT`).
+    pub fn restart_crashing_at(&self, point: &str) {
+        let mut child = self.child.lock().expect("child");
+        let _ = child.kill();
+        let _ = child.wait();
+        forget(&child);
+        *child = Self::spawn_with(
+            &self.kubeconfig,
+            self.http_port,
+            &self.log,
+            &self.agent_command,
+            &[(lifeboat::controller::crash_point::CRASH_AT_ENV, point)],
+        );
+        drop(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the operator process has exited (at a crash point) and returns how.
+    pub fn wait_for_exit(&self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            let mut child = self.child.lock().expect("child");
+            if let Some(status) = child.try_wait().expect("wait") {
+                forget(&child);
+                return status;
+            }
+            drop(child);
+            assert!(
+                start.elapsed() < timeout,
+                "the operator did not exit within {timeout:?}; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 

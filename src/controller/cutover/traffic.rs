@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
 use kube::Api;
 use serde_json::Value;
@@ -117,6 +118,7 @@ pub(super) async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileEr
         run.save().await?;
     }
     if current != desired {
+        crate::controller::crash_point::reached("switch-write");
         switch::write(
             &client,
             &run.namespace,
@@ -131,7 +133,16 @@ pub(super) async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileEr
         }
     }
     run.status.active = Some(ActiveSide::To);
-    Ok(settled(run, &Step::Switch, change))
+    let written = match run.status.switch_time.clone() {
+        Some(written) => written,
+        None => {
+            let written = now();
+            run.status.switch_time = Some(written.clone());
+            run.save().await?;
+            written
+        }
+    };
+    Ok(settled(run, &written, change))
 }
 
 /// What the switch changes, for the step's message and Events.
@@ -175,6 +186,7 @@ pub(super) async fn switch_back(run: &mut Run<'_>) -> Result<Progress, Reconcile
         )));
     };
     if current != previous {
+        crate::controller::crash_point::reached("switch-back-write");
         switch::write(
             &client,
             &run.namespace,
@@ -184,7 +196,15 @@ pub(super) async fn switch_back(run: &mut Run<'_>) -> Result<Progress, Reconcile
         )
         .await?;
     }
-    let restored = now();
+    let restored = match run.status.switch_back_time.clone() {
+        Some(restored) => restored,
+        None => {
+            let restored = now();
+            run.status.switch_back_time = Some(restored.clone());
+            run.save().await?;
+            restored
+        }
+    };
     run.status.active = Some(ActiveSide::From);
     if let Some(rollback) = run.status.rollback.as_mut() {
         if rollback.traffic_restored_time.is_none() {
@@ -202,7 +222,7 @@ pub(super) async fn switch_back(run: &mut Run<'_>) -> Result<Progress, Reconcile
         }
     }
     let change = switch_back_change(&target, &spec, &previous);
-    Ok(settled(run, &Step::SwitchBack, change))
+    Ok(settled(run, &restored, change))
 }
 
 /// What the switch back restored, for the step's message and Events.
@@ -214,11 +234,11 @@ fn switch_back_change(target: &Target, spec: &CutoverSpec, previous: &Value) -> 
     format!("{} back to {restored_to}", target.describe())
 }
 
-/// A route change is done once traffic had `trafficSwitch.settle` (counted from the step's start) to
+/// A route change is done once traffic had `trafficSwitch.settle` (counted from the recorded write) to
 /// follow it; until then the step waits, so the checks that follow reach the side they are meant for.
-fn settled(run: &Run<'_>, step: &Step, change: String) -> Progress {
+fn settled(run: &Run<'_>, written: &Time, change: String) -> Progress {
     let settle = limit(run.cutover.spec.traffic_switch.settle.as_ref(), DEFAULT_SETTLE);
-    settle_progress(step_age(run, step), settle, change)
+    settle_progress(elapsed(written, &now()), settle, change)
 }
 
 fn settle_progress(age: Duration, settle: Duration, change: String) -> Progress {
@@ -278,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn a_route_change_waits_for_the_settle_time_from_the_step_start() {
+    fn a_route_change_waits_for_the_settle_time_from_the_write() {
         let settle = Duration::from_secs(5);
         assert_eq!(
             settle_progress(
