@@ -46,6 +46,7 @@ pub struct Metrics {
     pub last_success_timestamp: Family<PolicyLabels, Gauge<f64, AtomicU64>>,
     pub last_size_bytes: Family<PolicyLabels, Gauge>,
     pub stale: Family<PolicyLabels, Gauge>,
+    pub repository_healthy: Family<PolicyLabels, Gauge>,
     pub failures_total: Family<PolicyLabels, Gauge>,
     pub duration_seconds: Family<PolicyLabels, Histogram>,
     pub reconciles: Family<ReconcileLabels, Counter>,
@@ -64,6 +65,7 @@ impl Default for Metrics {
         let last_success_timestamp = Family::<PolicyLabels, Gauge<f64, AtomicU64>>::default();
         let last_size_bytes = Family::<PolicyLabels, Gauge>::default();
         let stale = Family::<PolicyLabels, Gauge>::default();
+        let repository_healthy = Family::<PolicyLabels, Gauge>::default();
         let failures_total = Family::<PolicyLabels, Gauge>::default();
         let duration_seconds = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
@@ -95,6 +97,11 @@ impl Default for Metrics {
             "backup_stale",
             "1 when the newest successful backup is older than the policy's RPO",
             stale.clone(),
+        );
+        registry.register(
+            "repository_healthy",
+            "1 when the policy's newest restic check and retention run passed, 0 when one failed (absent until one ran)",
+            repository_healthy.clone(),
         );
         // A gauge from status.failedBackups rather than an in-memory counter, so it survives restarts;
         // use increase()/changes() on it as on a counter.
@@ -146,6 +153,7 @@ impl Default for Metrics {
             last_success_timestamp,
             last_size_bytes,
             stale,
+            repository_healthy,
             failures_total,
             duration_seconds,
             reconciles,

@@ -84,6 +84,18 @@ async fn wait_for<T>(
     eventually(&format!("[{scenario}] {what}"), timeout, operator, check).await
 }
 
+/// A pack file of a local restic repository (`data/<xx>/<id>`).
+fn first_pack(repository: &std::path::Path) -> std::path::PathBuf {
+    let mut packs: Vec<_> = std::fs::read_dir(repository.join("data"))
+        .expect("the repository has data/")
+        .flatten()
+        .flat_map(|dir| std::fs::read_dir(dir.path()).into_iter().flatten().flatten())
+        .map(|entry| entry.path())
+        .collect();
+    packs.sort();
+    packs.into_iter().next().expect("the repository has a pack file")
+}
+
 async fn backups_of(ns: &support::TestNamespace, policy: &str) -> Vec<Backup> {
     let api: Api<Backup> = ns.api();
     let list = api.list(&ListParams::default()).await.unwrap().items;
@@ -165,6 +177,75 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
     assert!(
         check.passed,
         "[{scenario}] restic check of a healthy repository: {check:?}"
+    );
+
+    // A damaged repository (a pack file gone, as a bad disk or a wrong lifecycle rule would do) turns
+    // the policy unhealthy at the next check, with a metric to alert on; repaired, it heals.
+    let pack = first_pack(&repo.path);
+    let kept = repo.dir.path().join("kept-pack");
+    std::fs::rename(&pack, &kept).expect("move a pack file away");
+    let unhealthy = wait_for(
+        scenario,
+        "RepositoryHealthy=False after the pack file went missing",
+        Duration::from_secs(180),
+        operator,
+        async || {
+            let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
+            match condition(&p, "RepositoryHealthy") {
+                Some(c) if c.0 == "False" => Ok(p),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let ready = condition(&unhealthy, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "RepositoryUnhealthy"),
+        "[{scenario}] {ready:?}"
+    );
+    let gauge = format!(
+        "lifeboat_repository_healthy{{namespace=\"{}\",policy=\"crm-db\"}}",
+        ns.name
+    );
+    wait_for(
+        scenario,
+        "the repository_healthy metric at 0",
+        Duration::from_secs(30),
+        operator,
+        async || {
+            let metrics = operator.metrics();
+            metrics
+                .contains(&format!("{gauge} 0"))
+                .then_some(())
+                .ok_or_else(|| {
+                    metrics
+                        .lines()
+                        .filter(|l| l.contains("repository_healthy"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+        },
+    )
+    .await;
+    std::fs::rename(&kept, &pack).expect("put the pack file back");
+    wait_for(
+        scenario,
+        "RepositoryHealthy=True after the repair",
+        Duration::from_secs(180),
+        operator,
+        async || {
+            let p = policies.get("crm-db").await.map_err(|e| e.to_string())?;
+            match (condition(&p, "RepositoryHealthy"), condition(&p, "Ready")) {
+                (Some(repo), Some(ready)) if repo.0 == "True" && ready.0 == "True" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        operator.metrics().contains(&format!("{gauge} 1")),
+        "[{scenario}] repository_healthy back at 1"
     );
 
     // Deleting the policy deletes its Backups and their Jobs (owner references, garbage collector).

@@ -285,8 +285,12 @@ pub struct BackupPolicyStatus {
     pub last_successful_backup: Option<BackupSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<FailureSummary>,
+    /// The newest repository check (`restic check`) and its verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<CheckSummary>,
+    /// The newest retention run (`restic forget --prune`) and its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_retention: Option<CheckSummary>,
     /// The last repository-check slot handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_schedule_time: Option<Time>,
@@ -326,7 +330,7 @@ pub struct FailureSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckSummary {
-    /// The check Job.
+    /// The maintenance Job (check or retention).
     pub job_name: String,
     pub time: Time,
     pub passed: bool,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
@@ -83,6 +83,60 @@ pub fn freshness(
 }
 
 /// Ready when the newest finished Backup succeeded (or none ran yet) and the policy is not stale.
+/// The condition saying whether the repository is sound, from the newest check and retention runs.
+pub const REPOSITORY_HEALTHY: &str = "RepositoryHealthy";
+
+/// RepositoryHealthy from the maintenance verdicts: a failed check or a failed retention run makes it
+/// False (the check speaks for the data, retention for whether old snapshots can be pruned); passing
+/// ones make it True; without either it is absent (nothing is known).
+pub fn judge_repository(status: &mut BackupPolicyStatus, now: &Time) {
+    let generation = status.observed_generation;
+    let check = status.last_check.as_ref();
+    let retention = status.last_retention.as_ref();
+    let desired = match (check, retention) {
+        (Some(check), _) if !check.passed => Desired::new(
+            REPOSITORY_HEALTHY,
+            false,
+            "CheckFailed",
+            format!(
+                "restic check ({}) failed: {}",
+                check.job_name,
+                check.message.clone().unwrap_or_default()
+            ),
+        ),
+        (_, Some(retention)) if !retention.passed => Desired::new(
+            REPOSITORY_HEALTHY,
+            false,
+            "RetentionFailed",
+            format!(
+                "retention ({}) failed: {}",
+                retention.job_name,
+                retention.message.clone().unwrap_or_default()
+            ),
+        ),
+        (Some(check), _) => Desired::new(
+            REPOSITORY_HEALTHY,
+            true,
+            "CheckPassed",
+            format!("restic check ({}) passed at {}", check.job_name, check.time.0),
+        ),
+        (None, Some(retention)) => Desired::new(
+            REPOSITORY_HEALTHY,
+            true,
+            "RetentionSucceeded",
+            format!(
+                "retention ({}) succeeded at {}",
+                retention.job_name, retention.time.0
+            ),
+        ),
+        (None, None) => {
+            conditions::remove(&mut status.conditions.0, REPOSITORY_HEALTHY);
+            return;
+        }
+    };
+    conditions::apply(&mut status.conditions.0, desired, generation, now);
+}
+
 pub fn overall_health(status: &BackupPolicyStatus, backups: &[Arc<Backup>], suspended: bool) -> Health {
     if conditions::is_true(&status.conditions.0, STALE) {
         let message = conditions::find(&status.conditions.0, STALE)
@@ -91,6 +145,15 @@ pub fn overall_health(status: &BackupPolicyStatus, backups: &[Arc<Backup>], susp
         return Health::NotReady {
             reason: "Stale",
             message,
+        };
+    }
+    // Backups into a repository that fails its check cannot be trusted to restore.
+    if let Some(unhealthy) =
+        conditions::find(&status.conditions.0, REPOSITORY_HEALTHY).filter(|c| c.status == "False")
+    {
+        return Health::NotReady {
+            reason: "RepositoryUnhealthy",
+            message: unhealthy.message.clone(),
         };
     }
     let newest_finished = backups
@@ -437,6 +500,74 @@ mod tests {
             until(now, at("2026-04-30T00:00:00Z")),
             Duration::from_millis(50),
             "past: now"
+        );
+    }
+
+    fn verdict(job: &str, passed: bool, message: Option<&str>) -> crate::api::backup_policy::CheckSummary {
+        crate::api::backup_policy::CheckSummary {
+            job_name: job.into(),
+            time: Time(at("2026-05-01T04:00:00Z")),
+            passed,
+            message: message.map(str::to_owned),
+        }
+    }
+
+    fn repository(status: &BackupPolicyStatus) -> Option<(String, String)> {
+        conditions::find(&status.conditions.0, REPOSITORY_HEALTHY)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    }
+
+    #[test]
+    fn a_failed_check_or_retention_makes_the_repository_unhealthy_and_the_policy_not_ready() {
+        let now = Time(at("2026-05-01T04:01:00Z"));
+        let mut status = BackupPolicyStatus::default();
+        judge_repository(&mut status, &now);
+        assert_eq!(
+            repository(&status),
+            None,
+            "nothing known before a check or retention ran"
+        );
+
+        status.last_check = Some(verdict("c-1", true, None));
+        judge_repository(&mut status, &now);
+        assert_eq!(repository(&status), Some(("True".into(), "CheckPassed".into())));
+
+        status.last_retention = Some(verdict("r-1", false, Some("repository is already locked")));
+        judge_repository(&mut status, &now);
+        assert_eq!(
+            repository(&status),
+            Some(("False".into(), "RetentionFailed".into()))
+        );
+
+        status.last_check = Some(verdict("c-2", false, Some("pack 4f2a does not exist")));
+        judge_repository(&mut status, &now);
+        assert_eq!(repository(&status), Some(("False".into(), "CheckFailed".into())));
+        let ok = finished(
+            "p-1",
+            BackupPhase::Succeeded,
+            "2026-05-01T02:00:00Z",
+            "snapshot 4f2a",
+        );
+        status.last_successful_backup = Some(BackupSummary {
+            name: "p-1".into(),
+            time: Time(at("2026-05-01T02:00:00Z")),
+            snapshot_id: "4f2a".into(),
+            size_bytes: 1,
+            sha256: String::new(),
+            duration: String::new(),
+        });
+        let (reason, ready, message) = reason_of(overall_health(&status, std::slice::from_ref(&ok), false));
+        assert_eq!((reason, ready), ("RepositoryUnhealthy", false));
+        assert!(message.contains("pack 4f2a does not exist"), "{message}");
+
+        // Repaired: the next check passes and retention succeeds again.
+        status.last_check = Some(verdict("c-3", true, None));
+        status.last_retention = Some(verdict("r-2", true, None));
+        judge_repository(&mut status, &now);
+        assert_eq!(repository(&status), Some(("True".into(), "CheckPassed".into())));
+        assert_eq!(
+            reason_of(overall_health(&status, &[ok], false)).0,
+            "BackupSucceeded"
         );
     }
 }

@@ -173,20 +173,16 @@ pub async fn schedule_check(
     Ok(next)
 }
 
-/// Records the newest finished check Job's result in status; returns a failure message when a newly
-/// finished check failed.
-pub async fn record_check(
+/// The finished maintenance Jobs of `component`, oldest first.
+async fn finished_jobs(
     ctx: &Context,
     policy: &BackupPolicy,
-    status: &mut BackupPolicyStatus,
-) -> Result<Option<String>, ReconcileError> {
-    if policy.spec.check.is_none() && status.last_check_schedule_time.is_none() {
-        return Ok(None);
-    }
+    component: &str,
+) -> Result<Vec<Job>, ReconcileError> {
     let namespace = policy.namespace().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let selector = format!(
-        "{}={},{}={CHECK}",
+        "{}={},{}={component}",
         jobs::POLICY_LABEL,
         policy.name_any(),
         jobs::COMPONENT_LABEL
@@ -199,70 +195,131 @@ pub async fn record_check(
         .filter(|job| jobs::job_outcome(job) != JobOutcome::Running)
         .collect();
     finished.sort_by_key(|job| job.metadata.creation_timestamp.clone().map(|t| t.0));
+    Ok(finished)
+}
+
+/// The verdict of the newest finished Job of `component`, when it is not `known` yet.
+async fn newest_verdict(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    component: &str,
+    known: Option<&CheckSummary>,
+) -> Result<Option<CheckSummary>, ReconcileError> {
+    let finished = finished_jobs(ctx, policy, component).await?;
     let Some(newest) = finished.last() else {
         return Ok(None);
     };
     let name = newest.name_any();
-    if status.last_check.as_ref().is_some_and(|c| c.job_name == name) {
+    if known.is_some_and(|c| c.job_name == name) {
         return Ok(None);
     }
+    let namespace = policy.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let listed = pods
         .list(&ListParams::default().labels(&format!("job-name={name}")))
         .await?;
-    let (passed, message) = match (
-        jobs::job_outcome(newest),
-        jobs::newest_agent_report(&listed.items),
-    ) {
-        (JobOutcome::Succeeded, Some(AgentReport::Result(result))) if result.ok => (true, None),
-        (_, Some(AgentReport::Result(result))) => (
-            false,
-            Some(
-                result
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "restic check failed".into()),
-            ),
-        ),
-        (_, Some(AgentReport::Unstructured(text))) => (false, Some(text)),
-        (_, None) => (
-            false,
-            Some("the check Job ended without a finished agent container".into()),
-        ),
-    };
     let time = newest
         .status
         .as_ref()
         .and_then(|s| s.completion_time.clone())
         .unwrap_or(Time(Timestamp::now()));
-    status.last_check = Some(CheckSummary {
-        job_name: name.clone(),
+    let report = jobs::newest_agent_report(&listed.items);
+    Ok(Some(verdict(
+        component,
+        name,
+        jobs::job_outcome(newest),
+        report,
+        time,
+    )))
+}
+
+/// A maintenance Job's verdict: passed only when it completed and the agent said so.
+fn verdict(
+    component: &str,
+    job_name: String,
+    outcome: JobOutcome,
+    report: Option<AgentReport>,
+    time: Time,
+) -> CheckSummary {
+    let failed = |message: String| (false, Some(message));
+    let (passed, message) = match (outcome, report) {
+        (JobOutcome::Succeeded, Some(AgentReport::Result(result))) if result.ok => (true, None),
+        (_, Some(AgentReport::Result(result))) => failed(
+            result
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("restic {} failed", restic_command(component))),
+        ),
+        (_, Some(AgentReport::Unstructured(text))) => failed(text),
+        (_, None) => failed(format!(
+            "the {component} Job ended without a finished agent container"
+        )),
+    };
+    CheckSummary {
+        job_name,
         time,
         passed,
-        message: message.clone(),
-    });
+        message,
+    }
+}
+
+fn restic_command(component: &str) -> &'static str {
+    if component == CHECK {
+        "check"
+    } else {
+        "forget --prune"
+    }
+}
+
+/// Records the newest finished check Job's result in status; returns a failure message when a newly
+/// finished check failed.
+pub async fn record_check(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    status: &mut BackupPolicyStatus,
+) -> Result<Option<String>, ReconcileError> {
+    if policy.spec.check.is_none() && status.last_check_schedule_time.is_none() {
+        return Ok(None);
+    }
+    let Some(check) = newest_verdict(ctx, policy, CHECK, status.last_check.as_ref()).await? else {
+        return Ok(None);
+    };
+    let name = check.job_name.clone();
+    let message = check.message.clone().unwrap_or_default();
+    let passed = check.passed;
+    status.last_check = Some(check);
     if passed {
-        publish(
-            ctx,
-            policy,
-            EventType::Normal,
-            "RepositoryHealthy",
-            format!("{name}: restic check passed"),
-        )
-        .await;
+        let note = format!("{name}: restic check passed");
+        publish(ctx, policy, EventType::Normal, "RepositoryHealthy", note).await;
         Ok(None)
     } else {
-        let message = message.unwrap_or_default();
-        publish(
-            ctx,
-            policy,
-            EventType::Warning,
-            "RepositoryCheckFailed",
-            format!("{name}: {message}"),
-        )
-        .await;
+        let note = format!("{name}: {message}");
+        publish(ctx, policy, EventType::Warning, "RepositoryCheckFailed", note).await;
         Ok(Some(message))
     }
+}
+
+/// Records the newest finished retention Job's result in status (a failing prune used to go unread);
+/// returns a failure message when a newly finished one failed.
+pub async fn record_retention(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    status: &mut BackupPolicyStatus,
+) -> Result<Option<String>, ReconcileError> {
+    if policy.spec.retention.is_none() && status.last_retention.is_none() {
+        return Ok(None);
+    }
+    let known = status.last_retention.as_ref();
+    let Some(retention) = newest_verdict(ctx, policy, RETENTION, known).await? else {
+        return Ok(None);
+    };
+    let failure = (!retention.passed).then(|| retention.message.clone().unwrap_or_default());
+    if let Some(message) = &failure {
+        let note = format!("{}: {message}", retention.job_name);
+        publish(ctx, policy, EventType::Warning, "RetentionFailed", note).await;
+    }
+    status.last_retention = Some(retention);
+    Ok(failure)
 }
 
 /// Deletes finished maintenance Jobs beyond the newest few of each kind (results are in status).
@@ -277,24 +334,72 @@ pub async fn clean_up_finished_jobs(ctx: &Context, policy: &BackupPolicy) -> Res
             .is_some_and(|s| s.last_check_schedule_time.is_some());
     let components = [(RETENTION, policy.spec.retention.is_some()), (CHECK, ran_check)];
     for component in components.into_iter().filter(|(_, used)| *used).map(|(c, _)| c) {
-        let selector = format!(
-            "{}={},{}={component}",
-            jobs::POLICY_LABEL,
-            policy.name_any(),
-            jobs::COMPONENT_LABEL
-        );
-        let mut finished: Vec<Job> = jobs_api
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items
-            .into_iter()
-            .filter(|job| jobs::job_outcome(job) != JobOutcome::Running)
-            .collect();
-        finished.sort_by_key(|job| job.metadata.creation_timestamp.clone().map(|t| t.0));
+        let finished = finished_jobs(ctx, policy, component).await?;
         let excess = finished.len().saturating_sub(KEEP_FINISHED);
         for job in finished.into_iter().take(excess) {
             delete_ignoring_absent(&jobs_api, &job.name_any()).await?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::result::{AgentResult, Mode};
+
+    fn time() -> Time {
+        Time("2026-05-01T04:00:00Z".parse().unwrap())
+    }
+
+    fn result(ok: bool, message: Option<&str>) -> Option<AgentReport> {
+        let mut result = AgentResult::new(Mode::Check, "2026-05-01T04:00:00Z".parse().unwrap());
+        result.ok = ok;
+        result.message = message.map(str::to_owned);
+        Some(AgentReport::Result(Box::new(result)))
+    }
+
+    #[test]
+    fn a_maintenance_job_passes_only_when_it_completed_and_the_agent_said_so() {
+        let passed = verdict(
+            CHECK,
+            "c-1".into(),
+            JobOutcome::Succeeded,
+            result(true, None),
+            time(),
+        );
+        assert!(passed.passed);
+        let corrupt = verdict(
+            CHECK,
+            "c-2".into(),
+            JobOutcome::Failed,
+            result(false, Some("pack 4f2a… does not exist")),
+            time(),
+        );
+        assert_eq!(
+            (corrupt.passed, corrupt.message.as_deref()),
+            (false, Some("pack 4f2a… does not exist"))
+        );
+        let silent = verdict(
+            RETENTION,
+            "r-1".into(),
+            JobOutcome::Failed,
+            result(false, None),
+            time(),
+        );
+        assert_eq!(silent.message.as_deref(), Some("restic forget --prune failed"));
+        let gone = verdict(RETENTION, "r-2".into(), JobOutcome::Failed, None, time());
+        assert_eq!(
+            gone.message.as_deref(),
+            Some("the retention Job ended without a finished agent container")
+        );
+        let ok_but_failed = verdict(
+            CHECK,
+            "c-3".into(),
+            JobOutcome::Failed,
+            result(true, None),
+            time(),
+        );
+        assert!(!ok_but_failed.passed, "a failed Job never passes");
+    }
 }

@@ -106,6 +106,14 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             detail: message,
         });
     }
+    if let Some(message) = maintenance::record_retention(&ctx, &policy, &mut status).await? {
+        notices.push(Notice {
+            event: NotificationEvent::Failure,
+            headline: "retention (restic forget --prune) FAILED".into(),
+            detail: message,
+        });
+    }
+    health::judge_repository(&mut status, &now_time);
     let next_check = maintenance::schedule_check(&ctx, &policy, &mut status, now).await?;
     maintenance::clean_up_finished_jobs(&ctx, &policy).await?;
 
@@ -487,6 +495,15 @@ fn export_metrics(ctx: &Context, namespace: &str, policy: &str, status: &BackupP
         .failures_total
         .get_or_create(&labels)
         .set(status.failed_backups.unwrap_or(0));
+    match conditions::find(&status.conditions.0, health::REPOSITORY_HEALTHY) {
+        Some(condition) => {
+            let healthy = i64::from(condition.status == "True");
+            metrics.repository_healthy.get_or_create(&labels).set(healthy);
+        }
+        None => {
+            metrics.repository_healthy.remove(&labels);
+        }
+    }
 }
 
 fn parse_optional(duration: &Option<crate::duration::DurationString>) -> Option<Duration> {
