@@ -71,12 +71,7 @@ async fn a_leader_killed_between_recording_and_writing_the_switch_does_not_cost_
         "release-4-0",
         Duration::from_secs(120),
         &operator,
-        |c| {
-            matches!(
-                phase(c),
-                Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
-            )
-        },
+        ended,
     )
     .await;
     let status = done.status.clone().unwrap();

@@ -56,12 +56,7 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
         "release-2-4",
         Duration::from_secs(120),
         operator,
-        |c| {
-            matches!(
-                phase(c),
-                Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
-            )
-        },
+        ended,
     )
     .await;
     let status = done.status.clone().unwrap();
@@ -486,12 +481,7 @@ async fn a_dry_run_walks_the_checks_and_changes_nothing() {
         "plan-2-4",
         Duration::from_secs(60),
         operator,
-        |c| {
-            matches!(
-                phase(c),
-                Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
-            )
-        },
+        ended,
     )
     .await;
     let status = done.status.clone().unwrap();

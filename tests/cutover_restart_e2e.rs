@@ -118,12 +118,7 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
         "release-3-0",
         Duration::from_secs(60),
         operator,
-        |c| {
-            matches!(
-                phase(c),
-                Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
-            )
-        },
+        ended,
     )
     .await;
     let status = done.status.clone().unwrap();

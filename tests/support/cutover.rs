@@ -170,6 +170,14 @@ pub async fn wait_for(
     .await
 }
 
+/// True once the Cutover has ended, however it ended (the test then says which end it expects).
+pub fn ended(cutover: &Cutover) -> bool {
+    matches!(
+        phase(cutover),
+        Some(CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack)
+    )
+}
+
 pub fn phase(cutover: &Cutover) -> Option<CutoverPhase> {
     cutover.status.as_ref().and_then(|s| s.phase)
 }
