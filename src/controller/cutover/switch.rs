@@ -182,10 +182,11 @@ fn services(spec: &CutoverSpec) -> Result<(&str, &str), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn spec(switch: Value) -> CutoverSpec {
+    /// A blue/green Cutover spec with Services on both sides, switching through `switch`.
+    pub(in crate::controller::cutover) fn spec(switch: Value) -> CutoverSpec {
         serde_json::from_value(json!({
             "trafficSwitch": switch,
             "from": {"selector": {"app": "web", "track": "blue"}, "service": "web-blue"},

@@ -274,17 +274,9 @@ fn compact(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::switch::tests::spec;
     use super::*;
     use serde_json::json;
-
-    fn spec(switch: Value) -> CutoverSpec {
-        serde_json::from_value(json!({
-            "trafficSwitch": switch,
-            "from": {"selector": {"app": "web", "track": "blue"}, "service": "web-blue"},
-            "to": {"selector": {"app": "web", "track": "green"}, "service": "web-green"},
-        }))
-        .unwrap()
-    }
 
     #[test]
     fn selectors_print_like_kubectl_labels() {
