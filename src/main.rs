@@ -38,6 +38,14 @@ struct OperatorArgs {
     /// The agent program inside that image.
     #[arg(long, env = "LIFEBOAT_AGENT_COMMAND", default_value = "lifeboat")]
     agent_command: String,
+    /// Comma-separated Secrets to pull the agent image with (each must exist in the Job's namespace).
+    #[arg(
+        long,
+        env = "LIFEBOAT_AGENT_IMAGE_PULL_SECRETS",
+        default_value = "",
+        value_delimiter = ','
+    )]
+    agent_image_pull_secrets: Vec<String>,
     /// Namespace of the leader-election Lease (the operator's own).
     #[arg(long, env = "LIFEBOAT_NAMESPACE", default_value = "lifeboat-system")]
     lease_namespace: String,
@@ -65,6 +73,11 @@ async fn operator(args: OperatorArgs) -> i32 {
     let settings = lifeboat::controller::Settings {
         agent_image: args.agent_image,
         agent_command: args.agent_command,
+        agent_image_pull_secrets: args
+            .agent_image_pull_secrets
+            .into_iter()
+            .filter(|name| !name.trim().is_empty())
+            .collect(),
         reconcile_concurrency: args.reconcile_concurrency,
         ..Default::default()
     };

@@ -26,6 +26,7 @@ pub enum Reason {
     VerifyFailed,
     InvalidArguments,
     ToolMissing,
+    ClientTooOld,
     Interrupted,
     Internal,
 }
@@ -40,6 +41,14 @@ pub enum AgentError {
 
     #[error("database \"{database}\" does not exist at {endpoint}: check the database name, or let the restore create it")]
     DatabaseMissing { endpoint: String, database: String },
+
+    #[error("the database at {endpoint} runs PostgreSQL {server_version} but this image's pg_dump is {client_version}: pg_dump dumps only servers of its own major version or older; run the backup with an image whose PostgreSQL client tools are version {server_major} or newer (jobTemplate.image)")]
+    ClientTooOld {
+        endpoint: String,
+        server_version: String,
+        client_version: String,
+        server_major: String,
+    },
 
     #[error("restic repository {repository} is locked by another process ({detail}): wait for that job to finish, or run `restic unlock` if it is dead")]
     RepositoryLocked { repository: String, detail: String },
@@ -159,6 +168,7 @@ impl AgentError {
             AgentError::VerifyFailed { .. } => Reason::VerifyFailed,
             AgentError::InvalidArguments(_) | AgentError::ReadFile { .. } => Reason::InvalidArguments,
             AgentError::ToolMissing { .. } => Reason::ToolMissing,
+            AgentError::ClientTooOld { .. } => Reason::ClientTooOld,
             AgentError::Interrupted { .. } => Reason::Interrupted,
             AgentError::Internal { .. } => Reason::Internal,
         }
@@ -187,6 +197,9 @@ pub fn classify_database(stderr: &str, ctx: &DbContext) -> Option<AgentError> {
     let lower = stderr.to_lowercase();
     if let Some(disk) = classify_disk_full(stderr, "talking to the database") {
         return Some(disk);
+    }
+    if let Some(too_old) = classify_version_mismatch(stderr, ctx) {
+        return Some(too_old);
     }
     let auth = [
         "password authentication failed",
@@ -229,6 +242,39 @@ pub fn classify_database(stderr: &str, ctx: &DbContext) -> Option<AgentError> {
         });
     }
     None
+}
+
+/// pg_dump refuses a server newer than itself with "aborting because of server version mismatch" and a
+/// detail line "server version: 17.2; pg_dump version: 15.18".
+fn classify_version_mismatch(stderr: &str, ctx: &DbContext) -> Option<AgentError> {
+    if !stderr.contains("server version mismatch") {
+        return None;
+    }
+    let detail = stderr.lines().find(|line| line.contains("server version:"))?;
+    // "(server|pg_dump|pg_dumpall) version: 17.2 (Debian 17.2-1)" → "17.2"
+    let version_in = |part: &str| {
+        let start = part.find("version:")? + "version:".len();
+        let version: String = part[start..]
+            .trim_start()
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        (!version.is_empty()).then_some(version)
+    };
+    let (server_part, client_part) = detail.split_once(';')?;
+    let server_version = version_in(server_part)?;
+    let client_version = version_in(client_part)?;
+    let server_major = server_version
+        .split('.')
+        .next()
+        .unwrap_or(&server_version)
+        .to_owned();
+    Some(AgentError::ClientTooOld {
+        endpoint: ctx.endpoint.clone(),
+        server_version,
+        client_version,
+        server_major,
+    })
 }
 
 /// Turns restic's stderr into a cause. restic's wording has been stable across 0.14–0.19.
@@ -390,6 +436,18 @@ mod tests {
             user: "app".into(),
             database: "shop".into(),
         }
+    }
+
+    #[test]
+    fn a_server_newer_than_pg_dump_names_both_versions_and_what_to_use() {
+        let stderr = "pg_dump: error: aborting because of server version mismatch\n\
+                      pg_dump: detail: server version: 18.1 (Debian 18.1-1); pg_dump version: 17.7 (Debian 17.7-0+deb13u1)";
+        let error = classify_database(stderr, &ctx()).expect("a version mismatch is recognised");
+        assert_eq!(error.reason(), Reason::ClientTooOld);
+        let message = error.to_string();
+        assert!(message.contains("runs PostgreSQL 18.1"), "{message}");
+        assert!(message.contains("pg_dump is 17.7"), "{message}");
+        assert!(message.contains("version 18 or newer"), "{message}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, Toleration,
+    EnvFromSource, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements, SecurityContext,
+    Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
@@ -140,8 +141,21 @@ pub struct JobTemplate {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// The Pod's security context. Default: `runAsNonRoot` with the runtime's seccomp profile (the
+    /// agent image runs as uid 65532). A file backup of a volume owned by another user needs that
+    /// user here (`runAsUser`, or `supplementalGroups` / `fsGroup` for group-readable files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<PodSecurityContext>,
+    /// The agent container's security context. Default: what Pod Security `restricted` requires plus
+    /// a read-only root filesystem (no privilege escalation, every capability dropped, non-root,
+    /// RuntimeDefault seccomp); temporary files and restic's cache go to an emptyDir at /tmp. Given,
+    /// it replaces the default as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_security_context: Option<SecurityContext>,
+    /// Secrets (in the Job's namespace) to pull `image` with. Default: the operator's
+    /// `--agent-image-pull-secrets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Upper bound for one run; the Job is failed when it passes.
@@ -173,6 +187,12 @@ pub struct JobStep {
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// The step container's security context. Default: what Pod Security `restricted` requires (no
+    /// privilege escalation, every capability dropped, non-root, RuntimeDefault seccomp), so an image
+    /// that runs as root must name a user here (`runAsUser`) or in its Dockerfile. Given, it replaces
+    /// the default as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
@@ -296,6 +316,11 @@ pub struct ScratchDatabase {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// The server container's security context. Default: what Pod Security `restricted` requires, as
+    /// uid/gid 999 (the `postgres` and `mysql` users of the official images, whose data directories
+    /// belong to them). Given, it replaces the default as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
     /// How long the server may take to accept connections before the restore fails (default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_timeout: Option<crate::duration::DurationString>,

@@ -19,6 +19,8 @@ pub struct Settings {
     pub agent_image: String,
     /// The agent's program inside that image (a path on the local cluster's node).
     pub agent_command: String,
+    /// Secrets (in each Job's namespace) to pull the agent image with, when a jobTemplate names none.
+    pub agent_image_pull_secrets: Vec<String>,
     /// Name recorded as the Events' reporting controller and the status field manager.
     pub manager_name: String,
     /// How many objects of one kind are reconciled at once. kube's client speaks HTTP/1.1, so every
@@ -32,6 +34,7 @@ impl Default for Settings {
         Self {
             agent_image: "ghcr.io/lifeboat-dev/lifeboat:0.1.0".to_owned(),
             agent_command: "lifeboat".to_owned(),
+            agent_image_pull_secrets: Vec::new(),
             manager_name: "lifeboat-operator".to_owned(),
             reconcile_concurrency: 32,
         }

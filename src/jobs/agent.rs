@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, Volume, VolumeMount,
+    Container, EnvFromSource, EnvVar, LocalObjectReference, PersistentVolumeClaimVolumeSource, PodSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::env::{plain_env, restic_env, secret_env};
+use super::hardening::{self, SCRATCH_MOUNT};
 use super::{data_path, run_once_job, RunLimits, AGENT_CONTAINER, DATA_MOUNT};
 use crate::api::backup_policy::{BackupPolicySpec, DumpFormat};
 use crate::api::common::JobTemplate;
@@ -21,6 +23,8 @@ pub struct AgentJob<'a> {
     pub labels: BTreeMap<String, String>,
     pub image: &'a str,
     pub command: &'a str,
+    /// Pull secrets when the template names none (the operator's `--agent-image-pull-secrets`).
+    pub image_pull_secrets: &'a [String],
 }
 
 /// One run of the agent: its arguments, environment and the volumes it needs.
@@ -137,6 +141,18 @@ pub fn agent_job(
     } = invocation;
     let template = template.cloned().unwrap_or_default();
     let image = template.image.clone().unwrap_or_else(|| job.image.to_owned());
+    let (scratch, scratch_mount) = hardening::scratch_volume();
+    let mut env = env;
+    // restic keeps its cache under $HOME by default, which the read-only root does not allow.
+    env.push(plain_env(
+        "RESTIC_CACHE_DIR",
+        format!("{SCRATCH_MOUNT}/restic-cache"),
+    ));
+    env.push(plain_env("TMPDIR", SCRATCH_MOUNT));
+    let mut mounts = mounts;
+    mounts.push(scratch_mount);
+    let mut volumes = volumes;
+    volumes.push(scratch);
     let container = Container {
         name: AGENT_CONTAINER.into(),
         image: Some(image),
@@ -146,7 +162,12 @@ pub fn agent_job(
         env: Some(env),
         env_from: (!env_from.is_empty()).then_some(env_from),
         resources: template.resources.clone(),
-        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        volume_mounts: Some(mounts),
+        security_context: Some(
+            template
+                .container_security_context
+                .unwrap_or_else(|| hardening::restricted_container(true)),
+        ),
         // The agent writes its JSON result here; if it dies before that, the log tail explains why.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
@@ -155,12 +176,25 @@ pub fn agent_job(
         backoff_limit: template.backoff_limit.unwrap_or(1),
         active_deadline_seconds: template.active_deadline_seconds,
     };
+    let image_pull_secrets = if template.image_pull_secrets.is_empty() {
+        job.image_pull_secrets
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    } else {
+        template.image_pull_secrets
+    };
     let pod = PodSpec {
         containers: vec![container],
-        volumes: (!volumes.is_empty()).then_some(volumes),
+        volumes: Some(volumes),
         node_selector: (!template.node_selector.is_empty()).then_some(template.node_selector),
         tolerations: (!template.tolerations.is_empty()).then_some(template.tolerations),
-        security_context: template.security_context,
+        security_context: Some(
+            template
+                .security_context
+                .unwrap_or_else(hardening::restricted_pod),
+        ),
+        image_pull_secrets: (!image_pull_secrets.is_empty()).then_some(image_pull_secrets),
         service_account_name: template.service_account_name,
         ..Default::default()
     };
@@ -195,6 +229,7 @@ mod tests {
                 labels: [("lifeboat.dev/backup".to_owned(), "hotel-db-1767225600".to_owned())].into(),
                 image: "lifeboat:test",
                 command: "lifeboat",
+                image_pull_secrets: &[],
             },
             spec.job_template.as_ref(),
             invocation,
@@ -220,13 +255,66 @@ mod tests {
             assert!(args.contains(&format!("--tag {tag}")), "{args}");
         }
         let env = container.env.clone().unwrap();
-        assert!(env
-            .iter()
-            .all(|e| e.name == "RESTIC_REPOSITORY" || e.value.is_none()));
+        let secret_names = ["RESTIC_PASSWORD", "LIFEBOAT_DB_PASSWORD"];
+        for variable in &env {
+            assert_eq!(
+                secret_names.contains(&variable.name.as_str()),
+                variable.value.is_none(),
+                "{} is a secret exactly when it has no plain value",
+                variable.name
+            );
+        }
         assert_eq!(container.env_from.as_ref().map(Vec::len), Some(1));
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(job.spec.unwrap().backoff_limit, Some(1), "one retry by default");
-        assert!(pod.volumes.is_none());
+        let volumes = pod.volumes.unwrap();
+        assert_eq!(volumes.len(), 1, "only the scratch emptyDir");
+        assert!(volumes[0].empty_dir.is_some());
+    }
+
+    #[test]
+    fn by_default_the_agent_passes_pod_security_restricted_with_a_read_only_root() {
+        let spec = policy(serde_json::json!({"postgres": {
+            "host": "db", "database": "hotel", "user": "backup",
+            "passwordSecretRef": {"name": "db", "key": "password"}
+        }}));
+        let pod = job_for(&spec).spec.unwrap().template.spec.unwrap();
+        let container = &pod.containers[0];
+        let security = container.security_context.clone().unwrap();
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        assert_eq!(security.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let pod_security = pod.security_context.unwrap();
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        // The only writable place is the emptyDir, and restic's cache and temporary files go there.
+        let mounts = container.volume_mounts.clone().unwrap();
+        assert!(mounts.iter().any(|m| m.mount_path == "/tmp"));
+        let env = container.env.clone().unwrap();
+        let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+        assert_eq!(value("RESTIC_CACHE_DIR").as_deref(), Some("/tmp/restic-cache"));
+        assert_eq!(value("TMPDIR").as_deref(), Some("/tmp"));
+        assert!(pod.image_pull_secrets.is_none());
+    }
+
+    #[test]
+    fn the_users_security_context_and_pull_secrets_replace_the_defaults() {
+        let mut spec = policy(serde_json::json!({"files": {"persistentVolumeClaim": "uploads"}}));
+        spec.job_template = Some(
+            serde_json::from_value(serde_json::json!({
+                "securityContext": {"runAsUser": 33, "fsGroup": 33},
+                "containerSecurityContext": {"readOnlyRootFilesystem": false},
+                "imagePullSecrets": [{"name": "registry"}]
+            }))
+            .unwrap(),
+        );
+        let pod = job_for(&spec).spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.security_context.unwrap().run_as_user, Some(33));
+        let security = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(security.read_only_root_filesystem, Some(false));
+        assert_eq!(security.capabilities, None, "replaced as a whole, not merged");
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "registry");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 mod agent;
 mod env;
 mod follow;
+mod hardening;
 mod user_step;
 
 pub use agent::{agent_job, backup_invocation, AgentJob, Invocation};
@@ -22,6 +23,7 @@ pub use follow::{
     follow_job, job_outcome, last_line, newest_agent_report, newest_terminated, AgentReport, JobOutcome,
     JobState,
 };
+pub use hardening::{restricted_container, restricted_pod, scratch_volume};
 pub use user_step::{user_step_job, UserStepJob};
 
 pub const POLICY_LABEL: &str = "lifeboat.dev/policy";

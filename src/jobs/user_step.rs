@@ -34,6 +34,11 @@ pub fn user_step_job(job: UserStepJob<'_>, step: &JobStep) -> Job {
         env: (!env.is_empty()).then_some(env),
         env_from: (!step.env_from.is_empty()).then(|| step.env_from.clone()),
         resources: step.resources.clone(),
+        security_context: Some(
+            step.security_context
+                .clone()
+                .unwrap_or_else(|| super::hardening::restricted_container(false)),
+        ),
         // A report written to /dev/termination-log is kept; a crash leaves its log tail instead.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
@@ -45,6 +50,12 @@ pub fn user_step_job(job: UserStepJob<'_>, step: &JobStep) -> Job {
     let pod = PodSpec {
         containers: vec![container],
         service_account_name: step.service_account_name.clone(),
+        // The Pod-level seccomp default only: whether the image runs as non-root is the container's
+        // (and the user's) business.
+        security_context: Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            seccomp_profile: super::hardening::restricted_pod().seccomp_profile,
+            ..Default::default()
+        }),
         ..Default::default()
     };
     run_once_job(job.name, job.namespace, job.labels, job.owner, limits, pod)

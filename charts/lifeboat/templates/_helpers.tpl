@@ -23,3 +23,15 @@ app.kubernetes.io/component: operator
 {{- define "lifeboat.serviceAccountName" -}}
 {{- default (include "lifeboat.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{/* The operator's image. */}}
+{{- define "lifeboat.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* The agent Jobs' image: the operator's own unless agent.image names another. */}}
+{{- define "lifeboat.agentImage" -}}
+{{- $repository := .Values.agent.image.repository | default .Values.image.repository -}}
+{{- $tag := .Values.agent.image.tag | default .Values.image.tag | default .Chart.AppVersion -}}
+{{ $repository }}:{{ $tag }}
+{{- end }}

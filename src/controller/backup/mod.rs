@@ -132,6 +132,7 @@ fn backup_job(backup: &Backup, policy: &BackupPolicy, namespace: &str, job_name:
             owner,
             labels,
             image: &ctx.settings.agent_image,
+            image_pull_secrets: &ctx.settings.agent_image_pull_secrets,
             command: &ctx.settings.agent_command,
         },
         policy.spec.job_template.as_ref(),

@@ -48,6 +48,7 @@ async fn create_job(
             owner,
             labels,
             image: &ctx.settings.agent_image,
+            image_pull_secrets: &ctx.settings.agent_image_pull_secrets,
             command: &ctx.settings.agent_command,
         },
         policy.spec.job_template.as_ref(),

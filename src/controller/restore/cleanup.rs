@@ -76,6 +76,7 @@ impl Run<'_> {
                             owner,
                             labels: self.labels("restore-drop"),
                             image: &self.ctx.settings.agent_image,
+                            image_pull_secrets: &self.ctx.settings.agent_image_pull_secrets,
                             command: "sh",
                         },
                         Some(&template),

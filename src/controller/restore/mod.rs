@@ -471,6 +471,7 @@ fn agent_job(
             owner,
             labels,
             image: &run.ctx.settings.agent_image,
+            image_pull_secrets: &run.ctx.settings.agent_image_pull_secrets,
             command: &run.ctx.settings.agent_command,
         },
         Some(&template),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, Probe, Secret,
-    Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec,
+    Probe, Secret, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -16,10 +16,12 @@ use crate::api::common::{ScratchDatabase, ScratchEngine, SecretKeyRef};
 use crate::api::restore::ScratchStatus;
 use crate::controller::restore::connection::Connection;
 use crate::controller::status::child_name;
-use crate::jobs::{plain_env, secret_env};
+use crate::jobs::{self, plain_env, secret_env};
 
 pub const PASSWORD_KEY: &str = "password";
 pub const COMPONENT: &str = "scratch-database";
+/// The `postgres` and `mysql` users of the official server images.
+const OFFICIAL_IMAGE_UID: i64 = 999;
 
 /// The names and address of a Restore's scratch server (deterministic, so a restarted operator finds
 /// the same objects).
@@ -141,6 +143,11 @@ pub fn pod(
             ..Default::default()
         }),
         resources: spec.resources.clone(),
+        security_context: Some(spec.security_context.clone().unwrap_or_else(|| SecurityContext {
+            run_as_user: Some(OFFICIAL_IMAGE_UID),
+            run_as_group: Some(OFFICIAL_IMAGE_UID),
+            ..jobs::restricted_container(false)
+        })),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
@@ -154,6 +161,10 @@ pub fn pod(
             termination_grace_period_seconds: Some(5),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: jobs::restricted_pod().seccomp_profile,
+                ..Default::default()
+            }),
             node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
             tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
             ..Default::default()
