@@ -94,6 +94,15 @@ fn invalid_specs() -> Vec<Invalid> {
             expect: &["spec.schedule", "should match"],
         },
         Invalid {
+            case: "a repository on a claim but outside its mount",
+            resource: bp(),
+            spec: with(
+                valid_policy(),
+                &[("/repository/restic/persistentVolumeClaim", json!("backups"))],
+            ),
+            expect: &["spec.repository.restic", "a path under /repository"],
+        },
+        Invalid {
             case: "cron in words",
             resource: bp(),
             spec: with(valid_policy(), &[("/schedule", json!("every night"))]),

@@ -155,12 +155,18 @@ pub struct RepositorySpec {
     pub restic: ResticRepository,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.persistentVolumeClaim) || self.repository == '/repository' || self.repository.startsWith('/repository/')").message("with persistentVolumeClaim the repository is a path under /repository, where the claim is mounted (e.g. /repository or /repository/hotel)"))]
 pub struct ResticRepository {
     /// Repository URL as restic takes it: s3:https://…, rest:http://…, sftp:…, or a local path.
     #[schemars(length(min = 1, max = 2048))]
     pub repository: String,
+    /// A PersistentVolumeClaim holding a local-path repository (NFS, a shared volume), mounted at
+    /// /repository in every Job that opens the repository; `repository` is then a path under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub persistent_volume_claim: Option<String>,
     /// The repository password.
     pub password_secret_ref: SecretKeyRef,
     /// Backend credentials (e.g. AWS_ACCESS_KEY_ID) as environment of the Jobs.

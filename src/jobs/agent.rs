@@ -12,8 +12,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use super::env::{plain_env, restic_env, secret_env};
 use super::hardening::{self, SCRATCH_MOUNT};
 use super::{data_path, run_once_job, RunLimits, AGENT_CONTAINER, DATA_MOUNT};
-use crate::api::backup_policy::{BackupPolicySpec, DumpFormat};
+use crate::api::backup_policy::{BackupPolicySpec, DumpFormat, ResticRepository};
 use crate::api::common::JobTemplate;
+
+/// Where a repository's PersistentVolumeClaim is mounted (restic needs it writable even to read: locks).
+pub const REPOSITORY_MOUNT: &str = "/repository";
+const REPOSITORY_VOLUME: &str = "repository";
 
 /// What the agent Job needs to know besides the policy.
 pub struct AgentJob<'a> {
@@ -37,13 +41,36 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// `lifeboat agent <command> …` with the repository's environment.
-    pub fn against_repository(command: &str, restic: &crate::api::backup_policy::ResticRepository) -> Self {
-        Self {
-            args: vec!["agent".into(), command.into()],
+    /// `lifeboat agent <command> …` with the repository's environment (and its claim, if any).
+    pub fn against_repository(command: &str, restic: &ResticRepository) -> Self {
+        let mut invocation = Self::opening(restic);
+        invocation.args = vec!["agent".into(), command.into()];
+        invocation
+    }
+
+    /// What any Job that opens the repository needs: its environment and, for a repository on a
+    /// PersistentVolumeClaim, the claim mounted at /repository.
+    pub fn opening(restic: &ResticRepository) -> Self {
+        let mut invocation = Self {
             env: restic_env(restic),
             ..Default::default()
+        };
+        if let Some(claim) = &restic.persistent_volume_claim {
+            invocation.volumes.push(Volume {
+                name: REPOSITORY_VOLUME.into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: None,
+                }),
+                ..Default::default()
+            });
+            invocation.mounts.push(VolumeMount {
+                name: REPOSITORY_VOLUME.into(),
+                mount_path: REPOSITORY_MOUNT.into(),
+                ..Default::default()
+            });
         }
+        invocation
     }
 
     /// Mounts a PersistentVolumeClaim at `/data`, read-only for backups, writable for restores.
@@ -296,6 +323,29 @@ mod tests {
         assert_eq!(value("RESTIC_CACHE_DIR").as_deref(), Some("/tmp/restic-cache"));
         assert_eq!(value("TMPDIR").as_deref(), Some("/tmp"));
         assert!(pod.image_pull_secrets.is_none());
+    }
+
+    #[test]
+    fn a_repository_on_a_claim_is_mounted_where_the_repository_path_points() {
+        let mut spec =
+            policy(serde_json::json!({"files": {"persistentVolumeClaim": "uploads", "path": "/media"}}));
+        spec.repository.restic.repository = "/repository/hotel".into();
+        spec.repository.restic.persistent_volume_claim = Some("backups".into());
+        let pod = job_for(&spec).spec.unwrap().template.spec.unwrap();
+        let volumes = pod.volumes.unwrap();
+        let claims: Vec<_> = volumes
+            .iter()
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| (c.claim_name.as_str(), c.read_only))
+            .collect();
+        assert_eq!(claims, [("backups", None), ("uploads", Some(true))]);
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        let repository = mounts.iter().find(|m| m.name == "repository").unwrap();
+        assert_eq!(
+            (repository.mount_path.as_str(), repository.read_only),
+            ("/repository", None),
+            "restic writes locks even to read"
+        );
     }
 
     #[test]

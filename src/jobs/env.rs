@@ -52,6 +52,7 @@ mod tests {
                 name: "restic".into(),
                 key: "password".into(),
             },
+            persistent_volume_claim: None,
             env_from: Vec::new(),
             initialize: false,
         };

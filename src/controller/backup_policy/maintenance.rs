@@ -54,8 +54,7 @@ async fn create_job(
         policy.spec.job_template.as_ref(),
         jobs::Invocation {
             args,
-            env: jobs::restic_env(&policy.spec.repository.restic),
-            ..Default::default()
+            ..jobs::Invocation::opening(&policy.spec.repository.restic)
         },
         policy.spec.repository.restic.env_from.clone(),
     );

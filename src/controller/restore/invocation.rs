@@ -67,10 +67,15 @@ pub fn restore_invocation(
     let Invocation {
         mut args,
         mut env,
-        volumes: _,
-        mounts: _,
+        volumes,
+        mounts,
     } = Invocation::against_repository("restore", &policy.repository.restic);
-    let mut claim_mount = Invocation::default();
+    // The repository's claim (if any), then the target's.
+    let mut claim_mount = Invocation {
+        volumes,
+        mounts,
+        ..Default::default()
+    };
     match connection {
         Connection::Database { .. } => connection_args(&mut args, &mut env, connection),
         Connection::Files { claim, path } => {
