@@ -3,7 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use super::operator::Operator;
+/// Where a failed wait finds the operator's last words: the host process's log file or the installed
+/// Deployment's Pod log.
+pub trait OperatorLog {
+    fn log_tail(&self) -> String;
+}
+
+impl OperatorLog for super::operator::Operator {
+    fn log_tail(&self) -> String {
+        super::operator::Operator::log_tail(self)
+    }
+}
 
 /// Polls `check` every `every` until it returns Ok; past `timeout`, panics with
 /// "`what` not within `timeout`; `last`" (`last` being the check's last Err) and the operator's log.
@@ -11,7 +21,7 @@ pub async fn poll<T>(
     what: &str,
     timeout: Duration,
     every: Duration,
-    operator: &Operator,
+    operator: &dyn OperatorLog,
     mut check: impl AsyncFnMut() -> Result<T, String>,
 ) -> T {
     let start = Instant::now();
@@ -31,7 +41,7 @@ pub async fn poll<T>(
 pub async fn eventually<T>(
     what: &str,
     timeout: Duration,
-    operator: &Operator,
+    operator: &dyn OperatorLog,
     mut check: impl AsyncFnMut() -> Result<T, String>,
 ) -> T {
     poll(what, timeout, Duration::from_millis(500), operator, async || {

@@ -1,0 +1,279 @@
+//! Lifeboat as a user runs it: installed with the Helm chart, in its own image, on the real node, backing
+//! up a PostgreSQL Pod in a namespace that enforces Pod Security `restricted`, into a restic repository on
+//! a PersistentVolumeClaim. Every Pod here is a container that containerd started from a built image:
+//! nothing runs a command on the host.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use lifeboat::api::backup::BackupPhase;
+use lifeboat::api::{Backup, BackupPolicy};
+use serde_json::{json, Value};
+
+use support::installed::{on_real_node, InstalledOperator, LIFEBOAT_IMAGE, POSTGRES_IMAGE, REAL_NODE};
+use support::wait::eventually;
+use support::{cluster_with_crds, run_ok, secret, Cluster, TestNamespace};
+
+const DB_PASSWORD: &str = "guest-book-password";
+const RESTIC_PASSWORD: &str = "real-node-restic";
+
+/// What Pod Security `restricted` asks of every container, for the test's own Pods.
+fn restricted_container() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": true,
+        "seccompProfile": {"type": "RuntimeDefault"}
+    })
+}
+
+async fn enforce_restricted(ns: &TestNamespace) {
+    let namespaces: Api<Namespace> = Api::all(ns.client.clone());
+    let labels = json!({"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest"
+    }}});
+    namespaces
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&labels))
+        .await
+        .expect("label the namespace restricted");
+}
+
+/// PostgreSQL 15 from the test image as a Pod with a Service `db`, on the real node.
+async fn postgres(ns: &TestNamespace) {
+    let placement = on_real_node();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "db", "labels": {"app": "db"}},
+        "spec": {
+            "nodeSelector": placement["nodeSelector"],
+            "tolerations": placement["tolerations"],
+            "terminationGracePeriodSeconds": 2,
+            "securityContext": {"runAsUser": 999, "runAsGroup": 999, "fsGroup": 999},
+            "containers": [{
+                "name": "postgres", "image": POSTGRES_IMAGE, "imagePullPolicy": "Never",
+                "env": [{"name": "POSTGRES_PASSWORD", "value": DB_PASSWORD}],
+                "ports": [{"containerPort": 5432}],
+                "readinessProbe": {"tcpSocket": {"port": 5432}, "periodSeconds": 1},
+                "securityContext": restricted_container(),
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}]
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}]
+        }
+    }))
+    .expect("a Pod");
+    ns.api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create the PostgreSQL Pod (Pod Security restricted must admit it)");
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+        "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432, "targetPort": 5432}]}
+    });
+    ns.api::<k8s_openapi::api::core::v1::Service>()
+        .create(&PostParams::default(), &serde_json::from_value(service).unwrap())
+        .await
+        .expect("create the db Service");
+}
+
+fn psql(cluster: &Cluster, ns: &TestNamespace, sql: &str) -> String {
+    run_ok(
+        "psql through kubectl exec",
+        cluster
+            .kubectl()
+            .args(["-n", &ns.name, "exec", "db", "--"])
+            .args([
+                "psql",
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ]),
+    )
+}
+
+/// A static PersistentVolume on the real node (a directory of the cluster's) bound to claim `backups`.
+async fn repository_claim(cluster: &Cluster, ns: &TestNamespace) -> std::path::PathBuf {
+    let dir = localcluster::control_plane::cluster_dir()
+        .join("volumes")
+        .join(&ns.name);
+    std::fs::create_dir_all(&dir).expect("create the volume directory");
+    // The agent runs as uid 65532; the directory is the volume's root.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("open the volume directory");
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": format!("{}-backups", ns.name), "labels": {"lifeboat.dev/test": "true"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": dir, "type": "Directory"},
+            "claimRef": {"namespace": ns.name, "name": "backups"}
+        }
+    }))
+    .expect("a PersistentVolume");
+    let client = cluster.client().await.expect("client");
+    Api::<PersistentVolume>::all(client)
+        .create(&PostParams::default(), &pv)
+        .await
+        .expect("create the PersistentVolume");
+    let claim = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "backups"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                 "volumeName": format!("{}-backups", ns.name),
+                 "resources": {"requests": {"storage": "1Gi"}}}
+    });
+    ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
+        .create(&PostParams::default(), &serde_json::from_value(claim).unwrap())
+        .await
+        .expect("create the claim");
+    dir
+}
+
+#[tokio::test]
+async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security_restricted() {
+    let cluster = cluster_with_crds();
+    let operator = InstalledOperator::helm(&cluster, "lifeboat-real");
+    let operator_pod = operator.pod();
+    assert_eq!(
+        operator_pod["spec"]["nodeName"], REAL_NODE,
+        "the operator runs on the real node"
+    );
+    assert_eq!(operator_pod["spec"]["containers"][0]["image"], LIFEBOAT_IMAGE);
+
+    let ns = cluster.namespace("real-backup").await.expect("namespace");
+    enforce_restricted(&ns).await;
+    secret(&ns, "db", "password", DB_PASSWORD).await;
+    secret(&ns, "restic", "password", RESTIC_PASSWORD).await;
+    postgres(&ns).await;
+    let repository_dir = repository_claim(&cluster, &ns).await;
+    eventually(
+        "PostgreSQL Ready",
+        Duration::from_secs(90),
+        &operator,
+        async || {
+            let pod = ns.api::<Pod>().get("db").await.map_err(|e| e.to_string())?;
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            ready.then_some(()).ok_or_else(|| format!("{:?}", pod.status))
+        },
+    )
+    .await;
+    psql(
+        &cluster,
+        &ns,
+        "create table guests (name text); insert into guests values ('Ada'), ('Grace');",
+    );
+
+    let placement = on_real_node();
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": "guests"},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "source": {"postgres": {"host": "db", "database": "postgres", "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": "/repository/guests", "persistentVolumeClaim": "backups",
+                                       "passwordSecretRef": {"name": "restic", "key": "password"},
+                                       "initialize": true}},
+            "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
+                            "imagePullPolicy": "Never"}
+        }
+    }))
+    .expect("a BackupPolicy");
+    ns.api::<BackupPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create the BackupPolicy");
+    let backup: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
+        "metadata": {"name": "guests-by-hand"},
+        "spec": {"policyRef": {"name": "guests"}}
+    }))
+    .expect("a Backup");
+    ns.api::<Backup>()
+        .create(&PostParams::default(), &backup)
+        .await
+        .expect("create the Backup");
+
+    let done = eventually(
+        "the Backup ends",
+        Duration::from_secs(180),
+        &operator,
+        async || {
+            let backup = ns
+                .api::<Backup>()
+                .get("guests-by-hand")
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = backup.status.clone().unwrap_or_default();
+            match status.phase {
+                Some(BackupPhase::Succeeded) | Some(BackupPhase::Failed) => Ok(status),
+                _ => Err(format!("{status:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        done.phase,
+        Some(BackupPhase::Succeeded),
+        "the Backup succeeds: {:?}",
+        done.message
+    );
+
+    // The agent ran in the lifeboat image on the real node, hardened by default (the namespace would
+    // have refused its Pod otherwise).
+    let agents = ns
+        .api::<Pod>()
+        .list(&kube::api::ListParams::default().labels("lifeboat.dev/backup=guests-by-hand"))
+        .await
+        .expect("list the agent Pods");
+    let agent = agents.items.first().expect("the backup's agent Pod");
+    let spec = agent.spec.clone().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(REAL_NODE));
+    assert_eq!(spec.containers[0].image.as_deref(), Some(LIFEBOAT_IMAGE));
+    let hardened = spec.containers[0].security_context.clone().unwrap();
+    assert_eq!(hardened.read_only_root_filesystem, Some(true));
+
+    // The snapshot is in the repository on the volume, and it holds the rows: read with plain restic on
+    // the host, as on a disaster day.
+    let restic = support::agent::restic_bin();
+    let dump = run_ok(
+        "restic dump of the snapshot",
+        std::process::Command::new(restic)
+            .env("RESTIC_REPOSITORY", repository_dir.join("guests"))
+            .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
+            .args([
+                "dump",
+                "--tag",
+                "backup=guests-by-hand",
+                "latest",
+                "/postgres.pgdump",
+            ])
+            .arg("--quiet"),
+    );
+    assert!(dump.starts_with("PGDMP"), "a pg_dump custom-format archive");
+    assert!(dump.contains("guests"), "the dump holds the guests table");
+
+    // Clean-up of the cluster-scoped volume (the namespace goes when `ns` drops).
+    let client = cluster.client().await.expect("client");
+    let _ = Api::<PersistentVolume>::all(client)
+        .delete(&format!("{}-backups", ns.name), &Default::default())
+        .await;
+}
