@@ -137,9 +137,6 @@ pub struct PostgresSource {
     /// custom (pg_dump -Fc, restorable table by table) or plain SQL. Default custom.
     #[serde(default)]
     pub format: DumpFormat,
-    /// Also dump roles and tablespaces (pg_dumpall --globals-only) into a second snapshot.
-    #[serde(default)]
-    pub globals: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -153,6 +153,16 @@ pub fn backup_invocation(
     invocation
 }
 
+/// Records why a backup was made on its snapshot, as tags `trigger=…` and `reason=…`, so `restic
+/// snapshots` tells a pre-cutover snapshot from a nightly one without the cluster.
+pub fn tag_why(invocation: &mut Invocation, trigger: &str, reason: Option<&str>) {
+    invocation.flag("--tag", format!("trigger={trigger}"));
+    if let Some(reason) = reason.map(str::trim).filter(|r| !r.is_empty()) {
+        // restic splits a --tag value at commas.
+        invocation.flag("--tag", format!("reason={}", reason.replace(',', ";")));
+    }
+}
+
 /// A Job running the agent once (with the template's retries), owned by the object it serves.
 pub fn agent_job(
     job: AgentJob<'_>,
@@ -323,6 +333,28 @@ mod tests {
         assert_eq!(value("RESTIC_CACHE_DIR").as_deref(), Some("/tmp/restic-cache"));
         assert_eq!(value("TMPDIR").as_deref(), Some("/tmp"));
         assert!(pod.image_pull_secrets.is_none());
+    }
+
+    #[test]
+    fn why_a_backup_was_made_is_tagged_in_one_piece() {
+        let mut invocation = Invocation::default();
+        tag_why(
+            &mut invocation,
+            "Manual",
+            Some("before release 2.4, with the new rooms"),
+        );
+        assert_eq!(
+            invocation.args,
+            [
+                "--tag",
+                "trigger=Manual",
+                "--tag",
+                "reason=before release 2.4; with the new rooms"
+            ]
+        );
+        let mut scheduled = Invocation::default();
+        tag_why(&mut scheduled, "Scheduled", Some("  "));
+        assert_eq!(scheduled.args, ["--tag", "trigger=Scheduled"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod follow;
 mod hardening;
 mod user_step;
 
-pub use agent::{agent_job, backup_invocation, AgentJob, Invocation};
+pub use agent::{agent_job, backup_invocation, tag_why, AgentJob, Invocation};
 pub use env::{plain_env, restic_env, secret_env};
 pub use follow::{
     follow_job, job_outcome, last_line, newest_agent_report, newest_terminated, AgentReport, JobOutcome,

@@ -115,7 +115,10 @@ async fn find_policy(
 }
 
 fn backup_job(backup: &Backup, policy: &BackupPolicy, namespace: &str, job_name: &str, ctx: &Context) -> Job {
-    let invocation = jobs::backup_invocation(&policy.name_any(), namespace, &backup.name_any(), &policy.spec);
+    let mut invocation =
+        jobs::backup_invocation(&policy.name_any(), namespace, &backup.name_any(), &policy.spec);
+    let trigger = format!("{:?}", backup.spec.trigger);
+    jobs::tag_why(&mut invocation, &trigger, backup.spec.reason.as_deref());
     let labels = [
         (jobs::POLICY_LABEL.to_owned(), policy.name_any()),
         (jobs::BACKUP_LABEL.to_owned(), backup.name_any()),
