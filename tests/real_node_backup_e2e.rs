@@ -204,7 +204,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     let backup: Backup = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
         "metadata": {"name": "guests-by-hand"},
-        "spec": {"policyRef": {"name": "guests"}}
+        "spec": {"policyRef": {"name": "guests"}, "reason": "before moving to the real node, as asked"}
     }))
     .expect("a Backup");
     ns.api::<Backup>()
@@ -253,10 +253,9 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
 
     // The snapshot is in the repository on the volume, and it holds the rows: read with plain restic on
     // the host, as on a disaster day.
-    let restic = support::agent::restic_bin();
     let dump = run_ok(
         "restic dump of the snapshot",
-        std::process::Command::new(restic)
+        std::process::Command::new(support::agent::restic_bin())
             .env("RESTIC_REPOSITORY", repository_dir.join("guests"))
             .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
             .args([
@@ -269,6 +268,21 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
             .arg("--quiet"),
     );
     assert!(dump.starts_with("PGDMP"), "a pg_dump custom-format archive");
+    let snapshots = run_ok(
+        "restic snapshots",
+        std::process::Command::new(support::agent::restic_bin())
+            .env("RESTIC_REPOSITORY", repository_dir.join("guests"))
+            .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
+            .args(["snapshots", "--json", "--tag", "backup=guests-by-hand"]),
+    );
+    let snapshots: Value = serde_json::from_str(&snapshots).expect("restic's JSON");
+    let tags = &snapshots[0]["tags"];
+    for tag in ["trigger=Manual", "reason=before moving to the real node; as asked"] {
+        assert!(
+            tags.as_array().is_some_and(|t| t.iter().any(|x| x == tag)),
+            "the snapshot says why it was made ({tag}): {tags}"
+        );
+    }
     assert!(dump.contains("guests"), "the dump holds the guests table");
 
     // Clean-up of the cluster-scoped volume (the namespace goes when `ns` drops).
