@@ -174,6 +174,39 @@ fn prune_keeps_the_newest_snapshots_of_one_policy_only() {
 }
 
 #[test]
+fn prune_keeps_a_held_snapshot_whatever_the_rules_say() {
+    let repo = Repo::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..3 {
+        std::fs::write(dir.path().join("file"), format!("version {i}")).expect("write");
+        files_backup(&repo, dir.path(), &["--tag", "policy=a"]).assert_ok();
+    }
+    // The oldest snapshot is a Cutover's rollback point, held by its 8-character short id.
+    let oldest = repo.snapshots()[0]["id"].as_str().unwrap().to_owned();
+    let args = strings(&[
+        "--repository",
+        &repo.repository_arg(),
+        "--keep-last",
+        "1",
+        "--tag",
+        "policy=a",
+        "--hold",
+        &oldest[..8],
+    ]);
+    let run = agent("prune", &args, None);
+    run.assert_ok();
+    assert_eq!(run.result["snapshotsKept"], 2, "{}", run.result);
+    assert_eq!(run.result["snapshotsRemoved"], 1, "{}", run.result);
+    let left: Vec<String> = repo
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(left.contains(&oldest), "the held snapshot survives: {left:?}");
+    assert!(repo.check().status.success());
+}
+
+#[test]
 fn prune_without_retention_is_refused() {
     let repo = Repo::new();
     let run = agent("prune", &strings(&["--repository", &repo.repository_arg()]), None);

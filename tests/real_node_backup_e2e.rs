@@ -277,7 +277,10 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     );
     let snapshots: Value = serde_json::from_str(&snapshots).expect("restic's JSON");
     let tags = &snapshots[0]["tags"];
-    for tag in ["trigger=Manual", "reason=before moving to the real node; as asked"] {
+    for tag in [
+        "trigger=Manual",
+        "reason=before moving to the real node; as asked",
+    ] {
         assert!(
             tags.as_array().is_some_and(|t| t.iter().any(|x| x == tag)),
             "the snapshot says why it was made ({tag}): {tags}"

@@ -294,6 +294,11 @@ pub struct PruneArgs {
     #[arg(long)]
     pub no_prune: bool,
 
+    /// A snapshot that something still depends on (a Cutover's rollback point, a user's hold): kept
+    /// whatever the keep rules say. Repeatable; a full id or its 8-character prefix.
+    #[arg(long = "hold", value_name = "SNAPSHOT")]
+    pub held: Vec<String>,
+
     #[command(flatten)]
     pub repo: RepositoryArgs,
 

@@ -50,12 +50,34 @@ pub async fn prune(
         restic.forget(&stale).await?;
     }
 
-    let (kept, removed) = restic
-        .forget_by_policy(&policy, &args.tags, !args.no_prune)
-        .await?;
-    result.snapshots_kept = Some(kept);
-    result.snapshots_removed = Some(removed + stale.len());
+    // The keep rules decide, then held snapshots are taken out of what they would forget: restic's own
+    // --keep-tag would need a tag on the snapshot, and changing a tag rewrites the snapshot's id.
+    let (kept, would_forget) = restic.retention_plan(&policy, &args.tags).await?;
+    let (held, forget): (Vec<String>, Vec<String>) = would_forget
+        .into_iter()
+        .partition(|id| args.held.iter().any(|hold| same_snapshot(id, hold)));
+    if !held.is_empty() {
+        eprintln!(
+            "lifeboat: keeping {} held snapshot(s) the rules would forget: {}",
+            held.len(),
+            held.iter()
+                .map(|id| &id[..id.len().min(8)])
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    restic.forget(&forget).await?;
+    if !args.no_prune {
+        restic.prune().await?;
+    }
+    result.snapshots_kept = Some(kept.len() + held.len());
+    result.snapshots_removed = Some(forget.len() + stale.len());
     Ok(())
+}
+
+/// A full snapshot id and an abbreviation of it name the same snapshot.
+fn same_snapshot(id: &str, hold: &str) -> bool {
+    !hold.is_empty() && (id.starts_with(hold) || hold.starts_with(id))
 }
 
 fn retention_flags(args: &PruneArgs) -> Vec<String> {

@@ -422,16 +422,14 @@ impl Restic {
     }
 
     /// `restic forget --json [--prune] <policy flags>`; returns (kept, removed).
-    pub async fn forget_by_policy(
+    /// What the keep rules would keep and forget among the snapshots carrying all of `tags`
+    /// (`restic forget --dry-run`): ids to keep, ids to forget.
+    pub async fn retention_plan(
         &self,
         policy: &[String],
         tags: &[String],
-        prune: bool,
-    ) -> Result<(usize, usize), AgentError> {
-        let mut args: Vec<String> = vec!["forget".into(), "--json".into()];
-        if prune {
-            args.push("--prune".into());
-        }
+    ) -> Result<(Vec<String>, Vec<String>), AgentError> {
+        let mut args: Vec<String> = vec!["forget".into(), "--dry-run".into(), "--json".into()];
         args.extend(policy.iter().cloned());
         if !tags.is_empty() {
             args.push("--tag".into());
@@ -442,21 +440,33 @@ impl Restic {
             return Err(self.failure("forget", &finished));
         }
         #[derive(Deserialize)]
+        struct Listed {
+            id: String,
+        }
+        #[derive(Deserialize)]
         struct Group {
             #[serde(default)]
-            keep: Option<Vec<serde_json::Value>>,
+            keep: Option<Vec<Listed>>,
             #[serde(default)]
-            remove: Option<Vec<serde_json::Value>>,
+            remove: Option<Vec<Listed>>,
         }
-        // With --prune, restic prints prune's report after the forget JSON array.
         let groups: Vec<Group> = stdout
             .lines()
             .find(|line| line.trim_start().starts_with('['))
-            .and_then(|line| serde_json::from_str(line).ok())
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| AgentError::internal("reading restic forget --dry-run --json", e))?
             .unwrap_or_default();
-        let kept = groups.iter().map(|g| g.keep.as_ref().map_or(0, Vec::len)).sum();
-        let removed = groups.iter().map(|g| g.remove.as_ref().map_or(0, Vec::len)).sum();
-        Ok((kept, removed))
+        let ids = |lists: Vec<Option<Vec<Listed>>>| -> Vec<String> {
+            lists.into_iter().flatten().flatten().map(|s| s.id).collect()
+        };
+        let (keep, remove): (Vec<_>, Vec<_>) = groups.into_iter().map(|g| (g.keep, g.remove)).unzip();
+        Ok((ids(keep), ids(remove)))
+    }
+
+    /// `restic prune`: deletes the data no snapshot references any more.
+    pub async fn prune(&self) -> Result<(), AgentError> {
+        self.run(&["prune"]).await.map(|_| ())
     }
 
     /// `restic check [--read-data-subset]`.

@@ -307,6 +307,23 @@ pub struct BackupPolicyStatus {
     /// Failed backups since the policy was created (the `lifeboat_backup_failures` metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_backups: Option<i64>,
+    /// Snapshots the newest retention run kept whatever the keep rules say, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<SnapshotHold>,
+}
+
+/// A snapshot something still depends on: retention does not forget it until the hold ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotHold {
+    pub snapshot_id: String,
+    /// The Backup that made the snapshot.
+    pub backup: String,
+    /// Who holds it: `Cutover <name>` (its rollback point) or `annotation lifeboat.dev/hold`.
+    pub held_by: String,
+    /// When the hold ends; absent while the Cutover runs or the annotation stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Time>,
 }
 
 /// The facts of one successful backup, as a person checks them after a dump.

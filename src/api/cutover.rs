@@ -203,6 +203,10 @@ pub struct CutoverBackup {
     /// How long the backup may take. Default 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationString>,
+    /// How long the policy's retention keeps the pre-switch snapshot after the Cutover ended (it keeps
+    /// it, whatever its keep rules say, while the Cutover runs: a rollback restores it). Default 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_after_end: Option<DurationString>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

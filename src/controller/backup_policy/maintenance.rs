@@ -1,6 +1,8 @@
 //! The policy's repository maintenance Jobs: retention (`agent prune`) after each successful backup, and
 //! the integrity check (`agent check`) on its own schedule; their results, and cleanup of finished ones.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -10,7 +12,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::backup_policy::{BackupPolicyStatus, CheckSummary, ConcurrencyPolicy};
-use crate::api::BackupPolicy;
+use crate::api::{Backup, BackupPolicy, Cutover};
 use crate::controller::children::{create_ignoring_existing, delete_ignoring_absent};
 use crate::controller::events::publish;
 use crate::controller::status::child_name;
@@ -18,6 +20,8 @@ use crate::controller::{Context, ReconcileError};
 use crate::jobs::{self, AgentReport, JobOutcome};
 use crate::schedule::Schedule;
 use crate::slots::{self, SlotDecision, SlotInput};
+
+use super::holds;
 
 pub const RETENTION: &str = "retention";
 pub const CHECK: &str = "check";
@@ -62,17 +66,25 @@ async fn create_job(
     create_ignoring_existing(&api, &job).await
 }
 
-/// Runs `agent prune` after a successful backup (one Job per success, named after it). The agent waits
-/// for restic's lock (--retry-lock), so it never overlaps a backup of the same repository.
+/// Runs `agent prune` after a successful backup (one Job per success, named after it), keeping the
+/// snapshots still held (see [`holds`]; recorded in status first, so what `kubectl get` shows is what the
+/// Job was given). The agent waits for restic's lock (--retry-lock), so it never overlaps a backup of the
+/// same repository.
 pub async fn start_retention(
     ctx: &Context,
     policy: &BackupPolicy,
+    backups: &[Arc<Backup>],
+    status: &mut BackupPolicyStatus,
     after_backup: &str,
 ) -> Result<(), kube::Error> {
     let Some(retention) = &policy.spec.retention else {
         return Ok(());
     };
     let namespace = policy.namespace().unwrap_or_default();
+    let cutovers = Api::<Cutover>::namespaced(ctx.client.clone(), &namespace)
+        .list(&Default::default())
+        .await?;
+    status.holds = holds::holds(&policy.name_any(), backups, &cutovers.items, Timestamp::now());
     let mut args: Vec<String> = vec![
         "agent".into(),
         "prune".into(),
@@ -98,6 +110,9 @@ pub async fn start_retention(
         "--tag".into(),
         format!("namespace={namespace}"),
     ]);
+    for hold in &status.holds {
+        args.extend(["--hold".into(), hold.snapshot_id.clone()]);
+    }
     let name = child_name(after_backup, "prune", 63);
     if create_job(ctx, policy, &name, RETENTION, args).await? {
         publish(

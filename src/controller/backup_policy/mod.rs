@@ -7,6 +7,7 @@
 //! [`health`]; this file reads the world and acts on them.
 
 pub mod health;
+pub mod holds;
 pub mod maintenance;
 pub mod plan;
 
@@ -220,7 +221,7 @@ async fn record_results(
         publish(ctx, policy, EventType::Warning, "SizeAnomaly", message).await;
     }
     if let Some(backup) = recorded.new_success {
-        if let Err(error) = maintenance::start_retention(ctx, policy, &backup).await {
+        if let Err(error) = maintenance::start_retention(ctx, policy, backups, status, &backup).await {
             tracing::warn!(%error, policy = %policy.name_any(), "could not start retention");
         }
     }
