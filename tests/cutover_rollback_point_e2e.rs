@@ -66,7 +66,12 @@ async fn keep_last_one_during_a_long_stabilization_keeps_the_snapshot_a_rollback
         |c| phase(c) == Some(CutoverPhase::Stabilizing) || ended(c),
     )
     .await;
-    assert_eq!(phase(&stabilizing), Some(CutoverPhase::Stabilizing));
+    assert_eq!(
+        phase(&stabilizing),
+        Some(CutoverPhase::Stabilizing),
+        "{}",
+        serde_json::to_string_pretty(&stabilizing.status).unwrap()
+    );
     let backups: Api<Backup> = ns.api();
     let pre_switch = stabilizing.status.unwrap().backup_ref.unwrap().name;
     let rollback_point = backups

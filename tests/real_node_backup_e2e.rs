@@ -279,7 +279,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     let tags = &snapshots[0]["tags"];
     for tag in [
         "trigger=Manual",
-        "reason=before moving to the real node; as asked",
+        "reason=before_moving_to_the_real_node;_as_asked",
     ] {
         assert!(
             tags.as_array().is_some_and(|t| t.iter().any(|x| x == tag)),

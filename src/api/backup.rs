@@ -33,8 +33,8 @@ pub struct BackupSpec {
     /// Why this backup exists. Default Manual; the operator sets Scheduled and PreCutover.
     #[serde(default)]
     pub trigger: BackupTrigger,
-    /// Free text recorded with the snapshot as its `reason=` tag (commas become semicolons: restic
-    /// splits tags at commas), e.g. "before release 2.4".
+    /// Free text recorded with the snapshot as its `reason=` tag, e.g. "before release 2.4" (tagged
+    /// `reason=before_release_2.4`: spaces become `_` and commas `;`, since restic splits tags at commas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub reason: Option<String>,

@@ -154,12 +154,22 @@ pub fn backup_invocation(
 }
 
 /// Records why a backup was made on its snapshot, as tags `trigger=…` and `reason=…`, so `restic
-/// snapshots` tells a pre-cutover snapshot from a nightly one without the cluster.
+/// snapshots` tells a pre-cutover snapshot from a nightly one without the cluster. Commas become `;`
+/// and spaces `_`.
 pub fn tag_why(invocation: &mut Invocation, trigger: &str, reason: Option<&str>) {
     invocation.flag("--tag", format!("trigger={trigger}"));
     if let Some(reason) = reason.map(str::trim).filter(|r| !r.is_empty()) {
-        // restic splits a --tag value at commas.
-        invocation.flag("--tag", format!("reason={}", reason.replace(',', ";")));
+        // restic splits a --tag value at commas, and a tag without spaces is one shell word on the day
+        // someone filters by it.
+        let word: String = reason
+            .chars()
+            .map(|c| match c {
+                ',' => ';',
+                c if c.is_whitespace() => '_',
+                c => c,
+            })
+            .collect();
+        invocation.flag("--tag", format!("reason={word}"));
     }
 }
 
@@ -349,7 +359,7 @@ mod tests {
                 "--tag",
                 "trigger=Manual",
                 "--tag",
-                "reason=before release 2.4; with the new rooms"
+                "reason=before_release_2.4;_with_the_new_rooms"
             ]
         );
         let mut scheduled = Invocation::default();
