@@ -93,7 +93,7 @@ fn psql(cluster: &Cluster, ns: &TestNamespace, sql: &str) -> String {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-h",
-                "127.0.0.1",
+                "/tmp",
                 "-U",
                 "postgres",
                 "-d",
