@@ -97,11 +97,14 @@ apt_env() { APT_CONFIG="$(apt_dir "$1")/apt.conf" "${@:2}"; }
 apt_update() {
   local dist=$1 lists
   apt_setup "$dist"
+  exec {aptfd}>"$(apt_dir "$dist")/lock"
+  flock "$aptfd"
   lists="$(apt_dir "$dist")/state/lists"
   if [ -z "$(find "$lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
     log "apt-get update ($dist, private state)"
     apt_env "$dist" apt-get update -qq >/dev/null
   fi
+  exec {aptfd}>&-
 }
 
 # resolve DIST EXCLUDE_REGEX PACKAGE...: the dependency closure (Depends and Pre-Depends, no Recommends),
@@ -196,7 +199,7 @@ fetch_debs() {
 # dpkg's status.d records (text only) so image scanners can see the package versions.
 unpack() {
   local lock="$IMAGES_DIR/$1/packages.lock" rootfs=$2 p v s
-  mkdir -p "$rootfs"/usr/{bin,sbin,lib,lib64} "$rootfs/var/lib/dpkg/status.d"
+  mkdir -p "$rootfs"/usr/{bin,sbin,lib,lib64,local/bin} "$rootfs/var/lib/dpkg/status.d"
   ln -s usr/bin "$rootfs/bin"; ln -s usr/sbin "$rootfs/sbin"
   ln -s usr/lib "$rootfs/lib"; ln -s usr/lib64 "$rootfs/lib64"
   while read -r p v s; do
@@ -263,16 +266,29 @@ check_rootfs() {
   return $bad
 }
 
-# in_rootfs ROOTFS UID:GID CMD...: runs CMD inside ROOTFS as that user (with /proc and /dev for programs
-# that need them), no network beyond what the host gives loopback.
-in_rootfs() {
+# in_rootfs ROOTFS UID:GID CMD...: runs CMD inside ROOTFS as that user with the image's ENV only, in its own
+# mount and PID namespaces (with /proc and /dev for programs that need them). The network is the host's:
+# what runs there listens on and dials loopback only.
+in_rootfs() { (in_rootfs_exec "$@"); }
+
+# in_rootfs_exec: the same in place of the calling (sub)shell, so `in_rootfs_exec … &` gives the PID that
+# stop_rootfs stops.
+in_rootfs_exec() {
   local rootfs=$1 userspec=$2
   shift 2
-  unshare --mount --pid --fork --mount-proc="$rootfs/proc" bash -c '
+  exec unshare --mount --pid --fork --kill-child=TERM --mount-proc="$rootfs/proc" bash -c '
     r=$1 u=$2 n=$3; shift 3
     envs=("${@:1:n}"); shift "$n"
     mount --rbind /dev "$r/dev" && exec env -i "${envs[@]}" "$(command -v chroot)" --userspec="$u" "$r" "$@"
   ' _ "$rootfs" "$userspec" "${#ENV[@]}" "${ENV[@]}" "$@"
+}
+
+# stop_rootfs PID: SIGTERM to what in_rootfs_exec started as PID (unshare ignores SIGTERM while it waits,
+# and the changed user ID clears --kill-child's parent-death signal), then waits for it.
+stop_rootfs() {
+  local child
+  for child in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do kill -TERM "$child" 2>/dev/null || true; done
+  wait "$1" 2>/dev/null || true
 }
 
 image_inputs() {
@@ -331,7 +347,12 @@ build() {
   customize "$rootfs"
   check_rootfs "$rootfs" || { log "$name: rootfs check failed"; return 1; }
   mkdir -p "$rootfs/proc" "$rootfs/dev"
-  verify "$rootfs" >&2 || { log "$name: verification failed"; return 1; }
+  # In a background subshell: errexit holds inside it (it would not on the left of ||), and what verify
+  # starts or traps stays there.
+  (set -e; verify "$rootfs") >&2 &
+  wait $! || { log "$name: verification failed"; return 1; }
+  # Nothing a verification wrote stays in the image.
+  find "$rootfs/tmp" "$rootfs/proc" "$rootfs/dev" -mindepth 1 -delete
   local args=() a
   for a in "${ENTRYPOINT[@]}"; do args+=(--entrypoint "$a"); done
   for a in "${CMD[@]}"; do args+=(--cmd "$a"); done
@@ -348,20 +369,34 @@ build() {
 }
 
 mkdir -p "$OUT_DIR"
-exec 9>"$OUT_DIR/.lock"
-flock 9
+if [ -n "${LIFEBOAT_IMAGES_ONE:-}" ]; then
+  # A child run for one image (below): errexit holds in build here, as it could not on the left of ||.
+  build "$LIFEBOAT_IMAGES_ONE" "$force"
+  exit 0
+fi
+one() { LIFEBOAT_IMAGES_ONE=$1 "$0" "${@:2}"; }
 status=0
 for name in "${names[@]}"; do
+  # One build of an image at a time (different images may build in parallel; apt has its own lock).
+  exec {lockfd}>"$OUT_DIR/$name.lock"
+  flock "$lockfd"
   if $check_repro; then
-    first=$(build "$name" true) && second=$(build "$name" true) || { status=1; continue; }
-    if [ "$first" = "$second" ]; then
-      log "$name: reproducible ($first)"
+    if first=$(one "$name" --force) && second=$(one "$name" --force); then
+      if [ "$first" = "$second" ]; then
+        log "$name: reproducible, two builds from scratch gave $first"
+      else
+        log "$name: NOT reproducible: $first then $second"
+        status=1
+      fi
     else
-      log "$name: NOT reproducible: $first then $second"
       status=1
     fi
   else
-    build "$name" "$force" >/dev/null || status=1
+    args=()
+    $force && args+=(--force)
+    $update_lock && args+=(--update-lock)
+    one "$name" "${args[@]}" >/dev/null || status=1
   fi
+  exec {lockfd}>&-
 done
 exit $status

@@ -68,9 +68,9 @@ find "$rootfs" -depth -exec touch -h -d "@$epoch" {} + 2>/dev/null || true
 tar "${tar_flags[@]}" -C "$rootfs" -cf "$work/layer.tar" .
 
 layout="$work/oci"
-umoci init --layout "$layout"
-umoci new --image "$layout:$tag"
-umoci raw add-layer --no-history --image "$layout:$tag" "$work/layer.tar"
+umoci --log=error init --layout "$layout"
+umoci --log=error new --image "$layout:$tag"
+umoci --log=error raw add-layer --no-history --image "$layout:$tag" "$work/layer.tar"
 
 config_args=(--no-history --created "$created" --os linux --architecture amd64
   --clear config.env --clear config.entrypoint --clear config.cmd)
@@ -79,8 +79,8 @@ for arg in "${cmd[@]}"; do config_args+=(--config.cmd "$arg"); done
 for arg in "${env[@]}"; do config_args+=(--config.env "$arg"); done
 [ -n "$user" ] && config_args+=(--config.user "$user")
 [ -n "$workdir" ] && config_args+=(--config.workingdir "$workdir")
-umoci config "${config_args[@]}" --image "$layout:$tag"
-umoci gc --layout "$layout"
+umoci --log=error config "${config_args[@]}" --image "$layout:$tag"
+umoci --log=error gc --layout "$layout"
 
 # umoci names the manifest by its tag only; containerd's import wants the full reference as well.
 jq -c --arg ref "$ref" --arg tag "$tag" \
