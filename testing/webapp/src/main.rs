@@ -121,9 +121,14 @@ async fn metrics(State(app): State<Shared>) -> Response {
     out.push_str("# HELP http_request_duration_seconds Time to answer a request.\n");
     out.push_str("# TYPE http_request_duration_seconds histogram\n");
     for (le, count) in BUCKETS.iter().zip(m.buckets.iter()) {
-        out.push_str(&format!("http_request_duration_seconds_bucket{{le=\"{le}\"}} {count}\n"));
+        out.push_str(&format!(
+            "http_request_duration_seconds_bucket{{le=\"{le}\"}} {count}\n"
+        ));
     }
-    out.push_str(&format!("http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", m.count));
+    out.push_str(&format!(
+        "http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n",
+        m.count
+    ));
     out.push_str(&format!("http_request_duration_seconds_sum {}\n", m.sum));
     out.push_str(&format!("http_request_duration_seconds_count {}\n", m.count));
     (
@@ -196,7 +201,9 @@ async fn main() {
         fault: Mutex::new(fault),
         metrics: Mutex::new(Metrics::default()),
     });
-    let addr: SocketAddr = format!("{host}:{port}").parse().expect("HOST:PORT must be an address");
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .expect("HOST:PORT must be an address");
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
