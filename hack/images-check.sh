@@ -2,7 +2,8 @@
 # Checks the built archives the way a consumer sees them: `umoci unpack` of each $LIFEBOAT_CACHE/images/
 # NAME.oci.tar (its index must name the image for containerd), the config (user, entrypoint, env), and,
 # with the database images running on loopback from their unpacked root filesystems, the lifeboat
-# image's own clients (pg_dump 17, mariadb-dump 11.8) dumping them as uid 65532.
+# image's own clients (pg_dump 17, mariadb-dump 11.8) dumping them as uid 65532, and `lifeboat agent
+# backup` of each into a restic repository inside the image's /tmp.
 #
 #   hack/images-check.sh        (after hack/images.sh)
 set -euo pipefail
@@ -61,6 +62,13 @@ if [ -d "$work/postgres" ] && [ -d "$work/lifeboat" ]; then
   run lifeboat 65532 "${lb[@]}" -- pg_restore -l /tmp/shop.dump >"$work/shop.list"
   grep -q 'TABLE DATA public t' "$work/shop.list"
   log "lifeboat image's pg_dump $(run lifeboat 65532 "${lb[@]}" -- pg_dump --version | awk '{print $3}') dumped the postgres:15 image's server"
+  # The agent itself, as a backup Job would run it: pg_dump piped into restic, a repository in /tmp.
+  repo=(RESTIC_REPOSITORY=/tmp/repo RESTIC_PASSWORD=check)
+  run lifeboat 65532 "${lb[@]}" "${repo[@]}" -- restic init >/dev/null
+  run lifeboat 65532 "${lb[@]}" "${repo[@]}" LIFEBOAT_DB_PASSWORD=pw -- lifeboat agent backup --source postgres \
+    --host 127.0.0.1 --port 15434 --database shop --user postgres --result-path /tmp/pg-result.json >"$work/agent-pg.log" 2>&1 ||
+    { cat "$work/agent-pg.log" >&2; exit 1; }
+  log "lifeboat agent backup (postgres) in the lifeboat image: $(head -c 300 "$work/lifeboat/bundle/rootfs/tmp/pg-result.json")"
 fi
 if [ -d "$work/mariadb" ] && [ -d "$work/lifeboat" ]; then
   run_exec mariadb 999 PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin MARIADB_ROOT_PASSWORD=rootpw MARIADB_DATABASE=shop \
@@ -75,5 +83,11 @@ if [ -d "$work/mariadb" ] && [ -d "$work/lifeboat" ]; then
     --triggers --hex-blob --no-tablespaces shop >"$work/shop.sql"
   grep -q 'INSERT INTO `t` VALUES' "$work/shop.sql" && grep -q '(42)' "$work/shop.sql"
   log "lifeboat image's mariadb-dump (11.8) dumped the mariadb:10.11 image's server"
+  repo=(RESTIC_REPOSITORY=/tmp/repo-my RESTIC_PASSWORD=check)
+  run lifeboat 65532 "${lb[@]}" "${repo[@]}" -- restic init >/dev/null
+  run lifeboat 65532 "${lb[@]}" "${repo[@]}" LIFEBOAT_DB_PASSWORD=apppw -- lifeboat agent backup --source mysql \
+    --host 127.0.0.1 --port 13308 --database shop --user app --result-path /tmp/my-result.json >"$work/agent-my.log" 2>&1 ||
+    { cat "$work/agent-my.log" >&2; exit 1; }
+  log "lifeboat agent backup (mysql) in the lifeboat image: $(head -c 300 "$work/lifeboat/bundle/rootfs/tmp/my-result.json")"
 fi
 log "all archives unpack; the clients work against the test servers"
