@@ -66,3 +66,16 @@ test-agent: data-tools
 # The agent against plain pg_dump | restic pipelines on a database of SIZE MB of random text.
 bench-agent size="300":
     bash hack/bench-agent.sh {{size}}
+
+# OCI image archives (lifeboat, webapp, pause, busybox, postgres, mariadb) in ~/.cache/lifeboat/images, from
+# Debian packages and the release binaries, without Docker or a registry; unchanged inputs are not rebuilt.
+images *names:
+    hack/images.sh {{names}}
+
+# Builds each image twice from scratch and fails unless the manifest digests agree.
+images-reproducible *names:
+    hack/images.sh --check-reproducible {{names}}
+
+# Unpacks every built archive with umoci and runs the database images against the lifeboat image's clients.
+images-check:
+    hack/images-check.sh

@@ -6,7 +6,8 @@ source "$(dirname "$0")/lib.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 need_apt=()
-for tool in curl:curl openssl:openssl flock:util-linux setsid:util-linux; do
+# umoci and jq: hack/oci-pack.sh and hack/images.sh (the OCI image archives).
+for tool in curl:curl openssl:openssl flock:util-linux setsid:util-linux umoci:umoci jq:jq; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

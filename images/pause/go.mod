@@ -1,0 +1,3 @@
+module lifeboat.local/pause
+
+go 1.21
