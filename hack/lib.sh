@@ -29,3 +29,7 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# real_node_wanted: cluster-up.sh starts the real node `lifeboat-node` too (hack/node-up.sh). It needs root;
+# LIFEBOAT_REAL_NODE=0 leaves it out.
+real_node_wanted() { [ "${LIFEBOAT_REAL_NODE:-1}" != 0 ] && [ "$(id -u)" = 0 ]; }
