@@ -274,11 +274,12 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     let short_out = String::from_utf8_lossy(&short.stdout);
     assert!(short_out.contains(&cluster_ip), "short name `web` did not resolve: {short_out}\n{last}");
 
-    // The ClusterIP answers, by name and by address (kube-proxy in the node's namespace).
+    // The ClusterIP answers, by name and by address (kube-proxy in the node's namespace). Debian's static
+    // busybox wget crashes with its own -T timeout: `timeout` bounds it instead.
     for url in [format!("http://{fqdn}/"), format!("http://{cluster_ip}/")] {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let out = kubectl_in(&cluster, &ns.name, &["exec", "client", "--", "wget", "-q", "-T", "3", "-O", "-", &url]);
+            let out = kubectl_in(&cluster, &ns.name, &["exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "-", &url]);
             let body = String::from_utf8_lossy(&out.stdout).into_owned();
             if out.status.success() && body.contains("hello from server") {
                 break;
