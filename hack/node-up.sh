@@ -239,11 +239,14 @@ YAML
 # --- 7. containerd, images ----------------------------------------------------------------------------------
 export PATH="$LIFEBOAT_BIN:/usr/sbin:/usr/bin:/sbin:/bin"
 start containerd nsenter --mount="$NODE_MNTNS" --net="$NODE_NETNS" -- containerd --config "$etc/containerd.toml"
-wait_for 30 containerd in_node ctr -a "$c/containerd.sock" version
+wait_for 30 containerd test -S "$c/containerd.sock"
+: >"$NODE_DIR/images-import.log"
 "$REPO_ROOT/hack/node-images.sh"
 for tar in "$NODE_IMAGES_DIR"/*.tar "$LIFEBOAT_CACHE"/images/*.tar; do
   [ -f "$tar" ] || continue
-  in_node ctr -a "$c/containerd.sock" -n k8s.io images import "$tar" >/dev/null
+  # (ctr warns on every call that cgroup v1 support is deprecated: its output goes to a log.)
+  in_node ctr -a "$c/containerd.sock" -n k8s.io images import "$tar" >>"$NODE_DIR/images-import.log" 2>&1 ||
+    { tail -20 "$NODE_DIR/images-import.log" >&2; log "importing $tar failed"; exit 1; }
 done
 
 # --- 8. kubelet, kube-proxy -----------------------------------------------------------------------------------

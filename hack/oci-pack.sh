@@ -27,7 +27,9 @@ cp -a "$rootfs" "$work/rootfs"
 find "$work/rootfs" -exec touch -h -d "$epoch" {} +
 umoci init --layout "$work/layout"
 umoci new --image "$work/layout:img"
-umoci insert --no-history --image "$work/layout:img" "$work/rootfs" /
+# --no-history: the history entry would carry the current time. umoci warns about that on every run.
+umoci insert --no-history --image "$work/layout:img" "$work/rootfs" / 2>"$work/insert.err" ||
+  { cat "$work/insert.err" >&2; exit 1; }
 cfg=(--no-history --created "$created" --author lifeboat --os linux --architecture amd64)
 for arg in "${entrypoint[@]}"; do cfg+=(--config.entrypoint "$arg"); done
 [ -n "$user" ] && cfg+=(--config.user "$user")
