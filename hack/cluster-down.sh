@@ -17,9 +17,9 @@ stop() {
   local name=$1 pidfile="$LIFEBOAT_CLUSTER_DIR/$1.pid"
   [ -f "$pidfile" ] || return 0
   local pid; pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
     log "stopped $name"
   fi

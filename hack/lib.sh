@@ -17,6 +17,10 @@ pid_alive() {
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+# alive PID: the process runs (a zombie not yet reaped by whoever inherited it counts as gone: `kill -0`
+# succeeds on zombies, which made every stop wait its full timeout).
+alive() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.2 s.
 wait_for() {
   local seconds=$1 what=$2; shift 2

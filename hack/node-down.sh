@@ -16,18 +16,15 @@ source "$(dirname "$0")/node-lib.sh"
 ns_inode() { [ -e "$1" ] && stat -L -c %i "$1" 2>/dev/null | grep -v '^0$' || true; }
 is_mounted() { grep -q " $1 " /proc/self/mountinfo; }
 
-# pids_of_node: every process of ours: in our mount or network namespace, or in our cgroups.
+# pids_of_node: every process of ours: in our mount or network namespace, or in our cgroups. (One `find`
+# over /proc: a loop forking per process takes seconds.)
 pids_of_node() {
-  local mnt net
-  is_mounted "$NODE_MNTNS" && mnt=$(stat -L -c %i "$NODE_MNTNS") || mnt=""
-  is_mounted "$NODE_NETNS" && net=$(stat -L -c %i "$NODE_NETNS") || net=""
-  for p in /proc/[0-9]*; do
-    local pid=${p#/proc/}
-    [ "$pid" = $$ ] && continue
-    if { [ -n "$mnt" ] && [ "$(stat -L -c %i "$p/ns/mnt" 2>/dev/null)" = "$mnt" ]; } ||
-       { [ -n "$net" ] && [ "$(stat -L -c %i "$p/ns/net" 2>/dev/null)" = "$net" ]; }; then
-      echo "$pid"
-    fi
+  local f
+  for f in "$NODE_MNTNS" "$NODE_NETNS"; do
+    is_mounted "$f" || continue
+    local kind; kind=$(basename "$f")
+    find /proc -mindepth 3 -maxdepth 3 -path "/proc/[0-9]*/ns/$kind" -lname "$kind:\[$(stat -L -c %i "$f")\]" \
+      2>/dev/null | cut -d/ -f3 | grep -vx "$$"
   done
   for d in $(node_cgroup_dirs); do
     [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
@@ -38,9 +35,9 @@ stop_pidfile() { # stop_pidfile NAME: TERM, then KILL after 5 s
   local f="$LIFEBOAT_CLUSTER_DIR/$1.pid"
   [ -f "$f" ] || return 0
   local pid; pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
     log "stopped $1"
   fi
@@ -80,15 +77,25 @@ for d in $(node_cgroup_dirs); do
   [ -d "$d" ] && log "WARNING: cgroup $d could not be removed"
 done
 
+
+# 5. This run's state: the next run starts clean (no IP reservations or containers of Pods that no longer
+# exist). Only when nothing is mounted below it any more: rm must never cross into a mount.
+if [ -d "$NODE_DIR" ]; then
+  if grep -q " $NODE_DIR/" /proc/self/mountinfo; then
+    log "WARNING: mounts left under $NODE_DIR: keeping its state"
+  else
+    find "$NODE_DIR" -mindepth 1 -maxdepth 1 ! -name '*.before' -exec rm -rf {} +
+  fi
+fi
 fi
 [ "$what" = stop ] && exit 0
 
-# 5. The guard routes, last: nothing of the node runs any more.
+# 6. The guard routes, last: nothing of the node runs any more.
 for r in $GUARD_ROUTES; do
   ip route show type blackhole "$r" 2>/dev/null | grep -q . && ip route del blackhole "$r"
 done
 
-# 6. Checks: nothing left behind, the host's kernel settings unchanged.
+# 7. Checks: nothing left behind, the host's kernel settings unchanged.
 left=0
 grep -E " ($NODE_DIR|/run/containerd|/var/lib/kubelet|/var/log/pods|/var/log/containers)[/ ]" /proc/self/mountinfo && left=1
 for p in $NODE_HOST_PATHS; do

@@ -23,6 +23,23 @@ fn node_dir() -> PathBuf {
     localcluster::control_plane::cluster_dir().join("real-node")
 }
 
+/// The local cluster, with the real node running (cluster-up.sh starts it when run as root, unless
+/// LIFEBOAT_REAL_NODE=0).
+fn cluster_with_real_node() -> support::Cluster {
+    let cluster = cluster_with_real_node();
+    let netns = node_dir().join("ns/net");
+    let bound = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .contains(&format!(" {} ", netns.display()));
+    assert!(
+        bound,
+        "the real node is not running ({} is not a bound network namespace): hack/cluster-up.sh starts it \
+         when run as root, unless LIFEBOAT_REAL_NODE=0",
+        netns.display()
+    );
+    cluster
+}
+
 fn versions_env(key: &str) -> String {
     let text = std::fs::read_to_string(support::repo_path("hack/versions.env")).expect("hack/versions.env");
     text.lines()
@@ -51,7 +68,7 @@ fn host_route_to(address: &str) -> String {
 /// node's network namespace.
 #[test]
 fn pod_and_service_addresses_cannot_leave_the_machine() {
-    let _cluster = support::cluster_with_crds();
+    let _cluster = cluster_with_real_node();
     let routes = run("ip route show table all", "ip", &["route", "show", "table", "all"]);
     for range in ["198.18.0.0/15", "10.96.0.0/16"] {
         assert!(
@@ -97,7 +114,7 @@ fn pod_and_service_addresses_cannot_leave_the_machine() {
 /// the host keeps the values it had before the node started.
 #[test]
 fn the_host_kernel_settings_are_unchanged() {
-    let _cluster = support::cluster_with_crds();
+    let _cluster = cluster_with_real_node();
     let path = node_dir().join("host-sysctls.before");
     let before = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let mut checked = 0;
@@ -116,7 +133,7 @@ fn the_host_kernel_settings_are_unchanged() {
 /// 3. The node is Ready and its kubelet is the version the cluster is built from.
 #[test]
 fn the_real_node_is_ready_at_the_pinned_version() {
-    let cluster = support::cluster_with_crds();
+    let cluster = cluster_with_real_node();
     let wanted = versions_env("KUBERNETES_VERSION");
     let jsonpath = r#"{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status} {.status.nodeInfo.containerRuntimeVersion}"#;
     let out = support::run_ok(
@@ -202,7 +219,7 @@ fn kubectl_in(cluster: &support::Cluster, ns: &str, args: &[&str]) -> std::proce
 /// `kubectl exec` work.
 #[tokio::test]
 async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
-    let cluster = support::cluster_with_crds();
+    let cluster = cluster_with_real_node();
     let ns = restricted_namespace(&cluster, "real-node").await;
     let pods = ns.api::<Pod>();
 
@@ -305,7 +322,7 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
 /// 5. Pod create -> Running on the real node, one Pod at a time, 20 times: p50 and p99 printed, not asserted.
 #[tokio::test]
 async fn pod_create_to_running_times() {
-    let cluster = support::cluster_with_crds();
+    let cluster = cluster_with_real_node();
     let ns = restricted_namespace(&cluster, "real-node-timing").await;
     let pods = ns.api::<Pod>();
     let mut times = Vec::new();
