@@ -12,7 +12,8 @@ default:
 setup:
     hack/install-tools.sh
 
-# Start the local cluster (etcd, kube-apiserver, controller-manager, scheduler, local node).
+# Start the local cluster (etcd, kube-apiserver, controller-manager, scheduler, the fake local node and, as root,
+# the real node lifeboat-node: kubelet, containerd, kube-proxy, CoreDNS; LIFEBOAT_REAL_NODE=0 leaves it out).
 cluster-up:
     hack/cluster-up.sh >/dev/null
     @echo "export KUBECONFIG=$KUBECONFIG PATH=$HOME/.cache/lifeboat/bin:\$PATH"

@@ -44,15 +44,15 @@ build_containerd() {
 }
 
 build_coredns() {
-  stamped coredns "$COREDNS_VERSION" && return
-  local work="$cache/src/coredns-$COREDNS_VERSION"
-  mkdir -p "$work"
   # CoreDNS's own main compiles in every plugin (cloud DNS SDKs included); ours keeps the ones a
   # cluster-local DNS uses. No `forward`: nothing may be asked outside the machine.
-  cat >"$work/main.go" <<'GO'
+  local main
+  main=$(cat <<'GO'
 package main
 
 import (
+	"log"
+
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
@@ -66,13 +66,21 @@ import (
 	_ "github.com/coredns/coredns/plugin/reload"
 )
 
-// The order is the one of CoreDNS's plugin.cfg, restricted to the plugins imported above.
-func init() {
-	dnsserver.Directives = []string{"reload", "ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes"}
+func main() {
+	// The order of CoreDNS's plugin.cfg, restricted to the plugins imported above.
+	if err := dnsserver.SetDirectives([]string{"reload", "ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes"}); err != nil {
+		log.Fatal(err)
+	}
+	coremain.Run()
 }
-
-func main() { coremain.Run() }
 GO
+)
+  # The stamp covers our main.go too: changing the plugin list rebuilds.
+  local want="$COREDNS_VERSION+$(printf '%s' "$main" | sha256sum | cut -c1-12)"
+  stamped coredns "$want" && return
+  local work="$cache/src/coredns-$COREDNS_VERSION"
+  mkdir -p "$work"
+  printf '%s\n' "$main" >"$work/main.go"
   (
     cd "$work"
     [ -f go.mod ] || go mod init lifeboat.dev/coredns >/dev/null 2>&1
@@ -82,7 +90,7 @@ GO
     local t0=$SECONDS
     GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/coredns.tmp" .
     mv "$bin/coredns.tmp" "$bin/coredns"
-    stamp coredns "$COREDNS_VERSION"
+    stamp coredns "$want"
     log "built coredns in $((SECONDS - t0)) s"
   )
 }
