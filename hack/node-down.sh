@@ -65,6 +65,11 @@ for f in "$NODE_MNTNS" "$NODE_NETNS"; do
 done
 is_mounted "$NODE_NS" && { umount "$NODE_NS" || umount -l "$NODE_NS"; }
 ip link show lbn-host >/dev/null 2>&1 && ip link del lbn-host
+# Anything else mounted under our directory on the host (nothing should be: every mount of the node is made
+# inside its mount namespace), deepest first.
+awk -v d="$NODE_DIR/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+  log "unmounting leftover $m"; umount -l "$m"
+done
 
 # 4. Cgroups, deepest first (rmdir only succeeds on empty ones; retried while killed tasks exit).
 for d in $(node_cgroup_dirs); do

@@ -26,7 +26,7 @@ fn node_dir() -> PathBuf {
 /// The local cluster, with the real node running (cluster-up.sh starts it when run as root, unless
 /// LIFEBOAT_REAL_NODE=0).
 fn cluster_with_real_node() -> support::Cluster {
-    let cluster = cluster_with_real_node();
+    let cluster = support::cluster_with_crds();
     let netns = node_dir().join("ns/net");
     let bound = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -55,7 +55,10 @@ fn run(what: &str, program: &str, args: &[&str]) -> String {
 
 /// `ip route get ADDRESS` in the host namespace: the route a packet to ADDRESS would take, or the refusal.
 fn host_route_to(address: &str) -> String {
-    let output = Command::new("ip").args(["route", "get", address]).output().expect("ip route get");
+    let output = Command::new("ip")
+        .args(["route", "get", address])
+        .output()
+        .expect("ip route get");
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -69,7 +72,11 @@ fn host_route_to(address: &str) -> String {
 #[test]
 fn pod_and_service_addresses_cannot_leave_the_machine() {
     let _cluster = cluster_with_real_node();
-    let routes = run("ip route show table all", "ip", &["route", "show", "table", "all"]);
+    let routes = run(
+        "ip route show table all",
+        "ip",
+        &["route", "show", "table", "all"],
+    );
     for range in ["198.18.0.0/15", "10.96.0.0/16"] {
         assert!(
             routes.lines().any(|line| {
@@ -82,7 +89,14 @@ fn pod_and_service_addresses_cannot_leave_the_machine() {
     }
     // Addresses in the ranges, on and off the node's subnets: each is either refused by the guard or routed
     // over the node's veth, never over another interface.
-    for address in ["198.18.0.99", "198.18.1.1", "198.18.7.7", "198.19.255.1", "10.96.0.1", "10.96.0.10"] {
+    for address in [
+        "198.18.0.99",
+        "198.18.1.1",
+        "198.18.7.7",
+        "198.19.255.1",
+        "10.96.0.1",
+        "10.96.0.10",
+    ] {
         let route = host_route_to(address);
         let guarded = route.contains("blackhole")
             || route.contains("unreachable")
@@ -93,8 +107,12 @@ fn pod_and_service_addresses_cannot_leave_the_machine() {
             "a packet to {address} would leave through: {route}"
         );
     }
-    assert!(host_route_to("10.96.0.1").contains("blackhole") || host_route_to("10.96.0.1").contains("Invalid argument"),
-        "Service addresses must hit the guard in the host namespace: {}", host_route_to("10.96.0.1"));
+    assert!(
+        host_route_to("10.96.0.1").contains("blackhole")
+            || host_route_to("10.96.0.1").contains("Invalid argument"),
+        "Service addresses must hit the guard in the host namespace: {}",
+        host_route_to("10.96.0.1")
+    );
 
     let netns = node_dir().join("ns/net");
     let netns_arg = format!("--net={}", netns.display());
@@ -103,7 +121,10 @@ fn pod_and_service_addresses_cannot_leave_the_machine() {
         "nsenter",
         &[&netns_arg, "--", "ip", "route", "show", "table", "all"],
     );
-    assert!(inside.contains("198.18.1.0/30"), "the node's netns has no route to the veth:\n{inside}");
+    assert!(
+        inside.contains("198.18.1.0/30"),
+        "the node's netns has no route to the veth:\n{inside}"
+    );
     assert!(
         !inside.lines().any(|line| line.starts_with("default")),
         "the node's network namespace has a default route:\n{inside}"
@@ -121,11 +142,19 @@ fn the_host_kernel_settings_are_unchanged() {
     for line in before.lines().filter(|line| !line.trim().is_empty()) {
         let (key, value) = line.split_once('=').expect("key=value");
         let now = std::fs::read_to_string(format!("/proc/sys/{key}")).expect("read sysctl");
-        assert_eq!(now.trim(), value.trim(), "host {key} changed since the node started");
+        assert_eq!(
+            now.trim(),
+            value.trim(),
+            "host {key} changed since the node started"
+        );
         checked += 1;
     }
     for key in ["vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"] {
-        assert!(before.contains(&format!("{key}=")), "{key} not recorded in {}", path.display());
+        assert!(
+            before.contains(&format!("{key}=")),
+            "{key} not recorded in {}",
+            path.display()
+        );
     }
     assert!(checked >= 3);
 }
@@ -138,19 +167,35 @@ fn the_real_node_is_ready_at_the_pinned_version() {
     let jsonpath = r#"{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status} {.status.nodeInfo.containerRuntimeVersion}"#;
     let out = support::run_ok(
         "kubectl get node",
-        cluster.kubectl().args(["get", "node", NODE, "-o", &format!("jsonpath={jsonpath}")]),
+        cluster
+            .kubectl()
+            .args(["get", "node", NODE, "-o", &format!("jsonpath={jsonpath}")]),
     );
     let fields: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(fields.first().copied(), Some(wanted.as_str()), "kubelet version: {out}");
-    assert_eq!(fields.get(1).copied(), Some("True"), "node {NODE} not Ready: {out}");
+    assert_eq!(
+        fields.first().copied(),
+        Some(wanted.as_str()),
+        "kubelet version: {out}"
+    );
+    assert_eq!(
+        fields.get(1).copied(),
+        Some("True"),
+        "node {NODE} not Ready: {out}"
+    );
     let containerd = versions_env("CONTAINERD_VERSION");
     let runtime = fields.get(2).copied().unwrap_or_default();
     assert!(
-        runtime.trim_start_matches("containerd://").trim_start_matches('v') == containerd.trim_start_matches('v'),
+        runtime
+            .trim_start_matches("containerd://")
+            .trim_start_matches('v')
+            == containerd.trim_start_matches('v'),
         "container runtime {runtime:?}, wanted containerd {containerd}: {out}"
     );
     if let Ok(seconds) = std::fs::read_to_string(node_dir().join("node-ready-seconds")) {
-        println!("node {NODE} became Ready {}s after the kubelet started", seconds.trim());
+        println!(
+            "node {NODE} became Ready {}s after the kubelet started",
+            seconds.trim()
+        );
     }
 }
 
@@ -211,7 +256,13 @@ async fn restricted_namespace(cluster: &support::Cluster, prefix: &str) -> suppo
 }
 
 fn kubectl_in(cluster: &support::Cluster, ns: &str, args: &[&str]) -> std::process::Output {
-    cluster.kubectl().arg("-n").arg(ns).args(args).output().expect("kubectl")
+    cluster
+        .kubectl()
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .output()
+        .expect("kubectl")
 }
 
 /// 4. Under the restricted level: a server Pod behind a Service and a client Pod run on the real node; from
@@ -227,7 +278,10 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     let mut root_pod = real_node_pod("root", serde_json::json!({}), "sleep 1", None);
     root_pod.spec.as_mut().unwrap().containers[0].security_context = None;
     let refused = pods.create(&PostParams::default(), &root_pod).await;
-    assert!(refused.is_err(), "a Pod violating the restricted level was admitted");
+    assert!(
+        refused.is_err(),
+        "a Pod violating the restricted level was admitted"
+    );
 
     let server = real_node_pod(
         "server",
@@ -236,8 +290,12 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
         Some(8080),
     );
     let client = real_node_pod("client", serde_json::json!({}), "exec sleep 3600", None);
-    pods.create(&PostParams::default(), &server).await.expect("create server");
-    pods.create(&PostParams::default(), &client).await.expect("create client");
+    pods.create(&PostParams::default(), &server)
+        .await
+        .expect("create server");
+    pods.create(&PostParams::default(), &client)
+        .await
+        .expect("create client");
     let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}
@@ -250,7 +308,17 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
         .expect("create Service");
     let cluster_ip = service.spec.and_then(|s| s.cluster_ip).expect("a ClusterIP");
 
-    let wait = kubectl_in(&cluster, &ns.name, &["wait", "--for=condition=Ready", "pod/server", "pod/client", "--timeout=90s"]);
+    let wait = kubectl_in(
+        &cluster,
+        &ns.name,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/server",
+            "pod/client",
+            "--timeout=90s",
+        ],
+    );
     if let Err(message) = support::ensure_success("Pods Ready on the real node", &wait) {
         let describe = kubectl_in(&cluster, &ns.name, &["describe", "pods"]);
         panic!("{message}\n{}", String::from_utf8_lossy(&describe.stdout));
@@ -260,13 +328,19 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some(NODE), "{name} runs elsewhere");
         let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
-        assert!(ip.starts_with("198.18.0."), "{name} has pod IP {ip:?}, not one of the node's bridge");
+        assert!(
+            ip.starts_with("198.18.0."),
+            "{name} has pod IP {ip:?}, not one of the node's bridge"
+        );
     }
 
     // logs
     let logs = kubectl_in(&cluster, &ns.name, &["logs", "server"]);
     support::ensure_success("kubectl logs", &logs).unwrap();
-    assert!(String::from_utf8_lossy(&logs.stdout).contains("lifeboat-server-starting"), "logs: {logs:?}");
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("lifeboat-server-starting"),
+        "logs: {logs:?}"
+    );
 
     // exec, and who the container runs as
     let id = kubectl_in(&cluster, &ns.name, &["exec", "client", "--", "id", "-u"]);
@@ -276,27 +350,43 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     // DNS: the Service's name resolves to its ClusterIP (retried: the endpoints may lag the Pods by a moment).
     let fqdn = format!("web.{}.svc.cluster.local", ns.name);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = String::new();
+    let mut last;
     loop {
         let out = kubectl_in(&cluster, &ns.name, &["exec", "client", "--", "nslookup", &fqdn]);
-        last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         if out.status.success() && last.contains(&cluster_ip) {
             break;
         }
-        assert!(Instant::now() < deadline, "{fqdn} did not resolve to {cluster_ip}:\n{last}");
+        assert!(
+            Instant::now() < deadline,
+            "{fqdn} did not resolve to {cluster_ip}:\n{last}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The short name through the Pod's search path, too.
     let short = kubectl_in(&cluster, &ns.name, &["exec", "client", "--", "nslookup", "web"]);
     let short_out = String::from_utf8_lossy(&short.stdout);
-    assert!(short_out.contains(&cluster_ip), "short name `web` did not resolve: {short_out}\n{last}");
+    assert!(
+        short_out.contains(&cluster_ip),
+        "short name `web` did not resolve: {short_out}\n{last}"
+    );
 
     // The ClusterIP answers, by name and by address (kube-proxy in the node's namespace). Debian's static
     // busybox wget crashes with its own -T timeout: `timeout` bounds it instead.
     for url in [format!("http://{fqdn}/"), format!("http://{cluster_ip}/")] {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let out = kubectl_in(&cluster, &ns.name, &["exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "-", &url]);
+            let out = kubectl_in(
+                &cluster,
+                &ns.name,
+                &[
+                    "exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "-", &url,
+                ],
+            );
             let body = String::from_utf8_lossy(&out.stdout).into_owned();
             if out.status.success() && body.contains("hello from server") {
                 break;
@@ -311,7 +401,11 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     }
 
     // Names outside the cluster are refused by the cluster DNS itself (CoreDNS forwards nowhere).
-    let outside = kubectl_in(&cluster, &ns.name, &["exec", "client", "--", "nslookup", "example.com."]);
+    let outside = kubectl_in(
+        &cluster,
+        &ns.name,
+        &["exec", "client", "--", "nslookup", "example.com."],
+    );
     let answer = String::from_utf8_lossy(&outside.stdout);
     assert!(
         !outside.status.success() && answer.contains("10.96.0.10") && answer.contains("REFUSED"),
@@ -330,13 +424,23 @@ async fn pod_create_to_running_times() {
         let name = format!("p{i}");
         let pod = real_node_pod(&name, serde_json::json!({}), "exec sleep 3600", None);
         let started = Instant::now();
-        pods.create(&PostParams::default(), &pod).await.expect("create Pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create Pod");
         loop {
-            let phase = pods.get(&name).await.ok().and_then(|p| p.status).and_then(|s| s.phase);
+            let phase = pods
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .and_then(|s| s.phase);
             if phase.as_deref() == Some("Running") {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "{name} not Running after 60 s (phase {phase:?})");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{name} not Running after 60 s (phase {phase:?})"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         times.push(started.elapsed());
