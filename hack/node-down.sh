@@ -109,9 +109,12 @@ for p in $NODE_HOST_PATHS; do
   fi
 done
 ip link show lbn-host >/dev/null 2>&1 && { log "WARNING: veth lbn-host left"; left=1; }
+for d in $(node_cgroup_dirs); do [ -d "$d" ] && { log "WARNING: cgroup $d left"; left=1; }; done
 if [ -f "$NODE_DIR/host-sysctls.before" ] && [ "$(host_sysctls)" != "$(cat "$NODE_DIR/host-sysctls.before")" ]; then
   log "WARNING: host kernel settings differ from before the node started:"; diff "$NODE_DIR/host-sysctls.before" <(host_sysctls) >&2
   left=1
 fi
+# Reported once: the next run records its own "before".
+rm -f "$NODE_DIR/host-paths.before" "$NODE_DIR/host-sysctls.before"
 [ "$left" = 0 ] || exit 1
 exit 0
