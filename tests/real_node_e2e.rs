@@ -66,7 +66,7 @@ fn host_route_to(address: &str) -> String {
     )
 }
 
-/// 1. No packet to a Pod or Service address can leave the machine: blackhole routes for both ranges in the
+/// Check 1: No packet to a Pod or Service address can leave the machine: blackhole routes for both ranges in the
 /// host namespace, pod and node addresses routed only over the node's veth, no default route inside the
 /// node's network namespace.
 #[test]
@@ -131,7 +131,7 @@ fn pod_and_service_addresses_cannot_leave_the_machine() {
     );
 }
 
-/// 2. The kubelet wants vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and a few more):
+/// Check 2: The kubelet wants vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and a few more):
 /// the host keeps the values it had before the node started.
 #[test]
 fn the_host_kernel_settings_are_unchanged() {
@@ -159,7 +159,7 @@ fn the_host_kernel_settings_are_unchanged() {
     assert!(checked >= 3);
 }
 
-/// 3. The node is Ready and its kubelet is the version the cluster is built from.
+/// Check 3: The node is Ready and its kubelet is the version the cluster is built from.
 #[test]
 fn the_real_node_is_ready_at_the_pinned_version() {
     let cluster = cluster_with_real_node();
@@ -265,7 +265,7 @@ fn kubectl_in(cluster: &support::Cluster, ns: &str, args: &[&str]) -> std::proce
         .expect("kubectl")
 }
 
-/// 4. Under the restricted level: a server Pod behind a Service and a client Pod run on the real node; from
+/// Check 4: Under the restricted level: a server Pod behind a Service and a client Pod run on the real node; from
 /// the client the Service's DNS name resolves to its ClusterIP and the ClusterIP answers; `kubectl logs` and
 /// `kubectl exec` work.
 #[tokio::test]
@@ -413,7 +413,7 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     );
 }
 
-/// 5. Pod create -> Running on the real node, one Pod at a time, 20 times: p50 and p99 printed, not asserted.
+/// Check 5: Pod create -> Running on the real node, one Pod at a time, 20 times: p50 and p99 printed, not asserted.
 #[tokio::test]
 async fn pod_create_to_running_times() {
     let cluster = cluster_with_real_node();
