@@ -161,8 +161,11 @@ if [ -f "$REPO_ROOT/testing/localcluster/src/bin/localnode.rs" ]; then
 fi
 
 # --- the real node (kubelet, containerd, kube-proxy, CoreDNS) ---------------------------------------------
-if real_node_wanted; then
-  "$REPO_ROOT/hack/node-up.sh"
+# A failed start leaves nothing behind (its logs stay in $dir): the guard routes go with the rest.
+if real_node_wanted && ! "$REPO_ROOT/hack/node-up.sh"; then
+  log "the real node did not start (logs: $dir/{containerd,kubelet,kube-proxy}.log); stopping the cluster"
+  "$REPO_ROOT/hack/cluster-down.sh" >&2 || true
+  exit 1
 fi
 
 log "cluster is up (kubeconfig: $KUBECONFIG)"
