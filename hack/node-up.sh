@@ -278,4 +278,4 @@ YAML
 sed -e "s|@COREDNS_IMAGE@|lifeboat.local/coredns:$COREDNS_VERSION|" -e "s|@CLUSTER_DNS@|$CLUSTER_DNS|" \
   "$REPO_ROOT/hack/node/coredns.yaml" | kubectl apply -f - >/dev/null
 wait_for 120 "CoreDNS to be available" kubectl -n kube-system rollout status deployment/coredns --timeout=1s
-log "real node up: $NODE_NAME (InternalIP $NODE_IP), CoreDNS at $CLUSTER_DNS"
+log "real node up in ${SECONDS}s: $NODE_NAME (InternalIP $NODE_IP), CoreDNS at $CLUSTER_DNS"
