@@ -17,6 +17,8 @@ log() { printf '[build-control-plane] %s\n' "$*" >&2; }
 exec 9>"$cache/build.lock"
 flock 9
 
+# The real node's components are skipped with LIFEBOAT_REAL_NODE=0 (cluster-up.sh then leaves the node out).
+want_node() { [ "${LIFEBOAT_REAL_NODE:-1}" != 0 ]; }
 have_all() { for b in "$@"; do [ -x "$bin/$b" ] || return 1; done; }
 # stamped NAME VERSION: $bin/NAME exists and was built from VERSION (see stamp).
 stamped() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
@@ -25,7 +27,9 @@ stamp() { echo "$2" >"$bin/.$1.version"; }
 build_kubernetes() {
   local work="$cache/src/kubernetes-$KUBERNETES_VERSION"
   if have_all kube-apiserver kube-controller-manager kube-scheduler kubectl &&
-    stamped kubelet "$KUBERNETES_VERSION" && stamped kube-proxy "$KUBERNETES_VERSION"; then return; fi
+    { ! want_node || { stamped kubelet "$KUBERNETES_VERSION" && stamped kube-proxy "$KUBERNETES_VERSION"; }; }; then
+    return
+  fi
   mkdir -p "$work"
   # k8s.io/kubernetes replaces its staging modules with ./staging paths, which `go install` refuses.
   # A wrapper module requires it and points every staging module at its published v0.X.Y instead.
@@ -80,6 +84,7 @@ GO
     vflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
     vflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
     for cmd in kubelet kube-proxy; do
+      want_node || continue
       stamped "$cmd" "$KUBERNETES_VERSION" && continue
       log "building $cmd (about 90 s with the control plane's build cache warm)"
       local t0=$SECONDS
@@ -124,7 +129,7 @@ case "${1:-all}" in
   etcd) build_etcd ;;
   helm) build_helm ;;
   node) build_kubernetes; "$(dirname "$0")/build-node.sh" ;;
-  all) build_etcd; build_kubernetes; build_helm; "$(dirname "$0")/build-node.sh" ;;
+  all) build_etcd; build_kubernetes; build_helm; if want_node; then "$(dirname "$0")/build-node.sh"; fi ;;
   *) echo "usage: $0 [all|kubernetes|etcd|helm|node]" >&2; exit 2 ;;
 esac
 log "binaries in $bin"
