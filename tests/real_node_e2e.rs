@@ -66,9 +66,9 @@ fn host_route_to(address: &str) -> String {
     )
 }
 
-/// Check 1: No packet to a Pod or Service address can leave the machine: blackhole routes for both ranges in the
-/// host namespace, pod and node addresses routed only over the node's veth, no default route inside the
-/// node's network namespace.
+/// Check 1: No packet to a Pod or Service address can leave the machine: blackhole routes for both
+/// ranges in the host namespace, pod and node addresses routed only over the node's veth, no default
+/// route inside the node's network namespace.
 #[test]
 fn pod_and_service_addresses_cannot_leave_the_machine() {
     let _cluster = cluster_with_real_node();
@@ -131,8 +131,8 @@ fn pod_and_service_addresses_cannot_leave_the_machine() {
     );
 }
 
-/// Check 2: The kubelet wants vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and a few more):
-/// the host keeps the values it had before the node started.
+/// Check 2: The kubelet wants vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1 (and a few
+/// more): the host keeps the values it had before the node started.
 #[test]
 fn the_host_kernel_settings_are_unchanged() {
     let _cluster = cluster_with_real_node();
@@ -164,7 +164,10 @@ fn the_host_kernel_settings_are_unchanged() {
 fn the_real_node_is_ready_at_the_pinned_version() {
     let cluster = cluster_with_real_node();
     let wanted = versions_env("KUBERNETES_VERSION");
-    let jsonpath = r#"{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status} {.status.nodeInfo.containerRuntimeVersion}"#;
+    let jsonpath = concat!(
+        r#"{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status} "#,
+        r#"{.status.nodeInfo.containerRuntimeVersion}"#
+    );
     let out = support::run_ok(
         "kubectl get node",
         cluster
@@ -265,9 +268,9 @@ fn kubectl_in(cluster: &support::Cluster, ns: &str, args: &[&str]) -> std::proce
         .expect("kubectl")
 }
 
-/// Check 4: Under the restricted level: a server Pod behind a Service and a client Pod run on the real node; from
-/// the client the Service's DNS name resolves to its ClusterIP and the ClusterIP answers; `kubectl logs` and
-/// `kubectl exec` work.
+/// Check 4: Under the restricted level: a server Pod behind a Service and a client Pod run on the real
+/// node; from the client the Service's DNS name resolves to its ClusterIP and the ClusterIP answers;
+/// `kubectl logs` and `kubectl exec` work.
 #[tokio::test]
 async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     let cluster = cluster_with_real_node();
@@ -286,7 +289,10 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     let server = real_node_pod(
         "server",
         serde_json::json!({"app": "web"}),
-        "echo lifeboat-server-starting; mkdir -p /tmp/www; echo \"hello from $(hostname)\" >/tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www",
+        concat!(
+            "echo lifeboat-server-starting; mkdir -p /tmp/www; ",
+            "echo \"hello from $(hostname)\" >/tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www"
+        ),
         Some(8080),
     );
     let client = real_node_pod("client", serde_json::json!({}), "exec sleep 3600", None);
@@ -347,7 +353,7 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     support::ensure_success("kubectl exec", &id).unwrap();
     assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "65532");
 
-    // DNS: the Service's name resolves to its ClusterIP (retried: the endpoints may lag the Pods by a moment).
+    // DNS: the Service's name resolves to its ClusterIP (retried: endpoints may lag the Pods a moment).
     let fqdn = format!("web.{}.svc.cluster.local", ns.name);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last;
@@ -413,7 +419,8 @@ async fn pods_get_service_dns_clusterip_traffic_logs_and_exec() {
     );
 }
 
-/// Check 5: Pod create -> Running on the real node, one Pod at a time, 20 times: p50 and p99 printed, not asserted.
+/// Check 5: Pod create -> Running on the real node, one Pod at a time, 20 times: p50 and p99 printed,
+/// not asserted.
 #[tokio::test]
 async fn pod_create_to_running_times() {
     let cluster = cluster_with_real_node();
