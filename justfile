@@ -12,7 +12,8 @@ default:
 setup:
     hack/install-tools.sh
 
-# Start the local cluster (etcd, kube-apiserver, controller-manager, scheduler, local node).
+# Start the local cluster (etcd, kube-apiserver, controller-manager, scheduler, the fake local node and, as root,
+# the real node lifeboat-node: kubelet, containerd, kube-proxy, CoreDNS; LIFEBOAT_REAL_NODE=0 leaves it out).
 cluster-up:
     hack/cluster-up.sh >/dev/null
     @echo "export KUBECONFIG=$KUBECONFIG PATH=$HOME/.cache/lifeboat/bin:\$PATH"
@@ -35,6 +36,8 @@ lint:
 test:
     #!/usr/bin/env bash
     set -euo pipefail
+    # The images first: the real node imports them as it starts.
+    hack/images.sh
     if ! hack/cluster-up.sh >/dev/null 2>/tmp/lifeboat-cluster-up.err; then cat /tmp/lifeboat-cluster-up.err >&2; exit 1; fi
     trap 'hack/cluster-down.sh' EXIT
     cargo test --workspace --no-fail-fast
@@ -67,7 +70,7 @@ test-agent: data-tools
 bench-agent size="300":
     bash hack/bench-agent.sh {{size}}
 
-# OCI image archives (lifeboat, webapp, pause, busybox, postgres, mariadb) in ~/.cache/lifeboat/images, from
+# OCI image archives (lifeboat, webapp, postgres, mariadb) in ~/.cache/lifeboat/images, from
 # Debian packages and the release binaries, without Docker or a registry; unchanged inputs are not rebuilt.
 images *names:
     hack/images.sh {{names}}

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Starts the local cluster: etcd, kube-apiserver (RBAC, 127.0.0.1 only), kube-controller-manager,
-# kube-scheduler, and the local node that runs Pods as processes. Idempotent: when the cluster is already
-# up it returns at once; otherwise it starts from an empty etcd. Prints the kubeconfig path.
+# kube-scheduler, the local node that runs Pods as processes, and the real node `lifeboat-node` (kubelet,
+# containerd, kube-proxy, CoreDNS: hack/node-up.sh; LIFEBOAT_REAL_NODE=0 leaves it out). Idempotent: when the
+# cluster is already up it returns at once; otherwise it starts from an empty etcd. Prints the kubeconfig path.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+
+# Two cluster-up at once make one cluster: the second waits here, then finds it up.
+mkdir -p "$LIFEBOAT_CACHE"
+exec 7>"$LIFEBOAT_CACHE/cluster.lock"
+flock 7
+export LIFEBOAT_CLUSTER_LOCKED=1
 
 "$REPO_ROOT/hack/build-control-plane.sh" all
 
@@ -14,7 +21,8 @@ mkdir -p "$dir" "$pki"
 cluster_is_up() {
   pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager && pid_alive kube-scheduler &&
     kubectl get --raw /readyz >/dev/null 2>&1 &&
-    { [ ! -f "$REPO_ROOT/testing/localcluster/src/bin/localnode.rs" ] || pid_alive localnode; }
+    { [ ! -f "$REPO_ROOT/testing/localcluster/src/bin/localnode.rs" ] || pid_alive localnode; } &&
+    { ! real_node_wanted || { pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy && pid_alive apiserver-relay; }; }
 }
 if cluster_is_up; then
   echo "$KUBECONFIG"
@@ -45,11 +53,21 @@ if [ ! -f "$pki/ca.crt" ]; then
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 fi
+# The real node's components reach the apiserver at 198.18.1.2 (the relay on the host side of its veth): a
+# certificate from before the real node lacks that address and is made again.
+if [ -f "$pki/apiserver.crt" ] && ! openssl x509 -in "$pki/apiserver.crt" -noout -ext subjectAltName | grep -q 'IP Address:198.18.1.2'; then
+  rm -f "$pki/apiserver.crt"
+fi
 sign apiserver "/CN=kube-apiserver" \
-  "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  "IP:127.0.0.1,IP:198.18.1.2,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 sign admin "/O=system:masters/CN=lifeboat-admin"
 sign controller-manager "/CN=system:kube-controller-manager"
 sign scheduler "/CN=system:kube-scheduler"
+# The real node: the kubelet (Node authorizer: system:node:<name> in system:nodes), kube-proxy (bound to
+# system:node-proxier by default), and the apiserver's client certificate for the kubelet's API (logs, exec).
+sign kubelet "/O=system:nodes/CN=system:node:lifeboat-node"
+sign kube-proxy "/CN=system:kube-proxy"
+sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
 
 kubeconfig_for() { # kubeconfig_for NAME USER -> $dir/NAME.kubeconfig
   cat >"$dir/$1.kubeconfig" <<KC
@@ -78,7 +96,8 @@ kubeconfig_for scheduler scheduler
 
 start() { # start NAME COMMAND... : detached, own session, log and pid in $dir
   local name=$1; shift
-  setsid "$@" >"$dir/$name.log" 2>&1 < /dev/null &
+  # 7>&-: the daemons must not inherit the cluster lock.
+  setsid "$@" >"$dir/$name.log" 2>&1 </dev/null 7>&- &
   echo $! >"$dir/$name.pid"
 }
 
@@ -98,7 +117,9 @@ start kube-apiserver kube-apiserver \
   --cert-dir "$dir/apiserver-certs" \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --client-ca-file "$pki/ca.crt" \
-  --authorization-mode RBAC \
+  --authorization-mode Node,RBAC \
+  --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+  --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --service-cluster-ip-range 10.96.0.0/16 \
@@ -137,6 +158,14 @@ if [ -f "$REPO_ROOT/testing/localcluster/src/bin/localnode.rs" ]; then
     --node-name lifeboat-local
   wait_for 60 "node lifeboat-local to be Ready" \
     kubectl wait --for=condition=Ready node/lifeboat-local --timeout=1s
+fi
+
+# --- the real node (kubelet, containerd, kube-proxy, CoreDNS) ---------------------------------------------
+# A failed start leaves nothing behind (its logs stay in $dir): the guard routes go with the rest.
+if real_node_wanted && ! "$REPO_ROOT/hack/node-up.sh"; then
+  log "the real node did not start (logs: $dir/{containerd,kubelet,kube-proxy}.log); stopping the cluster"
+  "$REPO_ROOT/hack/cluster-down.sh" >&2 || true
+  exit 1
 fi
 
 log "cluster is up (kubeconfig: $KUBECONFIG)"

@@ -47,7 +47,7 @@ run_exec() {
   ' _ "$rootfs" "$uid" "${#envs[@]}" "${envs[@]}" "$@"
 }
 
-for name in lifeboat postgres mariadb webapp pause busybox; do
+for name in lifeboat postgres mariadb webapp; do
   [ -f "$OUT_DIR/$name.oci.tar" ] && unpack "$name"
 done
 

@@ -52,7 +52,7 @@ for arg in "$@"; do
 done
 if [ ${#names[@]} -eq 0 ]; then
   # Dependencies first is not needed (images are independent); cheapest first gives early feedback.
-  names=(pause busybox webapp lifeboat postgres mariadb)
+  names=(webapp lifeboat postgres mariadb)
 fi
 
 for tool in umoci jq dpkg-deb apt-get tar; do

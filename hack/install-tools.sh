@@ -10,6 +10,12 @@ need_apt=()
 for tool in curl:curl openssl:openssl flock:util-linux setsid:util-linux umoci:umoci jq:jq; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
 done
+# The real node (hack/node-up.sh): runc, the CNI plugins, umoci to pack images, iptables for kube-proxy, socat
+# for the apiserver relay, busybox-static for the test image.
+for tool in runc:runc /usr/lib/cni/bridge:containernetworking-plugins umoci:umoci iptables:iptables socat:socat; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "${tool%%:*}" ] || need_apt+=("${tool#*:}")
+done
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)  # not Debian's dynamic `busybox`
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} from Debian"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -17,6 +17,10 @@ pid_alive() {
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+# alive PID: the process runs (a zombie not yet reaped by whoever inherited it counts as gone: `kill -0`
+# succeeds on zombies, which made every stop wait its full timeout).
+alive() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.2 s.
 wait_for() {
   local seconds=$1 what=$2; shift 2
@@ -29,3 +33,7 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# real_node_wanted: cluster-up.sh starts the real node `lifeboat-node` too (hack/node-up.sh). It needs root;
+# LIFEBOAT_REAL_NODE=0 leaves it out.
+real_node_wanted() { [ "${LIFEBOAT_REAL_NODE:-1}" != 0 ] && [ "$(id -u)" = 0 ]; }

@@ -1,3 +1,0 @@
-module lifeboat.local/pause
-
-go 1.21
