@@ -67,7 +67,8 @@ pub async fn prune(
         );
     }
     restic.forget(&forget).await?;
-    if !args.no_prune {
+    // As `forget --prune` did: prune (an exclusive lock and a scan of every pack) only when a snapshot went.
+    if !args.no_prune && !(forget.is_empty() && stale.is_empty()) {
         restic.prune().await?;
     }
     result.snapshots_kept = Some(kept.len() + held.len());

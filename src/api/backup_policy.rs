@@ -160,7 +160,9 @@ pub struct ResticRepository {
     #[schemars(length(min = 1, max = 2048))]
     pub repository: String,
     /// A PersistentVolumeClaim holding a local-path repository (NFS, a shared volume), mounted at
-    /// /repository in every Job that opens the repository; `repository` is then a path under it.
+    /// /repository in every Job that opens the repository; `repository` is then a path under it. The
+    /// Jobs run as uid 65532: the directory must be writable for it (restic locks even to read), e.g.
+    /// `jobTemplate.securityContext: {runAsNonRoot: true, fsGroup: 65532}` on a fresh volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub persistent_volume_claim: Option<String>,

@@ -187,10 +187,10 @@ pub struct JobStep {
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
-    /// The step container's security context. Default: what Pod Security `restricted` requires (no
-    /// privilege escalation, every capability dropped, non-root, RuntimeDefault seccomp), so an image
-    /// that runs as root must name a user here (`runAsUser`) or in its Dockerfile. Given, it replaces
-    /// the default as a whole.
+    /// The step container's security context. Default: no privilege escalation, every capability
+    /// dropped, RuntimeDefault seccomp; not runAsNonRoot, since many images run as root. In a namespace
+    /// that enforces Pod Security `restricted`, add `runAsNonRoot: true` and a numeric `runAsUser` (the
+    /// kubelet cannot check a user given by name). Given, it replaces the default as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -58,10 +58,24 @@ pub async fn follow_job(
         return Ok(JobState::Missing);
     };
     let outcome = job_outcome(&job);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     if outcome == JobOutcome::Running {
+        // Until a Pod is ready, it may be waiting for something that never comes (an image that is not
+        // there, a missing Secret key): one LIST then, none once it runs.
+        if job.status.as_ref().and_then(|s| s.ready).unwrap_or(0) == 0 {
+            let listed = pods
+                .list(&ListParams::default().labels(&format!("job-name={name}")))
+                .await?;
+            if let Some(stuck) = stuck_container(&listed.items, container, jiff::Timestamp::now()) {
+                return Ok(JobState::Finished {
+                    outcome: JobOutcome::Failed,
+                    last: Some(Box::new(stuck)),
+                    completed_at: None,
+                });
+            }
+        }
         return Ok(JobState::Running(Box::new(job)));
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let listed = pods
         .list(&ListParams::default().labels(&format!("job-name={name}")))
         .await?;
@@ -69,6 +83,56 @@ pub async fn follow_job(
         outcome,
         last: newest_terminated(&listed.items, container).map(Box::new),
         completed_at: job.status.and_then(|s| s.completion_time),
+    })
+}
+
+/// Waiting reasons that end only when someone changes something: an image that is not on the node or
+/// cannot be pulled, a container that cannot be created (a missing Secret or key, a non-root rule the
+/// image breaks).
+const STUCK_REASONS: &[&str] = &[
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+/// How long a Pod may wait with one of them before its Job counts as failed: a registry hiccup or a
+/// Secret created a moment late heals within it. `ErrImageNeverPull` and `InvalidImageName` never heal.
+const STUCK_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// A container of `pods` waiting for something that will not come, as the terminated state a failed run
+/// leaves (so every follower reports it like any failure): "<reason>: <kubelet's message>", which names
+/// the image or the Secret.
+pub fn stuck_container(
+    pods: &[Pod],
+    container: &str,
+    now: jiff::Timestamp,
+) -> Option<ContainerStateTerminated> {
+    pods.iter().find_map(|pod| {
+        let waiting_since = pod.metadata.creation_timestamp.as_ref().map(|t| t.0)?;
+        let status = pod
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|s| s.name == container)?;
+        let waiting = status.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        let never_heals = matches!(reason, "ErrImageNeverPull" | "InvalidImageName");
+        let waited_long = now.duration_since(waiting_since) >= STUCK_AFTER;
+        if !STUCK_REASONS.contains(&reason) || !(never_heals || waited_long) {
+            return None;
+        }
+        let detail = waiting.message.clone().unwrap_or_default();
+        Some(ContainerStateTerminated {
+            exit_code: 128,
+            reason: Some(reason.to_owned()),
+            message: Some(format!("container {container} cannot start: {reason}: {detail}")),
+            ..Default::default()
+        })
     })
 }
 
@@ -136,7 +200,54 @@ pub fn newest_agent_report(pods: &[Pod]) -> Option<AgentReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, PodStatus};
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus};
+
+    fn waiting(reason: &str, created: &str) -> Pod {
+        let mut pod = Pod {
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    name: AGENT_CONTAINER.into(),
+                    state: Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some(reason.into()),
+                            message: Some("Container image \"lifeboat:missing\" is not present with pull policy of Never".into()),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pod.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+        pod
+    }
+
+    #[test]
+    fn an_image_that_is_not_there_fails_the_run_at_once_naming_the_image() {
+        let now: jiff::Timestamp = "2026-12-02T12:00:05Z".parse().unwrap();
+        let pods = [waiting("ErrImageNeverPull", "2026-12-02T12:00:00Z")];
+        let stuck = stuck_container(&pods, AGENT_CONTAINER, now).expect("stuck");
+        let report = AgentReport::from_terminated(&stuck);
+        let AgentReport::Unstructured(message) = report else {
+            panic!("{report:?}")
+        };
+        assert!(message.contains("ErrImageNeverPull"), "{message}");
+        assert!(message.contains("lifeboat:missing"), "{message}");
+    }
+
+    #[test]
+    fn a_pull_or_secret_that_may_still_heal_gets_a_minute() {
+        let created = "2026-12-02T12:00:00Z";
+        let pods = [waiting("CreateContainerConfigError", created)];
+        let soon: jiff::Timestamp = "2026-12-02T12:00:30Z".parse().unwrap();
+        let later: jiff::Timestamp = "2026-12-02T12:01:01Z".parse().unwrap();
+        assert!(stuck_container(&pods, AGENT_CONTAINER, soon).is_none());
+        assert!(stuck_container(&pods, AGENT_CONTAINER, later).is_some());
+        let starting = [waiting("ContainerCreating", created)];
+        assert!(stuck_container(&starting, AGENT_CONTAINER, later).is_none());
+    }
 
     fn pod(container: &str, finished_at: i64, exit_code: i32, message: &str) -> Pod {
         Pod {

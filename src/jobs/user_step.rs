@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::{run_once_job, RunLimits};
@@ -34,11 +34,13 @@ pub fn user_step_job(job: UserStepJob<'_>, step: &JobStep) -> Job {
         env: (!env.is_empty()).then_some(env),
         env_from: (!step.env_from.is_empty()).then(|| step.env_from.clone()),
         resources: step.resources.clone(),
-        security_context: Some(
-            step.security_context
-                .clone()
-                .unwrap_or_else(|| super::hardening::restricted_container(false)),
-        ),
+        // Restricted's defaults but runAsNonRoot: many application and migration images run as root or
+        // name their user (which the kubelet cannot check), and a step that cannot start would only fail
+        // the Cutover. In a namespace that enforces `restricted`, set runAsNonRoot/runAsUser here.
+        security_context: Some(step.security_context.clone().unwrap_or_else(|| SecurityContext {
+            run_as_non_root: None,
+            ..super::hardening::restricted_container(false)
+        })),
         // A report written to /dev/termination-log is kept; a crash leaves its log tail instead.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
@@ -50,8 +52,8 @@ pub fn user_step_job(job: UserStepJob<'_>, step: &JobStep) -> Job {
     let pod = PodSpec {
         containers: vec![container],
         service_account_name: step.service_account_name.clone(),
-        // The Pod-level seccomp default only: whether the image runs as non-root is the container's
-        // (and the user's) business.
+        // The Pod-level seccomp default only: whether the image runs as non-root is the step's
+        // securityContext's business (see above).
         security_context: Some(k8s_openapi::api::core::v1::PodSecurityContext {
             seccomp_profile: super::hardening::restricted_pod().seccomp_profile,
             ..Default::default()

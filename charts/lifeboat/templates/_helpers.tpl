@@ -35,3 +35,16 @@ app.kubernetes.io/component: operator
 {{- $tag := .Values.agent.image.tag | default .Values.image.tag | default .Chart.AppVersion -}}
 {{ $repository }}:{{ $tag }}
 {{- end }}
+
+{{/* agent.imagePullSecrets as the operator's comma-separated flag; entries may be names or {name: …}. */}}
+{{- define "lifeboat.agentImagePullSecrets" -}}
+{{- $names := list -}}
+{{- range .Values.agent.imagePullSecrets -}}
+{{- if kindIs "map" . -}}
+{{- $names = append $names .name -}}
+{{- else -}}
+{{- $names = append $names . -}}
+{{- end -}}
+{{- end -}}
+{{ join "," $names }}
+{{- end }}

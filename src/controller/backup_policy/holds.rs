@@ -1,6 +1,7 @@
 //! Snapshots that retention must not forget although the keep rules would: a Cutover's pre-switch
 //! snapshot while the Cutover runs and for `backup.holdAfterEnd` (default 24h) after it ended — its
-//! rollback restores exactly that snapshot — and any Backup a user annotated `lifeboat.dev/hold: "true"`.
+//! rollback restores exactly that snapshot —, the snapshot a Restore (or a drill's) still running reads,
+//! and any Backup a user annotated `lifeboat.dev/hold: "true"`.
 //! The pre-switch snapshot carries the policy's tags, so without a hold a long stabilization window plus
 //! `keepLast` forgot the very snapshot a rollback needs.
 
@@ -12,19 +13,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use crate::api::backup_policy::SnapshotHold;
-use crate::api::{Backup, Cutover};
+use crate::api::{Backup, Cutover, Restore};
 
 /// A user's explicit hold on a Backup's snapshot; removing the annotation releases it.
 pub const HOLD_ANNOTATION: &str = "lifeboat.dev/hold";
 /// Default of a Cutover's `backup.holdAfterEnd`.
 pub const DEFAULT_HOLD_AFTER_END: Duration = Duration::from_secs(24 * 3600);
 
-/// The holds on `policy`'s snapshots at `now`, from the namespace's Backups (of this policy) and
-/// Cutovers.
+/// The holds on `policy`'s snapshots at `now`, from the namespace's Backups (of this policy), Cutovers
+/// and Restores.
 pub fn holds(
     policy: &str,
     backups: &[Arc<Backup>],
     cutovers: &[Cutover],
+    restores: &[Restore],
     now: Timestamp,
 ) -> Vec<SnapshotHold> {
     let snapshot_of = |name: &str| {
@@ -65,6 +67,28 @@ pub fn holds(
             backup,
             held_by: format!("Cutover {}", cutover.name_any()),
             until,
+        });
+    }
+    for restore in restores {
+        let status = restore.status.clone().unwrap_or_default();
+        if status.completion_time.is_some() {
+            continue;
+        }
+        let source = &restore.spec.source;
+        let (backup, snapshot_id) = if let Some(by_backup) = &source.backup_ref {
+            (by_backup.name.clone(), snapshot_of(&by_backup.name))
+        } else if source.policy_ref.as_ref().is_some_and(|p| p.name == policy) {
+            let pinned = source.snapshot.clone().filter(|s| s != "latest");
+            (String::new(), pinned.or(status.snapshot_id))
+        } else {
+            continue;
+        };
+        let Some(snapshot_id) = snapshot_id else { continue };
+        holds.push(SnapshotHold {
+            snapshot_id,
+            backup,
+            held_by: format!("Restore {}", restore.name_any()),
+            until: None,
         });
     }
     for backup in backups {
@@ -138,6 +162,7 @@ mod tests {
             "shop-db",
             &backups,
             &[cutover("release", "shop-db", None, None)],
+            &[],
             now(),
         );
         assert_eq!(held.len(), 1);
@@ -150,14 +175,14 @@ mod tests {
     fn an_ended_cutover_holds_for_its_hold_after_end_then_releases() {
         let backups = [backup("release-pre-switch", "aaaa1111", false)];
         let recent = cutover("release", "shop-db", Some("2026-12-02T11:00:00Z"), Some("2h"));
-        let held = holds("shop-db", &backups, &[recent], now());
+        let held = holds("shop-db", &backups, &[recent], &[], now());
         assert_eq!(
             held[0].until.as_ref().map(|t| t.0.to_string()),
             Some("2026-12-02T13:00:00Z".to_owned())
         );
         let long_ago = cutover("release", "shop-db", Some("2026-11-30T11:00:00Z"), None);
         assert!(
-            holds("shop-db", &backups, &[long_ago], now()).is_empty(),
+            holds("shop-db", &backups, &[long_ago], &[], now()).is_empty(),
             "24h by default"
         );
     }
@@ -172,12 +197,57 @@ mod tests {
             "shop-db",
             &backups,
             &[cutover("release", "other-db", None, None)],
+            &[],
             now(),
         );
         assert_eq!(held.len(), 1, "{held:?}");
         assert_eq!(
             (held[0].backup.as_str(), held[0].held_by.as_str()),
             ("mine", "annotation lifeboat.dev/hold")
+        );
+    }
+
+    #[test]
+    fn a_running_restore_holds_what_it_reads_and_a_finished_one_nothing() {
+        let backups = [backup("nightly", "bbbb2222", false)];
+        let restore = |name: &str, source: serde_json::Value, completed: bool| -> Restore {
+            let mut status = serde_json::json!({"phase": "Running"});
+            if completed {
+                status["completionTime"] = "2026-12-02T11:00:00Z".into();
+            }
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore",
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"source": source, "target": {"scratch": {"engine": "postgres"}}},
+                "status": status
+            }))
+            .unwrap()
+        };
+        let restores = [
+            restore(
+                "by-backup",
+                serde_json::json!({"backupRef": {"name": "nightly"}}),
+                false,
+            ),
+            restore(
+                "pinned",
+                serde_json::json!({"policyRef": {"name": "shop-db"}, "snapshot": "cccc3333"}),
+                false,
+            ),
+            restore(
+                "done",
+                serde_json::json!({"backupRef": {"name": "nightly"}}),
+                true,
+            ),
+        ];
+        let held = holds("shop-db", &backups, &[], &restores, now());
+        let ids: Vec<_> = held
+            .iter()
+            .map(|h| (h.snapshot_id.as_str(), h.held_by.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("bbbb2222", "Restore by-backup"), ("cccc3333", "Restore pinned")]
         );
     }
 }

@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::backup_policy::{BackupPolicyStatus, CheckSummary, ConcurrencyPolicy};
-use crate::api::{Backup, BackupPolicy, Cutover};
+use crate::api::{Backup, BackupPolicy, Cutover, Restore};
 use crate::controller::children::{create_ignoring_existing, delete_ignoring_absent};
 use crate::controller::events::publish;
 use crate::controller::status::child_name;
@@ -84,7 +84,16 @@ pub async fn start_retention(
     let cutovers = Api::<Cutover>::namespaced(ctx.client.clone(), &namespace)
         .list(&Default::default())
         .await?;
-    status.holds = holds::holds(&policy.name_any(), backups, &cutovers.items, Timestamp::now());
+    let restores = Api::<Restore>::namespaced(ctx.client.clone(), &namespace)
+        .list(&Default::default())
+        .await?;
+    status.holds = holds::holds(
+        &policy.name_any(),
+        backups,
+        &cutovers.items,
+        &restores.items,
+        Timestamp::now(),
+    );
     let mut args: Vec<String> = vec![
         "agent".into(),
         "prune".into(),

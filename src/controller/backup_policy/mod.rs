@@ -459,6 +459,8 @@ async fn enforce_history(
                     .is_some_and(|p| *p == policy.name_any())
             })
             .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(phase))
+            // A held Backup stays: its object is what keeps its snapshot out of retention.
+            .filter(|b| b.annotations().get(holds::HOLD_ANNOTATION).map(String::as_str) != Some("true"))
             .collect();
         finished.sort_by_key(|b| completion(b));
         let excess = finished.len().saturating_sub(limit.max(0) as usize);
