@@ -68,7 +68,8 @@ pub async fn prune(
     }
     restic.forget(&forget).await?;
     // As `forget --prune` did: prune (an exclusive lock and a scan of every pack) only when a snapshot went.
-    if !args.no_prune && !(forget.is_empty() && stale.is_empty()) {
+    let forgot_any = !forget.is_empty() || !stale.is_empty();
+    if !args.no_prune && forgot_any {
         restic.prune().await?;
     }
     result.snapshots_kept = Some(kept.len() + held.len());
