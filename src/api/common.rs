@@ -148,7 +148,7 @@ pub struct JobTemplate {
     pub security_context: Option<PodSecurityContext>,
     /// The agent container's security context. Default: what Pod Security `restricted` requires plus
     /// a read-only root filesystem (no privilege escalation, every capability dropped, non-root,
-    /// RuntimeDefault seccomp); temporary files and restic's cache go to an emptyDir at /tmp. Given,
+    /// RuntimeDefault seccomp); temporary files and restic's cache go to an emptyDir at /tmp/lifeboat. Given,
     /// it replaces the default as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_security_context: Option<SecurityContext>,

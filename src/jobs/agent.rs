@@ -337,11 +337,14 @@ mod tests {
         assert_eq!(pod_security.run_as_non_root, Some(true));
         // The only writable place is the emptyDir, and restic's cache and temporary files go there.
         let mounts = container.volume_mounts.clone().unwrap();
-        assert!(mounts.iter().any(|m| m.mount_path == "/tmp"));
+        assert!(mounts.iter().any(|m| m.mount_path == "/tmp/lifeboat"));
         let env = container.env.clone().unwrap();
         let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
-        assert_eq!(value("RESTIC_CACHE_DIR").as_deref(), Some("/tmp/restic-cache"));
-        assert_eq!(value("TMPDIR").as_deref(), Some("/tmp"));
+        assert_eq!(
+            value("RESTIC_CACHE_DIR").as_deref(),
+            Some("/tmp/lifeboat/restic-cache")
+        );
+        assert_eq!(value("TMPDIR").as_deref(), Some("/tmp/lifeboat"));
         assert!(pod.image_pull_secrets.is_none());
     }
 

@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::{
 };
 
 /// Where the agent's temporary files and restic's cache live: an emptyDir, because the root filesystem
-/// is read-only.
-pub const SCRATCH_MOUNT: &str = "/tmp";
+/// is read-only. Not /tmp itself: a local-path repository or dump may live under /tmp on a node, and
+/// a mount there would hide it.
+pub const SCRATCH_MOUNT: &str = "/tmp/lifeboat";
 const SCRATCH_VOLUME: &str = "tmp";
 
 fn runtime_default_seccomp() -> SeccompProfile {
