@@ -23,6 +23,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 
@@ -151,7 +152,16 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
         );
     let policies = Controller::new(api::<BackupPolicy>(&client, namespace), watch_config.clone())
         .with_config(config.clone())
-        .owns(api::<Backup>(&client, namespace), watcher::Config::default())
+        // Every Backup of a policy, not only the ones it owns: a hand-made or pre-Cutover Backup's success
+        // counts for freshness and starts retention like a scheduled one.
+        .watches(
+            api::<Backup>(&client, namespace),
+            watcher::Config::default(),
+            |backup: Backup| {
+                let namespace = backup.metadata.namespace.clone().unwrap_or_default();
+                Some(ObjectRef::<BackupPolicy>::new(&backup.spec.policy_ref.name).within(&namespace))
+            },
+        )
         .owns(
             jobs.clone(),
             watcher::Config::default().labels(crate::jobs::POLICY_LABEL),
