@@ -46,12 +46,9 @@ test:
 test-fast *args:
     cargo test --workspace {{args}}
 
-# The demo: a real PostgreSQL protected by a BackupPolicy on the local cluster, then the example objects.
+# The demo: Lifeboat installed with Helm on the real node, backing up a PostgreSQL Pod, one drill, one Cutover.
 demo:
     hack/demo-run.sh
-    kubectl create namespace examples --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-    kubectl apply -n examples -f deploy/examples/ >/dev/null
-    kubectl get lifeboat -A
 
 # Operator scale: 500 BackupPolicies in 50 namespaces (idle RSS/CPU, reconcile-all time, slot delay p50/p99).
 bench-operator:

@@ -1,85 +1,241 @@
 #!/usr/bin/env bash
-# The demo: Lifeboat protecting a real PostgreSQL on the local cluster. Starts the cluster, installs the
-# CRDs and the operator's RBAC, runs `lifeboat operator`, starts a PostgreSQL with a small hotel database,
-# applies a BackupPolicy that backs it up every minute into a restic repository, waits for the first
-# backup and shows what a user sees. Everything lives under $DEMO_DIR; `hack/demo-run.sh stop` ends it.
+# The demo: Lifeboat as a user installs it, protecting a PostgreSQL and switching a web app, on the local
+# cluster's real node. Builds the images, starts the cluster, installs Lifeboat with Helm (the operator and
+# every Job in the lifeboat image), runs PostgreSQL as a Pod, applies a BackupPolicy (every minute) and shows
+# the first backups, runs a RestoreDrill once and shows its measured RTO, then a Cutover of the demo web app
+# from blue to green, showing the responses move. Nothing runs an example's command on the host.
+# `hack/demo-run.sh stop` removes the demo (then `just cluster-down`).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-DEMO_DIR="${DEMO_DIR:-/tmp/lifeboat-demo}"
-PG_BIN=/usr/lib/postgresql/15/bin
-PG_PORT=25432
+NS=demo
+DEMO_DIR="$LIFEBOAT_CLUSTER_DIR/demo"
 PASSWORD=demo-password
+# The real node is tainted while the process node still runs the older suites: demo Pods go there.
+ON_REAL_NODE='nodeSelector: {kubernetes.io/hostname: lifeboat-node}
+    tolerations: [{key: lifeboat.dev/real-node, operator: Exists, effect: NoSchedule}]'
 
 stop_demo() {
-  [ -f "$DEMO_DIR/operator.pid" ] && kill "$(cat "$DEMO_DIR/operator.pid")" 2>/dev/null || true
-  [ -d "$DEMO_DIR/pg" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DEMO_DIR/pg" -m fast stop >/dev/null 2>&1 || true
-  kubectl delete namespace demo --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  kubectl delete pv "$NS-backups" --ignore-not-found >/dev/null 2>&1 || true
+  helm uninstall lifeboat -n lifeboat-system >/dev/null 2>&1 || true
   rm -rf "$DEMO_DIR"
 }
 if [ "${1:-}" = "stop" ]; then stop_demo; exit 0; fi
-stop_demo
-mkdir -p "$DEMO_DIR"
-chmod 755 "$DEMO_DIR"
-# initdb runs as postgres (it refuses root) and creates its data directory here.
-chown postgres "$DEMO_DIR"
 
-log "starting the local cluster"
+wait_until() { # wait_until SECONDS DESCRIPTION COMMAND...
+  local seconds=$1 what=$2; shift 2
+  log "waiting for $what (up to ${seconds}s)"
+  wait_for "$seconds" "$what" "$@"
+}
+# has KIND NAME JSONPATH: the field is set (not empty).
+has() { [ -n "$(kubectl -n "$NS" get "$1" "$2" -o jsonpath="$3" 2>/dev/null)" ]; }
+
+log "building the images (cached: seconds when nothing changed)"
+"$REPO_ROOT/hack/images.sh" >/dev/null
+log "starting the local cluster with its real node"
 "$REPO_ROOT/hack/cluster-up.sh" >/dev/null
-kubectl apply --server-side --force-conflicts -k "$REPO_ROOT/crds" >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=lifeboat >/dev/null
-for manifest in namespace serviceaccount rbac; do kubectl apply -f "$REPO_ROOT/deploy/$manifest.yaml" >/dev/null; done
+stop_demo
 
-log "starting PostgreSQL 15 on 127.0.0.1:$PG_PORT with a hotel database"
-echo "$PASSWORD" >"$DEMO_DIR/pgpass" && chown postgres "$DEMO_DIR/pgpass"
-runuser -u postgres -- "$PG_BIN/initdb" -D "$DEMO_DIR/pg" -U postgres --pwfile="$DEMO_DIR/pgpass" \
-  --auth-host=scram-sha-256 --auth-local=trust >/dev/null
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DEMO_DIR/pg" -l "$DEMO_DIR/postgres.log" -w \
-  -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $DEMO_DIR" start >/dev/null
-psql_demo() { PGPASSWORD=$PASSWORD "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -q "$@"; }
-psql_demo -c "create database hotel"
-psql_demo -d hotel -c "create table reservations(id serial primary key, guest text, nights int);
-  insert into reservations(guest, nights) select 'guest ' || g, 1 + g % 7 from generate_series(1, 10000) g;"
+log "installing Lifeboat with Helm (ghcr.io/lifeboat-dev/lifeboat:0.1.0, imported into the node)"
+cat >"$LIFEBOAT_CLUSTER_DIR/demo-values.yaml" <<YAML
+image: {pullPolicy: Never}
+nodeSelector: {kubernetes.io/hostname: lifeboat-node}
+tolerations: [{key: lifeboat.dev/real-node, operator: Exists, effect: NoSchedule}]
+YAML
+helm upgrade --install lifeboat "$REPO_ROOT/charts/lifeboat" -n lifeboat-system --create-namespace \
+  -f "$LIFEBOAT_CLUSTER_DIR/demo-values.yaml" --wait --timeout 180s >/dev/null
+kubectl -n lifeboat-system get pods -o wide
 
-log "building and starting the operator (its Jobs run on the local node)"
-(cd "$REPO_ROOT" && cargo build -q --bin lifeboat)
-target_dir=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-LIFEBOAT_AGENT_COMMAND="$target_dir/debug/lifeboat" LIFEBOAT_HTTP_ADDRESS=127.0.0.1:18080 RUST_LOG=info \
-  setsid "$target_dir/debug/lifeboat" operator >"$DEMO_DIR/operator.log" 2>&1 </dev/null &
-echo $! >"$DEMO_DIR/operator.pid"
+log "namespace $NS (Pod Security: restricted), PostgreSQL 15 as a Pod, a volume for the restic repository"
+kubectl create namespace "$NS" >/dev/null
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+kubectl -n "$NS" create secret generic hotel-db --from-literal=password="$PASSWORD" >/dev/null
+kubectl -n "$NS" create secret generic restic --from-literal=password=demo-restic-password >/dev/null
+mkdir -p "$DEMO_DIR/repository" && chmod 0777 "$DEMO_DIR/repository"
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $NS-backups}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: $DEMO_DIR/repository, type: Directory}
+  claimRef: {namespace: $NS, name: backups}
+YAML
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: backups}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: $NS-backups
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hotel-db, labels: {app: hotel-db}}
+spec:
+  $ON_REAL_NODE
+  terminationGracePeriodSeconds: 2
+  securityContext: {runAsUser: 999, runAsGroup: 999, fsGroup: 999}
+  containers:
+  - name: postgres
+    image: lifeboat.local/postgres:15
+    imagePullPolicy: Never
+    env: [{name: POSTGRES_PASSWORD, valueFrom: {secretKeyRef: {name: hotel-db, key: password}}}]
+    ports: [{containerPort: 5432}]
+    readinessProbe: {tcpSocket: {port: 5432}, periodSeconds: 1}
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+    volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+  volumes: [{name: data, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hotel-db}
+spec:
+  selector: {app: hotel-db}
+  ports: [{port: 5432}]
+YAML
+kubectl -n "$NS" wait --for=condition=Ready pod/hotel-db --timeout=90s >/dev/null
+kubectl -n "$NS" exec hotel-db -- psql -X -q -h /tmp -U postgres -c "create database hotel" >/dev/null
+kubectl -n "$NS" exec hotel-db -- psql -X -q -h /tmp -U postgres -d hotel -c \
+  "create table reservations(id serial primary key, guest text, nights int);
+   insert into reservations(guest, nights) select 'guest ' || g, 1 + g % 7 from generate_series(1, 10000) g;"
 
-log "applying a BackupPolicy (every minute, keep 3, RPO 1h)"
-kubectl create namespace demo >/dev/null
-kubectl -n demo create secret generic hotel-db --from-literal=password="$PASSWORD" >/dev/null
-kubectl -n demo create secret generic restic --from-literal=password=demo-restic-password >/dev/null
-kubectl -n demo apply -f - >/dev/null <<YAML
+log "a BackupPolicy: every minute into restic on the volume, keep 3, RPO 1h"
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
 apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPolicy
-metadata:
-  name: hotel-db
+metadata: {name: hotel-db}
 spec:
   schedule: "* * * * *"
   source:
-    postgres: {host: 127.0.0.1, port: $PG_PORT, database: hotel, user: postgres, passwordSecretRef: {name: hotel-db, key: password}}
+    postgres: {host: hotel-db, database: hotel, user: postgres, passwordSecretRef: {name: hotel-db, key: password}}
   repository:
-    restic: {repository: $DEMO_DIR/repo, initialize: true, passwordSecretRef: {name: restic, key: password}}
+    restic: {repository: /repository/hotel, persistentVolumeClaim: backups, initialize: true,
+             passwordSecretRef: {name: restic, key: password}}
   retention: {keepLast: 3}
   rpo: 1h
   sizeAnomaly: {minRatio: 0.7, maxRatio: 1.5}
+  jobTemplate:
+    imagePullPolicy: Never
+    $ON_REAL_NODE
 YAML
+wait_until 150 "the first scheduled backup" has bp hotel-db '{.status.lastSuccessfulBackup.snapshotId}'
+echo
+kubectl -n "$NS" get backuppolicies,backups
+kubectl -n "$NS" get bp hotel-db -o jsonpath='{.status.lastSuccessfulBackup}' && echo
+echo
 
-log "waiting for the first scheduled backup (up to 2 minutes)"
-for _ in $(seq 1 240); do
-  if [ -n "$(kubectl -n demo get bp hotel-db -o jsonpath='{.status.lastSuccessfulBackup.snapshotId}' 2>/dev/null)" ]; then break; fi
-  sleep 0.5
+log "a RestoreDrill: the newest snapshot into a scratch PostgreSQL, verified, RTO measured"
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: lifeboat.dev/v1alpha1
+kind: RestoreDrill
+metadata: {name: hotel-db-drill}
+spec:
+  schedule: "* * * * *"
+  policyRef: {name: hotel-db}
+  target:
+    scratch:
+      engine: postgres
+      image: lifeboat.local/postgres:15
+      $ON_REAL_NODE
+  verify:
+    tables: [{name: reservations, minRows: 10000}]
+  rto: 10m
+  rpo: 1h
+  jobTemplate:
+    imagePullPolicy: Never
+    $ON_REAL_NODE
+YAML
+wait_until 240 "the first drill's verdict" has drill hotel-db-drill '{.status.lastDrill.passed}'
+kubectl -n "$NS" patch drill hotel-db-drill --type merge -p '{"spec":{"suspend":true}}' >/dev/null
+kubectl -n "$NS" get drill hotel-db-drill
+kubectl -n "$NS" get drill hotel-db-drill -o jsonpath='measured RTO {.status.lastDrill.measuredRto}, RPO {.status.lastDrill.measuredRpo}, passed {.status.lastDrill.passed}: {.status.lastDrill.message}{"\n"}'
+echo
+
+log "the web app in blue and green behind Service web, then a Cutover blue -> green"
+for color in blue green; do
+  kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-$color}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web, track: $color}}
+  template:
+    metadata: {labels: {app: web, track: $color}}
+    spec:
+      $ON_REAL_NODE
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: lifeboat.local/webapp:1
+        imagePullPolicy: Never
+        env: [{name: VERSION, value: $color}]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1}
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+YAML
+done
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web, track: blue}
+  ports: [{port: 80, targetPort: 8080}]
+YAML
+kubectl -n "$NS" rollout status deploy/web-blue deploy/web-green --timeout=90s >/dev/null
+# The apiserver's Service proxy, as a user's browser would see the Service.
+answer() { kubectl get --raw "/api/v1/namespaces/$NS/services/web:80/proxy/version" 2>/dev/null || echo "(no answer)"; }
+wait_until 30 "Service web to answer" kubectl get --raw "/api/v1/namespaces/$NS/services/web:80/proxy/version"
+echo "before the Cutover, web answers: $(answer)"
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: lifeboat.dev/v1alpha1
+kind: Cutover
+metadata: {name: web-green}
+spec:
+  trafficSwitch:
+    service: {name: web}
+  from: {selector: {app: web, track: blue}, deployment: web-blue}
+  to: {selector: {app: web, track: green}, deployment: web-green}
+  preflight:
+    - name: green-health
+      http: {url: "http://web-green-probe.$NS.svc/health", retries: 3}
+  backup: {policyRef: {name: hotel-db}}
+  verify:
+    - name: version
+      http: {url: "http://web.$NS.svc/version", expectBodyContains: green}
+  stabilization:
+    duration: 20s
+    interval: 2s
+    failureThreshold: 2
+    http: [{name: health, url: "http://web.$NS.svc/health"}]
+  rollback: {automatic: true}
+YAML
+# The preflight reaches green directly, through a Service of its own.
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: web-green-probe}
+spec:
+  selector: {app: web, track: green}
+  ports: [{port: 80, targetPort: 8080}]
+YAML
+for _ in $(seq 1 120); do
+  phase=$(kubectl -n "$NS" get cutover web-green -o jsonpath='{.status.phase}')
+  echo "  cutover: ${phase:-Pending} (step $(kubectl -n "$NS" get cutover web-green -o jsonpath='{.status.step}')), web answers: $(answer)"
+  case "$phase" in Succeeded|Failed|RolledBack) break ;; esac
+  sleep 2
 done
 echo
-kubectl -n demo get backuppolicies,backups
+kubectl -n "$NS" get cutover web-green -o jsonpath='{range .status.steps[*]}{.name}{"\t"}{.phase}{"\t"}{.message}{"\n"}{end}'
 echo
-kubectl -n demo get bp hotel-db -o jsonpath='{.status.lastSuccessfulBackup}' && echo
+kubectl get lifeboat -A
 echo
-RESTIC_PASSWORD=demo-restic-password "$LIFEBOAT_BIN/restic" -r "$DEMO_DIR/repo" snapshots
-echo
-curl -s http://127.0.0.1:18080/metrics | grep -E '^lifeboat_backup_(last|stale)' || true
-echo
-echo "Lifeboat keeps backing up every minute. Try: KUBECONFIG=$KUBECONFIG kubectl -n demo get bp -w"
+echo "Lifeboat keeps backing up every minute: KUBECONFIG=$KUBECONFIG kubectl -n $NS get bp,bk -w"
 echo "Stop the demo with: hack/demo-run.sh stop && just cluster-down"
