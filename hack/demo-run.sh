@@ -11,8 +11,10 @@ NS=demo
 DEMO_DIR="$LIFEBOAT_CLUSTER_DIR/demo"
 PASSWORD=demo-password
 # The real node is tainted while the process node still runs the older suites: demo Pods go there.
-ON_REAL_NODE='nodeSelector: {kubernetes.io/hostname: lifeboat-node}
-    tolerations: [{key: lifeboat.dev/real-node, operator: Exists, effect: NoSchedule}]'
+# on_real_node INDENT: the placement lines, the second indented like the first in the YAML around it.
+on_real_node() {
+  printf 'nodeSelector: {kubernetes.io/hostname: lifeboat-node}\n%*stolerations: [{key: lifeboat.dev/real-node, operator: Exists, effect: NoSchedule}]' "$1" ''
+}
 
 stop_demo() {
   kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
@@ -78,7 +80,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: hotel-db, labels: {app: hotel-db}}
 spec:
-  $ON_REAL_NODE
+  $(on_real_node 2)
   terminationGracePeriodSeconds: 2
   securityContext: {runAsUser: 999, runAsGroup: 999, fsGroup: 999}
   containers:
@@ -122,7 +124,7 @@ spec:
   sizeAnomaly: {minRatio: 0.7, maxRatio: 1.5}
   jobTemplate:
     imagePullPolicy: Never
-    $ON_REAL_NODE
+    $(on_real_node 4)
 YAML
 wait_until 150 "the first scheduled backup" has bp hotel-db '{.status.lastSuccessfulBackup.snapshotId}'
 echo
@@ -142,19 +144,19 @@ spec:
     scratch:
       engine: postgres
       image: lifeboat.local/postgres:15
-      $ON_REAL_NODE
+      $(on_real_node 6)
   verify:
     tables: [{name: reservations, minRows: 10000}]
   rto: 10m
   rpo: 1h
   jobTemplate:
     imagePullPolicy: Never
-    $ON_REAL_NODE
+    $(on_real_node 4)
 YAML
 wait_until 240 "the first drill's verdict" has drill hotel-db-drill '{.status.lastDrill.passed}'
 kubectl -n "$NS" patch drill hotel-db-drill --type merge -p '{"spec":{"suspend":true}}' >/dev/null
 kubectl -n "$NS" get drill hotel-db-drill
-kubectl -n "$NS" get drill hotel-db-drill -o jsonpath='measured RTO {.status.lastDrill.measuredRto}, RPO {.status.lastDrill.measuredRpo}, passed {.status.lastDrill.passed}: {.status.lastDrill.message}{"\n"}'
+kubectl -n "$NS" get drill hotel-db-drill -o jsonpath='measured RTO {.status.lastDrill.measuredRTO}, RPO {.status.lastDrill.measuredRPO}, passed {.status.lastDrill.passed}: {.status.lastDrill.message}{"\n"}'
 echo
 
 log "the web app in blue and green behind Service web, then a Cutover blue -> green"
@@ -169,7 +171,7 @@ spec:
   template:
     metadata: {labels: {app: web, track: $color}}
     spec:
-      $ON_REAL_NODE
+      $(on_real_node 6)
       terminationGracePeriodSeconds: 2
       containers:
       - name: web
@@ -194,6 +196,15 @@ kubectl -n "$NS" rollout status deploy/web-blue deploy/web-green --timeout=90s >
 answer() { kubectl get --raw "/api/v1/namespaces/$NS/services/web:80/proxy/version" 2>/dev/null || echo "(no answer)"; }
 wait_until 30 "Service web to answer" kubectl get --raw "/api/v1/namespaces/$NS/services/web:80/proxy/version"
 echo "before the Cutover, web answers: $(answer)"
+# The preflight reaches green directly, through a Service of its own.
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: web-green-probe}
+spec:
+  selector: {app: web, track: green}
+  ports: [{port: 80, targetPort: 8080}]
+YAML
 kubectl -n "$NS" apply -f - >/dev/null <<YAML
 apiVersion: lifeboat.dev/v1alpha1
 kind: Cutover
@@ -216,15 +227,6 @@ spec:
     failureThreshold: 2
     http: [{name: health, url: "http://web.$NS.svc/health"}]
   rollback: {automatic: true}
-YAML
-# The preflight reaches green directly, through a Service of its own.
-kubectl -n "$NS" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Service
-metadata: {name: web-green-probe}
-spec:
-  selector: {app: web, track: green}
-  ports: [{port: 80, targetPort: 8080}]
 YAML
 for _ in $(seq 1 120); do
   phase=$(kubectl -n "$NS" get cutover web-green -o jsonpath='{.status.phase}')

@@ -67,6 +67,16 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total_ms))
 }
 
+/// A measured duration as the status records it (`format_duration`'s output): unlike a spec value it
+/// may be zero, e.g. the age of a snapshot taken the moment a drill started.
+pub fn parse_measured(input: &str) -> Option<Duration> {
+    match parse_duration(input) {
+        Ok(duration) => Some(duration),
+        Err(DurationError::NotPositive(_)) => Some(Duration::ZERO),
+        Err(_) => None,
+    }
+}
+
 /// Formats a duration the way `kubectl` users read it: `1h2m3s`, `45s`, `250ms`.
 pub fn format_duration(duration: Duration) -> String {
     let total_ms = duration.as_millis();
@@ -143,6 +153,9 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_measured("0ms"), Some(Duration::ZERO));
+        assert_eq!(parse_measured("5s854ms"), Some(Duration::from_millis(5854)));
+        assert_eq!(parse_measured("soon"), None);
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("0h30m"), Ok(Duration::from_secs(1_800)));
     }

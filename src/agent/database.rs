@@ -202,6 +202,20 @@ impl Database {
         }
     }
 
+    /// pg_restore turning a custom-format dump on stdin into a script on stdout.
+    pub fn script_command(&self, no_owner: bool) -> Command {
+        let mut command = self.command("pg_restore");
+        command.args(postgres::script_args(no_owner));
+        command
+    }
+
+    /// psql loading pg_restore's script into this database.
+    pub fn script_load_command(&self) -> Command {
+        let mut command = self.command("psql");
+        command.args(postgres::script_load_args(&self.pg(), &self.database));
+        command
+    }
+
     /// MariaDB renamed its clients; MySQL images only have the old names.
     fn mysql_program(&self, new: &str, old: &str) -> String {
         let exists = |name: &str| match &self.bin_dir {

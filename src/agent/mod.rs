@@ -7,6 +7,7 @@
 mod backup;
 pub mod cli;
 mod database;
+mod loader;
 pub mod error;
 mod maintenance;
 mod mysql;

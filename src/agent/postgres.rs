@@ -107,6 +107,29 @@ pub fn load_args(
     }
 }
 
+/// pg_restore writing a custom-format dump as one transaction's script on stdout (see `loader.rs`).
+pub fn script_args(no_owner: bool) -> Vec<String> {
+    let mut args = vec!["--file=-".into(), "--single-transaction".into()];
+    if no_owner {
+        args.extend(["--no-owner".into(), "--no-privileges".into()]);
+    }
+    args
+}
+
+/// psql loading such a script: it stops at the first error, leaving the transaction uncommitted.
+pub fn script_load_args(conn: &Connection<'_>, database: &str) -> Vec<String> {
+    let mut args = connection_args(conn);
+    args.extend([
+        "--dbname".into(),
+        database.into(),
+        "--no-psqlrc".into(),
+        "--quiet".into(),
+        "--set".into(),
+        "ON_ERROR_STOP=1".into(),
+    ]);
+    args
+}
+
 /// psql running one statement with unaligned, tuples-only output: the value and nothing else.
 pub fn query_args(conn: &Connection<'_>, database: &str, sql: &str) -> Vec<String> {
     let mut args = connection_args(conn);

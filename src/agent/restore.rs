@@ -1,7 +1,6 @@
 //! `lifeboat agent restore`: a snapshot back into a database (`restic dump | pg_restore/psql/mariadb`)
 //! or a directory, with the sha256 recorded at backup time checked on the stream.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -10,6 +9,7 @@ use tokio::process::ChildStdout;
 use super::cli::{Engine, Kind, RestoreArgs};
 use super::database::Database;
 use super::error::{error_summary, AgentError};
+use super::loader::Loader;
 use super::process::{enlarge_pipe, pump_holding_back, Redactor, Tool};
 use super::restic::{Restic, Snapshot, TAG_FORMAT, TAG_KIND, TAG_SHA256, TAG_SIZE};
 use super::result::AgentResult;
@@ -341,26 +341,21 @@ async fn stream(
         return Err(expected.mismatch(&snapshot, entry.size, "(not read)"));
     }
 
-    let (loader_name, loader_command) = db.load_command(&format, args.no_owner);
-    let mut loader = match Tool::spawn(
-        &loader_name,
-        loader_command,
-        Stdio::piped(),
-        Stdio::null(),
-        &db.redactor,
-    ) {
-        Ok(loader) => loader,
+    let mut loader = match Loader::start(&db, &format, args.no_owner).await {
+        Ok(started) => started,
         Err(error) => {
             dump.stop().await;
             return Err(error);
         }
     };
-    let mut loader_stdin = loader
-        .child
-        .stdin
-        .take()
-        .ok_or_else(|| AgentError::internal(format!("starting {loader_name}"), "no stdin pipe"))?;
-    enlarge_pipe(&loader_stdin);
+    let mut loader_stdin = match loader.take_stdin() {
+        Ok(stdin) => stdin,
+        Err(error) => {
+            loader.kill();
+            dump.stop().await;
+            return Err(error);
+        }
+    };
 
     let Dump {
         tool: dump_tool,
@@ -439,12 +434,12 @@ async fn stream(
         let _ = loader_stdin.flush().await;
     }
     drop(loader_stdin);
-    let loader_done = loader.wait().await?;
+    let (failed_tool, loader_done) = loader.wait().await?;
     if !loader_done.status.success() {
         return Err(db
             .failure_cause(&loader_done.stderr)
             .unwrap_or_else(|| AgentError::LoadFailed {
-                tool: loader_name.clone(),
+                tool: failed_tool,
                 status: loader_done.describe_status(),
                 detail: error_summary(&loader_done.stderr),
             }));

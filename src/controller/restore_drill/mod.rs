@@ -344,7 +344,7 @@ fn export_metrics(ctx: &Context, namespace: &str, drill: &str, status: &RestoreD
     };
     let seconds = |text: &Option<String>| {
         text.as_deref()
-            .and_then(|t| crate::duration::parse_duration(t).ok())
+            .and_then(crate::duration::parse_measured)
             .map(|d| d.as_secs_f64())
     };
     let metrics = &ctx.metrics;

@@ -186,7 +186,7 @@ pub fn apply_objective_conditions(
     };
     let parse = |text: &Option<String>| {
         text.as_deref()
-            .and_then(|t| crate::duration::parse_duration(t).ok())
+            .and_then(crate::duration::parse_measured)
     };
     match objectives.rto {
         Some(target) => {
@@ -455,5 +455,22 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
             crate::duration::parse_duration("1s800ms").unwrap(),
             Duration::from_millis(1800)
         );
+    }
+
+    #[test]
+    fn a_snapshot_taken_as_the_drill_started_meets_the_rpo() {
+        // The demo's drill and backup share a schedule: the snapshot is 0ms old, which is a measurement.
+        let objectives = Objectives::of(&drill(&SPEC.replace("rpo: 24h", "rpo: 1h")));
+        let result = drill_result(
+            "d",
+            at("2026-11-01T03:00:00Z"),
+            &succeeded("2026-11-01T03:00:00Z", "2026-11-01T03:00:05Z"),
+            &objectives,
+        );
+        assert_eq!(result.measured_rpo.as_deref(), Some("0ms"));
+        let mut conditions = Vec::new();
+        apply_objective_conditions(&mut conditions, Some(&result), &objectives, None, &Time(at("2026-11-01T03:00:05Z")));
+        let rpo_met = conditions::find(&conditions, RPO_MET).unwrap();
+        assert_eq!((rpo_met.status.as_str(), rpo_met.reason.as_str()), ("True", "WithinRPO"));
     }
 }
