@@ -10,7 +10,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use lifeboat::api::backup::BackupPhase;
-use lifeboat::api::{Backup, BackupPolicy};
+use lifeboat::api::restore::RestorePhase;
+use lifeboat::api::{Backup, BackupPolicy, Restore};
 use serde_json::{json, Value};
 
 use support::installed::{on_real_node, InstalledOperator, LIFEBOAT_IMAGE, POSTGRES_IMAGE, REAL_NODE};
@@ -287,6 +288,55 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         );
     }
     assert!(dump.contains("guests"), "the dump holds the guests table");
+
+    // Restored into a scratch PostgreSQL 15 Pod by the image's newer pg_restore, verified: the path
+    // every drill of an older production server takes (pg_restore 17 speaks settings PG15 rejects).
+    let restore: Restore = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore",
+        "metadata": {"name": "guests-into-scratch"},
+        "spec": {
+            "source": {"backupRef": {"name": "guests-by-hand"}},
+            "target": {"scratch": {"engine": "postgres", "image": POSTGRES_IMAGE,
+                                   "nodeSelector": placement["nodeSelector"],
+                                   "tolerations": placement["tolerations"]}},
+            "verify": {"tables": [{"name": "guests", "minRows": 2}],
+                       "queries": [{"name": "grace", "sql": "select count(*) = 1 from guests where name = 'Grace'"}]},
+            "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
+                            "imagePullPolicy": "Never"}
+        }
+    }))
+    .expect("a Restore");
+    ns.api::<Restore>()
+        .create(&PostParams::default(), &restore)
+        .await
+        .expect("create the Restore");
+    let restored = eventually(
+        "the Restore ends",
+        Duration::from_secs(240),
+        &operator,
+        async || {
+            let restore = ns
+                .api::<Restore>()
+                .get("guests-into-scratch")
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = restore.status.clone().unwrap_or_default();
+            match status.phase {
+                Some(RestorePhase::Succeeded) | Some(RestorePhase::Failed) => Ok(status),
+                _ => Err(format!("{status:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        restored.phase,
+        Some(RestorePhase::Succeeded),
+        "the Restore into PostgreSQL 15 succeeds: {:?}",
+        restored.message
+    );
+    let verification = restored.verification.expect("the Restore's verification");
+    assert!(verification.passed, "{verification:?}");
+    assert_eq!(verification.checks.len(), 2, "both checks ran: {verification:?}");
 
     // Clean-up of the cluster-scoped volume (the namespace goes when `ns` drops).
     let client = cluster.client().await.expect("client");
