@@ -338,6 +338,52 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     assert!(verification.passed, "{verification:?}");
     assert_eq!(verification.checks.len(), 2, "both checks ran: {verification:?}");
 
+    // A policy naming an image the node does not have: its Backup fails naming the image (the kubelet
+    // reports ErrImageNeverPull), it does not hang, and nothing is added to the repository.
+    const ABSENT_IMAGE: &str = "lifeboat.local/not-built:0.0.0";
+    let mut absent: Value = serde_json::to_value(&policy).expect("the policy as JSON");
+    absent["metadata"] = json!({"name": "guests-absent-image"});
+    absent["spec"]["jobTemplate"]["image"] = json!(ABSENT_IMAGE);
+    ns.api::<BackupPolicy>()
+        .create(&PostParams::default(), &serde_json::from_value(absent).unwrap())
+        .await
+        .expect("create the policy with an absent image");
+    let backup: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
+        "metadata": {"name": "absent-image"},
+        "spec": {"policyRef": {"name": "guests-absent-image"}}
+    }))
+    .unwrap();
+    ns.api::<Backup>()
+        .create(&PostParams::default(), &backup)
+        .await
+        .expect("create the Backup");
+    let failed = eventually(
+        "the Backup with an absent image ends",
+        Duration::from_secs(90),
+        &operator,
+        async || {
+            let status = ns
+                .api::<Backup>()
+                .get("absent-image")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            match status.phase {
+                Some(BackupPhase::Succeeded) | Some(BackupPhase::Failed) => Ok(status),
+                _ => Err(format!("{status:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(failed.phase, Some(BackupPhase::Failed), "{failed:?}");
+    let message = failed.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(ABSENT_IMAGE) && message.contains("ErrImageNeverPull"),
+        "the failure names the image and why: {message}"
+    );
+
     // Clean-up of the cluster-scoped volume (the namespace goes when `ns` drops).
     let client = cluster.client().await.expect("client");
     let _ = Api::<PersistentVolume>::all(client)

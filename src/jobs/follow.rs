@@ -6,6 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
+use kube::runtime::controller::Action;
 use kube::{Api, Client};
 
 use super::AGENT_CONTAINER;
@@ -85,6 +86,20 @@ pub async fn follow_job(
         completed_at: job.status.and_then(|s| s.completion_time),
     })
 }
+
+/// How soon to look at a running Job again. A Pod waiting for something that never comes (an image
+/// that is not on the node) changes neither the Job nor anything else the controllers watch, so
+/// without a timer nobody would see it stuck: until one of the Job's Pods is ready it is looked at
+/// again every `PENDING_RECHECK`; once one runs, the Job's end is a watch event.
+pub fn recheck_running(job: &Job) -> Action {
+    if job.status.as_ref().and_then(|s| s.ready).unwrap_or(0) == 0 {
+        Action::requeue(PENDING_RECHECK)
+    } else {
+        Action::await_change()
+    }
+}
+
+const PENDING_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Waiting reasons that end only when someone changes something: an image that is not on the node or
 /// cannot be pulled, a container that cannot be created (a missing Secret or key, a non-root rule the
@@ -201,6 +216,17 @@ pub fn newest_agent_report(pods: &[Pod]) -> Option<AgentReport> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus};
+
+    #[test]
+    fn a_job_without_a_ready_pod_is_looked_at_again_on_a_timer() {
+        let job = |ready: Option<i32>| Job {
+            status: Some(k8s_openapi::api::batch::v1::JobStatus { ready, active: Some(1), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(recheck_running(&job(None)), Action::requeue(PENDING_RECHECK));
+        assert_eq!(recheck_running(&job(Some(0))), Action::requeue(PENDING_RECHECK));
+        assert_eq!(recheck_running(&job(Some(1))), Action::await_change());
+    }
 
     fn waiting(reason: &str, created: &str) -> Pod {
         let mut pod = Pod {

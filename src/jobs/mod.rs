@@ -20,8 +20,8 @@ mod user_step;
 pub use agent::{agent_job, backup_invocation, tag_why, AgentJob, Invocation};
 pub use env::{plain_env, restic_env, secret_env};
 pub use follow::{
-    follow_job, job_outcome, last_line, newest_agent_report, newest_terminated, AgentReport, JobOutcome,
-    JobState,
+    follow_job, job_outcome, last_line, newest_agent_report, newest_terminated, recheck_running, AgentReport,
+    JobOutcome, JobState,
 };
 pub use hardening::{restricted_container, restricted_pod, scratch_volume};
 pub use user_step::{user_step_job, UserStepJob};

@@ -59,6 +59,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     };
     // Decide the status first; write it; only then act (intent before the side effect).
     let job_missing = matches!(state, JobState::Missing);
+    let mut next = Action::await_change();
     match state {
         JobState::Missing => {
             // Checked afresh before every Job (not from the policy's cache of recent checks): a Job
@@ -72,7 +73,10 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
             // and creates the same Job.
             plan::start(&mut status, &job_name, &now);
         }
-        JobState::Running(_) => plan::still_running(&mut status, &job_name, &now),
+        JobState::Running(job) => {
+            plan::still_running(&mut status, &job_name, &now);
+            next = jobs::recheck_running(&job);
+        }
         JobState::Finished { outcome, last, .. } => {
             let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
             plan::finish(&mut status, outcome, report, &now);
@@ -96,7 +100,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
     } else if plan::is_finished(&status) {
         announce_result(&ctx, &backup, &policy, &status).await;
     }
-    Ok(Action::await_change())
+    Ok(next)
 }
 
 /// The Backup's policy from the BackupPolicy controller's cache, or from the API when the cache does

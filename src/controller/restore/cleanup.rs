@@ -86,7 +86,7 @@ impl Run<'_> {
                     create_ignoring_existing(&self.api::<Job>(), &job).await?;
                     return Ok(Action::await_change());
                 }
-                JobState::Running(_) => return Ok(Action::await_change()),
+                JobState::Running(job) => return Ok(jobs::recheck_running(&job)),
                 JobState::Finished { outcome, last, .. } => (outcome, last),
             };
         let dropped = outcome == JobOutcome::Succeeded;

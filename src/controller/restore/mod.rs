@@ -267,7 +267,7 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     // 4. A restore already under way is followed to its end.
     match restore_job {
         JobState::Missing => {}
-        JobState::Running(_) => return still_restoring(&mut run, &restore_job_name).await,
+        JobState::Running(job) => return still_restoring(&mut run, &restore_job_name, &job).await,
         JobState::Finished { outcome, last, .. } => {
             let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
             return restore_ended(&mut run, outcome, report, &connection).await;
@@ -297,10 +297,10 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
                 create_ignoring_existing(&jobs_api, &job).await?;
                 return Ok(Action::await_change());
             }
-            JobState::Running(_) => {
+            JobState::Running(job) => {
                 run.progress(RestorePhase::Checking, "CheckingTarget", checking)
                     .await?;
-                return Ok(Action::await_change());
+                return Ok(jobs::recheck_running(&job));
             }
             JobState::Finished { last, .. } => {
                 let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
@@ -406,7 +406,7 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
 }
 
 /// The restore Job runs: status says into what, and which Job.
-async fn still_restoring(run: &mut Run<'_>, name: &str) -> Result<Action, ReconcileError> {
+async fn still_restoring(run: &mut Run<'_>, name: &str, job: &Job) -> Result<Action, ReconcileError> {
     run.status.job_name = Some(name.to_owned());
     let target = run.status.target.clone().unwrap_or_default();
     run.progress(
@@ -415,7 +415,7 @@ async fn still_restoring(run: &mut Run<'_>, name: &str) -> Result<Action, Reconc
         format!("restoring into {target} (Job {name})"),
     )
     .await?;
-    Ok(Action::await_change())
+    Ok(jobs::recheck_running(job))
 }
 
 /// The restore Job ended: its result decides, and a verified restore goes on to its smoke test.

@@ -113,10 +113,13 @@ pub(super) async fn smoke_test(
             let message = format!("smoke testing {} (Job {name})", connection.describe());
             run.progress(RestorePhase::SmokeTesting, "SmokeTesting", message)
                 .await?;
-            if matches!(state, JobState::Missing) {
-                start_smoke_job(run, step, connection, &name).await?;
-            }
-            return Ok(Action::await_change());
+            return match state {
+                JobState::Running(job) => Ok(jobs::recheck_running(&job)),
+                _ => {
+                    start_smoke_job(run, step, connection, &name).await?;
+                    Ok(Action::await_change())
+                }
+            };
         }
         JobState::Finished {
             outcome,
