@@ -446,6 +446,11 @@ pub struct StabilizationRecord {
     /// Rounds of checks run so far.
     #[serde(default)]
     pub rounds: i32,
+    /// Rounds the window must observe: one at its start and one every interval to its end. Time
+    /// without rounds (an operator restart, a leader election) is not watched time: the window lasts
+    /// until it has observed them all, longer than `duration` when there were gaps.
+    #[serde(default)]
+    pub expected_rounds: i32,
     /// Failed rounds in a row; failureThreshold of them trigger rollback.
     #[serde(default)]
     pub consecutive_failures: i32,

@@ -1,5 +1,7 @@
 //! The stabilization window after the switch: rounds of HTTP checks and Prometheus queries against
 //! the new side, every `interval` for `duration`; `failureThreshold` failed rounds in a row roll back.
+//! The window ends only once it has observed all its rounds: a gap without rounds (the leader crashed
+//! and its Lease had to run out) extends it, so no stretch of `duration` goes unwatched.
 //!
 //! The rounds' bookkeeping and the window's verdict are pure ([`record_round`]); the step only runs a
 //! round when one is due and writes down what it found.
@@ -28,6 +30,7 @@ pub(super) async fn stabilization(run: &mut Run<'_>, step: &Step) -> Result<Prog
     let duration = window.duration.parse().unwrap_or(DEFAULT_DURATION);
     let interval = limit(window.interval.as_ref(), DEFAULT_INTERVAL);
     let mut record = run.status.stabilization.clone().unwrap_or_default();
+    record.expected_rounds = expected_rounds(duration, interval);
     let now = now();
     let due = next_round_in(&record, interval, &now);
     if !due.is_zero() {
@@ -85,6 +88,13 @@ pub fn next_round_in(record: &StabilizationRecord, interval: Duration, now: &Tim
     }
 }
 
+/// One round at the window's start and one every `interval` until `duration` has passed.
+pub fn expected_rounds(duration: Duration, interval: Duration) -> i32 {
+    let interval = interval.as_millis().max(1);
+    let rounds = duration.as_millis().div_ceil(interval) + 1;
+    i32::try_from(rounds).unwrap_or(i32::MAX)
+}
+
 /// What a finished round means for the watch window.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Watch {
@@ -130,14 +140,25 @@ pub fn record_round(
             record.failing_since = None;
         }
     }
-    if record.consecutive_failures == 0 && elapsed(started, now) >= duration {
+    let watched = elapsed(started, now);
+    let observed_all = record.rounds >= record.expected_rounds;
+    if record.consecutive_failures == 0 && watched >= duration && observed_all {
         let failures = record
             .last_failure
             .as_ref()
             .map(|f| format!("; last failure seen: {f}"))
             .unwrap_or_default();
+        // Late rounds are normal (checks take time); more than an interval late means unwatched time.
+        let extended = if watched > duration + interval {
+            format!(
+                " (the window ran {} to observe them: time without rounds does not count)",
+                crate::duration::format_duration(watched)
+            )
+        } else {
+            String::new()
+        };
         return Watch::Passed(format!(
-            "{} rounds over {}, healthy at the end{failures}",
+            "{} rounds over {}, healthy at the end{extended}{failures}",
             record.rounds,
             crate::duration::format_duration(duration)
         ));
@@ -158,9 +179,13 @@ fn verdict_progress(verdict: Watch, record: &StabilizationRecord) -> Progress {
 }
 
 fn progress_message(record: &StabilizationRecord) -> String {
+    let round = match record.expected_rounds {
+        0 => format!("round {}", record.rounds),
+        expected => format!("round {} of {expected}", record.rounds),
+    };
     match (&record.last_failure, record.consecutive_failures) {
-        (Some(failure), n) if n > 0 => format!("round {}: {n} failed in a row; {failure}", record.rounds),
-        _ => format!("round {}: healthy", record.rounds),
+        (Some(failure), n) if n > 0 => format!("{round}: {n} failed in a row; {failure}"),
+        _ => format!("{round}: healthy"),
     }
 }
 
@@ -235,6 +260,54 @@ mod tests {
             next_round_in(&record, Duration::from_secs(1), &t(9)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_window_expects_a_round_at_its_start_and_one_per_interval() {
+        assert_eq!(expected_rounds(Duration::from_secs(20), Duration::from_secs(2)), 11);
+        assert_eq!(expected_rounds(Duration::from_secs(25), Duration::from_secs(1)), 26);
+        assert_eq!(expected_rounds(Duration::from_secs(3600), Duration::from_secs(420)), 10);
+    }
+
+    #[test]
+    fn a_leader_gap_extends_the_window_until_its_rounds_are_observed() {
+        let window = (Duration::from_secs(6), Duration::from_secs(1));
+        let mut record = StabilizationRecord {
+            expected_rounds: expected_rounds(window.0, window.1),
+            ..Default::default()
+        };
+        for second in [0, 1, 2] {
+            record_round(&mut record, None, 3, window, &t(0), &t(second));
+        }
+        // The leader died; the next one resumes long after the window's wall-clock end.
+        for second in [10, 11, 12] {
+            assert_eq!(
+                record_round(&mut record, None, 3, window, &t(0), &t(second)),
+                Watch::Continue(Duration::from_secs(1)),
+                "round {} at {second}s of a 6s window with a gap is not the end",
+                record.rounds
+            );
+        }
+        // A failure after the wall-clock end is still seen, and still counts toward rollback.
+        let fail = || Some(("healthz".to_owned(), "answered 500".to_owned()));
+        record_round(&mut record, fail(), 2, window, &t(0), &t(13));
+        assert!(matches!(
+            record_round(&mut record, fail(), 2, window, &t(0), &t(14)),
+            Watch::Failed(_)
+        ));
+
+        let mut healthy = StabilizationRecord {
+            expected_rounds: 7,
+            ..Default::default()
+        };
+        for second in [0, 1, 2, 10, 11, 12] {
+            record_round(&mut healthy, None, 3, window, &t(0), &t(second));
+        }
+        let Watch::Passed(message) = record_round(&mut healthy, None, 3, window, &t(0), &t(13)) else {
+            panic!("7 of 7 rounds observed and healthy")
+        };
+        assert!(message.contains("7 rounds over 6s") && message.contains("ran 13s"), "{message}");
+        assert_eq!(progress_message(&healthy), "round 7 of 7: healthy");
     }
 
     #[test]
