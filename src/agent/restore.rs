@@ -166,8 +166,9 @@ fn snapshot_format(snapshot: &Snapshot, engine: Engine) -> Result<String, AgentE
     }
 }
 
-/// What a snapshot's stream must be: sizes from restic's summary and older agents' tag, sha256 from the
-/// caller (the Backup's status) and older agents' tag.
+/// What a snapshot's stream must be: sizes from restic's summary and the `lifeboat-size` tag, sha256 from
+/// the `lifeboat-sha256` tag the backup stored in the repository and from the caller (the Backup's
+/// status), so a drill or a `latest` restore, which has no Backup to ask, still checks the sha256.
 struct Expected {
     sizes: Vec<u64>,
     sha256: Vec<String>,
@@ -285,6 +286,13 @@ async fn stream(
     result.snapshot_id = Some(snapshot.id.clone());
     result.snapshot_time = Some(snapshot.time.clone());
     let expected = Expected::of(&snapshot, args);
+    if expected.sha256.is_empty() {
+        // Snapshots of agents that did not store the digest yet (and ones whose tagging failed).
+        eprintln!(
+            "lifeboat: snapshot {} has no stored sha256 and none was given: checking its size only",
+            short(&snapshot.id)
+        );
+    }
     let path = snapshot.paths.first().cloned().unwrap_or_default();
     let matches =
         |entry: &tar::Entry| entry.name == path.trim_start_matches('/') && expected.size_ok(entry.size);
