@@ -568,6 +568,35 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_without_a_backup_to_ask_checks_the_sha256_stored_with_the_snapshot() {
+        let stored = "c".repeat(64);
+        let tag = format!("lifeboat-sha256={stored}");
+        let s = snapshot(&["lifeboat-kind=postgres", "lifeboat-size=9", &tag], "/x.pgdump");
+        // A drill or a `latest` restore: no --expect-sha256.
+        let expected = Expected::of(&s, &restore_args(&["--tag", "policy=hotel"]));
+        assert!(expected.sha_ok(&stored));
+        assert!(!expected.sha_ok(&"d".repeat(64)), "the stored sha256 is checked");
+        let error = expected.mismatch(&s, 9, &"d".repeat(64)).to_string();
+        assert!(
+            error.contains(&stored) && error.contains(&"d".repeat(64)),
+            "{error}"
+        );
+
+        // A Backup's status and the repository that disagree: the stream must match both.
+        let other = "e".repeat(64);
+        let both = Expected::of(&s, &restore_args(&["--expect-sha256", &other]));
+        assert!(!both.sha_ok(&stored) && !both.sha_ok(&other));
+    }
+
+    #[test]
+    fn a_snapshot_without_a_stored_sha256_is_checked_by_size_only() {
+        let s = snapshot(&["lifeboat-kind=postgres", "lifeboat-size=9"], "/x.pgdump");
+        let expected = Expected::of(&s, &restore_args(&[]));
+        assert!(expected.sha256.is_empty());
+        assert!(expected.sha_ok(&"d".repeat(64)) && expected.size_ok(9) && !expected.size_ok(10));
+    }
+
+    #[test]
     fn hand_made_snapshots_get_their_format_from_the_file_name() {
         assert_eq!(
             snapshot_format(&snapshot(&[], "/hotel.pgdump"), Engine::Postgres)
