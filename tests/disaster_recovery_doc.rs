@@ -275,6 +275,14 @@ fn every_command_of_the_disaster_recovery_runbook_restores_what_the_agent_backed
     create_crm(my, "dr_crm");
     let uploads = work.path().join("uploads");
     make_uploads(&uploads);
+    // Two of one policy: `Newest` must show only the second.
+    let older = backup(
+        "postgres",
+        "dr-shop",
+        pg.agent_args("dr_shop"),
+        Some(PG_PASSWORD),
+        &repo,
+    );
     let custom = backup(
         "postgres",
         "dr-shop",
@@ -301,24 +309,27 @@ fn every_command_of_the_disaster_recovery_runbook_restores_what_the_agent_backed
     );
     let book = Runbook::new(&repo);
 
-    // 1. Find: the filtered listing shows this policy's snapshot and no other policy's.
-    let all_short: Vec<String> = [&custom, &plain, &crm, &files]
-        .iter()
-        .map(|id| listing_of(&repo, id).0)
+    // 1. Find: the filtered listing shows this policy's snapshots and no other policy's; `Newest` only
+    // the newest of them.
+    let short = |id: &String| listing_of(&repo, id).0;
+    let all_short: Vec<String> = [&older, &custom, &plain, &crm, &files]
+        .into_iter()
+        .map(short)
         .collect();
-    for (id, policy, kind) in [
-        (&custom, "dr-shop", "postgres"),
-        (&plain, "dr-shop-sql", "postgres"),
-        (&crm, "dr-crm", "mysql"),
-        (&files, "dr-uploads", "files"),
+    for (ids, policy, kind) in [
+        (vec![&older, &custom], "dr-shop", "postgres"),
+        (vec![&plain], "dr-shop-sql", "postgres"),
+        (vec![&crm], "dr-crm", "mysql"),
+        (vec![&files], "dr-uploads", "files"),
     ] {
-        let (short, _) = listing_of(&repo, id);
-        for title in ["List", "Newest"] {
+        let every: Vec<String> = ids.iter().copied().map(short).collect();
+        let newest = short(ids.last().expect("one"));
+        for (title, expected) in [("List", every), ("Newest", vec![newest])] {
             let listed = book.run_ok(title, work.path(), &[("POLICY", policy), ("KIND", kind)]);
             for other in &all_short {
                 assert_eq!(
                     listed.contains(other.as_str()),
-                    *other == short,
+                    expected.contains(other),
                     "{title} of {policy}/{kind} lists {other}? listing:\n{listed}"
                 );
             }
