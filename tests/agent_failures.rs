@@ -431,3 +431,52 @@ fn a_full_disk_is_named() {
         run.message()
     );
 }
+
+#[test]
+fn a_snapshot_whose_stored_sha256_does_not_match_its_content_is_refused_restoring_nothing() {
+    let pg = postgres();
+    let repo = Repo::new();
+    let backup = agent("backup", &backup_args(small_database(), &repo), Some(PG_PASSWORD));
+    backup.assert_ok();
+    let sha = backup.result["sha256"].as_str().expect("sha256").to_string();
+    let id = backup.result["snapshotId"].as_str().expect("id").to_string();
+    let stored = format!("lifeboat-sha256={sha}");
+    let tags = repo.snapshots()[0]["tags"].to_string();
+    assert!(tags.contains(&stored), "the backup stored its sha256: {tags}");
+
+    // What a damaged or swapped dump looks like to a restore: content and stored sha256 disagree.
+    let wrong = "f".repeat(64);
+    let retag = repo.restic(&[
+        "tag",
+        "--remove",
+        &stored,
+        "--add",
+        &format!("lifeboat-sha256={wrong}"),
+        &id,
+    ]);
+    assert!(
+        retag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retag.stderr)
+    );
+
+    // A drill's restore: `latest` of the policy, no sha256 from any Backup's status.
+    pg.create_database("small_tampered");
+    let mut args = strings(&[
+        "--target",
+        "postgres",
+        "--repository",
+        &repo.repository_arg(),
+        "--tag",
+        "policy=big",
+    ]);
+    args.extend(pg.agent_args("small_tampered"));
+    let restore = agent("restore", &args, Some(PG_PASSWORD));
+    restore.assert_failed("ChecksumMismatch");
+    assert!(
+        restore.message().contains(&wrong) && restore.message().contains(&sha),
+        "the reason names the stored and the actual sha256: {}",
+        restore.message()
+    );
+    assert!(pg.tables("small_tampered").is_empty(), "nothing was restored");
+}

@@ -55,6 +55,19 @@ fn a_mariadb_backup_restores_row_for_row_into_a_verify_database() {
     assert_eq!(backup.result["kind"], "mysql");
     let snapshots = repo.snapshots();
     assert_eq!(snapshots[0]["paths"][0], "/crm.sql");
+    // Size and sha256 are stored with the snapshot, under the id the result reports.
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0]["id"], backup.result["snapshotId"]);
+    let tags = snapshots[0]["tags"].to_string();
+    for tag in [
+        format!(
+            "lifeboat-sha256={}",
+            backup.result["sha256"].as_str().expect("sha256")
+        ),
+        format!("lifeboat-size={}", backup.result["sizeBytes"]),
+    ] {
+        assert!(tags.contains(&tag), "{tag} in {tags}");
+    }
 
     // The CRM runbook restores into a `verify_` database and counts tables.
     let checks = r#"{"minTables": 4, "tables": [{"name": "users", "minRows": 1500}, {"name": "contacts", "minRows": 3000}],

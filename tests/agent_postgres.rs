@@ -112,7 +112,10 @@ fn a_custom_format_backup_restores_row_for_row_into_a_new_database() {
     ] {
         assert!(tags.contains(&tag.to_string()), "{tag} in {tags:?}");
     }
-    // restic's own summary records the dump's size; the sha256 lives in the result (the Backup status).
+    // The repository describes the dump without the cluster: size and sha256 on the snapshot itself,
+    // written after the backup under the id the result reports (the rewritten snapshot is the only one).
+    assert!(tags.contains(&format!("lifeboat-sha256={sha}")), "{tags:?}");
+    assert!(tags.contains(&format!("lifeboat-size={size}")), "{tags:?}");
     assert_eq!(snapshots[0]["summary"]["total_bytes_processed"], size);
     assert!(!tags.iter().any(|t| t == "lifeboat-incomplete"));
 

@@ -6,6 +6,10 @@
 //! database snapshots need no "incomplete" marker and no second restic run to confirm them (each restic
 //! run spends ~0.7 s deriving the repository key). The wrapper reports size and sha256, which go into
 //! the result (the Backup's status) and are checked against restic's own byte count.
+//!
+//! Then the repository is made to describe itself: on disaster day the cluster, and with it the Backup's
+//! status, may be gone, so size and sha256 are also written onto the snapshot as tags (see
+//! `record_digest` for why tags rather than a sidecar file).
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -19,7 +23,7 @@ use super::database::Database;
 use super::error::{error_summary, last_meaningful_line, AgentError};
 use super::process::{Finished, Redactor};
 use super::restic::{
-    self, parse_summary, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SIZE,
+    self, parse_summary, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SHA256, TAG_SIZE,
 };
 use super::result::AgentResult;
 use super::signals::StopSignal;
@@ -142,10 +146,42 @@ async fn stream(
         }
         result.added_bytes = Some(added_bytes(summary));
     }
+    let snapshot_id = record_digest(&restic, snapshot_id, measured.size, &measured.sha256).await;
     result.snapshot_id = Some(snapshot_id);
     result.size_bytes = Some(measured.size);
     result.sha256 = Some(measured.sha256);
     Ok(())
+}
+
+/// The dump's size and sha256 written onto its snapshot as `lifeboat-size=<bytes>` and
+/// `lifeboat-sha256=<hex>`; returns the snapshot's id afterwards.
+///
+/// Tags rather than a sidecar file: `restic snapshots` shows them next to the snapshot, `restic copy`
+/// and retention carry them along with it, and restores read them from the listing they already make.
+/// A sidecar would be a second snapshot that retention, `latest` and people would all have to pair with
+/// its dump. The price is `restic tag`'s exclusive lock and one more key derivation (~0.7 s); it waits
+/// for the lock like every run (`--retry-lock`, which backup Jobs set), and it rewrites the snapshot
+/// under a new id and deletes the old one, so the id returned is the only one left.
+///
+/// A dump whose tags could not be written is still a whole, confirmed backup: it is kept (and reported
+/// under its first id), with its sha256 in the result; its restores can check only its size.
+async fn record_digest(restic: &Restic, snapshot_id: String, size: u64, sha256: &str) -> String {
+    let add = digest_tags(size, sha256);
+    match restic.retag(&snapshot_id, &add, &[]).await {
+        Ok(final_id) => final_id,
+        Err(error) => {
+            eprintln!(
+                "lifeboat: warning: could not store size and sha256 on snapshot {snapshot_id} ({error}); \
+                 the sha256 is only in this result, restores of the snapshot can check its size only"
+            );
+            snapshot_id
+        }
+    }
+}
+
+/// The tags a dump's snapshot carries for restores and for people without the cluster.
+pub fn digest_tags(size: u64, sha256: &str) -> Vec<String> {
+    vec![format!("{TAG_SIZE}={size}"), format!("{TAG_SHA256}={sha256}")]
 }
 
 /// `lifeboat agent stream --report … -- <dump tool>` for restic to run, and what restic's environment

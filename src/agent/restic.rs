@@ -24,6 +24,9 @@ pub const TAG_INCOMPLETE: &str = "lifeboat-incomplete";
 pub const TAG_KIND: &str = "lifeboat-kind";
 pub const TAG_FORMAT: &str = "lifeboat-format";
 pub const TAG_DATABASE: &str = "lifeboat-database";
+/// Size and sha256 of a dump, stored on its snapshot after the backup (restores check the stream
+/// against them, and people can without Lifeboat: docs/disaster-recovery.md). File backups carry the
+/// size only: restic hashes their files one by one.
 pub const TAG_SIZE: &str = "lifeboat-size";
 pub const TAG_SHA256: &str = "lifeboat-sha256";
 

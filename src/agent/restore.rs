@@ -166,8 +166,9 @@ fn snapshot_format(snapshot: &Snapshot, engine: Engine) -> Result<String, AgentE
     }
 }
 
-/// What a snapshot's stream must be: sizes from restic's summary and older agents' tag, sha256 from the
-/// caller (the Backup's status) and older agents' tag.
+/// What a snapshot's stream must be: sizes from restic's summary and the `lifeboat-size` tag, sha256 from
+/// the `lifeboat-sha256` tag the backup stored in the repository and from the caller (the Backup's
+/// status), so a drill or a `latest` restore, which has no Backup to ask, still checks the sha256.
 struct Expected {
     sizes: Vec<u64>,
     sha256: Vec<String>,
@@ -285,6 +286,13 @@ async fn stream(
     result.snapshot_id = Some(snapshot.id.clone());
     result.snapshot_time = Some(snapshot.time.clone());
     let expected = Expected::of(&snapshot, args);
+    if expected.sha256.is_empty() {
+        // Snapshots of agents that did not store the digest yet (and ones whose tagging failed).
+        eprintln!(
+            "lifeboat: snapshot {} has no stored sha256 and none was given: checking its size only",
+            short(&snapshot.id)
+        );
+    }
     let path = snapshot.paths.first().cloned().unwrap_or_default();
     let matches =
         |entry: &tar::Entry| entry.name == path.trim_start_matches('/') && expected.size_ok(entry.size);
@@ -557,6 +565,35 @@ mod tests {
         let expected = Expected::of(&s, &restore_args(&["--expect-sha256", &sha]));
         assert!(expected.size_ok(7) && !expected.size_ok(8));
         assert!(expected.sha_ok(&sha.to_uppercase()) && !expected.sha_ok(&"b".repeat(64)));
+    }
+
+    #[test]
+    fn a_restore_without_a_backup_to_ask_checks_the_sha256_stored_with_the_snapshot() {
+        let stored = "c".repeat(64);
+        let tag = format!("lifeboat-sha256={stored}");
+        let s = snapshot(&["lifeboat-kind=postgres", "lifeboat-size=9", &tag], "/x.pgdump");
+        // A drill or a `latest` restore: no --expect-sha256.
+        let expected = Expected::of(&s, &restore_args(&["--tag", "policy=hotel"]));
+        assert!(expected.sha_ok(&stored));
+        assert!(!expected.sha_ok(&"d".repeat(64)), "the stored sha256 is checked");
+        let error = expected.mismatch(&s, 9, &"d".repeat(64)).to_string();
+        assert!(
+            error.contains(&stored) && error.contains(&"d".repeat(64)),
+            "{error}"
+        );
+
+        // A Backup's status and the repository that disagree: the stream must match both.
+        let other = "e".repeat(64);
+        let both = Expected::of(&s, &restore_args(&["--expect-sha256", &other]));
+        assert!(!both.sha_ok(&stored) && !both.sha_ok(&other));
+    }
+
+    #[test]
+    fn a_snapshot_without_a_stored_sha256_is_checked_by_size_only() {
+        let s = snapshot(&["lifeboat-kind=postgres", "lifeboat-size=9"], "/x.pgdump");
+        let expected = Expected::of(&s, &restore_args(&[]));
+        assert!(expected.sha256.is_empty());
+        assert!(expected.sha_ok(&"d".repeat(64)) && expected.size_ok(9) && !expected.size_ok(10));
     }
 
     #[test]

@@ -128,9 +128,13 @@ pub struct DrillResult {
     /// Whether the measured RPO was within spec.rpo at the time of the drill (absent without a target).
     #[serde(default, rename = "rpoMet", skip_serializing_if = "Option::is_none")]
     pub rpo_met: Option<bool>,
-    /// Restored, verified, and within both targets.
+    /// Restored, verified (when the drill has `verify` checks), and within both targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passed: Option<bool>,
+    /// Whether `verify` checks ran on the restored data and passed. False for a drill without checks:
+    /// it proved only that the dump loads, not that the data in it is what the application needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
     /// Verification checks that failed (`table:users`, `query:orders`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_checks: Vec<String>,

@@ -13,7 +13,8 @@ pub struct ResolvedSource {
     pub snapshot: String,
     pub tags: Vec<String>,
     /// The sha256 a Backup's status recorded for its snapshot: the restore checks the stream against it
-    /// (`--expect-sha256`). Database snapshots carry no sha256 tag since the agent stopped re-tagging them.
+    /// (`--expect-sha256`), as well as against the `lifeboat-sha256` tag the backup stored on the snapshot
+    /// (absent on snapshots of agents that did not store it yet).
     pub sha256: Option<String>,
 }
 

@@ -111,11 +111,11 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
         })
         .collect();
     for result in &new_results {
-        let passed = result.passed == Some(true);
-        let (type_, reason) = if passed {
-            (EventType::Normal, "DrillPassed")
+        let reason = plan::verdict_reason(result);
+        let type_ = if result.passed == Some(true) {
+            EventType::Normal
         } else {
-            (EventType::Warning, "DrillFailed")
+            EventType::Warning
         };
         publish(
             &ctx,
@@ -282,7 +282,7 @@ async fn create_drill_restore(
 fn overall_health(status: &RestoreDrillStatus, suspended: bool) -> Health {
     match &status.last_drill {
         Some(last) if last.passed == Some(true) => Health::Ready {
-            reason: "DrillPassed",
+            reason: plan::verdict_reason(last),
             message: last.message.clone().unwrap_or_default(),
         },
         Some(last) => {

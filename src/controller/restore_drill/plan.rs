@@ -91,14 +91,22 @@ pub fn drill_result(
     let rpo_unknown = objectives.rpo.is_some() && rpo.is_none();
     let passed = succeeded && !rto_missed && !rpo_missed && !rpo_unknown;
 
+    let verified = status
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.passed && !v.checks.is_empty());
     let mut notes = Vec::new();
     if succeeded {
         let snapshot = status.snapshot_id.as_deref().map(short_id).unwrap_or("?");
-        let checks = status
-            .verification
-            .as_ref()
-            .map(|v| format!(", {} checks passed", v.checks.len()))
-            .unwrap_or_default();
+        let checks = if verified {
+            format!(
+                ", {} checks passed",
+                status.verification.as_ref().map_or(0, |v| v.checks.len())
+            )
+        } else {
+            // Size and sha256 were checked on the stream and the loader accepted it: nothing more.
+            " without verify checks: this proves only that the dump loads, not that its data is right".into()
+        };
         notes.push(format!("restored snapshot {snapshot}{checks}"));
     } else {
         let why = status
@@ -136,8 +144,19 @@ pub fn drill_result(
         rto_met: objectives.rto.map(|_| succeeded && !rto_missed),
         rpo_met: objectives.rpo.map(|_| !rpo_missed && !rpo_unknown),
         passed: Some(passed),
+        verified: Some(verified),
         failed_checks,
         message: Some(notes.join("; ")),
+    }
+}
+
+/// The reason a finished drill is reported under (its Event and the Ready condition): a pass without
+/// verification checks is named apart from a full pass, since all it proved is that the dump loads.
+pub fn verdict_reason(result: &DrillResult) -> &'static str {
+    match (result.passed, result.verified) {
+        (Some(true), Some(false)) => "DrillPassedUnverified",
+        (Some(true), _) => "DrillPassed",
+        _ => "DrillFailed",
     }
 }
 
@@ -426,6 +445,35 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
             restore_name_for_slot("hotel-db-monthly", at("2026-11-01T02:00:00Z")),
             "hotel-db-monthly-1793498400"
         );
+    }
+
+    #[test]
+    fn a_drill_without_verify_checks_says_it_proved_only_that_the_dump_loads() {
+        let objectives = Objectives::of(&drill(SPEC));
+        let mut status = succeeded("2026-11-01T02:00:00Z", "2026-11-01T03:01:00Z");
+        status.verification = None;
+        let loaded = drill_result("d", at("2026-11-01T03:00:00Z"), &status, &objectives);
+        assert_eq!((loaded.passed, loaded.verified), (Some(true), Some(false)));
+        assert_eq!(verdict_reason(&loaded), "DrillPassedUnverified");
+        let message = loaded.message.as_deref().unwrap();
+        assert!(message.contains("proves only that the dump loads"), "{message}");
+
+        let full = drill_result(
+            "d",
+            at("2026-11-01T03:00:00Z"),
+            &succeeded("2026-11-01T02:00:00Z", "2026-11-01T03:01:00Z"),
+            &objectives,
+        );
+        assert_eq!(full.verified, Some(true));
+        assert_eq!(verdict_reason(&full), "DrillPassed");
+        assert!(!full.message.as_deref().unwrap().contains("only"));
+
+        // Checks that ran but failed are a failed drill, not an unverified pass.
+        let mut failing = succeeded("2026-11-01T02:00:00Z", "2026-11-01T03:01:00Z");
+        failing.phase = Some(RestorePhase::Failed);
+        failing.verification.as_mut().unwrap().passed = false;
+        let failed = drill_result("d", at("2026-11-01T03:00:00Z"), &failing, &objectives);
+        assert_eq!(verdict_reason(&failed), "DrillFailed");
     }
 
     #[test]
