@@ -14,5 +14,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod schedule;
+pub mod size;
 pub mod slots;
 pub mod snapshot_id;

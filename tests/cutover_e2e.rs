@@ -30,17 +30,17 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "preflight": [
-            {"name": "verify-deploy", "job": {"image": "hotel/web", "command": ["sh", "-c",
+            {"name": "verify-deploy", "job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
                 "echo 'verify-deploy: 12 checks PASS' | tee /dev/termination-log"]}},
             {"name": "uat", "http": {"url": svc("web-green", "/health"), "retries": 2}}
         ],
         "backup": {"policyRef": {"name": "hotel-db"}, "timeout": "2m"},
-        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c",
+        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
             "echo migrating; printf '{\"migrated\": 42, \"failed\": 0}' > /dev/termination-log"]}},
         "verify": [
             {"name": "health", "http": {"url": svc("web", "/health")}},
             {"name": "version", "http": {"url": svc("web", "/version"), "expectBodyContains": "green"}},
-            {"name": "smoke", "job": {"image": "hotel/smoke", "command": ["sh", "-c", "echo smoke PASS"]}}
+            {"name": "smoke", "job": {"securityContext": step_security(), "image": "hotel/smoke", "command": ["sh", "-c", "echo smoke PASS"]}}
         ],
         "stabilization": {"duration": "4s", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": svc("web", "/health")}]}
@@ -301,7 +301,7 @@ async fn a_failing_preflight_is_no_go_and_never_touches_the_service() {
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "preflight": [
-            {"name": "verify-deploy", "job": {"image": "hotel/web", "command": ["sh", "-c",
+            {"name": "verify-deploy", "job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
                 "echo 'check 1 PASS'; echo 'check 2 FAIL: DEBUG is on' >&2; exit 3"]}},
             {"name": "uat", "http": {"url": format!("http://web-green.{}.svc/health", ns.name)}}
         ],
@@ -466,7 +466,7 @@ async fn a_dry_run_walks_the_checks_and_changes_nothing() {
         "dryRun": true,
         "preflight": [{"name": "uat", "http": {"url": format!("http://web-green.{}.svc/health", ns.name)}}],
         "backup": {"policyRef": {"name": "hotel-db"}},
-        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c", "exit 1"]}},
+        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", "exit 1"]}},
         "approval": {"required": true},
         "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}],
         "stabilization": {"duration": "1h"}
@@ -629,7 +629,7 @@ async fn a_rollback_with_restore_database_brings_back_the_pre_switch_snapshot() 
     );
     let spec = json!({
         "backup": {"policyRef": {"name": "hotel-db"}},
-        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c", migrate],
+        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", migrate],
                               "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}},
         "verify": [{"name": "version", "http": {"url": format!("http://web.{}.svc/version", ns.name), "expectBodyContains": "2.5"}}],
         "rollback": {"automatic": true, "restoreDatabase": true}
@@ -792,4 +792,37 @@ async fn an_ingress_backend_is_switched_and_restored_on_rollback() {
     )
     .await;
     assert_eq!(backends().await, ["web-green", "web-blue"]);
+}
+
+#[tokio::test]
+async fn a_migration_pod_security_refuses_fails_the_cutover_at_once_saying_what_to_set() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    // The test namespace enforces Pod Security `restricted`; the migration does not say it runs as
+    // non-root, so the Job controller is refused every Pod it tries to create.
+    let ns = cluster.namespace("cut-psa").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c", "echo migrated"]}}
+    });
+    cutovers
+        .create(&PostParams::default(), &cutover("release-6-0", spec))
+        .await
+        .unwrap();
+    // The refusal never relents, so it ends the step at once rather than leaving a Job without Pods.
+    let done = wait_for("ended", &cutovers, "release-6-0", Duration::from_secs(60), operator, ended).await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CutoverPhase::Failed), "{status:#?}");
+    let migration = status
+        .steps
+        .iter()
+        .find(|s| s.name == "migration")
+        .expect("a migration step");
+    let message = migration.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("PodSecurity") && message.contains("runAsNonRoot"),
+        "the step says what Pod Security wants: {message}"
+    );
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"), "nothing was switched");
 }

@@ -30,7 +30,7 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
     let spec = json!({
         "backup": {"policyRef": {"name": "hotel-db"}},
         // Long enough to be killed in the middle of.
-        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c",
+        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
             "sleep 4; printf '{\"migrated\": 7}' > /dev/termination-log"]}},
         "approval": {"required": true},
         "verify": [{"name": "health", "http": {"url": health.clone()}}],

@@ -46,7 +46,7 @@ async fn keep_last_one_during_a_long_stabilization_keeps_the_snapshot_a_rollback
     let svc = |path: &str| format!("http://web.{}.svc{path}", ns.name);
     let spec = json!({
         "backup": {"policyRef": {"name": "hotel-db"}},
-        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c", migrate],
+        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", migrate],
                               "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}},
         "stabilization": {"duration": "30m", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": svc("/health"), "timeout": "2s"}]},

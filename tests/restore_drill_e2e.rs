@@ -65,7 +65,12 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
     let source = backed_up_database(&ns, operator).await;
     let drills: Api<RestoreDrill> = ns.api();
     // The runbook's smoke test after the restore: the application's view of the restored data.
-    let smoke = json!({"image": "postgres:16", "command": ["sh", "-c",
+    // The namespace enforces Pod Security `restricted`: the step says it runs as non-root, as a user's
+    // would there (Lifeboat cannot know what user an application image runs as).
+    let smoke = json!({"image": "postgres:16",
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
+                            "capabilities": {"drop": ["ALL"]}},
+        "command": ["sh", "-c",
         "n=$(psql -XAtc 'select count(*) from guests') && test \"$n\" -ge 500 && echo \"smoke ok: $n guests\" | tee /dev/termination-log"]});
     drills
         .create(

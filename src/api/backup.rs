@@ -19,7 +19,7 @@ use super::common::{Conditions, LocalObjectRef};
     doc = "One backup run of a BackupPolicy's source into its repository.",
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.policyRef.name"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Size", type_ = "integer", json_path = ".status.sizeBytes"),
+    printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId"),
     printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
     printcolumn(name = "Trigger", type_ = "string", json_path = ".spec.trigger", priority = 1),
@@ -81,6 +81,9 @@ pub struct BackupStatus {
     /// Bytes of the dump stream (before restic's compression and deduplication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
+    /// sizeBytes for people, e.g. `225.2 KiB` (the Size column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
     /// sha256 of the dump stream, checked again at restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,

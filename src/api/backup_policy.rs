@@ -40,8 +40,8 @@ use crate::duration::DurationString;
     ),
     printcolumn(
         name = "Size",
-        type_ = "integer",
-        json_path = ".status.lastSuccessfulBackup.sizeBytes",
+        type_ = "string",
+        json_path = ".status.lastSuccessfulBackup.size",
         priority = 1
     ),
     printcolumn(name = "Next", type_ = "string", json_path = ".status.nextScheduleTime"),
@@ -337,6 +337,9 @@ pub struct BackupSummary {
     pub time: Time,
     pub snapshot_id: String,
     pub size_bytes: i64,
+    /// sizeBytes for people, e.g. `225.2 KiB`.
+    #[serde(default)]
+    pub size: String,
     pub sha256: String,
     pub duration: String,
 }

@@ -3,7 +3,7 @@
 //! `FallbackToLogsOnError` put there when the container died first).
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
@@ -67,7 +67,11 @@ pub async fn follow_job(
             let listed = pods
                 .list(&ListParams::default().labels(&format!("job-name={name}")))
                 .await?;
-            if let Some(stuck) = stuck_container(&listed.items, container, jiff::Timestamp::now()) {
+            let mut stuck = stuck_container(&listed.items, container, jiff::Timestamp::now());
+            if stuck.is_none() && listed.items.is_empty() {
+                stuck = pods_refused(client, namespace, &job).await?;
+            }
+            if let Some(stuck) = stuck {
                 return Ok(JobState::Finished {
                     outcome: JobOutcome::Failed,
                     last: Some(Box::new(stuck)),
@@ -116,6 +120,44 @@ const STUCK_REASONS: &[&str] = &[
 /// How long a Pod may wait with one of them before its Job counts as failed: a registry hiccup or a
 /// Secret created a moment late heals within it. `ErrImageNeverPull` and `InvalidImageName` never heal.
 const STUCK_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// Why a Job has no Pod at all, when the Job controller was refused creating one: Pod Security
+/// admission (a step image that does not say it runs as non-root in a `restricted` namespace) never
+/// relents, so it ends the Job at once; other refusals (a quota, a webhook) after `STUCK_AFTER`. Read
+/// from the Job controller's `FailedCreate` Events, the only place the refusal is recorded.
+async fn pods_refused(
+    client: &Client,
+    namespace: &str,
+    job: &Job,
+) -> Result<Option<ContainerStateTerminated>, kube::Error> {
+    let Some(uid) = job.metadata.uid.as_deref() else {
+        return Ok(None);
+    };
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("involvedObject.uid={uid},reason=FailedCreate");
+    let listed = events.list(&ListParams::default().fields(&selector)).await?;
+    let created = job.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    Ok(refusal(&listed.items, created, jiff::Timestamp::now()))
+}
+
+fn refusal(
+    events: &[Event],
+    job_created: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> Option<ContainerStateTerminated> {
+    let message = events.iter().filter_map(|e| e.message.as_deref()).next_back()?;
+    let permanent = message.contains("violates PodSecurity");
+    let waited_long = job_created.is_some_and(|created| now.duration_since(created) >= STUCK_AFTER);
+    if !(permanent || waited_long) {
+        return None;
+    }
+    Some(ContainerStateTerminated {
+        exit_code: 128,
+        reason: Some("FailedCreate".to_owned()),
+        message: Some(format!("the Job's Pod cannot be created: {message}")),
+        ..Default::default()
+    })
+}
 
 /// A container of `pods` waiting for something that will not come, as the terminated state a failed run
 /// leaves (so every follower reports it like any failure): "<reason>: <kubelet's message>", which names
@@ -216,6 +258,27 @@ pub fn newest_agent_report(pods: &[Pod]) -> Option<AgentReport> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus};
+
+    #[test]
+    fn a_pod_refused_by_pod_security_ends_the_job_at_once_other_refusals_after_a_while() {
+        let event = |message: &str| Event {
+            message: Some(message.into()),
+            ..Default::default()
+        };
+        let created: jiff::Timestamp = "2026-12-03T08:00:00Z".parse().unwrap();
+        let soon: jiff::Timestamp = "2026-12-03T08:00:05Z".parse().unwrap();
+        let later: jiff::Timestamp = "2026-12-03T08:01:05Z".parse().unwrap();
+        let psa = [event(
+            "Error creating: pods \"m-abc\" is forbidden: violates PodSecurity \"restricted:latest\": \
+             runAsNonRoot != true (pod or container \"step\" must set securityContext.runAsNonRoot=true)",
+        )];
+        let refused = refusal(&psa, Some(created), soon).expect("Pod Security never relents");
+        assert!(refused.message.unwrap().contains("runAsNonRoot"));
+        let quota = [event("Error creating: pods \"m-abc\" is forbidden: exceeded quota: pods")];
+        assert!(refusal(&quota, Some(created), soon).is_none(), "a quota may free up");
+        assert!(refusal(&quota, Some(created), later).is_some());
+        assert!(refusal(&[], Some(created), later).is_none());
+    }
 
     #[test]
     fn a_job_without_a_ready_pod_is_looked_at_again_on_a_timer() {

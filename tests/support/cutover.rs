@@ -66,6 +66,22 @@ where
         .unwrap();
 }
 
+/// What Pod Security `restricted` (which test namespaces enforce) asks of a Pod and its containers.
+pub fn restricted_pod() -> Value {
+    json!({"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+pub fn restricted_container() -> Value {
+    json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
+}
+
+/// A Cutover step's securityContext in a namespace that enforces `restricted` (as test namespaces
+/// do): a step's default drops capabilities but leaves runAsNonRoot to the image's owner.
+pub fn step_security() -> Value {
+    json!({"runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
+           "capabilities": {"drop": ["ALL"]}})
+}
+
 pub fn deployment(color: &str, script: &Path, fail_file: &Path) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("web-{color}")},
@@ -76,8 +92,10 @@ pub fn deployment(color: &str, script: &Path, fail_file: &Path) -> Value {
                 "metadata": {"labels": {"app": "web", "track": color}},
                 "spec": {
                     "terminationGracePeriodSeconds": 1,
+                    "securityContext": restricted_pod(),
                     "containers": [{
                         "name": "web", "image": "hotel/web", "command": ["python3", script],
+                        "securityContext": restricted_container(),
                         "env": [{"name": "COLOR", "value": color}, {"name": "FAIL_FILE", "value": fail_file}],
                         "ports": [{"containerPort": 8080}],
                         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}

@@ -132,6 +132,7 @@ fn failure_message(outcome: JobOutcome, result: &AgentResult) -> String {
 fn apply_result(status: &mut BackupStatus, result: &AgentResult) {
     status.snapshot_id = result.snapshot_id.clone();
     status.size_bytes = result.size_bytes.and_then(|s| i64::try_from(s).ok());
+    status.size = result.size_bytes.map(crate::size::human);
     status.sha256 = result.sha256.clone();
     if let Ok(start) = result.start_time.parse::<jiff::Timestamp>() {
         status.start_time = Some(Time(start));

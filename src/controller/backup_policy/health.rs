@@ -389,6 +389,7 @@ mod tests {
                 time: Time(at("2026-05-01T02:00:00Z")),
                 snapshot_id: "a".into(),
                 size_bytes: 1,
+                size: "1 B".into(),
                 sha256: String::new(),
                 duration: "1m".into(),
             }),
@@ -553,6 +554,7 @@ mod tests {
             time: Time(at("2026-05-01T02:00:00Z")),
             snapshot_id: "4f2a".into(),
             size_bytes: 1,
+            size: "1 B".into(),
             sha256: String::new(),
             duration: String::new(),
         });

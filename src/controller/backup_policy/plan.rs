@@ -110,6 +110,7 @@ pub fn record_results(
             time: Time(at),
             snapshot_id: result.snapshot_id.clone().unwrap_or_default(),
             size_bytes: size,
+            size: crate::size::human(size.unsigned_abs()),
             sha256: result.sha256.clone().unwrap_or_default(),
             duration: result.duration.clone().unwrap_or_default(),
         });

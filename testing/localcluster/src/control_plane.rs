@@ -143,15 +143,32 @@ impl Cluster {
 
     /// Creates a namespace of its own for one test (`<prefix>-<random>`) and waits until Pods can be
     /// created in it (the controller-manager has made its `default` ServiceAccount). It is deleted when
-    /// the returned value is dropped.
+    /// the returned value is dropped. It enforces Pod Security `restricted`, as the namespaces of
+    /// careful users do: every Pod Lifeboat makes must pass it by default.
     pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace, ClusterError> {
+        self.namespace_enforcing(prefix, Some("restricted")).await
+    }
+
+    /// A namespace without Pod Security enforcement: only for the process-running node's own tests,
+    /// whose Pods exercise what that node does, not what users deploy.
+    pub async fn unrestricted_namespace(&self, prefix: &str) -> Result<TestNamespace, ClusterError> {
+        self.namespace_enforcing(prefix, None).await
+    }
+
+    async fn namespace_enforcing(&self, prefix: &str, level: Option<&str>) -> Result<TestNamespace, ClusterError> {
         let client = self.client().await?;
         let name = format!("{prefix}-{}", random_suffix());
         let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut labels: std::collections::BTreeMap<String, String> =
+            [("lifeboat.dev/test".to_owned(), "true".to_owned())].into();
+        if let Some(level) = level {
+            labels.insert("pod-security.kubernetes.io/enforce".to_owned(), level.to_owned());
+            labels.insert("pod-security.kubernetes.io/enforce-version".to_owned(), "latest".to_owned());
+        }
         let namespace = Namespace {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("lifeboat.dev/test".to_owned(), "true".to_owned())].into()),
+                labels: Some(labels),
                 ..Default::default()
             },
             ..Default::default()
