@@ -7,7 +7,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
@@ -57,6 +59,23 @@ pub struct Metrics {
     pub drill_last_rpo_seconds: Family<DrillLabels, Gauge<f64, AtomicU64>>,
     pub drill_passed: Family<DrillLabels, Gauge>,
     pub drill_last_timestamp: Family<DrillLabels, Gauge<f64, AtomicU64>>,
+    /// Every object that has series, so a deleted one's series can be removed (see `forget`).
+    exported: Mutex<BTreeSet<Exported>>,
+}
+
+/// An object whose series the operator exports.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Exported {
+    pub kind: ExportedKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExportedKind {
+    BackupPolicy,
+    RestoreDrill,
+    Cutover,
 }
 
 impl Default for Metrics {
@@ -164,7 +183,59 @@ impl Default for Metrics {
             drill_last_rpo_seconds,
             drill_passed,
             drill_last_timestamp,
+            exported: Mutex::default(),
         }
+    }
+}
+
+impl Metrics {
+    /// Notes that `kind` `namespace/name` has series now.
+    pub fn exported(&self, kind: ExportedKind, namespace: &str, name: &str) {
+        let object = Exported {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.exported.lock().unwrap_or_else(|e| e.into_inner()).insert(object);
+    }
+
+    /// The objects with series.
+    pub fn exported_objects(&self) -> Vec<Exported> {
+        self.exported.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// Removes every series of a deleted object: a deleted policy must not alert as stale forever, a
+    /// deleted Cutover must not stay RolledBack on a dashboard.
+    pub fn forget(&self, object: &Exported) {
+        let namespace = object.namespace.clone();
+        match object.kind {
+            ExportedKind::BackupPolicy => {
+                let labels = PolicyLabels { namespace, policy: object.name.clone() };
+                self.last_success_timestamp.remove(&labels);
+                self.last_size_bytes.remove(&labels);
+                self.stale.remove(&labels);
+                self.repository_healthy.remove(&labels);
+                self.failures_total.remove(&labels);
+                self.duration_seconds.remove(&labels);
+            }
+            ExportedKind::RestoreDrill => {
+                let labels = DrillLabels { namespace, drill: object.name.clone() };
+                self.drill_last_rto_seconds.remove(&labels);
+                self.drill_last_rpo_seconds.remove(&labels);
+                self.drill_passed.remove(&labels);
+                self.drill_last_timestamp.remove(&labels);
+            }
+            ExportedKind::Cutover => {
+                for phase in crate::api::cutover::CutoverPhase::ALL {
+                    self.cutover.phase.remove(&CutoverLabels {
+                        namespace: namespace.clone(),
+                        cutover: object.name.clone(),
+                        phase: phase.name().to_owned(),
+                    });
+                }
+            }
+        }
+        self.exported.lock().unwrap_or_else(|e| e.into_inner()).remove(object);
     }
 }
 
@@ -262,6 +333,7 @@ impl CutoverMetrics {
 
 impl Metrics {
     pub fn cutover_phase(&self, namespace: &str, cutover: &str, phase: crate::api::cutover::CutoverPhase) {
+        self.exported(ExportedKind::Cutover, namespace, cutover);
         for each in crate::api::cutover::CutoverPhase::ALL {
             let name = each.name().to_owned();
             let labels = CutoverLabels {
@@ -300,5 +372,31 @@ impl Metrics {
 
     pub fn cutover_approval_to_switch(&self, seconds: f64) {
         self.cutover.approval_to_switch_seconds.observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_object_leaves_no_series_and_others_keep_theirs() {
+        let metrics = Metrics::default();
+        for policy in ["gone", "kept"] {
+            let labels = PolicyLabels { namespace: "shop".into(), policy: policy.into() };
+            metrics.stale.get_or_create(&labels).set(1);
+            metrics.exported(ExportedKind::BackupPolicy, "shop", policy);
+        }
+        metrics.cutover_phase("shop", "release-1", crate::api::cutover::CutoverPhase::RolledBack);
+        for object in metrics.exported_objects() {
+            if object.name != "kept" {
+                metrics.forget(&object);
+            }
+        }
+        let text = metrics.encode();
+        assert!(!text.contains("policy=\"gone\""), "{text}");
+        assert!(!text.contains("cutover=\"release-1\""), "{text}");
+        assert!(text.contains("policy=\"kept\""), "{text}");
+        assert_eq!(metrics.exported_objects().len(), 1);
     }
 }

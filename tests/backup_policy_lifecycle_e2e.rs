@@ -545,6 +545,28 @@ async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator
         events.lines().any(|l| l.trim() == "Stale"),
         "[{scenario}] no Stale Event:\n{events}"
     );
+
+    // A deleted policy stops alerting: every series of it leaves /metrics.
+    policies.delete("old-db", &DeleteParams::default()).await.unwrap();
+    let series_of_it = |metrics: &str| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("namespace=\"{}\"", ns.name)))
+            .filter(|l| l.contains("policy=\"old-db\""))
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_for(
+        scenario,
+        "no series of the deleted policy",
+        Duration::from_secs(60),
+        operator,
+        async || {
+            let left = series_of_it(&operator.metrics());
+            left.is_empty().then_some(()).ok_or_else(|| left.join("\n"))
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,6 +10,7 @@ pub mod crash_point;
 pub mod cutover;
 pub mod error;
 pub mod events;
+pub mod forget;
 pub mod leadership;
 pub mod restore;
 pub mod restore_drill;
@@ -189,7 +190,18 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
         )
         .for_each(|_| async {});
     // Cutover: its Jobs (by label), its pre-switch Backup and rollback Restore wake it.
-    let cutovers = Controller::new(api::<crate::api::Cutover>(&client, namespace), watch_config)
+    let cutovers = Controller::new(api::<crate::api::Cutover>(&client, namespace), watch_config);
+    let drills = Controller::new(
+        api::<crate::api::RestoreDrill>(&client, namespace),
+        watcher::Config::default().any_semantic(),
+    );
+    let caches = forget::Caches {
+        policies: context.stores.policies.clone(),
+        drills: drills.store(),
+        cutovers: cutovers.store(),
+    };
+    let forget = forget::forget_deleted_objects(&context.metrics, caches);
+    let cutovers = cutovers
         .with_config(config.clone())
         .owns(
             jobs.clone(),
@@ -228,10 +240,7 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
         context.clone(),
     )
     .for_each(|_| async {});
-    let drills = Controller::new(
-        api::<crate::api::RestoreDrill>(&client, namespace),
-        watcher::Config::default().any_semantic(),
-    )
+    let drills = drills
     .with_config(config.clone())
     .owns(
         api::<crate::api::Restore>(&client, namespace),
@@ -241,10 +250,14 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
     .run(
         |o, c| reconciled(restore_drill::reconcile, o, c),
         error_policy::<crate::api::RestoreDrill>,
-        context,
+        context.clone(),
     )
     .for_each(|_| async {});
-    tokio::join!(backups, policies, cutovers, restores, drills);
+    // The sweep never ends: the controllers' end (shutdown on a signal) ends the operator.
+    tokio::select! {
+        _ = async { tokio::join!(backups, policies, cutovers, restores, drills) } => {}
+        _ = forget => {}
+    }
 }
 
 fn controller_config(settings: &Settings) -> kube::runtime::controller::Config {

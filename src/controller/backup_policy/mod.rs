@@ -480,6 +480,7 @@ fn export_metrics(ctx: &Context, namespace: &str, policy: &str, status: &BackupP
         policy: policy.to_owned(),
     };
     let metrics = &ctx.metrics;
+    metrics.exported(crate::metrics::ExportedKind::BackupPolicy, namespace, policy);
     if let Some(last) = &status.last_successful_backup {
         metrics
             .last_success_timestamp
