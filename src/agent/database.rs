@@ -90,6 +90,9 @@ impl Database {
             endpoint: format!("{host}:{port}"),
             user: user.clone(),
             database: database.clone(),
+            password_ends_with_whitespace: password
+                .as_deref()
+                .is_some_and(|p| p.ends_with(char::is_whitespace)),
         };
         Ok(Database {
             engine,

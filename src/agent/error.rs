@@ -33,8 +33,8 @@ pub enum Reason {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("the database at {endpoint} rejected the password for user \"{user}\": check the password Secret and the user name")]
-    DatabaseAuth { endpoint: String, user: String },
+    #[error("the database at {endpoint} rejected the password for user \"{user}\": check the password Secret and the user name{hint}")]
+    DatabaseAuth { endpoint: String, user: String, hint: String },
 
     #[error("cannot reach the database at {endpoint} ({detail}): check host, port, the Service and any NetworkPolicy")]
     DatabaseUnreachable { endpoint: String, detail: String },
@@ -188,6 +188,8 @@ pub struct DbContext {
     pub endpoint: String,
     pub user: String,
     pub database: String,
+    /// A fact about the password worth saying when it is refused (never the password itself).
+    pub password_ends_with_whitespace: bool,
 }
 
 /// Turns the stderr of a database client (pg_dump, psql, pg_restore, mariadb-dump, mariadb) into a cause a
@@ -208,9 +210,16 @@ pub fn classify_database(stderr: &str, ctx: &DbContext) -> Option<AgentError> {
         "authentication failed for user",
     ];
     if auth.iter().any(|needle| lower.contains(needle)) {
+        let hint = if ctx.password_ends_with_whitespace {
+            "; the password in the Secret ends with a newline or space, which `echo` and \
+             `kubectl create secret --from-file` keep: write the Secret with --from-literal or printf"
+        } else {
+            ""
+        };
         return Some(AgentError::DatabaseAuth {
             endpoint: ctx.endpoint.clone(),
             user: ctx.user.clone(),
+            hint: hint.to_owned(),
         });
     }
     let missing = ["unknown database"];
@@ -435,7 +444,19 @@ mod tests {
             endpoint: "db:5432".into(),
             user: "app".into(),
             database: "shop".into(),
+            password_ends_with_whitespace: false,
         }
+    }
+
+    #[test]
+    fn a_refused_password_with_a_trailing_newline_says_so_without_showing_it() {
+        let stderr = "pg_dump: error: connection to server at \"db\" (10.0.0.5), port 5432 failed: \
+                      FATAL:  password authentication failed for user \"app\"";
+        let plain = classify_database(stderr, &ctx()).unwrap().to_string();
+        assert!(!plain.contains("newline"), "{plain}");
+        let newline = DbContext { password_ends_with_whitespace: true, ..ctx() };
+        let message = classify_database(stderr, &newline).unwrap().to_string();
+        assert!(message.contains("ends with a newline") && message.contains("--from-literal"), "{message}");
     }
 
     #[test]
