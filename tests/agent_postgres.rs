@@ -490,3 +490,38 @@ fn a_restore_that_fails_changes_nothing_in_the_target() {
     assert_eq!(pg.tables("shop_atomic_target"), vec!["public.orders".to_string()]);
     assert_eq!(pg.psql("shop_atomic_target", "select keep from orders"), "42");
 }
+
+#[test]
+fn a_database_named_with_quotes_semicolons_commas_and_slashes_backs_up_and_restores_as_itself() {
+    // Every name here is one argument or one quoted identifier: nothing is ever run as SQL or shell.
+    let pg = postgres();
+    let repo = Repo::new();
+    let hostile = "shop\"; DROP TABLE guard; --, x/y";
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    pg.create_database("guard_db");
+    pg.psql("guard_db", "CREATE TABLE guard (id int); INSERT INTO guard VALUES (1)");
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(hostile)));
+    pg.psql("postgres", &format!("CREATE DATABASE {}", quoted(hostile)));
+    pg.psql(hostile, "CREATE TABLE guard (id int); INSERT INTO guard SELECT generate_series(1, 7)");
+
+    let backup = agent("backup", &backup_args(pg, hostile, &repo, &["--tag", "policy=odd"]), Some(PG_PASSWORD));
+    backup.assert_ok();
+    let snapshots = repo.snapshots();
+    assert_eq!(snapshots.len(), 1);
+    let tags = tags_of(&snapshots[0]);
+    assert!(
+        tags.iter().all(|t| !t.is_empty() && t.contains('=') || t == "lifeboat"),
+        "no tag was split at the comma: {tags:?}"
+    );
+
+    let restored = "restored\"; DROP TABLE guard; --";
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(restored)));
+    agent(
+        "restore",
+        &restore_args(pg, restored, &repo, &["--tag", "policy=odd", "--create-database"]),
+        Some(PG_PASSWORD),
+    )
+    .assert_ok();
+    assert_eq!(pg.psql(restored, "SELECT count(*) FROM guard").trim(), "7");
+    assert_eq!(pg.psql("guard_db", "SELECT count(*) FROM guard").trim(), "1", "nothing else was touched");
+}

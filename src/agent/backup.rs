@@ -23,7 +23,7 @@ use super::database::Database;
 use super::error::{error_summary, last_meaningful_line, AgentError};
 use super::process::{Finished, Redactor};
 use super::restic::{
-    self, parse_summary, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SHA256, TAG_SIZE,
+    self, parse_summary, tag, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SHA256, TAG_SIZE,
 };
 use super::result::AgentResult;
 use super::signals::StopSignal;
@@ -66,7 +66,7 @@ async fn stream(
     tags.push(format!("{TAG_KIND}={}", args.source.as_str()));
     tags.push(format!("{TAG_FORMAT}={format}"));
     if !db.database.is_empty() {
-        tags.push(format!("{TAG_DATABASE}={}", db.database));
+        tags.push(tag(TAG_DATABASE, &db.database));
     }
 
     let report_dir = ReportDir::create().map_err(|e| {

@@ -24,6 +24,13 @@ pub const TAG_INCOMPLETE: &str = "lifeboat-incomplete";
 pub const TAG_KIND: &str = "lifeboat-kind";
 pub const TAG_FORMAT: &str = "lifeboat-format";
 pub const TAG_DATABASE: &str = "lifeboat-database";
+
+/// `key=value` as one restic tag. restic splits a `--tag` argument at commas, so a comma in the value
+/// (PostgreSQL allows one in a database name) would make two tags; it is written `%2C` (and `%` as
+/// `%25`, so the value reads back unchanged).
+pub fn tag(key: &str, value: &str) -> String {
+    format!("{key}={}", value.replace('%', "%25").replace(',', "%2C"))
+}
 /// Size and sha256 of a dump, stored on its snapshot after the backup (restores check the stream
 /// against them, and people can without Lifeboat: docs/disaster-recovery.md). File backups carry the
 /// size only: restic hashes their files one by one.
@@ -545,6 +552,12 @@ pub fn validate_tags(tags: &[String]) -> Result<(), AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_value_with_a_comma_stays_one_tag() {
+        assert_eq!(tag("lifeboat-database", "a,b%c"), "lifeboat-database=a%2Cb%25c");
+        assert_eq!(tag("lifeboat-database", "shop"), "lifeboat-database=shop");
+    }
 
     #[test]
     fn credentials_in_repository_urls_are_hidden() {
