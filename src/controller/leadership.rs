@@ -23,6 +23,17 @@ const STANDBY_POLL: Duration = Duration::from_secs(2);
 /// How long a stopping operator waits for its Lease to be released (within the Pod's grace period).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Who holds the Lease, as `kubectl get lease` shows it: the Pod's name (as client-go's `<host>_<uuid>`),
+/// so a person sees which replica leads; the suffix tells this process from an earlier one of the same
+/// Pod (a restarted container) so the two are never mistaken for each other.
+fn identity(pod: Option<String>) -> String {
+    let process = jiff::Timestamp::now().as_nanosecond() as u64 ^ u64::from(std::process::id());
+    match pod.filter(|pod| !pod.is_empty()) {
+        Some(pod) => format!("{pod}_{process:x}"),
+        None => format!("lifeboat_{process:x}"),
+    }
+}
+
 /// This replica's hold on the Lease.
 pub struct Leadership {
     channel: watch::Receiver<bool>,
@@ -33,8 +44,10 @@ impl Leadership {
     /// Waits until this replica holds the Lease `namespace/name`.
     pub async fn acquire(client: &Client, namespace: &str, name: &str) -> Result<Leadership, OperatorError> {
         let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+        let identity = identity(std::env::var("LIFEBOAT_POD_NAME").ok());
         loop {
             let manager = LeaseManagerBuilder::new(client.clone(), name)
+                .with_identity(identity.clone())
                 .with_namespace(namespace)
                 .with_duration(LEASE_DURATION_SECONDS)
                 .with_grace(LEASE_GRACE_SECONDS)
@@ -103,5 +116,18 @@ async fn released(leases: &Api<Lease>, name: &str) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_names_the_pod_that_holds_it() {
+        let held = identity(Some("lifeboat-75c555667f-cwnn2".into()));
+        assert!(held.starts_with("lifeboat-75c555667f-cwnn2_"), "{held}");
+        assert!(identity(None).starts_with("lifeboat_"));
+        assert_ne!(identity(Some("p".into())), identity(Some("p".into())), "each process its own");
     }
 }

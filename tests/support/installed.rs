@@ -35,13 +35,21 @@ pub struct InstalledOperator {
 impl InstalledOperator {
     /// `helm upgrade --install` of charts/lifeboat into `namespace`, waiting until the operator is Ready.
     pub fn helm(cluster: &Cluster, namespace: &str) -> Self {
+        Self::helm_with(cluster, namespace, json!({}))
+    }
+
+    /// As `helm`, with more values (`--set`-like, merged at the top level).
+    pub fn helm_with(cluster: &Cluster, namespace: &str, more: Value) -> Self {
         let placement = on_real_node();
-        let values = json!({
+        let mut values = json!({
             "image": {"pullPolicy": "Never"},
             "logLevel": "info,lifeboat=debug",
             "nodeSelector": placement["nodeSelector"],
             "tolerations": placement["tolerations"],
         });
+        for (key, value) in more.as_object().expect("values are an object") {
+            values[key] = value.clone();
+        }
         let values_file = std::env::temp_dir().join(format!("lifeboat-values-{namespace}.json"));
         std::fs::write(&values_file, values.to_string()).expect("write Helm values");
         let installed = Self {

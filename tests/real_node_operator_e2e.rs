@@ -1,0 +1,100 @@
+//! The operator as a rolling update or a drained node treats it, on the real node: two replicas from the
+//! chart, the leader's Pod deleted (the kubelet sends SIGTERM), and the standby leads long before the
+//! Lease would have expired, because the stopping leader releases it. (Its own test binary: it installs
+//! the chart.)
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use serde_json::json;
+
+use support::installed::InstalledOperator;
+use support::{cluster_with_crds, run_ok};
+
+const LEASE: &str = "lifeboat-operator";
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt(LEASE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|lease| lease.spec)
+        .and_then(|spec| spec.holder_identity)
+        .filter(|holder| !holder.is_empty())
+}
+
+#[tokio::test]
+async fn deleting_the_leader_pod_hands_the_lease_to_the_standby_before_it_would_expire() {
+    let cluster = cluster_with_crds();
+    let operator = InstalledOperator::helm_with(&cluster, "lifeboat-ha", json!({"replicas": 2}));
+    let leases: Api<Lease> = Api::namespaced(cluster.client().await.unwrap(), &operator.namespace);
+
+    let start = Instant::now();
+    let first = loop {
+        if let Some(holder) = holder(&leases).await {
+            break holder;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no replica took the Lease");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pods = run_ok(
+        "kubectl get pods",
+        cluster.kubectl().args([
+            "-n",
+            &operator.namespace,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=lifeboat",
+            "-o",
+            "name",
+        ]),
+    );
+    assert_eq!(pods.lines().count(), 2, "two replicas: {pods}");
+    // The holder is `<pod>_<process>`: `kubectl get lease` tells which replica leads.
+    let leader_pod = pods
+        .lines()
+        .map(|pod| pod.trim_start_matches("pod/"))
+        .find(|pod| first.starts_with(&format!("{pod}_")))
+        .unwrap_or_else(|| panic!("the Lease holder {first} names one of the replicas: {pods}"))
+        .to_owned();
+
+    let held = leases.get(LEASE).await.unwrap().spec.unwrap();
+    let renewed = held.renew_time.expect("renewTime").0;
+    let expires = renewed + jiff::SignedDuration::from_secs(held.lease_duration_seconds.unwrap_or(15).into());
+    run_ok(
+        "kubectl delete pod",
+        cluster
+            .kubectl()
+            .args(["-n", &operator.namespace, "delete", "pod", &leader_pod, "--wait=false"]),
+    );
+
+    let start = Instant::now();
+    let second = loop {
+        if let Some(holder) = holder(&leases).await.filter(|h| *h != first) {
+            break holder;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no other replica took the Lease after the leader's Pod was deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let acquired = leases
+        .get(LEASE)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .acquire_time
+        .expect("acquireTime")
+        .0;
+    assert!(
+        acquired < expires,
+        "{second} took the Lease at {acquired}, not before the deleted leader's Lease expired at {expires}"
+    );
+}
