@@ -44,6 +44,12 @@ image: {pullPolicy: Never}
 nodeSelector: {kubernetes.io/hostname: lifeboat-node}
 tolerations: [{key: lifeboat.dev/real-node, operator: Exists, effect: NoSchedule}]
 YAML
+# A test run on this same cluster applies deploy/'s RBAC into lifeboat-system for its host-process
+# operator; Helm refuses to adopt those objects, so they go first (the chart brings its own).
+if ! helm status lifeboat -n lifeboat-system >/dev/null 2>&1; then
+  kubectl delete -f "$REPO_ROOT/deploy/rbac.yaml" -f "$REPO_ROOT/deploy/serviceaccount.yaml" \
+    --ignore-not-found >/dev/null 2>&1 || true
+fi
 helm upgrade --install lifeboat "$REPO_ROOT/charts/lifeboat" -n lifeboat-system --create-namespace \
   -f "$LIFEBOAT_CLUSTER_DIR/demo-values.yaml" --wait --timeout 180s >/dev/null
 kubectl -n lifeboat-system get pods -o wide
