@@ -826,3 +826,41 @@ async fn a_migration_pod_security_refuses_fails_the_cutover_at_once_saying_what_
     );
     assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"), "nothing was switched");
 }
+
+#[tokio::test]
+async fn a_service_deleted_mid_stabilization_ends_the_cutover_failed_saying_so() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("cut-svc-gone").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "stabilization": {"duration": "5m", "interval": "1s", "failureThreshold": 2,
+                          "http": [{"name": "healthz", "url": format!("http://web.{}.svc/health", ns.name),
+                                    "timeout": "2s"}]},
+        "rollback": {"automatic": true}
+    });
+    cutovers
+        .create(&PostParams::default(), &cutover("release-7-0", spec))
+        .await
+        .unwrap();
+    wait_for("Stabilizing", &cutovers, "release-7-0", Duration::from_secs(60), operator, |c| {
+        phase(c) == Some(CutoverPhase::Stabilizing)
+    })
+    .await;
+
+    // Someone deletes the Service the Cutover switched (a GitOps prune, a mistaken kubectl delete).
+    let services: Api<Service> = ns.api();
+    services.delete("web", &Default::default()).await.unwrap();
+    let done = wait_for("ended", &cutovers, "release-7-0", Duration::from_secs(90), operator, ended).await;
+    let status = done.status.clone().unwrap();
+    // The checks fail, the rollback cannot switch back a Service that is gone: the end says exactly that.
+    assert_eq!(status.phase, Some(CutoverPhase::Failed), "{status:#?}");
+    let said = serde_json::to_string(&status).unwrap();
+    assert!(
+        said.contains("Service web selector no longer exists, so no traffic reaches either side")
+            && said.contains(r#"recreate it with {\"app\":\"web\",\"track\":\"blue\"}"#),
+        "the status names the missing Service: {said}"
+    );
+    assert!(services.get_opt("web").await.unwrap().is_none(), "Lifeboat did not recreate it");
+}

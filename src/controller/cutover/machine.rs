@@ -164,7 +164,7 @@ pub fn decide(spec: &CutoverSpec, status: &CutoverStatus) -> Decision {
                     return Decision::Finish {
                         phase: CutoverPhase::Failed,
                         message: format!(
-                            "rollback step {} failed: {message}; traffic is on {side}",
+                            "rollback step {} failed: {message}; the switch last pointed traffic at {side}",
                             step.name()
                         ),
                     };

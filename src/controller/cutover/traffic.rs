@@ -180,8 +180,11 @@ pub(super) async fn switch_back(run: &mut Run<'_>) -> Result<Progress, Reconcile
     };
     let client = run.ctx.client.clone();
     let Some(current) = switch::read(&client, &run.namespace, &target).await? else {
+        // Deleted by someone else (a GitOps prune, a kubectl delete): recreating it is theirs to do,
+        // Lifeboat does not know the rest of the object. Say what would route to the old side.
         return Ok(Progress::Failed(format!(
-            "{} no longer exists",
+            "{} no longer exists, so no traffic reaches either side: recreate it with {recorded} to serve \
+             the old side",
             target.describe()
         )));
     };
