@@ -271,6 +271,10 @@ pub fn within(value: f64, min: Option<f64>, max: Option<f64>) -> Result<(), Stri
 pub fn deployment_ready(deployment: &Deployment, pods: &[Pod]) -> Result<String, String> {
     let name = deployment.metadata.name.clone().unwrap_or_default();
     let wanted = deployment.spec.replicas.unwrap_or(1);
+    if wanted == 0 {
+        // Rolled out, trivially: and nothing would answer a request.
+        return Err(format!("Deployment {name} is scaled to 0 replicas"));
+    }
     let status = deployment.status.clone().unwrap_or_default();
     let generation = deployment.metadata.generation.unwrap_or(0);
     if status.observed_generation.unwrap_or(0) < generation {
@@ -511,6 +515,12 @@ mod tests {
             deployment_ready(&deployment(2, done), &[pod("a", true), pod("b", false)])
                 .unwrap_err()
                 .contains("not Ready: b")
+        );
+        // Scaled to zero: rolled out, and nothing would answer.
+        let zero = json!({"observedGeneration": 2});
+        assert_eq!(
+            deployment_ready(&deployment(0, zero), &[]),
+            Err("Deployment web-green is scaled to 0 replicas".to_owned())
         );
     }
 }

@@ -864,3 +864,51 @@ async fn a_service_deleted_mid_stabilization_ends_the_cutover_failed_saying_so()
     );
     assert!(services.get_opt("web").await.unwrap().is_none(), "Lifeboat did not recreate it");
 }
+
+#[tokio::test]
+async fn green_scaled_to_zero_while_awaiting_approval_is_never_switched_to() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("cut-zero").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "approval": {"required": true, "timeout": "10m"},
+        "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}],
+        "readinessTimeout": "5s"
+    });
+    cutovers
+        .create(&PostParams::default(), &cutover("release-8-0", spec))
+        .await
+        .unwrap();
+    wait_for("AwaitingApproval", &cutovers, "release-8-0", Duration::from_secs(60), operator, |c| {
+        phase(c) == Some(CutoverPhase::AwaitingApproval)
+    })
+    .await;
+
+    // While the change board deliberates, someone scales green to zero; then the GO comes.
+    let deployments: Api<Deployment> = ns.api();
+    deployments
+        .patch("web-green", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 0}})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let go = json!({"metadata": {"annotations": {"lifeboat.dev/approved-by": "alice"}}});
+    cutovers
+        .patch("release-8-0", &PatchParams::default(), &Patch::Merge(&go))
+        .await
+        .unwrap();
+    let done = wait_for("ended", &cutovers, "release-8-0", Duration::from_secs(60), operator, ended).await;
+    let status = done.status.clone().unwrap();
+    // Traffic must never have gone to a side with no Pods.
+    let switched = status.steps.iter().any(|s| s.name == "switch" && s.phase == StepPhase::Succeeded);
+    assert!(!switched, "switched to a green with no Pods: {status:#?}");
+    assert_eq!(status.phase, Some(CutoverPhase::Failed), "{status:#?}");
+    let switch = status.steps.iter().find(|s| s.name == "switch").expect("a switch step");
+    let message = switch.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("no longer ready, nothing was switched") && message.contains("web-green"),
+        "{message}"
+    );
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+}

@@ -113,6 +113,15 @@ pub(super) async fn switch_to(run: &mut Run<'_>) -> Result<Progress, ReconcileEr
     if spec.dry_run {
         return Ok(Progress::Skipped(format!("dry run: would change {change}")));
     }
+    // The readiness gate may have passed hours ago (an approval waits): the new side must still be
+    // able to serve at the moment traffic moves, or the switch is an outage until the checks catch it.
+    if current != desired {
+        if let Err(missing) = side_ready(run, &spec.to).await? {
+            return Ok(Progress::Failed(format!(
+                "the new side is no longer ready, nothing was switched: {missing}"
+            )));
+        }
+    }
     if run.status.previous_target.is_none() {
         run.status.previous_target = Some(previous.to_string());
         run.save().await?;
