@@ -144,6 +144,24 @@ async fn repository_claim(cluster: &Cluster, ns: &TestNamespace) -> std::path::P
     dir
 }
 
+/// The Backup's status once it ended (Succeeded or Failed).
+async fn backup_ended(
+    ns: &TestNamespace,
+    name: &str,
+    within: Duration,
+    operator: &InstalledOperator,
+) -> lifeboat::api::backup::BackupStatus {
+    eventually(&format!("Backup {name} ends"), within, operator, async || {
+        let backup = ns.api::<Backup>().get(name).await.map_err(|e| e.to_string())?;
+        let status = backup.status.clone().unwrap_or_default();
+        match status.phase {
+            Some(BackupPhase::Succeeded) | Some(BackupPhase::Failed) => Ok(status),
+            _ => Err(format!("{status:?}")),
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security_restricted() {
     let cluster = cluster_with_crds();
@@ -213,24 +231,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         .await
         .expect("create the Backup");
 
-    let done = eventually(
-        "the Backup ends",
-        Duration::from_secs(180),
-        &operator,
-        async || {
-            let backup = ns
-                .api::<Backup>()
-                .get("guests-by-hand")
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = backup.status.clone().unwrap_or_default();
-            match status.phase {
-                Some(BackupPhase::Succeeded) | Some(BackupPhase::Failed) => Ok(status),
-                _ => Err(format!("{status:?}")),
-            }
-        },
-    )
-    .await;
+    let done = backup_ended(&ns, "guests-by-hand", Duration::from_secs(180), &operator).await;
     assert_eq!(
         done.phase,
         Some(BackupPhase::Succeeded),
@@ -369,25 +370,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         .create(&PostParams::default(), &backup)
         .await
         .expect("create the Backup");
-    let failed = eventually(
-        "the Backup with an absent image ends",
-        Duration::from_secs(90),
-        &operator,
-        async || {
-            let status = ns
-                .api::<Backup>()
-                .get("absent-image")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            match status.phase {
-                Some(BackupPhase::Succeeded) | Some(BackupPhase::Failed) => Ok(status),
-                _ => Err(format!("{status:?}")),
-            }
-        },
-    )
-    .await;
+    let failed = backup_ended(&ns, "absent-image", Duration::from_secs(90), &operator).await;
     assert_eq!(failed.phase, Some(BackupPhase::Failed), "{failed:?}");
     let message = failed.message.clone().unwrap_or_default();
     assert!(

@@ -91,17 +91,8 @@ pub fn load_args(
             ("psql", args)
         }
         _ => {
-            args.extend([
-                "--dbname".into(),
-                database.into(),
-                "--no-psqlrc".into(),
-                "--quiet".into(),
-            ]);
-            args.extend([
-                "--set".into(),
-                "ON_ERROR_STOP=1".into(),
-                "--single-transaction".into(),
-            ]);
+            let mut args = psql_args(conn, database);
+            args.push("--single-transaction".into());
             ("psql", args)
         }
     }
@@ -118,32 +109,26 @@ pub fn script_args(no_owner: bool) -> Vec<String> {
 
 /// psql loading such a script: it stops at the first error, leaving the transaction uncommitted.
 pub fn script_load_args(conn: &Connection<'_>, database: &str) -> Vec<String> {
-    let mut args = connection_args(conn);
-    args.extend([
-        "--dbname".into(),
-        database.into(),
-        "--no-psqlrc".into(),
-        "--quiet".into(),
-        "--set".into(),
-        "ON_ERROR_STOP=1".into(),
-    ]);
-    args
+    psql_args(conn, database)
 }
 
 /// psql running one statement with unaligned, tuples-only output: the value and nothing else.
 pub fn query_args(conn: &Connection<'_>, database: &str, sql: &str) -> Vec<String> {
+    let mut args = psql_args(conn, database);
+    args.extend(["--no-align".into(), "--tuples-only".into(), "--command".into(), sql.into()]);
+    args
+}
+
+/// psql on `database`, no user settings, quiet, stopping at the first error.
+fn psql_args(conn: &Connection<'_>, database: &str) -> Vec<String> {
     let mut args = connection_args(conn);
     args.extend([
         "--dbname".into(),
         database.into(),
         "--no-psqlrc".into(),
         "--quiet".into(),
-        "--no-align".into(),
-        "--tuples-only".into(),
         "--set".into(),
         "ON_ERROR_STOP=1".into(),
-        "--command".into(),
-        sql.into(),
     ]);
     args
 }
