@@ -11,6 +11,7 @@ pub mod cutover;
 pub mod error;
 pub mod events;
 pub mod leadership;
+pub mod notifications;
 pub mod restore;
 pub mod restore_drill;
 pub mod secrets;

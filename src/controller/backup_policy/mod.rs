@@ -30,6 +30,7 @@ use crate::api::backup_policy::{BackupPolicyStatus, NotificationEvent};
 use crate::api::{Backup, BackupPolicy};
 use crate::conditions::{self, set_health};
 use crate::controller::events::publish;
+use crate::controller::notifications::{notify, Announcement};
 use crate::jobs;
 use crate::metrics::PolicyLabels;
 use crate::schedule::Schedule;
@@ -127,6 +128,16 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         &now_time,
     );
     notices.extend(health::recovery(&current.conditions.0, &status.conditions.0));
+    // Tried before the status write, which records the outcome: an operator that dies in between derives
+    // the same notices again from the unchanged status (at least once, never lost).
+    let next_notification = notify(
+        &ctx,
+        policy.as_ref(),
+        policy.spec.notifications.as_ref().map(|n| &n.webhook),
+        &mut status.notifications,
+        announcements(&policy, notices),
+    )
+    .await;
 
     write_status(
         &policies,
@@ -137,11 +148,17 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     )
     .await?;
     export_metrics(&ctx, &namespace, &name, &status);
-    notify(&ctx, &policy, &namespace, notices).await;
 
     let running = !status.active.is_empty();
     Ok(
-        match health::wake_up(now, next_slot, next_check, fresh_until, running) {
+        match [
+            health::wake_up(now, next_slot, next_check, fresh_until, running),
+            next_notification,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        {
             Some(at) => Action::requeue(health::until(now, at)),
             None => Action::await_change(),
         },
@@ -367,35 +384,20 @@ impl Created {
     }
 }
 
-/// Sends the chosen notices to the policy's webhook. A failed delivery becomes a Warning Event (the URL
-/// is never in it); it is not retried, so a flapping webhook cannot hold up reconciles.
-async fn notify(ctx: &Context, policy: &BackupPolicy, namespace: &str, notices: Vec<Notice>) {
+/// The chosen notices as announcements for the policy's webhook (none without one).
+fn announcements(policy: &BackupPolicy, notices: Vec<Notice>) -> Vec<Announcement> {
     let Some(notifications) = &policy.spec.notifications else {
-        return;
+        return Vec::new();
     };
-    for notice in notices
+    notices
         .into_iter()
         .filter(|n| notifications.events.contains(&n.event))
-    {
-        let payload = crate::notify::message(namespace, &policy.name_any(), &notice.headline, &notice.detail);
-        if let Err(error) = crate::notify::send(
-            &ctx.client,
-            namespace,
-            &notifications.webhook.url_secret_ref,
-            &payload,
-        )
-        .await
-        {
-            publish(
-                ctx,
-                policy,
-                EventType::Warning,
-                "NotificationFailed",
-                format!("{:?} notification not delivered: {error}", notice.event),
-            )
-            .await;
-        }
-    }
+        .map(|notice| Announcement {
+            event: format!("{:?}", notice.event),
+            headline: notice.headline,
+            detail: notice.detail,
+        })
+        .collect()
 }
 
 async fn create_slot_backup(

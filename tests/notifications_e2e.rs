@@ -1,0 +1,90 @@
+//! Notifications as a person on call sees them: a flapping chat webhook still gets the message, retried
+//! with backoff, and the object's status says how delivery went, without the webhook's URL.
+
+mod support;
+
+use std::time::Duration;
+
+use kube::api::PostParams;
+use kube::Api;
+use lifeboat::api::notifications::DeliveryState;
+use lifeboat::api::BackupPolicy;
+use serde_json::json;
+use support::operator::Operator;
+use support::wait::eventually;
+
+/// A policy that never runs a backup in the test's lifetime (yearly schedule) and whose RPO of a few
+/// seconds passes at once, so it turns Stale and notifies.
+fn stale_policy(name: &str) -> BackupPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "source": {"postgres": {"host": "127.0.0.1", "port": 5432, "database": "hotel", "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": "/nonexistent/repo",
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}},
+            "rpo": "3s",
+            "notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}, "events": ["Stale"]}
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_webhook_that_fails_twice_gets_the_stale_notice_on_the_third_attempt_recorded_in_status() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("notify-retry").await.unwrap();
+    let webhook = support::webhook::Webhook::failing_first(2);
+    // The URL carries a token, as Slack's do: it must not leak into status.
+    let url = format!("{}?token=s3cr3t-token", webhook.url);
+    support::secret(&ns, "chat", "url", &url).await;
+    support::secret(&ns, "db", "password", "unused").await;
+    support::secret(&ns, "restic", "password", "unused").await;
+    let policies: Api<BackupPolicy> = ns.api();
+    policies
+        .create(&PostParams::default(), &stale_policy("retry"))
+        .await
+        .unwrap();
+
+    // Attempts at once, 10 s later and 20 s after that: about 30 s.
+    let record = eventually(
+        "the Stale notification delivered",
+        Duration::from_secs(90),
+        operator,
+        async || {
+            let p = policies.get("retry").await.map_err(|e| e.to_string())?;
+            let notifications = p
+                .status
+                .as_ref()
+                .map(|s| s.notifications.clone())
+                .unwrap_or_default();
+            notifications
+                .iter()
+                .find(|r| r.event == "Stale" && r.state == DeliveryState::Delivered)
+                .cloned()
+                .ok_or(format!("{notifications:?}"))
+        },
+    )
+    .await;
+    assert_eq!(record.attempts, 3, "{record:?}");
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("the webhook answered HTTP 500"),
+        "{record:?}"
+    );
+    let received = webhook.received();
+    assert_eq!(received.len(), 3, "{received:?}");
+    assert!(
+        received.iter().all(|body| body.contains("is STALE")),
+        "{received:?}"
+    );
+
+    let status = serde_json::to_string(&policies.get("retry").await.unwrap().status).unwrap();
+    assert!(
+        !status.contains("s3cr3t-token") && !status.contains(&webhook.url),
+        "{status}"
+    );
+}
