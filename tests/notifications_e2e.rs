@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::notifications::DeliveryState;
-use lifeboat::api::BackupPolicy;
+use lifeboat::api::{BackupPolicy, RestoreDrill};
 use serde_json::json;
 use support::operator::Operator;
 use support::wait::eventually;
@@ -87,4 +87,95 @@ async fn a_webhook_that_fails_twice_gets_the_stale_notice_on_the_third_attempt_r
         !status.contains("s3cr3t-token") && !status.contains(&webhook.url),
         "{status}"
     );
+}
+
+/// A suspended drill whose every-minute slot passes without a drill: one second of grace later it is
+/// Overdue (Ready=False with the same words), and the chat hears about it once.
+#[tokio::test]
+async fn a_drill_that_misses_its_slot_turns_overdue_and_notifies() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("notify-drill").await.unwrap();
+    let webhook = support::webhook::Webhook::start();
+    support::secret(&ns, "chat", "url", &webhook.url).await;
+    let drill: RestoreDrill = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": "late"},
+        "spec": {
+            "schedule": "* * * * *",
+            "policyRef": {"name": "hotel-db"},
+            "target": {"scratch": support::restore::scratch_postgres()},
+            "suspend": true,
+            "overdueGrace": "1s",
+            "notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}}
+        }
+    }))
+    .unwrap();
+    let drills: Api<RestoreDrill> = ns.api();
+    drills.create(&PostParams::default(), &drill).await.unwrap();
+
+    let late = eventually(
+        "the drill Overdue",
+        Duration::from_secs(100),
+        operator,
+        async || {
+            let d = drills.get("late").await.map_err(|e| e.to_string())?;
+            let conditions = d
+                .status
+                .as_ref()
+                .map(|s| s.conditions.0.clone())
+                .unwrap_or_default();
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Overdue" && c.status == "True")
+                .then_some(d.clone())
+                .ok_or(format!("{conditions:?}"))
+        },
+    )
+    .await;
+    let status = late.status.unwrap();
+    let overdue = status.conditions.0.iter().find(|c| c.type_ == "Overdue").unwrap();
+    assert_eq!(overdue.reason, "DrillOverdue");
+    assert!(
+        overdue.message.contains("no drill has run") && overdue.message.contains("was due at"),
+        "{overdue:?}"
+    );
+    let ready = status.conditions.0.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Overdue"),
+        "{ready:?}"
+    );
+
+    let body = eventually(
+        "the Overdue notification",
+        Duration::from_secs(20),
+        operator,
+        async || {
+            webhook
+                .received()
+                .into_iter()
+                .find(|b| b.contains("OVERDUE"))
+                .ok_or(format!("{:?}", webhook.received()))
+        },
+    )
+    .await;
+    assert!(body.contains("RestoreDrill") && body.contains("late"), "{body}");
+    let delivered = eventually(
+        "the delivery recorded",
+        Duration::from_secs(20),
+        operator,
+        async || {
+            let d = drills.get("late").await.map_err(|e| e.to_string())?;
+            let records = d.status.map(|s| s.notifications).unwrap_or_default();
+            records
+                .iter()
+                .any(|r| r.event == "Overdue" && r.state == DeliveryState::Delivered && r.attempts == 1)
+                .then_some(())
+                .ok_or(format!("{records:?}"))
+        },
+    )
+    .await;
+    let () = delivered;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(webhook.received().len(), 1, "told once: {:?}", webhook.received());
 }

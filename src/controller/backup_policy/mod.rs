@@ -9,6 +9,7 @@
 pub mod health;
 pub mod holds;
 pub mod maintenance;
+pub mod notices;
 pub mod plan;
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use crate::api::backup_policy::{BackupPolicyStatus, NotificationEvent};
 use crate::api::{Backup, BackupPolicy};
 use crate::conditions::{self, set_health};
 use crate::controller::events::publish;
-use crate::controller::notifications::{notify, Announcement};
+use crate::controller::notifications::notify;
 use crate::jobs;
 use crate::metrics::PolicyLabels;
 use crate::schedule::Schedule;
@@ -130,12 +131,21 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     notices.extend(health::recovery(&current.conditions.0, &status.conditions.0));
     // Tried before the status write, which records the outcome: an operator that dies in between derives
     // the same notices again from the unchanged status (at least once, never lost).
+    let announcements = notices::announcements(&policy, notices);
+    let has_due = status
+        .notifications
+        .iter()
+        .any(|r| crate::notify::delivery::is_due(r, now));
+    if (!announcements.is_empty() || has_due) && notices::cache_lags(&policies, &policy).await? {
+        // A status from before our last write would send again what that write recorded as sent.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let next_notification = notify(
         &ctx,
         policy.as_ref(),
         policy.spec.notifications.as_ref().map(|n| &n.webhook),
         &mut status.notifications,
-        announcements(&policy, notices),
+        announcements,
     )
     .await;
 
@@ -382,22 +392,6 @@ impl Created {
             Created::New(name) | Created::Existed(name) => name,
         }
     }
-}
-
-/// The chosen notices as announcements for the policy's webhook (none without one).
-fn announcements(policy: &BackupPolicy, notices: Vec<Notice>) -> Vec<Announcement> {
-    let Some(notifications) = &policy.spec.notifications else {
-        return Vec::new();
-    };
-    notices
-        .into_iter()
-        .filter(|n| notifications.events.contains(&n.event))
-        .map(|notice| Announcement {
-            event: format!("{:?}", notice.event),
-            headline: notice.headline,
-            detail: notice.detail,
-        })
-        .collect()
 }
 
 async fn create_slot_backup(
