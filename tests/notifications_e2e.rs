@@ -179,3 +179,69 @@ async fn a_drill_that_misses_its_slot_turns_overdue_and_notifies() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(webhook.received().len(), 1, "told once: {:?}", webhook.received());
 }
+
+/// A Cutover waiting for a GO tells the chat how to give it; without one in time it ends NO-GO, and the
+/// chat hears that too, each recorded as delivered.
+#[tokio::test]
+async fn a_cutover_announces_awaiting_approval_with_how_to_approve_and_then_no_go() {
+    use lifeboat::api::cutover::CutoverPhase;
+    use lifeboat::api::Cutover;
+    use support::cutover::{blue_and_green, cutover, phase, wait_for};
+
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("notify-cut").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let webhook = support::webhook::Webhook::start();
+    support::secret(&ns, "chat", "url", &webhook.url).await;
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "approval": {"required": true, "timeout": "5s"},
+        "notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}}
+    });
+    cutovers
+        .create(&PostParams::default(), &cutover("release-3-0", spec))
+        .await
+        .unwrap();
+    let ended = wait_for(
+        "NO-GO",
+        &cutovers,
+        "release-3-0",
+        Duration::from_secs(90),
+        operator,
+        |c| {
+            phase(c) == Some(CutoverPhase::Failed)
+                && c.status.as_ref().is_some_and(|s| {
+                    s.notifications.len() == 2
+                        && s.notifications
+                            .iter()
+                            .all(|r| r.state == DeliveryState::Delivered)
+                })
+        },
+    )
+    .await;
+    let events: Vec<String> = ended
+        .status
+        .unwrap()
+        .notifications
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(events, ["AwaitingApproval", "NoGo"]);
+    let received = webhook.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(
+        received[0].contains("AWAITING APPROVAL")
+            && received[0].contains(&format!(
+                "kubectl -n {} annotate cutover release-3-0 lifeboat.dev/approved-by=",
+                ns.name
+            )),
+        "{}",
+        received[0]
+    );
+    assert!(
+        received[1].contains("is NO-GO") && received[1].contains("no approval within"),
+        "{}",
+        received[1]
+    );
+}

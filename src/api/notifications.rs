@@ -45,3 +45,38 @@ pub enum DeliveryState {
     /// Every attempt failed: no more tries (lastError says why).
     GaveUp,
 }
+
+/// A Cutover's notifications: the same shape as a policy's, with the runbook's moments as events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverNotifications {
+    pub webhook: Webhook,
+    /// Which events notify. Default: all of them.
+    #[serde(default = "all_cutover_events")]
+    #[schemars(length(max = 6))]
+    pub events: Vec<CutoverEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CutoverEvent {
+    /// Waiting for a person's GO (the message says how to give it).
+    AwaitingApproval,
+    /// Ended before the switch (a failed preflight, no approval in time): traffic untouched.
+    NoGo,
+    RollbackStarted,
+    RolledBack,
+    Succeeded,
+    /// Ended Failed otherwise (e.g. a rollback that could not finish).
+    Failed,
+}
+
+fn all_cutover_events() -> Vec<CutoverEvent> {
+    vec![
+        CutoverEvent::AwaitingApproval,
+        CutoverEvent::NoGo,
+        CutoverEvent::RollbackStarted,
+        CutoverEvent::RolledBack,
+        CutoverEvent::Succeeded,
+        CutoverEvent::Failed,
+    ]
+}
