@@ -112,6 +112,44 @@ mod tests {
         );
     }
 
+    /// HTTP(S)_PROXY is read when a client is built (reqwest's system proxy matcher), so the operator's
+    /// webhooks and checks to remote hosts go through the proxy its Deployment sets.
+    #[tokio::test]
+    async fn a_proxy_from_the_environment_carries_requests_to_remote_hosts() {
+        use std::io::{BufRead, BufReader, Write};
+        // A one-request "proxy" on loopback that answers 200 and reports the request line it got.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            reader.get_mut().write_all(answer).unwrap();
+            first.trim_end().to_owned()
+        });
+        // Set only around the build: the shared clients other tests build must not see it.
+        std::env::set_var("HTTP_PROXY", &proxy);
+        let proxied = build(true);
+        std::env::remove_var("HTTP_PROXY");
+        let response = proxied
+            .unwrap()
+            .get("http://hotel.example.invalid/health")
+            .send()
+            .await
+            .expect("the request reaches the proxy");
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            seen.join().unwrap(),
+            "GET http://hotel.example.invalid/health HTTP/1.1"
+        );
+    }
+
     #[test]
     fn the_shared_client_builds_once() {
         let first = client().expect("the client builds") as *const reqwest::Client;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::common::{
     Conditions, CronSchedule, FilesLocation, JobTemplate, MysqlConnection, PostgresConnection, SecretKeyRef,
 };
+use super::notifications::NotificationRecord;
+pub use super::notifications::Webhook;
 use crate::duration::DurationString;
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -252,13 +254,6 @@ pub struct Notifications {
     pub events: Vec<NotificationEvent>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Webhook {
-    /// Secret key holding the webhook URL (it usually embeds a token).
-    pub url_secret_ref: SecretKeyRef,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum NotificationEvent {
     Failure,
@@ -312,6 +307,9 @@ pub struct BackupPolicyStatus {
     /// Snapshots the newest retention run kept whatever the keep rules say, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holds: Vec<SnapshotHold>,
+    /// The newest webhook notifications, oldest first: pending ones are retried with backoff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationRecord>,
 }
 
 /// A snapshot something still depends on: retention does not forget it until the hold ends.

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Conditions, HttpCheck, JobStep, LocalObjectRef};
+use super::notifications::{CutoverNotifications, NotificationRecord};
 use crate::duration::DurationString;
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -79,6 +80,9 @@ pub struct CutoverSpec {
     /// data: no Backup, no migration, no switch.
     #[serde(default)]
     pub dry_run: bool,
+    /// Webhook notifications (Slack-compatible), as on a BackupPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<CutoverNotifications>,
 }
 
 /// True while a Cutover has not started acting (no phase yet, or Pending).
@@ -426,6 +430,9 @@ pub struct CutoverStatus {
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The newest webhook notifications, oldest first: pending ones are retried with backoff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod backup_policy;
 pub mod common;
 pub mod cutover;
+pub mod notifications;
 pub mod restore;
 pub mod restore_drill;
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{
     Conditions, CronSchedule, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec,
 };
+use super::notifications::{NotificationRecord, Webhook};
 use crate::duration::DurationString;
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -25,6 +26,11 @@ use crate::duration::DurationString;
     printcolumn(name = "Passed", type_ = "string", json_path = ".status.lastDrill.passed"),
     printcolumn(name = "RTO", type_ = "string", json_path = ".status.lastDrill.measuredRTO"),
     printcolumn(name = "RPO", type_ = "string", json_path = ".status.lastDrill.measuredRPO"),
+    printcolumn(
+        name = "Overdue",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Overdue\")].status"
+    ),
     printcolumn(
         name = "Last Drill",
         type_ = "date",
@@ -67,6 +73,13 @@ pub struct RestoreDrillSpec {
     pub rpo: Option<DurationString>,
     #[serde(default)]
     pub suspend: bool,
+    /// How late a drill may be (past the slot after the last one) before the drill turns Overdue.
+    /// Default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overdue_grace: Option<DurationString>,
+    /// Webhook notifications (Slack-compatible), as on a BackupPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<DrillNotifications>,
     /// How many drills to keep in status.history and as Restore objects. Default 5.
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 0, max = 50))]
@@ -81,6 +94,34 @@ fn default_true() -> bool {
 
 fn default_history_limit() -> i32 {
     5
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillNotifications {
+    pub webhook: Webhook,
+    /// Which events notify. Default: all of them.
+    #[serde(default = "all_drill_events")]
+    #[schemars(length(max = 3))]
+    pub events: Vec<DrillEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DrillEvent {
+    /// A drill failed to restore or verify.
+    Failure,
+    /// A drill restored and verified but missed its RTO or RPO.
+    ObjectiveMissed,
+    /// No drill ran within its schedule plus overdueGrace.
+    Overdue,
+}
+
+fn all_drill_events() -> Vec<DrillEvent> {
+    vec![
+        DrillEvent::Failure,
+        DrillEvent::ObjectiveMissed,
+        DrillEvent::Overdue,
+    ]
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -103,6 +144,9 @@ pub struct RestoreDrillStatus {
     /// Recent drills, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<DrillResult>,
+    /// The newest webhook notifications, oldest first: pending ones are retried with backoff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationRecord>,
 }
 
 /// What the DR runbook asks to record after each drill: real times against the targets.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod forget;
 pub mod leadership;
+pub mod notifications;
 pub mod restore;
 pub mod restore_drill;
 pub mod secrets;

@@ -1,4 +1,5 @@
-//! A chat webhook stand-in: records the JSON bodies POSTed to it, on loopback.
+//! A chat webhook stand-in: records the JSON bodies POSTed to it, on loopback; it can answer HTTP 500 to
+//! its first requests, as a flapping chat service does.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -11,6 +12,11 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn start() -> Webhook {
+        Webhook::failing_first(0)
+    }
+
+    /// A webhook that answers HTTP 500 to its first `failures` requests (recorded too), then 200.
+    pub fn failing_first(failures: usize) -> Webhook {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
         let url = format!("http://{}/hooks/lifeboat", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -30,14 +36,19 @@ impl Webhook {
                     line.clear();
                 }
                 let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok() {
-                    sink.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&body).into_owned());
-                }
-                let _ = reader
-                    .get_mut()
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                let seen = {
+                    let mut received = sink.lock().unwrap();
+                    if reader.read_exact(&mut body).is_ok() {
+                        received.push(String::from_utf8_lossy(&body).into_owned());
+                    }
+                    received.len()
+                };
+                let answer: &[u8] = if seen <= failures {
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\nfail"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                };
+                let _ = reader.get_mut().write_all(answer);
             }
         });
         Webhook { url, received }

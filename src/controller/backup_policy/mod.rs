@@ -9,6 +9,7 @@
 pub mod health;
 pub mod holds;
 pub mod maintenance;
+pub mod notices;
 pub mod plan;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::api::backup_policy::{BackupPolicyStatus, NotificationEvent};
 use crate::api::{Backup, BackupPolicy};
 use crate::conditions::{self, set_health};
 use crate::controller::events::publish;
+use crate::controller::notifications::notify;
 use crate::jobs;
 use crate::metrics::PolicyLabels;
 use crate::schedule::Schedule;
@@ -127,6 +129,25 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         &now_time,
     );
     notices.extend(health::recovery(&current.conditions.0, &status.conditions.0));
+    // Tried before the status write, which records the outcome: an operator that dies in between derives
+    // the same notices again from the unchanged status (at least once, never lost).
+    let announcements = notices::announcements(&policy, notices);
+    let has_due = status
+        .notifications
+        .iter()
+        .any(|r| crate::notify::delivery::is_due(r, now));
+    if (!announcements.is_empty() || has_due) && notices::cache_lags(&policies, &policy).await? {
+        // A status from before our last write would send again what that write recorded as sent.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let next_notification = notify(
+        &ctx,
+        policy.as_ref(),
+        policy.spec.notifications.as_ref().map(|n| &n.webhook),
+        &mut status.notifications,
+        announcements,
+    )
+    .await;
 
     write_status(
         &policies,
@@ -137,11 +158,17 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     )
     .await?;
     export_metrics(&ctx, &namespace, &name, &status);
-    notify(&ctx, &policy, &namespace, notices).await;
 
     let running = !status.active.is_empty();
     Ok(
-        match health::wake_up(now, next_slot, next_check, fresh_until, running) {
+        match [
+            health::wake_up(now, next_slot, next_check, fresh_until, running),
+            next_notification,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        {
             Some(at) => Action::requeue(health::until(now, at)),
             None => Action::await_change(),
         },
@@ -363,37 +390,6 @@ impl Created {
     fn name(self) -> String {
         match self {
             Created::New(name) | Created::Existed(name) => name,
-        }
-    }
-}
-
-/// Sends the chosen notices to the policy's webhook. A failed delivery becomes a Warning Event (the URL
-/// is never in it); it is not retried, so a flapping webhook cannot hold up reconciles.
-async fn notify(ctx: &Context, policy: &BackupPolicy, namespace: &str, notices: Vec<Notice>) {
-    let Some(notifications) = &policy.spec.notifications else {
-        return;
-    };
-    for notice in notices
-        .into_iter()
-        .filter(|n| notifications.events.contains(&n.event))
-    {
-        let payload = crate::notify::message(namespace, &policy.name_any(), &notice.headline, &notice.detail);
-        if let Err(error) = crate::notify::send(
-            &ctx.client,
-            namespace,
-            &notifications.webhook.url_secret_ref,
-            &payload,
-        )
-        .await
-        {
-            publish(
-                ctx,
-                policy,
-                EventType::Warning,
-                "NotificationFailed",
-                format!("{:?} notification not delivered: {error}", notice.event),
-            )
-            .await;
         }
     }
 }

@@ -11,6 +11,7 @@
 mod approval;
 mod backup;
 pub mod machine;
+mod notices;
 mod rollback;
 mod stabilization;
 mod step_jobs;
@@ -30,6 +31,7 @@ use kube::{Api, ResourceExt};
 
 use super::{Context, ReconcileError};
 use crate::api::cutover::{CutoverPhase, CutoverStatus, StepPhase};
+use crate::api::notifications::CutoverEvent;
 use crate::api::Cutover;
 use machine::{Decision, Step};
 
@@ -165,20 +167,31 @@ pub async fn reconcile(cutover: Arc<Cutover>, ctx: Arc<Context>) -> Result<Actio
         cutover: fresh,
         outcome: None,
     };
-    let action = match drive(&mut run).await {
+    let outcome = match drive(&mut run).await {
+        Ok(wait) => notices::deliver(&mut run).await.map(|retry| {
+            let retry = retry.map(|at| {
+                Duration::from_secs_f64(at.duration_since(jiff::Timestamp::now()).as_secs_f64().max(0.0))
+            });
+            [wait, retry].into_iter().flatten().min()
+        }),
+        Err(error) => Err(error),
+    };
+    let action = match outcome {
+        Ok(Some(after)) => Ok(Action::requeue(after)),
+        Ok(None) => Ok(Action::await_change()),
         // Someone else wrote the Cutover since it was read: read it again and decide afresh.
         Err(ReconcileError::Kube(kube::Error::Api(response))) if response.code == 409 => {
             Ok(Action::requeue(Duration::from_millis(200)))
         }
-        other => other,
+        Err(other) => Err(other),
     };
     ctx.metrics
         .cutover_phase(&run.namespace, &run.name(), run.written.phase.unwrap_or_default());
     action
 }
 
-/// Runs steps until one has to wait or the Cutover is finished.
-async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
+/// Runs steps until one has to wait (returns how long) or the Cutover is finished (`None`).
+async fn drive(run: &mut Run<'_>) -> Result<Option<Duration>, ReconcileError> {
     if run.status.start_time.is_none() {
         run.status.start_time = Some(now());
         run.status.phase = Some(CutoverPhase::Pending);
@@ -197,10 +210,13 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
         match decision {
             Decision::Idle => {
                 // Finished: the status already says how; writing it again would only churn.
-                return Ok(Action::await_change());
+                return Ok(None);
             }
             Decision::Finish { phase, message } => {
                 transitions::finish(&mut run.status, phase, &now());
+                if let Some((event, headline)) = notices::ending(phase, &message) {
+                    notices::announce(run, event, headline, message.clone());
+                }
                 run.outcome = Some(message.clone());
                 run.save().await?;
                 let type_ = if phase == CutoverPhase::Succeeded {
@@ -209,16 +225,31 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
                     EventType::Warning
                 };
                 run.event(type_, phase.name(), message).await;
-                return Ok(Action::await_change());
+                return Ok(None);
             }
             Decision::StartRollback { reason, failed_check } => {
                 transitions::start_rollback(&mut run.status, reason.clone(), failed_check, &now());
+                notices::announce(
+                    run,
+                    CutoverEvent::RollbackStarted,
+                    "is ROLLING BACK",
+                    reason.clone(),
+                );
                 run.save().await?;
                 run.ctx.metrics.cutover_rollback(&run.namespace);
                 run.event(EventType::Warning, "RollingBack", reason).await;
             }
             Decision::Run(step) => {
                 if transitions::begin(&mut run.status, &step, &now()) {
+                    if step == Step::Approval {
+                        let timeout = run.cutover.spec.approval.as_ref().and_then(|a| a.timeout.clone());
+                        let how = notices::how_to_approve(
+                            &run.namespace,
+                            &run.name(),
+                            timeout.as_ref().map(|t| t.0.as_str()),
+                        );
+                        notices::announce(run, CutoverEvent::AwaitingApproval, "is AWAITING APPROVAL", how);
+                    }
                     run.save().await?;
                     run.event(EventType::Normal, "StepStarted", step.name()).await;
                 }
@@ -226,7 +257,7 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
                     Progress::Wait { after, message } => {
                         transitions::note(&mut run.status, &step, message);
                         run.save().await?;
-                        return Ok(Action::requeue(after));
+                        return Ok(Some(after));
                     }
                     Progress::Done(message) => finish_step(run, &step, StepPhase::Succeeded, message).await?,
                     Progress::Skipped(message) => {
@@ -237,7 +268,7 @@ async fn drive(run: &mut Run<'_>) -> Result<Action, ReconcileError> {
             }
         }
     }
-    Ok(Action::requeue(Duration::from_secs(1)))
+    Ok(Some(Duration::from_secs(1)))
 }
 
 async fn finish_step(

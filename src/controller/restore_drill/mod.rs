@@ -3,6 +3,7 @@
 //! bounded history, conditions Ready/RTOMet/RPOMet), Events and metrics. The disaster-recovery
 //! runbook's monthly drill, done every time and recorded.
 
+pub mod overdue;
 pub mod plan;
 
 use std::sync::Arc;
@@ -21,10 +22,11 @@ use super::status::{report_stalled, write_status};
 use super::{Context, ReconcileError};
 use crate::api::backup_policy::ConcurrencyPolicy;
 use crate::api::restore::RestorePhase;
-use crate::api::restore_drill::RestoreDrillStatus;
+use crate::api::restore_drill::{DrillEvent, DrillResult, RestoreDrillStatus};
 use crate::api::{BackupPolicy, Restore, RestoreDrill};
-use crate::conditions::{set_health, Health};
+use crate::conditions::{self, set_health, Health};
 use crate::controller::events::publish;
+use crate::controller::notifications::{notify, Announcement};
 use crate::metrics::DrillLabels;
 use crate::schedule::Schedule;
 use crate::slots::{decide_slot, SlotDecision, SlotInput};
@@ -110,6 +112,8 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
             )
         })
         .collect();
+    let mut announcements: Vec<(DrillEvent, String, String)> =
+        new_results.iter().filter_map(result_announcement).collect();
     for result in &new_results {
         let reason = plan::verdict_reason(result);
         let type_ = if result.passed == Some(true) {
@@ -199,8 +203,59 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
         generation,
         &now_time,
     );
-    let health = overall_health(&status, drill.spec.suspend);
+    let last_start = owned
+        .iter()
+        .map(drill_start)
+        .chain(status.last_drill.as_ref().map(|l| l.start_time.0))
+        .max();
+    let grace = drill
+        .spec
+        .overdue_grace
+        .as_ref()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(overdue::DEFAULT_GRACE);
+    let punctuality = overdue::punctuality(&schedule, grace, last_start, created, now);
+    if punctuality.overdue && !conditions::is_true(&current.conditions.0, overdue::OVERDUE) {
+        let message = punctuality.condition.message.clone();
+        publish(
+            &ctx,
+            drill.as_ref(),
+            EventType::Warning,
+            "Overdue",
+            message.clone(),
+        )
+        .await;
+        announcements.push((DrillEvent::Overdue, "is OVERDUE".into(), message));
+    }
+    let overdue_message = punctuality.overdue.then(|| punctuality.condition.message.clone());
+    conditions::apply(
+        &mut status.conditions.0,
+        punctuality.condition,
+        generation,
+        &now_time,
+    );
+    let health = overall_health(&status, drill.spec.suspend, overdue_message);
     set_health(&mut status.conditions.0, health, generation, &now_time);
+    // Tried before the status write, which records the outcome (see the BackupPolicy controller).
+    let chosen = drill.spec.notifications.as_ref().map_or_else(Vec::new, |n| {
+        announcements
+            .into_iter()
+            .filter(|(event, _, _)| n.events.contains(event))
+            .map(|(event, headline, detail)| Announcement {
+                event: format!("{event:?}"),
+                headline,
+                detail,
+            })
+            .collect()
+    });
+    let next_notification = notify(
+        &ctx,
+        drill.as_ref(),
+        drill.spec.notifications.as_ref().map(|n| &n.webhook),
+        &mut status.notifications,
+        chosen,
+    )
+    .await;
     write_status(
         &drills,
         &drill,
@@ -218,12 +273,43 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
         delete_ignoring_absent(&restores, &old.name_any()).await?;
     }
 
-    Ok(match next {
-        Some(at) if !drill.spec.suspend => Action::requeue(
+    let next_slot = next.filter(|_| !drill.spec.suspend);
+    let wake_up = [next_slot, punctuality.overdue_at, next_notification]
+        .into_iter()
+        .flatten()
+        .min();
+    Ok(match wake_up {
+        Some(at) => Action::requeue(
             Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0))
                 + Duration::from_millis(50),
         ),
-        _ => Action::await_change(),
+        None => Action::await_change(),
+    })
+}
+
+/// What a newly finished drill is worth telling: a failure, or a pass that missed its RTO or RPO.
+fn result_announcement(result: &DrillResult) -> Option<(DrillEvent, String, String)> {
+    if result.passed == Some(true) {
+        return None;
+    }
+    let detail = format!(
+        "{}: {}",
+        result.restore,
+        result.message.clone().unwrap_or_default()
+    );
+    let missed: Vec<&str> = [(result.rto_met, "RTO"), (result.rpo_met, "RPO")]
+        .into_iter()
+        .filter(|(met, _)| *met == Some(false))
+        .map(|(_, name)| name)
+        .collect();
+    Some(if missed.is_empty() {
+        (DrillEvent::Failure, "drill FAILED".into(), detail)
+    } else {
+        (
+            DrillEvent::ObjectiveMissed,
+            format!("drill MISSED its {}", missed.join(" and ")),
+            detail,
+        )
     })
 }
 
@@ -278,8 +364,15 @@ async fn create_drill_restore(
     Ok(name)
 }
 
-/// Ready when the last drill passed (or none has run yet).
-fn overall_health(status: &RestoreDrillStatus, suspended: bool) -> Health {
+/// Ready when the last drill passed (or none has run yet) and the drill is not overdue: a passing drill
+/// from long ago is no evidence that restores work today.
+fn overall_health(status: &RestoreDrillStatus, suspended: bool, overdue: Option<String>) -> Health {
+    if let Some(message) = overdue {
+        return Health::NotReady {
+            reason: "Overdue",
+            message,
+        };
+    }
     match &status.last_drill {
         Some(last) if last.passed == Some(true) => Health::Ready {
             reason: plan::verdict_reason(last),

@@ -1,6 +1,11 @@
 //! Webhook notifications in the Slack-compatible shape (`{"text": …}`), which Slack, Mattermost, Rocket.Chat
 //! and most chat bridges accept. The URL comes from a Secret (it usually embeds a token) and is never
 //! logged, put in status or in an Event.
+//!
+//! Each kind keeps its notifications in its status ([`delivery`]): queued there, tried by the reconcile
+//! that queued them and retried with backoff by later ones, so a restart or a flapping webhook loses none.
+
+pub mod delivery;
 
 use std::time::Duration;
 
@@ -25,9 +30,15 @@ pub enum NotifyError {
     Status(u16),
 }
 
-/// The chat message for one notification.
-pub fn message(namespace: &str, policy: &str, headline: &str, detail: &str) -> serde_json::Value {
-    serde_json::json!({ "text": format!("Lifeboat: BackupPolicy {namespace}/{policy} {headline}\n{detail}") })
+/// The chat text for one notification, e.g. `Lifeboat: BackupPolicy shop/orders backup FAILED` and a
+/// detail line.
+pub fn message(kind: &str, namespace: &str, name: &str, headline: &str, detail: &str) -> String {
+    format!("Lifeboat: {kind} {namespace}/{name} {headline}\n{detail}")
+}
+
+/// The Slack-compatible body for a chat text.
+pub fn payload(text: &str) -> serde_json::Value {
+    serde_json::json!({ "text": text })
 }
 
 /// Reads the webhook URL from its Secret and posts `payload` to it.
