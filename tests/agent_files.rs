@@ -28,35 +28,6 @@ fn make_uploads(root: &Path) {
     std::os::unix::fs::symlink("2026/01/invoices/scan.bin", root.join("latest-scan")).expect("symlink");
 }
 
-/// Every entry below `root`: relative path, kind, mode and content (or link target).
-fn tree(root: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
-    let mut entries = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            let meta = std::fs::symlink_metadata(&path).expect("metadata");
-            let relative = path.strip_prefix(root).expect("prefix").display().to_string();
-            let mode = meta.permissions().mode() & 0o7777;
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).expect("link");
-                entries.push((
-                    relative,
-                    "link".into(),
-                    0,
-                    target.display().to_string().into_bytes(),
-                ));
-            } else if meta.is_dir() {
-                entries.push((relative, "dir".into(), mode, Vec::new()));
-                stack.push(path);
-            } else {
-                entries.push((relative, "file".into(), mode, std::fs::read(&path).expect("read")));
-            }
-        }
-    }
-    entries.sort();
-    entries
-}
 
 fn files_backup(repo: &Repo, path: &Path, extra: &[&str]) -> AgentRun {
     let mut args = strings(&[
@@ -98,7 +69,7 @@ fn a_directory_round_trips_with_modes_links_and_odd_names() {
     let restore = agent("restore", &args, None);
     restore.assert_ok();
     assert_eq!(restore.result["snapshotId"], backup.result["snapshotId"]);
-    assert_eq!(tree(&uploads), tree(&target));
+    assert_eq!(support::files::tree(&uploads), support::files::tree(&target));
 }
 
 #[test]
@@ -309,7 +280,7 @@ fn restores_refuse_snapshots_that_are_missing_or_were_not_confirmed() {
         refused.message()
     );
     restore(&["--snapshot", &id, "--allow-unverified"]).assert_ok();
-    assert_eq!(tree(&work.path().join("2026")), tree(Path::new(&target)));
+    assert_eq!(support::files::tree(&work.path().join("2026")), support::files::tree(Path::new(&target)));
 
     // A files snapshot is not a database dump.
     let mut args = strings(&[

@@ -182,30 +182,6 @@ fn make_uploads(root: &Path) {
     std::os::unix::fs::symlink("2026/03/scan.bin", root.join("latest-scan")).expect("symlink");
 }
 
-/// Every entry below `root`: relative path, mode and content (or link target).
-fn tree(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
-    let mut entries = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read_dir") {
-            let path = entry.expect("entry").path();
-            let meta = std::fs::symlink_metadata(&path).expect("metadata");
-            let relative = path.strip_prefix(root).expect("prefix").display().to_string();
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).expect("link").display().to_string();
-                entries.push((relative, 0, target.into_bytes()));
-            } else if meta.is_dir() {
-                entries.push((relative, meta.permissions().mode() & 0o7777, Vec::new()));
-                stack.push(path);
-            } else {
-                let content = std::fs::read(&path).expect("read");
-                entries.push((relative, meta.permissions().mode() & 0o7777, content));
-            }
-        }
-    }
-    entries.sort();
-    entries
-}
 
 fn assert_same_postgres(pg: &Postgres, original: &str, restored: &str) {
     let tables = pg.tables(original);
@@ -427,7 +403,7 @@ fn every_command_of_the_disaster_recovery_runbook_restores_what_the_agent_backed
             ("RESTORE_DIR", &restored.display().to_string()),
         ],
     );
-    assert_eq!(tree(&restored), tree(&uploads));
+    assert_eq!(support::files::tree(&restored), support::files::tree(&uploads));
 
     let untested: Vec<&String> = book
         .blocks
