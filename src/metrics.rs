@@ -196,12 +196,20 @@ impl Metrics {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         };
-        self.exported.lock().unwrap_or_else(|e| e.into_inner()).insert(object);
+        self.exported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(object);
     }
 
     /// The objects with series.
     pub fn exported_objects(&self) -> Vec<Exported> {
-        self.exported.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.exported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Removes every series of a deleted object: a deleted policy must not alert as stale forever, a
@@ -210,7 +218,10 @@ impl Metrics {
         let namespace = object.namespace.clone();
         match object.kind {
             ExportedKind::BackupPolicy => {
-                let labels = PolicyLabels { namespace, policy: object.name.clone() };
+                let labels = PolicyLabels {
+                    namespace,
+                    policy: object.name.clone(),
+                };
                 self.last_success_timestamp.remove(&labels);
                 self.last_size_bytes.remove(&labels);
                 self.stale.remove(&labels);
@@ -219,7 +230,10 @@ impl Metrics {
                 self.duration_seconds.remove(&labels);
             }
             ExportedKind::RestoreDrill => {
-                let labels = DrillLabels { namespace, drill: object.name.clone() };
+                let labels = DrillLabels {
+                    namespace,
+                    drill: object.name.clone(),
+                };
                 self.drill_last_rto_seconds.remove(&labels);
                 self.drill_last_rpo_seconds.remove(&labels);
                 self.drill_passed.remove(&labels);
@@ -235,7 +249,10 @@ impl Metrics {
                 }
             }
         }
-        self.exported.lock().unwrap_or_else(|e| e.into_inner()).remove(object);
+        self.exported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(object);
     }
 }
 
@@ -383,7 +400,10 @@ mod tests {
     fn a_forgotten_object_leaves_no_series_and_others_keep_theirs() {
         let metrics = Metrics::default();
         for policy in ["gone", "kept"] {
-            let labels = PolicyLabels { namespace: "shop".into(), policy: policy.into() };
+            let labels = PolicyLabels {
+                namespace: "shop".into(),
+                policy: policy.into(),
+            };
             metrics.stale.get_or_create(&labels).set(1);
             metrics.exported(ExportedKind::BackupPolicy, "shop", policy);
         }

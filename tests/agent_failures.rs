@@ -196,14 +196,21 @@ fn a_password_secret_with_a_trailing_newline_is_named_as_the_likely_cause() {
     // `echo pw > file; kubectl create secret --from-file` keeps the newline; the env var has it too.
     let repo = Repo::new();
     let with_newline = format!("{}\n", support::agent::PG_PASSWORD);
-    let run = agent("backup", &backup_args(small_database(), &repo), Some(&with_newline));
+    let run = agent(
+        "backup",
+        &backup_args(small_database(), &repo),
+        Some(&with_newline),
+    );
     run.assert_failed("DatabaseAuthFailed");
     assert!(
         run.message().contains("ends with a newline") && run.message().contains("--from-literal"),
         "{}",
         run.message()
     );
-    assert!(!run.message().contains(support::agent::PG_PASSWORD), "the password is never shown");
+    assert!(
+        !run.message().contains(support::agent::PG_PASSWORD),
+        "the password is never shown"
+    );
     assert_no_snapshot(&repo);
 }
 

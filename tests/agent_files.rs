@@ -28,7 +28,6 @@ fn make_uploads(root: &Path) {
     std::os::unix::fs::symlink("2026/01/invoices/scan.bin", root.join("latest-scan")).expect("symlink");
 }
 
-
 fn files_backup(repo: &Repo, path: &Path, extra: &[&str]) -> AgentRun {
     let mut args = strings(&[
         "--source",
@@ -280,7 +279,10 @@ fn restores_refuse_snapshots_that_are_missing_or_were_not_confirmed() {
         refused.message()
     );
     restore(&["--snapshot", &id, "--allow-unverified"]).assert_ok();
-    assert_eq!(support::files::tree(&work.path().join("2026")), support::files::tree(Path::new(&target)));
+    assert_eq!(
+        support::files::tree(&work.path().join("2026")),
+        support::files::tree(Path::new(&target))
+    );
 
     // A files snapshot is not a database dump.
     let mut args = strings(&[

@@ -499,23 +499,40 @@ fn a_database_named_with_quotes_semicolons_commas_and_slashes_backs_up_and_resto
     let hostile = "shop\"; DROP TABLE guard; --, x/y";
     let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     pg.create_database("guard_db");
-    pg.psql("guard_db", "CREATE TABLE guard (id int); INSERT INTO guard VALUES (1)");
-    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(hostile)));
+    pg.psql(
+        "guard_db",
+        "CREATE TABLE guard (id int); INSERT INTO guard VALUES (1)",
+    );
+    pg.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(hostile)),
+    );
     pg.psql("postgres", &format!("CREATE DATABASE {}", quoted(hostile)));
-    pg.psql(hostile, "CREATE TABLE guard (id int); INSERT INTO guard SELECT generate_series(1, 7)");
+    pg.psql(
+        hostile,
+        "CREATE TABLE guard (id int); INSERT INTO guard SELECT generate_series(1, 7)",
+    );
 
-    let backup = agent("backup", &backup_args(pg, hostile, &repo, &["--tag", "policy=odd"]), Some(PG_PASSWORD));
+    let backup = agent(
+        "backup",
+        &backup_args(pg, hostile, &repo, &["--tag", "policy=odd"]),
+        Some(PG_PASSWORD),
+    );
     backup.assert_ok();
     let snapshots = repo.snapshots();
     assert_eq!(snapshots.len(), 1);
     let tags = tags_of(&snapshots[0]);
     assert!(
-        tags.iter().all(|t| !t.is_empty() && t.contains('=') || t == "lifeboat"),
+        tags.iter()
+            .all(|t| !t.is_empty() && t.contains('=') || t == "lifeboat"),
         "no tag was split at the comma: {tags:?}"
     );
 
     let restored = "restored\"; DROP TABLE guard; --";
-    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(restored)));
+    pg.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(restored)),
+    );
     agent(
         "restore",
         &restore_args(pg, restored, &repo, &["--tag", "policy=odd", "--create-database"]),
@@ -523,5 +540,9 @@ fn a_database_named_with_quotes_semicolons_commas_and_slashes_backs_up_and_resto
     )
     .assert_ok();
     assert_eq!(pg.psql(restored, "SELECT count(*) FROM guard").trim(), "7");
-    assert_eq!(pg.psql("guard_db", "SELECT count(*) FROM guard").trim(), "1", "nothing else was touched");
+    assert_eq!(
+        pg.psql("guard_db", "SELECT count(*) FROM guard").trim(),
+        "1",
+        "nothing else was touched"
+    );
 }

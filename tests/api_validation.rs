@@ -551,7 +551,16 @@ async fn each_kind_prints_the_columns_a_user_checks_first() {
         ),
         (
             "drill",
-            &["NAME", "SCHEDULE", "PASSED", "RTO", "RPO", "OVERDUE", "LAST DRILL", "AGE"][..],
+            &[
+                "NAME",
+                "SCHEDULE",
+                "PASSED",
+                "RTO",
+                "RPO",
+                "OVERDUE",
+                "LAST DRILL",
+                "AGE",
+            ][..],
         ),
     ] {
         let table = support::run_ok(

@@ -207,7 +207,7 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
     operator.restart();
     let after = eventually(
         "metrics after a restart",
-        Duration::from_secs(30),
+        Duration::from_secs(45),
         operator,
         || async {
             let metrics = operator.metrics();

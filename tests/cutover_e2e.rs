@@ -811,7 +811,15 @@ async fn a_migration_pod_security_refuses_fails_the_cutover_at_once_saying_what_
         .await
         .unwrap();
     // The refusal never relents, so it ends the step at once rather than leaving a Job without Pods.
-    let done = wait_for("ended", &cutovers, "release-6-0", Duration::from_secs(60), operator, ended).await;
+    let done = wait_for(
+        "ended",
+        &cutovers,
+        "release-6-0",
+        Duration::from_secs(60),
+        operator,
+        ended,
+    )
+    .await;
     let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(CutoverPhase::Failed), "{status:#?}");
     let migration = status
@@ -824,7 +832,11 @@ async fn a_migration_pod_security_refuses_fails_the_cutover_at_once_saying_what_
         message.contains("PodSecurity") && message.contains("runAsNonRoot"),
         "the step says what Pod Security wants: {message}"
     );
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"), "nothing was switched");
+    assert_eq!(
+        answer(&ns, "/").await.as_deref(),
+        Some("blue"),
+        "nothing was switched"
+    );
 }
 
 #[tokio::test]
@@ -844,15 +856,28 @@ async fn a_service_deleted_mid_stabilization_ends_the_cutover_failed_saying_so()
         .create(&PostParams::default(), &cutover("release-7-0", spec))
         .await
         .unwrap();
-    wait_for("Stabilizing", &cutovers, "release-7-0", Duration::from_secs(60), operator, |c| {
-        phase(c) == Some(CutoverPhase::Stabilizing)
-    })
+    wait_for(
+        "Stabilizing",
+        &cutovers,
+        "release-7-0",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Stabilizing),
+    )
     .await;
 
     // Someone deletes the Service the Cutover switched (a GitOps prune, a mistaken kubectl delete).
     let services: Api<Service> = ns.api();
     services.delete("web", &Default::default()).await.unwrap();
-    let done = wait_for("ended", &cutovers, "release-7-0", Duration::from_secs(90), operator, ended).await;
+    let done = wait_for(
+        "ended",
+        &cutovers,
+        "release-7-0",
+        Duration::from_secs(90),
+        operator,
+        ended,
+    )
+    .await;
     let status = done.status.clone().unwrap();
     // The checks fail, the rollback cannot switch back a Service that is gone: the end says exactly that.
     assert_eq!(status.phase, Some(CutoverPhase::Failed), "{status:#?}");
@@ -862,7 +887,10 @@ async fn a_service_deleted_mid_stabilization_ends_the_cutover_failed_saying_so()
             && said.contains(r#"recreate it with {\"app\":\"web\",\"track\":\"blue\"}"#),
         "the status names the missing Service: {said}"
     );
-    assert!(services.get_opt("web").await.unwrap().is_none(), "Lifeboat did not recreate it");
+    assert!(
+        services.get_opt("web").await.unwrap().is_none(),
+        "Lifeboat did not recreate it"
+    );
 }
 
 #[tokio::test]
@@ -881,15 +909,24 @@ async fn green_scaled_to_zero_while_awaiting_approval_is_never_switched_to() {
         .create(&PostParams::default(), &cutover("release-8-0", spec))
         .await
         .unwrap();
-    wait_for("AwaitingApproval", &cutovers, "release-8-0", Duration::from_secs(60), operator, |c| {
-        phase(c) == Some(CutoverPhase::AwaitingApproval)
-    })
+    wait_for(
+        "AwaitingApproval",
+        &cutovers,
+        "release-8-0",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
+    )
     .await;
 
     // While the change board deliberates, someone scales green to zero; then the GO comes.
     let deployments: Api<Deployment> = ns.api();
     deployments
-        .patch("web-green", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 0}})))
+        .patch(
+            "web-green",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 0}})),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -898,13 +935,28 @@ async fn green_scaled_to_zero_while_awaiting_approval_is_never_switched_to() {
         .patch("release-8-0", &PatchParams::default(), &Patch::Merge(&go))
         .await
         .unwrap();
-    let done = wait_for("ended", &cutovers, "release-8-0", Duration::from_secs(60), operator, ended).await;
+    let done = wait_for(
+        "ended",
+        &cutovers,
+        "release-8-0",
+        Duration::from_secs(60),
+        operator,
+        ended,
+    )
+    .await;
     let status = done.status.clone().unwrap();
     // Traffic must never have gone to a side with no Pods.
-    let switched = status.steps.iter().any(|s| s.name == "switch" && s.phase == StepPhase::Succeeded);
+    let switched = status
+        .steps
+        .iter()
+        .any(|s| s.name == "switch" && s.phase == StepPhase::Succeeded);
     assert!(!switched, "switched to a green with no Pods: {status:#?}");
     assert_eq!(status.phase, Some(CutoverPhase::Failed), "{status:#?}");
-    let switch = status.steps.iter().find(|s| s.name == "switch").expect("a switch step");
+    let switch = status
+        .steps
+        .iter()
+        .find(|s| s.name == "switch")
+        .expect("a switch step");
     let message = switch.message.clone().unwrap_or_default();
     assert!(
         message.contains("no longer ready, nothing was switched") && message.contains("web-green"),

@@ -108,5 +108,8 @@ async fn a_leader_gap_during_stabilization_extends_the_window_and_a_later_failur
     assert_eq!(status.phase, Some(CutoverPhase::RolledBack), "{status:#?}");
     assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
     let failure = status.stabilization.unwrap().last_failure.unwrap_or_default();
-    assert!(failure.contains("healthz"), "the rollback names the check: {failure}");
+    assert!(
+        failure.contains("healthz"),
+        "the rollback names the check: {failure}"
+    );
 }

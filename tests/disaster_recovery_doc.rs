@@ -182,7 +182,6 @@ fn make_uploads(root: &Path) {
     std::os::unix::fs::symlink("2026/03/scan.bin", root.join("latest-scan")).expect("symlink");
 }
 
-
 fn assert_same_postgres(pg: &Postgres, original: &str, restored: &str) {
     let tables = pg.tables(original);
     assert_eq!(tables, ["audit.log", "public.guests"]);

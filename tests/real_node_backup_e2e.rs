@@ -242,11 +242,19 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     // `kubectl get bk` shows the size as people read it.
     let listed = run_ok(
         "kubectl get bk",
-        cluster.kubectl().args(["-n", &ns.name, "get", "bk", "guests-by-hand"]),
+        cluster
+            .kubectl()
+            .args(["-n", &ns.name, "get", "bk", "guests-by-hand"]),
     );
-    let row: Vec<&str> = listed.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    let row: Vec<&str> = listed
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert!(
-        row.windows(2).any(|w| w[0].parse::<f64>().is_ok() && w[1] == "KiB"),
+        row.windows(2)
+            .any(|w| w[0].parse::<f64>().is_ok() && w[1] == "KiB"),
         "the SIZE column reads like '3.1 KiB':\n{listed}"
     );
 

@@ -38,7 +38,10 @@ async fn deleting_the_leader_pod_hands_the_lease_to_the_standby_before_it_would_
         if let Some(holder) = holder(&leases).await {
             break holder;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no replica took the Lease");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no replica took the Lease"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let pods = run_ok(
@@ -68,9 +71,14 @@ async fn deleting_the_leader_pod_hands_the_lease_to_the_standby_before_it_would_
     let expires = renewed + jiff::SignedDuration::from_secs(held.lease_duration_seconds.unwrap_or(15).into());
     run_ok(
         "kubectl delete pod",
-        cluster
-            .kubectl()
-            .args(["-n", &operator.namespace, "delete", "pod", &leader_pod, "--wait=false"]),
+        cluster.kubectl().args([
+            "-n",
+            &operator.namespace,
+            "delete",
+            "pod",
+            &leader_pod,
+            "--wait=false",
+        ]),
     );
 
     let start = Instant::now();

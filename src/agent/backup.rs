@@ -23,7 +23,8 @@ use super::database::Database;
 use super::error::{error_summary, last_meaningful_line, AgentError};
 use super::process::{Finished, Redactor};
 use super::restic::{
-    self, parse_summary, tag, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SHA256, TAG_SIZE,
+    self, parse_summary, tag, Restic, TAG_DATABASE, TAG_FORMAT, TAG_INCOMPLETE, TAG_KIND, TAG_SHA256,
+    TAG_SIZE,
 };
 use super::result::AgentResult;
 use super::signals::StopSignal;

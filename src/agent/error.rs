@@ -34,7 +34,11 @@ pub enum Reason {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("the database at {endpoint} rejected the password for user \"{user}\": check the password Secret and the user name{hint}")]
-    DatabaseAuth { endpoint: String, user: String, hint: String },
+    DatabaseAuth {
+        endpoint: String,
+        user: String,
+        hint: String,
+    },
 
     #[error("cannot reach the database at {endpoint} ({detail}): check host, port, the Service and any NetworkPolicy")]
     DatabaseUnreachable { endpoint: String, detail: String },
@@ -454,9 +458,15 @@ mod tests {
                       FATAL:  password authentication failed for user \"app\"";
         let plain = classify_database(stderr, &ctx()).unwrap().to_string();
         assert!(!plain.contains("newline"), "{plain}");
-        let newline = DbContext { password_ends_with_whitespace: true, ..ctx() };
+        let newline = DbContext {
+            password_ends_with_whitespace: true,
+            ..ctx()
+        };
         let message = classify_database(stderr, &newline).unwrap().to_string();
-        assert!(message.contains("ends with a newline") && message.contains("--from-literal"), "{message}");
+        assert!(
+            message.contains("ends with a newline") && message.contains("--from-literal"),
+            "{message}"
+        );
     }
 
     #[test]

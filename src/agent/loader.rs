@@ -39,7 +39,9 @@ impl Loader {
     /// Starts the loader for a dump of `format`.
     pub async fn start(db: &Database, format: &str, no_owner: bool) -> Result<Loader, AgentError> {
         if db.engine == Engine::Postgres && format == "custom" && needs_script(db).await {
-            eprintln!("lifeboat: the server is older than PostgreSQL 17: loading pg_restore's script with psql");
+            eprintln!(
+                "lifeboat: the server is older than PostgreSQL 17: loading pg_restore's script with psql"
+            );
             let mut script = Tool::spawn(
                 "pg_restore",
                 db.script_command(no_owner),
@@ -52,7 +54,13 @@ impl Loader {
                 .stdout
                 .take()
                 .ok_or_else(|| AgentError::internal("starting pg_restore", "no stdout pipe"))?;
-            let mut load = match Tool::spawn("psql", db.script_load_command(), Stdio::piped(), Stdio::null(), &db.redactor) {
+            let mut load = match Tool::spawn(
+                "psql",
+                db.script_load_command(),
+                Stdio::piped(),
+                Stdio::null(),
+                &db.redactor,
+            ) {
                 Ok(load) => Box::new(load),
                 Err(error) => {
                     script.kill();
@@ -106,7 +114,11 @@ impl Loader {
                 let name = tool.name.clone();
                 Ok((name, tool.wait().await?))
             }
-            Loader::Script { script, mut load, relay } => {
+            Loader::Script {
+                script,
+                mut load,
+                relay,
+            } => {
                 let written = script.wait().await?;
                 if !written.status.success() {
                     // psql stopping at an error closes the pipe under pg_restore: then psql has the cause.
@@ -142,7 +154,10 @@ async fn needs_script(db: &Database) -> bool {
         return false;
     }
     match db.query(None, "SHOW server_version_num", true).await {
-        Ok(version) => version.trim().parse::<u32>().is_ok_and(|v| v < TRANSACTION_TIMEOUT_SINCE),
+        Ok(version) => version
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|v| v < TRANSACTION_TIMEOUT_SINCE),
         // The load itself will report an unreachable server in its own words.
         Err(_) => false,
     }
@@ -155,8 +170,12 @@ async fn client_version(db: &Database) -> Option<u32> {
 }
 
 fn version_number(text: &str) -> Option<u32> {
-    let version = text.split_whitespace().find(|word| word.starts_with(|c: char| c.is_ascii_digit()))?;
-    let mut parts = version.split(|c: char| !c.is_ascii_digit()).map(|part| part.parse::<u32>().ok());
+    let version = text
+        .split_whitespace()
+        .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|part| part.parse::<u32>().ok());
     let major = parts.next()??;
     let minor = parts.next().flatten().unwrap_or(0);
     Some(major * 10_000 + minor)
@@ -195,7 +214,9 @@ mod tests {
 
     async fn relayed(script: &str) -> String {
         let mut out = Vec::new();
-        relay_without_newer_settings(script.as_bytes(), &mut out).await.unwrap();
+        relay_without_newer_settings(script.as_bytes(), &mut out)
+            .await
+            .unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -213,7 +234,10 @@ mod tests {
     #[test]
     fn client_versions_read_like_the_server_s() {
         assert_eq!(version_number("pg_restore (PostgreSQL) 17.2\n"), Some(170_002));
-        assert_eq!(version_number("pg_restore (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(150_018));
+        assert_eq!(
+            version_number("pg_restore (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(150_018)
+        );
         assert_eq!(version_number("pg_restore (PostgreSQL) 18beta1"), Some(180_000));
         assert_eq!(version_number("nothing"), None);
     }
@@ -224,6 +248,9 @@ mod tests {
                       COPY public.t (x) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n";
         let out = relayed(script).await;
         assert!(!out.starts_with("SET transaction_timeout"), "{out}");
-        assert!(out.contains("FROM stdin;\nSET transaction_timeout = 0;\n\\.\n"), "{out}");
+        assert!(
+            out.contains("FROM stdin;\nSET transaction_timeout = 0;\n\\.\n"),
+            "{out}"
+        );
     }
 }

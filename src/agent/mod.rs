@@ -7,8 +7,8 @@
 mod backup;
 pub mod cli;
 mod database;
-mod loader;
 pub mod error;
+mod loader;
 mod maintenance;
 mod mysql;
 mod postgres;

@@ -115,7 +115,12 @@ pub fn script_load_args(conn: &Connection<'_>, database: &str) -> Vec<String> {
 /// psql running one statement with unaligned, tuples-only output: the value and nothing else.
 pub fn query_args(conn: &Connection<'_>, database: &str, sql: &str) -> Vec<String> {
     let mut args = psql_args(conn, database);
-    args.extend(["--no-align".into(), "--tuples-only".into(), "--command".into(), sql.into()]);
+    args.extend([
+        "--no-align".into(),
+        "--tuples-only".into(),
+        "--command".into(),
+        sql.into(),
+    ]);
     args
 }
 

@@ -21,8 +21,26 @@ where
     let recorder = ctx.recorder.clone();
     let reference = object.object_ref(&());
     tokio::spawn(async move {
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, "could not publish an Event");
+        match recorder.publish(&event, &reference).await {
+            Ok(()) => {}
+            // The object goes with its namespace: nobody will read this Event, and a warning per
+            // object of a deleted namespace would bury the log lines that matter.
+            Err(error) if in_terminating_namespace(&error) => {
+                tracing::debug!(%error, "no Event in a terminating namespace");
+            }
+            Err(error) => tracing::warn!(%error, "could not publish an Event"),
         }
     });
+}
+
+fn in_terminating_namespace(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.details.as_ref().is_some_and(|details| {
+            details
+                .causes
+                .iter()
+                .any(|cause| cause.reason == "NamespaceTerminating")
+        }),
+        _ => false,
+    }
 }

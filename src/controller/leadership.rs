@@ -128,6 +128,10 @@ mod tests {
         let held = identity(Some("lifeboat-75c555667f-cwnn2".into()));
         assert!(held.starts_with("lifeboat-75c555667f-cwnn2_"), "{held}");
         assert!(identity(None).starts_with("lifeboat_"));
-        assert_ne!(identity(Some("p".into())), identity(Some("p".into())), "each process its own");
+        assert_ne!(
+            identity(Some("p".into())),
+            identity(Some("p".into())),
+            "each process its own"
+        );
     }
 }

@@ -242,18 +242,18 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
     )
     .for_each(|_| async {});
     let drills = drills
-    .with_config(config.clone())
-    .owns(
-        api::<crate::api::Restore>(&client, namespace),
-        watcher::Config::default().labels(restore_drill::DRILL_LABEL),
-    )
-    .shutdown_on_signal()
-    .run(
-        |o, c| reconciled(restore_drill::reconcile, o, c),
-        error_policy::<crate::api::RestoreDrill>,
-        context.clone(),
-    )
-    .for_each(|_| async {});
+        .with_config(config.clone())
+        .owns(
+            api::<crate::api::Restore>(&client, namespace),
+            watcher::Config::default().labels(restore_drill::DRILL_LABEL),
+        )
+        .shutdown_on_signal()
+        .run(
+            |o, c| reconciled(restore_drill::reconcile, o, c),
+            error_policy::<crate::api::RestoreDrill>,
+            context.clone(),
+        )
+        .for_each(|_| async {});
     // The sweep never ends: the controllers' end (shutdown on a signal) ends the operator.
     tokio::select! {
         _ = async { tokio::join!(backups, policies, cutovers, restores, drills) } => {}

@@ -274,8 +274,13 @@ mod tests {
         )];
         let refused = refusal(&psa, Some(created), soon).expect("Pod Security never relents");
         assert!(refused.message.unwrap().contains("runAsNonRoot"));
-        let quota = [event("Error creating: pods \"m-abc\" is forbidden: exceeded quota: pods")];
-        assert!(refusal(&quota, Some(created), soon).is_none(), "a quota may free up");
+        let quota = [event(
+            "Error creating: pods \"m-abc\" is forbidden: exceeded quota: pods",
+        )];
+        assert!(
+            refusal(&quota, Some(created), soon).is_none(),
+            "a quota may free up"
+        );
         assert!(refusal(&quota, Some(created), later).is_some());
         assert!(refusal(&[], Some(created), later).is_none());
     }
@@ -283,7 +288,11 @@ mod tests {
     #[test]
     fn a_job_without_a_ready_pod_is_looked_at_again_on_a_timer() {
         let job = |ready: Option<i32>| Job {
-            status: Some(k8s_openapi::api::batch::v1::JobStatus { ready, active: Some(1), ..Default::default() }),
+            status: Some(k8s_openapi::api::batch::v1::JobStatus {
+                ready,
+                active: Some(1),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(recheck_running(&job(None)), Action::requeue(PENDING_RECHECK));

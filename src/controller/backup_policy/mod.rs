@@ -56,6 +56,9 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     let now = Timestamp::now();
     let now_time = Time(now);
     let current = policy.status.clone().unwrap_or_default();
+    // What status already records is exported at once: a new leader serves it even while the rest of
+    // this reconcile waits (for its caches, a Job, the API server).
+    export_metrics(&ctx, &namespace, &name, &current);
     let mut status = current.clone();
     status.observed_generation = policy.metadata.generation;
 

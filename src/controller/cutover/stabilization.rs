@@ -264,9 +264,18 @@ mod tests {
 
     #[test]
     fn a_window_expects_a_round_at_its_start_and_one_per_interval() {
-        assert_eq!(expected_rounds(Duration::from_secs(20), Duration::from_secs(2)), 11);
-        assert_eq!(expected_rounds(Duration::from_secs(25), Duration::from_secs(1)), 26);
-        assert_eq!(expected_rounds(Duration::from_secs(3600), Duration::from_secs(420)), 10);
+        assert_eq!(
+            expected_rounds(Duration::from_secs(20), Duration::from_secs(2)),
+            11
+        );
+        assert_eq!(
+            expected_rounds(Duration::from_secs(25), Duration::from_secs(1)),
+            26
+        );
+        assert_eq!(
+            expected_rounds(Duration::from_secs(3600), Duration::from_secs(420)),
+            10
+        );
     }
 
     #[test]
@@ -306,7 +315,10 @@ mod tests {
         let Watch::Passed(message) = record_round(&mut healthy, None, 3, window, &t(0), &t(13)) else {
             panic!("7 of 7 rounds observed and healthy")
         };
-        assert!(message.contains("7 rounds over 6s") && message.contains("ran 13s"), "{message}");
+        assert!(
+            message.contains("7 rounds over 6s") && message.contains("ran 13s"),
+            "{message}"
+        );
         assert_eq!(progress_message(&healthy), "round 7 of 7: healthy");
     }
 

@@ -431,7 +431,8 @@ fn export_metrics(ctx: &Context, namespace: &str, drill: &str, status: &RestoreD
     let Some(last) = &status.last_drill else {
         return;
     };
-    ctx.metrics.exported(crate::metrics::ExportedKind::RestoreDrill, namespace, drill);
+    ctx.metrics
+        .exported(crate::metrics::ExportedKind::RestoreDrill, namespace, drill);
     let labels = DrillLabels {
         namespace: namespace.to_owned(),
         drill: drill.to_owned(),

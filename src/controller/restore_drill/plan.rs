@@ -203,10 +203,7 @@ pub fn apply_objective_conditions(
         conditions::remove(conditions, RPO_MET);
         return;
     };
-    let parse = |text: &Option<String>| {
-        text.as_deref()
-            .and_then(crate::duration::parse_measured)
-    };
+    let parse = |text: &Option<String>| text.as_deref().and_then(crate::duration::parse_measured);
     match objectives.rto {
         Some(target) => {
             let met = |measured: Duration| last.rto_met.unwrap_or(measured <= target);
@@ -517,8 +514,17 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
         );
         assert_eq!(result.measured_rpo.as_deref(), Some("0ms"));
         let mut conditions = Vec::new();
-        apply_objective_conditions(&mut conditions, Some(&result), &objectives, None, &Time(at("2026-11-01T03:00:05Z")));
+        apply_objective_conditions(
+            &mut conditions,
+            Some(&result),
+            &objectives,
+            None,
+            &Time(at("2026-11-01T03:00:05Z")),
+        );
         let rpo_met = conditions::find(&conditions, RPO_MET).unwrap();
-        assert_eq!((rpo_met.status.as_str(), rpo_met.reason.as_str()), ("True", "WithinRPO"));
+        assert_eq!(
+            (rpo_met.status.as_str(), rpo_met.reason.as_str()),
+            ("True", "WithinRPO")
+        );
     }
 }

@@ -155,7 +155,11 @@ impl Cluster {
         self.namespace_enforcing(prefix, None).await
     }
 
-    async fn namespace_enforcing(&self, prefix: &str, level: Option<&str>) -> Result<TestNamespace, ClusterError> {
+    async fn namespace_enforcing(
+        &self,
+        prefix: &str,
+        level: Option<&str>,
+    ) -> Result<TestNamespace, ClusterError> {
         let client = self.client().await?;
         let name = format!("{prefix}-{}", random_suffix());
         let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -163,7 +167,10 @@ impl Cluster {
             [("lifeboat.dev/test".to_owned(), "true".to_owned())].into();
         if let Some(level) = level {
             labels.insert("pod-security.kubernetes.io/enforce".to_owned(), level.to_owned());
-            labels.insert("pod-security.kubernetes.io/enforce-version".to_owned(), "latest".to_owned());
+            labels.insert(
+                "pod-security.kubernetes.io/enforce-version".to_owned(),
+                "latest".to_owned(),
+            );
         }
         let namespace = Namespace {
             metadata: kube::api::ObjectMeta {

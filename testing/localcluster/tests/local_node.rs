@@ -14,7 +14,10 @@ use support::*;
 
 async fn namespace(prefix: &str) -> TestNamespace {
     let cluster = ensure().expect("the local cluster starts");
-    cluster.unrestricted_namespace(prefix).await.expect("a test namespace")
+    cluster
+        .unrestricted_namespace(prefix)
+        .await
+        .expect("a test namespace")
 }
 
 fn job_condition(job: &Job, type_: &str) -> Option<(String, Option<String>)> {
