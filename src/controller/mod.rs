@@ -181,7 +181,7 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
             error_policy::<Backup>,
             context.clone(),
         )
-        .for_each(|_| async {});
+        .for_each(report_watch_error);
     let policies = policies
         .shutdown_on_signal()
         .run(
@@ -189,7 +189,7 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
             error_policy::<BackupPolicy>,
             context.clone(),
         )
-        .for_each(|_| async {});
+        .for_each(report_watch_error);
     // Cutover: its Jobs (by label), its pre-switch Backup and rollback Restore wake it.
     let cutovers = Controller::new(api::<crate::api::Cutover>(&client, namespace), watch_config);
     let drills = Controller::new(
@@ -222,7 +222,7 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
             error_policy::<crate::api::Cutover>,
             context.clone(),
         )
-        .for_each(|_| async {});
+        .for_each(report_watch_error);
     // Restores own their Jobs and their scratch database Pods (readiness wakes them up).
     let restores = Controller::new(
         api::<crate::api::Restore>(&client, namespace),
@@ -240,7 +240,7 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
         error_policy::<crate::api::Restore>,
         context.clone(),
     )
-    .for_each(|_| async {});
+    .for_each(report_watch_error);
     let drills = drills
         .with_config(config.clone())
         .owns(
@@ -253,7 +253,7 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
             error_policy::<crate::api::RestoreDrill>,
             context.clone(),
         )
-        .for_each(|_| async {});
+        .for_each(report_watch_error);
     // The sweep never ends: the controllers' end (shutdown on a signal) ends the operator.
     tokio::select! {
         _ = async { tokio::join!(backups, policies, cutovers, restores, drills) } => {}
@@ -263,4 +263,15 @@ async fn run_controllers(client: Client, namespace: Option<&str>, metrics: Arc<M
 
 fn controller_config(settings: &Settings) -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().concurrency(settings.reconcile_concurrency)
+}
+
+/// Reconcile errors are logged by `error_policy`; what else a controller's stream yields is logged here,
+/// so a watch that keeps failing (RBAC, an object that no longer parses) is not silent while the caches
+/// stay empty.
+async fn report_watch_error<T, E: std::fmt::Display>(
+    result: Result<T, kube::runtime::controller::Error<E, kube::runtime::watcher::Error>>,
+) {
+    if let Err(kube::runtime::controller::Error::QueueError(error)) = result {
+        tracing::warn!(%error, "watch failed; retrying");
+    }
 }
