@@ -31,6 +31,9 @@ stop() {
 for component in localnode kube-scheduler kube-controller-manager kube-apiserver etcd; do
   stop "$component"
 done
+# Scratch database directories of test Pods on the local node (tests/support/restore.rs): a Pod killed
+# before its trap ran leaves one behind, tens of MB each.
+rm -rf /tmp/lifeboat-scratch-*
 if [ "$(id -u)" = 0 ]; then
   "$REPO_ROOT/hack/node-down.sh" finish || exit 1
 fi

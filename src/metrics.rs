@@ -49,7 +49,7 @@ pub struct Metrics {
     pub last_size_bytes: Family<PolicyLabels, Gauge>,
     pub stale: Family<PolicyLabels, Gauge>,
     pub repository_healthy: Family<PolicyLabels, Gauge>,
-    pub failures_total: Family<PolicyLabels, Gauge>,
+    pub failures_total: Family<PolicyLabels, Counter>,
     pub duration_seconds: Family<PolicyLabels, Histogram>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
@@ -85,7 +85,7 @@ impl Default for Metrics {
         let last_size_bytes = Family::<PolicyLabels, Gauge>::default();
         let stale = Family::<PolicyLabels, Gauge>::default();
         let repository_healthy = Family::<PolicyLabels, Gauge>::default();
-        let failures_total = Family::<PolicyLabels, Gauge>::default();
+        let failures_total = Family::<PolicyLabels, Counter>::default();
         let duration_seconds = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
@@ -122,8 +122,8 @@ impl Default for Metrics {
             "1 when the policy's newest restic check and retention run passed, 0 when one failed (absent until one ran)",
             repository_healthy.clone(),
         );
-        // A gauge from status.failedBackups rather than an in-memory counter, so it survives restarts;
-        // use increase()/changes() on it as on a counter.
+        // A counter that follows status.failedBackups (which only grows), so after a restart it resumes
+        // from the recorded count instead of from zero; prometheus-client adds the `_total` suffix.
         registry.register(
             "backup_failures",
             "Failed backups of a policy since it was created (from its status)",

@@ -34,6 +34,9 @@ fn policy(name: &str, database: &str, repository: &str) -> BackupPolicy {
     .unwrap()
 }
 
+/// The shared operator is restarted by one test while others wait on it: those hold this for reading.
+static OPERATOR_RESTART: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test]
 async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_plain_tools() {
     let cluster = support::cluster_with_crds();
@@ -204,6 +207,7 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
     );
 
     // A restarted operator neither loses the record nor creates the same slot twice.
+    let _no_other_test_waits = OPERATOR_RESTART.write().await;
     operator.restart();
     let after = eventually(
         "metrics after a restart",
@@ -242,6 +246,8 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
 #[tokio::test]
 async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() {
     let cluster = support::cluster_with_crds();
+    // The other test of this file restarts the shared operator; this one's timings assume it runs.
+    let _operator_stays = OPERATOR_RESTART.read().await;
     let operator = Operator::shared(&cluster);
     let ns = cluster.namespace("bp-secret").await.unwrap();
     let repo = support::agent::Repo::uninitialised();

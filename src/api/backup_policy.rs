@@ -301,7 +301,7 @@ pub struct BackupPolicyStatus {
     /// here so it survives history limits and restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_sizes: Vec<i64>,
-    /// Failed backups since the policy was created (the `lifeboat_backup_failures` metric).
+    /// Failed backups since the policy was created (the `lifeboat_backup_failures_total` metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_backups: Option<i64>,
     /// Snapshots the newest retention run kept whatever the keep rules say, and why.

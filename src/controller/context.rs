@@ -57,8 +57,14 @@ where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
+    let started = std::time::Instant::now();
     match tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            if started.elapsed() > Duration::from_secs(2) {
+                tracing::info!(kind, waited = ?started.elapsed(), "the cache was slow to fill");
+            }
+            Ok(())
+        }
         _ => Err(super::ReconcileError::CacheNotReady { kind }),
     }
 }

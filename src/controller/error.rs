@@ -81,7 +81,13 @@ where
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, ReconcileError>>,
 {
     let key = backoff_key(object.as_ref());
+    let started = std::time::Instant::now();
+    let name = object.meta().name.clone().unwrap_or_default();
     let result = reconcile(object, ctx.clone()).await;
+    // A reconcile should take milliseconds; one that waited long says where the time went.
+    if started.elapsed() > std::time::Duration::from_secs(5) {
+        tracing::info!(kind = %K::kind(&()), %name, took = ?started.elapsed(), "slow reconcile");
+    }
     if result.is_ok() {
         ctx.error_backoff.succeeded(&key);
     }

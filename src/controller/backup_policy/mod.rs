@@ -494,10 +494,11 @@ fn export_metrics(ctx: &Context, namespace: &str, policy: &str, status: &BackupP
         .stale
         .get_or_create(&labels)
         .set(i64::from(conditions::is_true(&status.conditions.0, STALE)));
-    metrics
-        .failures_total
-        .get_or_create(&labels)
-        .set(status.failed_backups.unwrap_or(0));
+    let failures = metrics.failures_total.get_or_create(&labels);
+    let recorded = u64::try_from(status.failed_backups.unwrap_or(0)).unwrap_or(0);
+    if recorded > failures.get() {
+        failures.inc_by(recorded - failures.get());
+    }
     match conditions::find(&status.conditions.0, health::REPOSITORY_HEALTHY) {
         Some(condition) => {
             let healthy = i64::from(condition.status == "True");
