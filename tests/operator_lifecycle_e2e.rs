@@ -53,13 +53,15 @@ async fn wait_for_holder_other_than(leases: &Api<Lease>, previous: &str, operato
     }
 }
 
-/// The latest renewTime (and the lease duration) seen while `holder` held the Lease.
+/// The latest renewTime (and the lease duration) seen while `holder` held the Lease, or once it released
+/// it (a renewal just before the release would otherwise fall between two reads).
 static RENEWAL: std::sync::Mutex<(Option<jiff::Timestamp>, i64)> = std::sync::Mutex::new((None, 15));
 
 async fn latest_renewal_by(leases: Api<Lease>, holder: String) {
     loop {
         if let Some(spec) = lease(&leases).await {
-            if spec.holder_identity.as_deref() == Some(holder.as_str()) {
+            let current = spec.holder_identity.as_deref().unwrap_or_default();
+            if current == holder || current.is_empty() {
                 if let Some(renewed) = spec.renew_time {
                     let duration = spec.lease_duration_seconds.unwrap_or(15).into();
                     *RENEWAL.lock().unwrap() = (Some(renewed.0), duration);
