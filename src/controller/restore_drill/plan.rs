@@ -473,6 +473,19 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
         assert_eq!(verdict_reason(&failed), "DrillFailed");
     }
 
+    /// The RPOMet condition a finished drill's result sets, as of the drill's end.
+    fn rpo_condition(result: &DrillResult, objectives: &Objectives) -> Condition {
+        let mut conditions = Vec::new();
+        apply_objective_conditions(
+            &mut conditions,
+            Some(result),
+            objectives,
+            None,
+            &Time(at("2026-11-01T03:00:05Z")),
+        );
+        conditions::find(&conditions, RPO_MET).unwrap().clone()
+    }
+
     #[test]
     fn a_snapshot_a_little_over_a_one_second_rpo_misses_it() {
         let objectives = Objectives::of(&drill(&SPEC.replace("rpo: 24h", "rpo: 1s")));
@@ -484,18 +497,7 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
         );
         assert_eq!(result.measured_rpo.as_deref(), Some("1s800ms"));
         assert_eq!((result.rpo_met, result.passed), (Some(false), Some(false)));
-        let mut conditions = Vec::new();
-        apply_objective_conditions(
-            &mut conditions,
-            Some(&result),
-            &objectives,
-            None,
-            &Time(at("2026-11-01T03:00:05Z")),
-        );
-        assert_eq!(
-            conditions::find(&conditions, RPO_MET).unwrap().reason,
-            "RPOExceeded"
-        );
+        assert_eq!(rpo_condition(&result, &objectives).reason, "RPOExceeded");
         assert_eq!(
             crate::duration::parse_duration("1s800ms").unwrap(),
             Duration::from_millis(1800)
@@ -513,15 +515,7 @@ target: {mysql: {host: db, database: verify_crm, user: u, passwordSecretRef: {na
             &objectives,
         );
         assert_eq!(result.measured_rpo.as_deref(), Some("0ms"));
-        let mut conditions = Vec::new();
-        apply_objective_conditions(
-            &mut conditions,
-            Some(&result),
-            &objectives,
-            None,
-            &Time(at("2026-11-01T03:00:05Z")),
-        );
-        let rpo_met = conditions::find(&conditions, RPO_MET).unwrap();
+        let rpo_met = rpo_condition(&result, &objectives);
         assert_eq!(
             (rpo_met.status.as_str(), rpo_met.reason.as_str()),
             ("True", "WithinRPO")
