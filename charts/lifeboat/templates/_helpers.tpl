@@ -20,6 +20,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
+{{/* The metrics Service's own labels, which its ServiceMonitor selects. */}}
+{{- define "lifeboat.metricsServiceLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: metrics
+{{- end -}}
+
 {{- define "lifeboat.serviceAccountName" -}}
 {{- default (include "lifeboat.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}

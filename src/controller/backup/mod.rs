@@ -167,13 +167,8 @@ async fn announce_result(ctx: &Context, backup: &Backup, policy: &BackupPolicy, 
     let (kind, reason, message) = plan::result_event(status);
     publish(ctx, backup, kind, reason, message).await;
     if let Some(seconds) = plan::success_seconds(status) {
-        let labels = crate::metrics::PolicyLabels {
-            namespace: backup.namespace().unwrap_or_default(),
-            policy: policy.name_any(),
-        };
-        ctx.metrics
-            .duration_seconds
-            .get_or_create(&labels)
-            .observe(seconds);
+        let labels =
+            crate::metrics::PolicyLabels::new(&backup.namespace().unwrap_or_default(), &policy.name_any());
+        ctx.metrics.backup.backup_succeeded(&labels, seconds);
     }
 }

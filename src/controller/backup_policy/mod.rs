@@ -474,40 +474,11 @@ async fn enforce_history(
 
 /// Metrics are derived from status, so they are right after a restart.
 fn export_metrics(ctx: &Context, namespace: &str, policy: &str, status: &BackupPolicyStatus) {
-    let labels = PolicyLabels {
-        namespace: namespace.to_owned(),
-        policy: policy.to_owned(),
-    };
-    let metrics = &ctx.metrics;
-    metrics.exported(crate::metrics::ExportedKind::BackupPolicy, namespace, policy);
-    if let Some(last) = &status.last_successful_backup {
-        metrics
-            .last_success_timestamp
-            .get_or_create(&labels)
-            .set(last.time.0.as_millisecond() as f64 / 1000.0);
-        metrics
-            .last_size_bytes
-            .get_or_create(&labels)
-            .set(last.size_bytes);
-    }
-    metrics
-        .stale
-        .get_or_create(&labels)
-        .set(i64::from(conditions::is_true(&status.conditions.0, STALE)));
-    let failures = metrics.failures_total.get_or_create(&labels);
-    let recorded = u64::try_from(status.failed_backups.unwrap_or(0)).unwrap_or(0);
-    if recorded > failures.get() {
-        failures.inc_by(recorded - failures.get());
-    }
-    match conditions::find(&status.conditions.0, health::REPOSITORY_HEALTHY) {
-        Some(condition) => {
-            let healthy = i64::from(condition.status == "True");
-            metrics.repository_healthy.get_or_create(&labels).set(healthy);
-        }
-        None => {
-            metrics.repository_healthy.remove(&labels);
-        }
-    }
+    ctx.metrics
+        .exported(crate::metrics::ExportedKind::BackupPolicy, namespace, policy);
+    ctx.metrics
+        .backup
+        .export(&PolicyLabels::new(namespace, policy), status);
 }
 
 fn parse_optional(duration: &Option<crate::duration::DurationString>) -> Option<Duration> {

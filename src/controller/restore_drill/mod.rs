@@ -264,7 +264,7 @@ pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Ac
         &ctx.settings.manager_name,
     )
     .await?;
-    export_metrics(&ctx, &namespace, &name, &status);
+    export_metrics(&ctx, &drill, &status);
 
     // Only after the record is written: drop the oldest finished Restores beyond the history limit.
     let mut done: Vec<&Restore> = owned.iter().filter(|r| finished(r)).collect();
@@ -417,55 +417,16 @@ async fn stalled(
 ) -> Result<Action, ReconcileError> {
     let now = Time(Timestamp::now());
     let status = report_stalled(ctx, api, drill, status, reason, message, &now).await?;
-    export_metrics(
-        ctx,
-        &drill.namespace().unwrap_or_default(),
-        &drill.name_any(),
-        &status,
-    );
+    export_metrics(ctx, drill, &status);
     Ok(retry.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Metrics are derived from status, so they are right after a restart.
-fn export_metrics(ctx: &Context, namespace: &str, drill: &str, status: &RestoreDrillStatus) {
-    let Some(last) = &status.last_drill else {
-        return;
-    };
+/// Metrics are derived from spec and status, so they are right after a restart.
+fn export_metrics(ctx: &Context, drill: &RestoreDrill, status: &RestoreDrillStatus) {
+    let (namespace, name) = (drill.namespace().unwrap_or_default(), drill.name_any());
     ctx.metrics
-        .exported(crate::metrics::ExportedKind::RestoreDrill, namespace, drill);
-    let labels = DrillLabels {
-        namespace: namespace.to_owned(),
-        drill: drill.to_owned(),
-    };
-    let seconds = |text: &Option<String>| {
-        text.as_deref()
-            .and_then(crate::duration::parse_measured)
-            .map(|d| d.as_secs_f64())
-    };
-    let metrics = &ctx.metrics;
-    match seconds(&last.measured_rto) {
-        Some(rto) => {
-            metrics.drill_last_rto_seconds.get_or_create(&labels).set(rto);
-        }
-        // A failed drill achieved no recovery: no RTO, rather than a stale one.
-        None => {
-            metrics.drill_last_rto_seconds.remove(&labels);
-        }
-    };
-    match seconds(&last.measured_rpo) {
-        Some(rpo) => {
-            metrics.drill_last_rpo_seconds.get_or_create(&labels).set(rpo);
-        }
-        None => {
-            metrics.drill_last_rpo_seconds.remove(&labels);
-        }
-    };
-    metrics
-        .drill_passed
-        .get_or_create(&labels)
-        .set(i64::from(last.passed == Some(true)));
-    metrics
-        .drill_last_timestamp
-        .get_or_create(&labels)
-        .set(last.start_time.0.as_millisecond() as f64 / 1000.0);
+        .exported(crate::metrics::ExportedKind::RestoreDrill, &namespace, &name);
+    ctx.metrics
+        .drill
+        .export(&DrillLabels::new(&namespace, &name), &drill.spec, status);
 }

@@ -9,4 +9,4 @@ pub mod node;
 pub mod proxy;
 pub mod services;
 
-pub use control_plane::{ensure, Cluster, TestNamespace};
+pub use control_plane::{cache_dir, ensure, Cluster, TestNamespace};
