@@ -2,6 +2,7 @@
 # Builds and fetches what the monitoring kit's tests need (tests/monitoring_kit.rs), from the Go module proxy,
 # cached outside the repository by version:
 #   $cache/bin/promtool                                   Prometheus' rule checker and rule unit-test runner
+#   $cache/bin/prometheus                                 the server tests/prometheus_e2e.rs scrapes the operator with
 #   $cache/crds/prometheus-operator-<version>/*.yaml      the ServiceMonitor, PodMonitor and PrometheusRule CRDs
 # Idempotent: nothing is rebuilt or fetched while the cached version matches hack/versions.env.
 set -euo pipefail
@@ -16,8 +17,10 @@ log() { printf '[build-monitoring] %s\n' "$*" >&2; }
 exec 9>"$cache/build.lock"
 flock 9
 
-build_promtool() {
-  if [ -x "$bin/promtool" ] && [ "$(cat "$bin/.promtool.version" 2>/dev/null)" = "$PROMETHEUS_VERSION" ]; then
+# build_prometheus CMD: promtool or prometheus, from the same module (they share the Go build cache).
+build_prometheus() {
+  local cmd=$1
+  if [ -x "$bin/$cmd" ] && [ "$(cat "$bin/.$cmd.version" 2>/dev/null)" = "$PROMETHEUS_VERSION" ]; then
     return
   fi
   local work="$cache/src/prometheus-$PROMETHEUS_VERSION"
@@ -25,12 +28,12 @@ build_promtool() {
   (
     cd "$work"
     [ -f go.mod ] || go mod init lifeboat.dev/prometheus >/dev/null 2>&1
-    log "building promtool $PROMETHEUS_VERSION (about 5 minutes cold on 2 cores)"
+    log "building $cmd $PROMETHEUS_VERSION (promtool: about 5 minutes cold on 2 cores; prometheus after it: ~3)"
     GOFLAGS=-mod=mod go get "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" >/dev/null
-    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/promtool.tmp" \
-      github.com/prometheus/prometheus/cmd/promtool
-    mv "$bin/promtool.tmp" "$bin/promtool"
-    echo "$PROMETHEUS_VERSION" >"$bin/.promtool.version"
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/$cmd.tmp" \
+      "github.com/prometheus/prometheus/cmd/$cmd"
+    mv "$bin/$cmd.tmp" "$bin/$cmd"
+    echo "$PROMETHEUS_VERSION" >"$bin/.$cmd.version"
   )
 }
 
@@ -48,6 +51,7 @@ fetch_operator_crds() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
-build_promtool
+build_prometheus promtool
+build_prometheus prometheus
 fetch_operator_crds
-log "promtool and the Prometheus Operator CRDs are in $cache"
+log "promtool, prometheus and the Prometheus Operator CRDs are in $cache"
