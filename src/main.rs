@@ -15,6 +15,16 @@ enum Command {
     /// Run one step of the data path inside a Job.
     #[command(subcommand)]
     Agent(lifeboat::agent::AgentCommand),
+    /// GET a URL and succeed on a 2xx answer (the chart's `helm test` runs it; the image has no curl).
+    Probe {
+        url: String,
+        /// Also require this text in the body.
+        #[arg(long)]
+        expect: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_seconds: u64,
+    },
     /// Print the CustomResourceDefinitions generated from the Rust types as a YAML stream.
     Crds {
         /// Write one file per kind into this directory instead of printing to stdout.
@@ -115,6 +125,23 @@ async fn main() {
             operator(args).await
         }
         Command::Agent(command) => lifeboat::agent::run(command).await,
+        Command::Probe {
+            url,
+            expect,
+            timeout_seconds,
+        } => {
+            let timeout = std::time::Duration::from_secs(timeout_seconds);
+            match lifeboat::probe::probe(&url, expect.as_deref(), timeout).await {
+                Ok(line) => {
+                    println!("{line}");
+                    0
+                }
+                Err(error) => {
+                    eprintln!("lifeboat probe: {error}");
+                    1
+                }
+            }
+        }
         Command::Crds { out_dir } => match lifeboat::crdgen::write(out_dir.as_deref()) {
             Ok(()) => 0,
             Err(error) => {

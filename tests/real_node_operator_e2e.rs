@@ -31,6 +31,17 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 async fn deleting_the_leader_pod_hands_the_lease_to_the_standby_before_it_would_expire() {
     let cluster = cluster_with_crds();
     let operator = InstalledOperator::helm_with(&cluster, "lifeboat-ha", json!({"replicas": 2}));
+    // What the chart's NOTES tell a user to run: its test Pod probes /readyz and /metrics through the
+    // Service and cluster DNS, in the operator's image.
+    let tested = operator.helm_test();
+    let probed = format!(
+        "GET http://lifeboat-metrics.{}.svc:8080/metrics: 200",
+        operator.namespace
+    );
+    assert!(
+        tested.contains("Phase:          Succeeded") && tested.contains(&probed),
+        "{tested}"
+    );
     let leases: Api<Lease> = Api::namespaced(cluster.client().await.unwrap(), &operator.namespace);
 
     let start = Instant::now();
@@ -52,7 +63,7 @@ async fn deleting_the_leader_pod_hands_the_lease_to_the_standby_before_it_would_
             "get",
             "pods",
             "-l",
-            "app.kubernetes.io/name=lifeboat",
+            "app.kubernetes.io/name=lifeboat,app.kubernetes.io/component=operator",
             "-o",
             "name",
         ]),

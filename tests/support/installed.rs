@@ -94,11 +94,46 @@ impl InstalledOperator {
     fn describe_pods(&self) -> String {
         let output = self
             .kubectl()
-            .args(["describe", "pods", "-l", "app.kubernetes.io/name=lifeboat"])
+            .args([
+                "describe",
+                "pods",
+                "-l",
+                "app.kubernetes.io/name=lifeboat,app.kubernetes.io/component=operator",
+            ])
             .output();
         output
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// `helm test`: the chart's test Pod reaches the operator through its Service and cluster DNS.
+    pub fn helm_test(&self) -> String {
+        let output = self
+            .cluster
+            .helm()
+            .args([
+                "test",
+                &self.release,
+                "--namespace",
+                &self.namespace,
+                "--timeout",
+                "120s",
+                "--logs",
+            ])
+            .output()
+            .expect("run helm test");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() {
+            panic!(
+                "helm test failed: {text}\noperator Pods:\n{}",
+                self.describe_pods()
+            );
+        }
+        text
     }
 
     /// The operator Pod's spec and status as the API has them.
@@ -109,7 +144,7 @@ impl InstalledOperator {
                 "get",
                 "pods",
                 "-l",
-                "app.kubernetes.io/name=lifeboat",
+                "app.kubernetes.io/name=lifeboat,app.kubernetes.io/component=operator",
                 "-o",
                 "json",
             ]),
@@ -122,7 +157,13 @@ impl InstalledOperator {
 impl OperatorLog for InstalledOperator {
     fn log_tail(&self) -> String {
         self.kubectl()
-            .args(["logs", "-l", "app.kubernetes.io/name=lifeboat", "--tail", "40"])
+            .args([
+                "logs",
+                "-l",
+                "app.kubernetes.io/name=lifeboat,app.kubernetes.io/component=operator",
+                "--tail",
+                "40",
+            ])
             .output()
             .map(|o| {
                 format!(
