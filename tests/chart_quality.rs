@@ -273,3 +273,31 @@ async fn namespace_users_reach_lifeboat_through_the_default_view_and_edit_roles(
         "restores.lifeboat.dev"
     ));
 }
+
+#[test]
+fn the_chart_and_the_kustomize_base_ship_the_same_approval_policy() {
+    let cluster = localcluster::ensure().expect("helm is built with the cluster");
+    let specs = |documents: &[Yaml]| -> Vec<Yaml> {
+        ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+            .iter()
+            .map(|kind| {
+                let mut spec = of_kind(documents, kind)
+                    .first()
+                    .unwrap_or_else(|| panic!("no {kind}"))["spec"]
+                    .clone();
+                // The binding names its policy, whose name follows the release.
+                if let Some(map) = spec.as_mapping_mut() {
+                    map.remove("policyName");
+                }
+                spec
+            })
+            .collect()
+    };
+    let kustomize = std::fs::read_to_string(support::repo_path("deploy/approval-policy.yaml")).unwrap();
+    assert_eq!(specs(&render(&cluster, &[])), specs(&documents(&kustomize)));
+    assert!(of_kind(
+        &render(&cluster, &["approvalPolicy.enabled=false"]),
+        "ValidatingAdmissionPolicy"
+    )
+    .is_empty());
+}

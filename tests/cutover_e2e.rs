@@ -452,6 +452,95 @@ async fn approval_gates_the_switch_until_someone_says_go() {
     assert!(expired.status.unwrap().previous_target.is_none());
 }
 
+/// The Django plan's sign-off: DevOps, Dev and QA each approve before production is switched. Who may
+/// sign for which group is the admission policy's part (tests/approval_policy_e2e.rs); here the operator
+/// counts the sign-offs.
+#[tokio::test]
+async fn a_switch_waits_for_a_sign_off_from_each_required_group() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("cut-signoff").await.unwrap();
+    let _app = blue_and_green(&ns).await;
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({
+        "approval": {"required": true, "requiredGroups": ["devops", "dev", "qa"]},
+        "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}]
+    });
+    cutovers
+        .create(&PostParams::default(), &cutover("release-3-0", spec))
+        .await
+        .unwrap();
+    // Each person applies only their own sign-off (a map-list keyed by `by`, merged by server-side apply).
+    let sign = |by: &str, group: &str| {
+        json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Cutover", "metadata": {"name": "release-3-0"},
+               "spec": {"approval": {"approvals": [{"by": by, "group": group}]}}})
+    };
+    let waiting_for = |cutover: &Cutover| {
+        let steps = &cutover.status.as_ref().unwrap().steps;
+        steps
+            .last()
+            .and_then(|step| step.message.clone())
+            .unwrap_or_default()
+    };
+    wait_for(
+        "AwaitingApproval",
+        &cutovers,
+        "release-3-0",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
+    )
+    .await;
+    for (by, group) in [("alice", "devops"), ("bob", "dev")] {
+        cutovers
+            .patch(
+                "release-3-0",
+                &PatchParams::apply(by),
+                &Patch::Apply(sign(by, group)),
+            )
+            .await
+            .unwrap();
+    }
+    // Two of three groups: still waiting, saying for whom, traffic untouched.
+    let partial = wait_for(
+        "the wait naming qa",
+        &cutovers,
+        "release-3-0",
+        Duration::from_secs(30),
+        operator,
+        |c| waiting_for(c).contains("(a sign-off for qa)"),
+    )
+    .await;
+    assert_eq!(
+        phase(&partial),
+        Some(CutoverPhase::AwaitingApproval),
+        "{}",
+        waiting_for(&partial)
+    );
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+
+    cutovers
+        .patch(
+            "release-3-0",
+            &PatchParams::apply("carol"),
+            &Patch::Apply(sign("carol", "qa")),
+        )
+        .await
+        .unwrap();
+    let done = wait_for(
+        "Succeeded",
+        &cutovers,
+        "release-3-0",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Succeeded),
+    )
+    .await;
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    let approval = done.status.unwrap().approval.unwrap();
+    assert_eq!(approval.approved_by, "alice (devops), bob (dev), carol (qa)");
+}
+
 #[tokio::test]
 async fn a_dry_run_walks_the_checks_and_changes_nothing() {
     let cluster = support::cluster_with_crds();

@@ -32,7 +32,7 @@ use crate::duration::DurationString;
     validation = Rule::new(frozen_once_started("backup")).message(frozen_message("backup").as_str()).field_path(".spec.backup"),
     validation = Rule::new(frozen_once_started("migration")).message(frozen_message("migration").as_str()).field_path(".spec.migration"),
     validation = Rule::new(frozen_once_started("readinessTimeout")).message(frozen_message("readinessTimeout").as_str()).field_path(".spec.readinessTimeout"),
-    validation = Rule::new(approval_gate_frozen()).message("spec.approval.required and spec.approval.timeout cannot change once the Cutover has started (give the GO with approvedBy, or abort); create a new Cutover").field_path(".spec.approval"),
+    validation = Rule::new(approval_gate_frozen()).message("spec.approval.required, timeout, minApprovals and requiredGroups cannot change once the Cutover has started (give the GO with approvedBy or approvals, or abort); create a new Cutover").field_path(".spec.approval"),
     validation = Rule::new(frozen_once_started("verify")).message(frozen_message("verify").as_str()).field_path(".spec.verify"),
     validation = Rule::new(frozen_once_started("stabilization")).message(frozen_message("stabilization").as_str()).field_path(".spec.stabilization"),
     validation = Rule::new(frozen_once_started("rollback")).message(frozen_message("rollback").as_str()).field_path(".spec.rollback"),
@@ -106,8 +106,9 @@ fn frozen_once_started(field: &str) -> String {
     )
 }
 
-/// The approval gate of a started Cutover stays as it was: turning `required` off mid-run would pass
-/// the gate without anyone's name. `approvedBy` and `reason` (the GO itself) may be set.
+/// The approval gate of a started Cutover stays as it was: turning `required` off (or lowering
+/// `minApprovals`, dropping a required group) mid-run would pass the gate without the sign-offs it was
+/// started with. `approvedBy`, `reason` and `approvals` (the GO itself) may be set.
 fn approval_gate_frozen() -> String {
     let required = |object: &str| {
         format!("(has({object}.spec.approval) && has({object}.spec.approval.required) && {object}.spec.approval.required)")
@@ -115,12 +116,22 @@ fn approval_gate_frozen() -> String {
     let timeout = |object: &str| {
         format!("(has({object}.spec.approval) && has({object}.spec.approval.timeout) ? {object}.spec.approval.timeout : '')")
     };
+    let minimum = |object: &str| {
+        format!("(has({object}.spec.approval) && has({object}.spec.approval.minApprovals) ? {object}.spec.approval.minApprovals : 1)")
+    };
+    let groups = |object: &str| {
+        format!("(has({object}.spec.approval) && has({object}.spec.approval.requiredGroups) ? {object}.spec.approval.requiredGroups : [])")
+    };
     format!(
-        "{NOT_STARTED} || ({} == {} && {} == {})",
+        "{NOT_STARTED} || ({} == {} && {} == {} && {} == {} && {} == {})",
         required("self"),
         required("oldSelf"),
         timeout("self"),
-        timeout("oldSelf")
+        timeout("oldSelf"),
+        minimum("self"),
+        minimum("oldSelf"),
+        groups("self"),
+        groups("oldSelf")
     )
 }
 
@@ -226,10 +237,44 @@ pub struct Approval {
     /// Without a GO within this time the Cutover ends as NO-GO (Failed, nothing switched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationString>,
-    /// Who gave the GO (set by `kubectl lifeboat approve`, or by hand / GitOps).
+    /// Who gave the GO (set by `kubectl lifeboat approve`, or by hand). With the admission policy
+    /// installed (deploy/approval-policy.yaml, the chart's approvalPolicy), it must name the person
+    /// who sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Distinct people who must sign off before the switch (N of M). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub min_approvals: Option<i32>,
+    /// Groups that must each sign off, e.g. [devops, dev, qa]: a sign-off counts for the group it names.
+    /// The admission policy admits a sign-off naming a group only from a member of that group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub required_groups: Vec<String>,
+    /// The sign-offs, one per person, each added by the person it names (the admission policy refuses
+    /// any other name and the removal of someone else's sign-off). A map-list keyed by `by`, so each
+    /// person adds theirs with a server-side apply of their own (`kubectl apply --server-side
+    /// --field-manager=<you>`) and a GitOps apply of the Cutover never owns or wipes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["by"]))]
+    pub approvals: Vec<SignOff>,
+}
+
+/// One person's GO.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignOff {
+    /// The approver's Kubernetes user name (`kubectl auth whoami`).
+    #[schemars(length(min = 1, max = 253))]
+    pub by: String,
+    /// The group this sign-off is for (one of requiredGroups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub reason: Option<String>,
 }
 

@@ -48,7 +48,7 @@ pub(super) fn how_to_approve(namespace: &str, name: &str, timeout: Option<&str>)
         .map(|t| format!(" Without a GO within {t} it ends as NO-GO."))
         .unwrap_or_default();
     format!(
-        "GO with: kubectl -n {namespace} annotate cutover {name} {APPROVED_BY_ANNOTATION}=<your name> \
+        "GO with: kubectl -n {namespace} annotate cutover {name} {APPROVED_BY_ANNOTATION}=<your user name, see kubectl auth whoami> \
          (or set spec.approval.approvedBy).{deadline}"
     )
 }
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn the_approval_notice_says_how_to_give_the_go() {
         let text = how_to_approve("hotel", "green", Some("30m"));
-        assert!(text.contains("kubectl -n hotel annotate cutover green lifeboat.dev/approved-by=<your name>"));
+        assert!(text.contains("kubectl -n hotel annotate cutover green lifeboat.dev/approved-by=<your user name, see kubectl auth whoami>"));
         assert!(text.contains("within 30m"), "{text}");
     }
 }
