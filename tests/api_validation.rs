@@ -639,7 +639,7 @@ async fn a_started_cutover_keeps_its_checks_and_steps_but_takes_a_go_or_an_abort
                 "/preflight",
                 json!([{"name": "ping", "http": {"url": "http://web.hotel.svc/ready"}}]),
             ),
-            ("/approval", json!({"required": true})),
+            ("/approval", json!({"required": true, "minApprovals": 2})),
         ],
     );
     let cutover: Cutover = serde_json::from_value(json!({
@@ -694,6 +694,11 @@ async fn a_started_cutover_keeps_its_checks_and_steps_but_takes_a_go_or_an_abort
             "spec.approval",
             json!({"spec": {"approval": {"required": false}}}),
         ),
+        // Fewer sign-offs than the run was started with would pass the gate early.
+        (
+            "spec.approval",
+            json!({"spec": {"approval": {"minApprovals": 1, "requiredGroups": ["qa"]}}}),
+        ),
     ] {
         let error = cutovers
             .patch("web", &PatchParams::default(), &Patch::Merge(&edit))
@@ -714,7 +719,8 @@ async fn a_started_cutover_keeps_its_checks_and_steps_but_takes_a_go_or_an_abort
             "web",
             &PatchParams::default(),
             &Patch::Merge(
-                &json!({"spec": {"approval": {"required": true, "approvedBy": "alice", "reason": "CAB-1"}}}),
+                &json!({"spec": {"approval": {"required": true, "approvedBy": "alice", "reason": "CAB-1",
+                                              "approvals": [{"by": "bob", "reason": "QA"}]}}}),
             ),
         )
         .await
