@@ -13,6 +13,7 @@ pub mod http_client;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod plugin;
 pub mod probe;
 pub mod schedule;
 pub mod size;

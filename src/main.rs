@@ -113,7 +113,11 @@ async fn operator(args: OperatorArgs) -> i32 {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
+    // Installed or linked as `kubectl-lifeboat`, the binary is the kubectl plugin.
+    if lifeboat::plugin::invoked_as_plugin() {
+        return lifeboat::plugin::run(lifeboat::plugin::PluginCli::parse()).await;
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Operator(args) => {

@@ -392,6 +392,14 @@ impl CutoverPhase {
         CutoverPhase::Failed,
     ];
 
+    /// Succeeded, Failed or RolledBack: the Cutover has ended and acts no more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CutoverPhase::Succeeded | CutoverPhase::Failed | CutoverPhase::RolledBack
+        )
+    }
+
     /// The phase's name as status, printer columns, condition reasons and metric labels show it.
     pub fn name(self) -> &'static str {
         match self {

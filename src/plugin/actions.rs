@@ -1,0 +1,168 @@
+//! What people do to Lifeboat objects: a backup now, a GO in their own name, an abort.
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::kube_client::Session;
+use super::PluginError;
+use crate::api::backup::BackupTrigger;
+use crate::api::{Backup, BackupPolicy, Cutover};
+
+pub async fn backup_now(session: &Session, policy: &str, reason: Option<String>) -> Result<(), PluginError> {
+    session
+        .api::<BackupPolicy>()
+        .get(policy)
+        .await
+        .map_err(PluginError::api(format!(
+            "BackupPolicy {policy} in namespace {}",
+            session.namespace
+        )))?;
+    let backup: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
+        "metadata": {"generateName": format!("{policy}-manual-")},
+        "spec": {"policyRef": {"name": policy}, "trigger": BackupTrigger::Manual}
+    }))
+    .expect("a Backup");
+    let backup = Backup {
+        spec: crate::api::backup::BackupSpec { reason, ..backup.spec },
+        ..backup
+    };
+    let created = session
+        .api::<Backup>()
+        .create(&PostParams::default(), &backup)
+        .await
+        .map_err(PluginError::api(format!("creating a Backup of {policy}")))?;
+    let name = created.metadata.name.unwrap_or_default();
+    println!("backup.lifeboat.dev/{name} created");
+    println!("follow it: kubectl -n {} get backup {name} -w", session.namespace);
+    Ok(())
+}
+
+/// Who the API server says we are: the name a GO must carry.
+async fn whoami(session: &Session) -> Result<(String, Vec<String>), PluginError> {
+    let review = kube::Api::<SelfSubjectReview>::all(session.client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(PluginError::api(
+            "asking the API server who you are (SelfSubjectReview)",
+        ))?;
+    let user = review.status.and_then(|s| s.user_info).unwrap_or_default();
+    let name = user
+        .username
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| PluginError::Refused("the API server did not say who you are".into()))?;
+    Ok((name, user.groups.unwrap_or_default()))
+}
+
+pub async fn approve(
+    session: &Session,
+    name: &str,
+    reason: Option<String>,
+    group: Option<String>,
+) -> Result<(), PluginError> {
+    let cutovers = session.api::<Cutover>();
+    let cutover = cutovers.get(name).await.map_err(PluginError::api(format!(
+        "Cutover {name} in namespace {}",
+        session.namespace
+    )))?;
+    let gate = cutover.spec.approval.clone().unwrap_or_default();
+    if !gate.required {
+        return Err(PluginError::Refused(format!(
+            "Cutover {name} does not wait for approval (spec.approval.required is not set)"
+        )));
+    }
+    if let Some(phase) = cutover.status.as_ref().and_then(|s| s.phase) {
+        if phase.is_terminal() {
+            return Err(PluginError::Refused(format!(
+                "Cutover {name} has already ended: {}",
+                phase.name()
+            )));
+        }
+    }
+    let (user, groups) = whoami(session).await?;
+    let group = match group {
+        Some(group) if !groups.contains(&group) => {
+            return Err(PluginError::Refused(format!(
+                "you ({user}) are not in group {group}; your groups: {}",
+                groups.join(", ")
+            )))
+        }
+        Some(group) => Some(group),
+        // Signing for the one required group you are in needs no flag.
+        None => {
+            let mine: Vec<&String> = gate
+                .required_groups
+                .iter()
+                .filter(|g| groups.contains(g))
+                .collect();
+            match mine.as_slice() {
+                [] => None,
+                [only] => Some((*only).clone()),
+                several => {
+                    return Err(PluginError::Refused(format!(
+                        "you are in several required groups ({}): say which you sign for with --group",
+                        several.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    // Only your own entry, under a field manager of your own: server-side apply merges it into the
+    // list keyed by `by`, leaving everyone else's sign-off (and a GitOps tool's fields) alone.
+    // Absent, not null: a null `group` would be a group named null to the admission policy.
+    let mut entry = json!({"by": user});
+    if let Some(group) = &group {
+        entry["group"] = json!(group);
+    }
+    if let Some(reason) = &reason {
+        entry["reason"] = json!(reason);
+    }
+    let signoff = json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Cutover", "metadata": {"name": name},
+        "spec": {"approval": {"approvals": [entry]}}
+    });
+    let manager: String = format!("lifeboat-approval:{user}").chars().take(128).collect();
+    cutovers
+        .patch(name, &PatchParams::apply(&manager), &Patch::Apply(&signoff))
+        .await
+        .map_err(PluginError::api(format!("approving Cutover {name}")))?;
+    let signed_for = group.map(|g| format!(" for {g}")).unwrap_or_default();
+    println!("cutover.lifeboat.dev/{name} approved by {user}{signed_for}");
+    Ok(())
+}
+
+pub async fn abort(session: &Session, name: &str) -> Result<(), PluginError> {
+    let cutovers = session.api::<Cutover>();
+    let cutover = cutovers.get(name).await.map_err(PluginError::api(format!(
+        "Cutover {name} in namespace {}",
+        session.namespace
+    )))?;
+    let phase = cutover.status.as_ref().and_then(|s| s.phase);
+    if let Some(phase) = phase.filter(|p| p.is_terminal()) {
+        return Err(PluginError::Refused(format!(
+            "Cutover {name} has already ended: {}",
+            phase.name()
+        )));
+    }
+    cutovers
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"abort": true}})),
+        )
+        .await
+        .map_err(PluginError::api(format!("aborting Cutover {name}")))?;
+    let switched = cutover
+        .status
+        .as_ref()
+        .and_then(|s| s.previous_target.as_ref())
+        .is_some();
+    let what = if switched {
+        "traffic was switched: it rolls back"
+    } else {
+        "nothing was switched: it stops with traffic untouched"
+    };
+    println!("cutover.lifeboat.dev/{name} aborted ({what})");
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! `kubectl lifeboat`, run the way users run it: the binary linked as `kubectl-lifeboat` on the PATH and
+//! found by the real kubectl's plugin lookup, against the operator and the real apiserver — with the
+//! accountable-approvals admission policy in force, so the plugin's GO must carry the user's real name.
+
+mod support;
+
+use kube::api::PostParams;
+use kube::Api;
+use lifeboat::api::backup::BackupTrigger;
+use lifeboat::api::cutover::CutoverPhase;
+use lifeboat::api::{Backup, BackupPolicy, Cutover};
+use serde_json::{json, Value};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use support::cutover::{answer, blue_and_green, cutover, phase, wait_for};
+use support::operator::Operator;
+
+/// `kubectl` with a PATH on which `kubectl-lifeboat` is this build's binary.
+struct Kubectl {
+    cluster: support::Cluster,
+    plugins: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn new(cluster: &support::Cluster) -> Kubectl {
+        let plugins = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_lifeboat"),
+            plugins.path().join("kubectl-lifeboat"),
+        )
+        .unwrap();
+        Kubectl {
+            cluster: cluster.clone(),
+            plugins,
+        }
+    }
+
+    fn lifeboat(&self, args: &[&str]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.plugins.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command: Command = self.cluster.kubectl();
+        command
+            .env("PATH", path)
+            .arg("lifeboat")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `kubectl lifeboat ARGS`, panicking with its output unless it succeeds; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.lifeboat(args);
+        if let Err(message) =
+            support::ensure_success(&format!("kubectl lifeboat {}", args.join(" ")), &output)
+        {
+            panic!("{message}");
+        }
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs it expecting a refusal; returns stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        let output = self.lifeboat(args);
+        assert!(
+            !output.status.success(),
+            "kubectl lifeboat {} succeeded",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+/// Applies the chart's accountable-approvals policy under a release name of its own; deletes it on drop.
+struct ApprovalPolicy(support::Cluster, tempfile::NamedTempFile);
+
+impl ApprovalPolicy {
+    fn install(cluster: &support::Cluster) -> ApprovalPolicy {
+        let rendered = support::run_ok(
+            "helm template (approval policy)",
+            cluster
+                .helm()
+                .args(["template", "lifeboat-plugin-test"])
+                .arg(support::repo_path("charts/lifeboat"))
+                .args(["--show-only", "templates/approval-policy.yaml"]),
+        );
+        let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::fs::write(file.path(), rendered).unwrap();
+        support::run_ok(
+            "kubectl apply (approval policy)",
+            cluster.kubectl().args(["apply", "-f"]).arg(file.path()),
+        );
+        ApprovalPolicy(cluster.clone(), file)
+    }
+}
+
+impl Drop for ApprovalPolicy {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .kubectl()
+            .args(["delete", "--ignore-not-found", "-f"])
+            .arg(self.1.path())
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let _policy = ApprovalPolicy::install(&cluster);
+    let kubectl = Kubectl::new(&cluster);
+    let ns = cluster.namespace("plugin").await.unwrap();
+    let n = ns.name.as_str();
+
+    // A policy that never ran, with a 5 s RPO (a yearly schedule: nothing runs): stale within seconds.
+    support::secret(&ns, "db", "password", "unused").await;
+    support::secret(&ns, "restic", "password", "unused").await;
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "orders"},
+        "spec": {
+            "schedule": "0 0 1 1 *", "rpo": "5s",
+            "source": {"postgres": {"host": "127.0.0.1", "port": 5432, "database": "orders", "user": "postgres",
+                                    "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": "/tmp/lifeboat-plugin-e2e-unused",
+                                      "passwordSecretRef": {"name": "restic", "key": "password"}}}
+        }
+    }))
+    .unwrap();
+    ns.api::<BackupPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let screen = loop {
+        let screen = kubectl.ok(&["status", "-n", n]);
+        if screen.contains("STALE") {
+            break screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy never showed STALE:\n{screen}\n{}",
+            operator.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let row = screen
+        .lines()
+        .find(|l| l.starts_with("orders "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains("never / 5s") && row.contains("STALE"), "{screen}");
+    assert!(
+        screen.lines().all(|line| line.chars().count() <= 100),
+        "wider than 100 columns:\n{screen}"
+    );
+    let report: Value = serde_json::from_str(&kubectl.ok(&["status", "-n", n, "-o", "json"])).unwrap();
+    assert_eq!(report["backupPolicies"][0]["name"], "orders");
+    assert_eq!(report["backupPolicies"][0]["problems"][0], "STALE");
+    let everywhere = kubectl.ok(&["status", "-A"]);
+    assert!(
+        everywhere.contains("NAMESPACE") && everywhere.contains(n),
+        "{everywhere}"
+    );
+
+    // A backup now, with the reason it is recorded under.
+    let created = kubectl.ok(&[
+        "backup",
+        "now",
+        "orders",
+        "-n",
+        n,
+        "--reason",
+        "before release 2.4",
+    ]);
+    let name = created
+        .split_whitespace()
+        .next()
+        .and_then(|first| first.strip_prefix("backup.lifeboat.dev/"))
+        .unwrap_or_else(|| panic!("{created}"));
+    let backup = ns.api::<Backup>().get(name).await.unwrap();
+    assert_eq!(backup.spec.policy_ref.name, "orders");
+    assert_eq!(backup.spec.trigger, BackupTrigger::Manual);
+    assert_eq!(backup.spec.reason.as_deref(), Some("before release 2.4"));
+    let missing = kubectl.refused(&["backup", "now", "nope", "-n", n]);
+    assert!(missing.contains("BackupPolicy nope in namespace"), "{missing}");
+
+    // A Cutover waiting for a GO: the status screen says so; approve gives it in the caller's own name,
+    // which the admission policy checks.
+    let _app = blue_and_green(&ns).await;
+    let cutovers: Api<Cutover> = ns.api();
+    let spec = json!({"approval": {"required": true, "timeout": "10m"}});
+    cutovers
+        .create(&PostParams::default(), &cutover("release", spec.clone()))
+        .await
+        .unwrap();
+    wait_for(
+        "AwaitingApproval",
+        &cutovers,
+        "release",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
+    )
+    .await;
+    let screen = kubectl.ok(&["status", "-n", n]);
+    let row = screen
+        .lines()
+        .find(|l| l.starts_with("release "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(
+        row.contains("AwaitingApproval") && row.contains("awaiting approval"),
+        "{screen}"
+    );
+    let refused = kubectl.refused(&["approve", "release", "-n", n, "--group", "qa"]);
+    assert!(
+        refused.contains("you (lifeboat-admin) are not in group qa"),
+        "{refused}"
+    );
+    let approved = kubectl.ok(&["approve", "release", "-n", n, "--reason", "CAB-7"]);
+    assert!(approved.contains("approved by lifeboat-admin"), "{approved}");
+    let done = wait_for(
+        "Succeeded",
+        &cutovers,
+        "release",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Succeeded),
+    )
+    .await;
+    let record = done.status.unwrap().approval.unwrap();
+    assert_eq!(
+        (record.approved_by.as_str(), record.reason.as_deref()),
+        ("lifeboat-admin", Some("CAB-7"))
+    );
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    let late = kubectl.refused(&["approve", "release", "-n", n]);
+    assert!(late.contains("has already ended: Succeeded"), "{late}");
+
+    // Abort before the switch: it ends with traffic untouched.
+    let mut back = spec;
+    back["from"] = json!({"selector": {"app": "web", "track": "green"}, "deployment": "web-green"});
+    back["to"] = json!({"selector": {"app": "web", "track": "blue"}, "deployment": "web-blue"});
+    cutovers
+        .create(&PostParams::default(), &cutover("back", back))
+        .await
+        .unwrap();
+    wait_for(
+        "AwaitingApproval",
+        &cutovers,
+        "back",
+        Duration::from_secs(60),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
+    )
+    .await;
+    let aborted = kubectl.ok(&["abort", "back", "-n", n]);
+    assert!(aborted.contains("nothing was switched"), "{aborted}");
+    wait_for(
+        "Failed",
+        &cutovers,
+        "back",
+        Duration::from_secs(30),
+        operator,
+        |c| phase(c) == Some(CutoverPhase::Failed),
+    )
+    .await;
+    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+
+    let completion = kubectl.ok(&["completion", "bash"]);
+    assert!(completion.contains("kubectl-lifeboat"), "{completion}");
+}
