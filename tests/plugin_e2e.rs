@@ -206,6 +206,7 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
     )
     .await;
     let screen = kubectl.ok(&["status", "-n", n]);
+    println!("kubectl lifeboat status -n {n}:\n{screen}");
     let row = screen
         .lines()
         .find(|l| l.starts_with("release "))

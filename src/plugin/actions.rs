@@ -25,7 +25,10 @@ pub async fn backup_now(session: &Session, policy: &str, reason: Option<String>)
     }))
     .expect("a Backup");
     let backup = Backup {
-        spec: crate::api::backup::BackupSpec { reason, ..backup.spec },
+        spec: crate::api::backup::BackupSpec {
+            reason,
+            ..backup.spec
+        },
         ..backup
     };
     let created = session
