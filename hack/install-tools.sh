@@ -32,4 +32,4 @@ if [ -x "$REPO_ROOT/hack/install-data-tools.sh" ]; then
 fi
 
 "$REPO_ROOT/hack/build-control-plane.sh" all
-"$REPO_ROOT/hack/build-monitoring.sh"
+"$REPO_ROOT/hack/build-test-tools.sh"

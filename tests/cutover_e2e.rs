@@ -156,6 +156,10 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
         Some(("True".into(), "Succeeded".into()))
     );
     assert_eq!(condition(&done, "Reconciling"), None);
+    assert_eq!(
+        support::kstatus(&done),
+        ("Current".into(), "Resource is Ready".into())
+    );
     assert!(status.completion_time.is_some() && status.observed_generation == done.metadata.generation);
 
     // Blue stays running until someone retires it.
@@ -211,6 +215,15 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
         },
     )
     .await;
+    let stabilizing = cutovers.get("release-2-5").await.unwrap();
+    if phase(&stabilizing) == Some(CutoverPhase::Stabilizing) {
+        assert_eq!(
+            support::kstatus(&stabilizing).0,
+            "InProgress",
+            "{:?}",
+            stabilizing.status
+        );
+    }
     assert!(answers_soon(&ns, "green").await);
 
     // Green's /health starts failing.
@@ -284,6 +297,8 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
         Some(("True".into(), "RolledBack".into()))
     );
     assert_eq!(condition(&done, "Ready").map(|c| c.0), Some("False".into()));
+    // Flux's health check fails at once, naming the rollback, instead of waiting for a timeout.
+    assert_eq!(support::kstatus(&done).0, "Failed", "{:?}", done.status);
     assert!(operator
         .metrics()
         .contains("lifeboat_cutover_traffic_restore_seconds_count"));
@@ -387,10 +402,15 @@ async fn approval_gates_the_switch_until_someone_says_go() {
         |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
     )
     .await;
+    // Waiting for a person is not work under way: kstatus (Flux `wait: true`) reads it as Current, so a
+    // Kustomization does not time out on a change board; Ready stays unset, so `kubectl wait
+    // --for=condition=Ready` still waits for the end.
     assert_eq!(
-        condition(&waiting, "Reconciling").map(|c| (c.0, c.1)),
+        condition(&waiting, "AwaitingApproval").map(|c| (c.0, c.1)),
         Some(("True".into(), "AwaitingApproval".into()))
     );
+    assert_eq!(condition(&waiting, "Ready"), None);
+    assert_eq!(support::kstatus(&waiting).0, "Current", "{:?}", waiting.status);
     // It stays there, traffic untouched.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = cutovers.get("release-2-6").await.unwrap();

@@ -2,7 +2,7 @@
 //! dashboard is Grafana JSON whose queries parse, every series the rules and the dashboard ask for is one
 //! the operator exports, and the chart's ServiceMonitor, PodMonitor,
 //! PrometheusRule and dashboard ConfigMap render as documented and apply against the Prometheus
-//! Operator's own CRDs on the real apiserver. promtool and those CRDs come from hack/build-monitoring.sh.
+//! Operator's own CRDs on the real apiserver. promtool and those CRDs come from hack/build-test-tools.sh.
 
 mod support;
 
@@ -22,7 +22,7 @@ fn promtool() -> Command {
     let path = localcluster::cache_dir().join("bin/promtool");
     assert!(
         path.exists(),
-        "{} is missing: run hack/build-monitoring.sh (hack/install-tools.sh runs it)",
+        "{} is missing: run hack/build-test-tools.sh (hack/install-tools.sh runs it)",
         path.display()
     );
     Command::new(path)
@@ -406,7 +406,7 @@ async fn the_charts_monitoring_objects_apply_against_the_prometheus_operator_crd
     let crds: PathBuf = localcluster::cache_dir().join(format!("crds/prometheus-operator-{version}"));
     assert!(
         crds.exists(),
-        "{} is missing: run hack/build-monitoring.sh",
+        "{} is missing: run hack/build-test-tools.sh",
         crds.display()
     );
     support::run_ok(

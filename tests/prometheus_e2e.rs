@@ -1,4 +1,4 @@
-//! The monitoring kit against a real Prometheus (built by hack/build-monitoring.sh from the Go module proxy,
+//! The monitoring kit against a real Prometheus (built by hack/build-test-tools.sh from the Go module proxy,
 //! listening on loopback only). It scrapes the operator's OpenMetrics endpoint the way the chart's
 //! ServiceMonitor does — `honor_labels`, with the operator's own namespace as a target label — loads the
 //! chart's alert rules, and a policy that misses its RPO shows up as LifeboatBackupStale naming the policy's
@@ -38,7 +38,7 @@ impl Prometheus {
         let binary = localcluster::cache_dir().join("bin/prometheus");
         assert!(
             binary.exists(),
-            "{} is missing: run hack/build-monitoring.sh (hack/install-tools.sh runs it)",
+            "{} is missing: run hack/build-test-tools.sh (hack/install-tools.sh runs it)",
             binary.display()
         );
         let target = metrics_url

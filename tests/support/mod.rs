@@ -112,3 +112,22 @@ pub fn table_column(table: &str, name: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// What kstatus — sigs.k8s.io/cli-utils, the library behind Flux's health checks — computes for an object
+/// as the API server returned it: (status, message), e.g. ("Current", "Resource is current").
+/// hack/kstatus, built by hack/build-test-tools.sh.
+pub fn kstatus(object: &impl serde::Serialize) -> (String, String) {
+    let binary = localcluster::cache_dir().join("bin/lifeboat-kstatus");
+    assert!(
+        binary.exists(),
+        "{} is missing: run hack/build-test-tools.sh (hack/install-tools.sh runs it)",
+        binary.display()
+    );
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(object).unwrap()).unwrap();
+    let out = run_ok("lifeboat-kstatus", &mut Command::new(binary).arg(file.path()));
+    let mut fields = out.trim_end().splitn(3, '\t').skip(1);
+    let status = fields.next().unwrap_or_default().to_owned();
+    let message = fields.next().unwrap_or_default().to_owned();
+    (status, message)
+}

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::elapsed;
 use super::machine::{record, Step};
 use crate::api::cutover::{CutoverPhase, CutoverStatus, RollbackRecord, StepPhase, StepRecord};
-use crate::conditions::{set_health, Health};
+use crate::conditions::{self, set_health, Desired, Health};
 
 /// Marks `step` as started (once); returns whether it is new, i.e. worth an Event.
 pub fn begin(status: &mut CutoverStatus, step: &Step, now: &Time) -> bool {
@@ -86,9 +86,26 @@ pub fn finish(status: &mut CutoverStatus, phase: CutoverPhase, now: &Time) {
     }
 }
 
+/// The condition a Cutover waiting for its GO carries instead of Ready/Reconciling.
+pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+
 /// The kstatus conditions for the current phase; `message` explains it to a person.
+///
+/// Waiting for a person's GO is neither work under way nor done: it carries `AwaitingApproval=True` and no
+/// Ready/Reconciling/Stalled, which kstatus (Flux's health checks) reads as Current — a Kustomization with
+/// `wait: true` does not time out on a change board — while `kubectl wait --for=condition=Ready` still
+/// waits for the end, and Argo CD's health script shows Suspended.
 pub fn set_conditions(status: &mut CutoverStatus, generation: Option<i64>, message: String, now: &Time) {
+    let conditions = &mut status.conditions.0;
     let health = match status.phase.unwrap_or_default() {
+        CutoverPhase::AwaitingApproval => {
+            for kstatus_type in [conditions::READY, conditions::RECONCILING, conditions::STALLED] {
+                conditions::remove(conditions, kstatus_type);
+            }
+            let waiting = Desired::new(AWAITING_APPROVAL, true, "AwaitingApproval", message);
+            conditions::apply(conditions, waiting, generation, now);
+            return;
+        }
         CutoverPhase::Succeeded => Health::Ready {
             reason: "Succeeded",
             message,
@@ -106,7 +123,8 @@ pub fn set_conditions(status: &mut CutoverStatus, generation: Option<i64>, messa
             message,
         },
     };
-    set_health(&mut status.conditions.0, health, generation, now);
+    conditions::remove(conditions, AWAITING_APPROVAL);
+    set_health(conditions, health, generation, now);
 }
 
 #[cfg(test)]
@@ -123,14 +141,17 @@ mod tests {
             phase: Some(CutoverPhase::AwaitingApproval),
             ..Default::default()
         };
+        status.phase = Some(CutoverPhase::Verifying);
+        set_conditions(&mut status, Some(1), "checking".into(), &t(0));
+        assert!(crate::conditions::is_true(&status.conditions.0, "Reconciling"));
+        // Waiting for a person: no kstatus condition at all (Current), AwaitingApproval says why.
+        status.phase = Some(CutoverPhase::AwaitingApproval);
         set_conditions(&mut status, Some(1), "waiting".into(), &t(0));
-        let reconciling = crate::conditions::find(&status.conditions.0, "Reconciling").unwrap();
-        assert_eq!(
-            (reconciling.status.as_str(), reconciling.reason.as_str()),
-            ("True", "AwaitingApproval")
-        );
+        let types: Vec<&str> = status.conditions.0.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["AwaitingApproval"]);
         status.phase = Some(CutoverPhase::RolledBack);
         set_conditions(&mut status, Some(1), "rolled back".into(), &t(1));
+        assert!(crate::conditions::find(&status.conditions.0, "AwaitingApproval").is_none());
         assert!(crate::conditions::is_true(&status.conditions.0, "Stalled"));
         assert!(!crate::conditions::is_true(&status.conditions.0, "Ready"));
         status.phase = Some(CutoverPhase::Succeeded);

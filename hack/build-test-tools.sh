@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds and fetches what the monitoring kit's tests need (tests/monitoring_kit.rs), from the Go module proxy,
+# Builds and fetches the tools the tests check Lifeboat's ecosystem files with, from the Go module proxy,
 # cached outside the repository by version:
 #   $cache/bin/promtool                                   Prometheus' rule checker and rule unit-test runner
 #   $cache/bin/prometheus                                 the server tests/prometheus_e2e.rs scrapes the operator with
 #   $cache/crds/prometheus-operator-<version>/*.yaml      the ServiceMonitor, PodMonitor and PrometheusRule CRDs
+#   $cache/bin/lifeboat-kstatus                           hack/kstatus: what kstatus (Flux's health checks) says
 # Idempotent: nothing is rebuilt or fetched while the cached version matches hack/versions.env.
 set -euo pipefail
 source "$(dirname "$0")/versions.env"
@@ -11,7 +12,7 @@ source "$(dirname "$0")/versions.env"
 cache="${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}"
 bin="$cache/bin"
 mkdir -p "$bin"
-log() { printf '[build-monitoring] %s\n' "$*" >&2; }
+log() { printf '[build-test-tools] %s\n' "$*" >&2; }
 
 # The same lock as hack/build-control-plane.sh: one Go build at a time on a 2-core machine.
 exec 9>"$cache/build.lock"
@@ -51,7 +52,21 @@ fetch_operator_crds() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# lifeboat-kstatus from hack/kstatus (its go.mod pins sigs.k8s.io/cli-utils); rebuilt when its sources change.
+build_kstatus() {
+  local src="$(dirname "$0")/kstatus" stamp
+  stamp=$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-16)
+  if [ -x "$bin/lifeboat-kstatus" ] && [ "$(cat "$bin/.lifeboat-kstatus.version" 2>/dev/null)" = "$stamp" ]; then
+    return
+  fi
+  log "building lifeboat-kstatus (sigs.k8s.io/cli-utils kstatus)"
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/lifeboat-kstatus.tmp" .)
+  mv "$bin/lifeboat-kstatus.tmp" "$bin/lifeboat-kstatus"
+  echo "$stamp" >"$bin/.lifeboat-kstatus.version"
+}
+
 build_prometheus promtool
 build_prometheus prometheus
 fetch_operator_crds
-log "promtool, prometheus and the Prometheus Operator CRDs are in $cache"
+build_kstatus
+log "promtool, prometheus, lifeboat-kstatus and the Prometheus Operator CRDs are in $cache"
