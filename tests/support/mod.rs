@@ -125,7 +125,7 @@ pub fn kstatus(object: &impl serde::Serialize) -> (String, String) {
     );
     let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(object).unwrap()).unwrap();
-    let out = run_ok("lifeboat-kstatus", &mut Command::new(binary).arg(file.path()));
+    let out = run_ok("lifeboat-kstatus", Command::new(binary).arg(file.path()));
     let mut fields = out.trim_end().splitn(3, '\t').skip(1);
     let status = fields.next().unwrap_or_default().to_owned();
     let message = fields.next().unwrap_or_default().to_owned();
