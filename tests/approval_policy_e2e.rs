@@ -244,6 +244,17 @@ async fn approvals_are_admitted_only_in_the_name_of_whoever_gives_them() {
         "json",
         json!([{"op": "remove", "path": "/spec/approval/approvals/0"}]),
     );
+    assert_eq!(
+        signoffs(&cluster, &ns.name),
+        vec![json!({"by": "bob", "group": "qa"})]
+    );
+    // An explicit null group is no group (as the operator reads it), not a group named null.
+    people.admitted(
+        "alice",
+        &["dev"],
+        "json",
+        json!([{"op": "add", "path": "/spec/approval/approvals/-", "value": {"by": "alice", "group": null}}]),
+    );
 
     // The single-GO forms are held to the same rule.
     people.refused(
@@ -270,7 +281,35 @@ async fn approvals_are_admitted_only_in_the_name_of_whoever_gives_them() {
         "carol",
         &[],
         "merge",
-        json!({"spec": {"approval": {"approvedBy": "carol"}}}),
+        json!({"spec": {"approval": {"approvedBy": "carol", "reason": "CAB-9"}}}),
+    );
+    // A GO is withdrawn, changed or explained only by the person it names.
+    people.refused(
+        "alice",
+        &[],
+        "merge",
+        json!({"spec": {"approval": {"approvedBy": null}}}),
+        "only carol may change or withdraw theirs",
+    );
+    people.refused(
+        "alice",
+        &[],
+        "merge",
+        json!({"metadata": {"annotations": {"lifeboat.dev/approved-by": null}}}),
+        "only carol may change or withdraw theirs",
+    );
+    people.refused(
+        "alice",
+        &[],
+        "merge",
+        json!({"spec": {"approval": {"reason": "no CAB needed"}}}),
+        "spec.approval.reason is the reason of whoever gives the GO",
+    );
+    people.admitted(
+        "carol",
+        &[],
+        "merge",
+        json!({"spec": {"approval": {"approvedBy": null, "reason": null}}}),
     );
     // Edits that touch no approval are not in the policy's way.
     people.admitted(

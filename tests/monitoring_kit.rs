@@ -168,6 +168,8 @@ fn populated_metrics() -> Metrics {
     );
     metrics.cutover_step_duration("switch", 0.2);
     metrics.cutover_rollback("shop");
+    let ended = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH);
+    metrics.cutover_completed("shop", "release-1", Some(&ended));
     metrics
 }
 
@@ -289,8 +291,9 @@ fn the_dashboard_is_grafana_json_whose_queries_parse() {
     );
 }
 
-/// The chart rendered with every monitoring object on, as YAML documents by kind.
-fn render_monitoring(cluster: &support::Cluster, namespace: &str) -> (String, Vec<Yaml>) {
+/// The chart rendered with the rules, the dashboard and one monitor (`serviceMonitor` or `podMonitor`:
+/// the chart refuses both), as YAML documents by kind.
+fn render_monitoring(cluster: &support::Cluster, namespace: &str, monitor: &str) -> (String, Vec<Yaml>) {
     let rendered = support::run_ok(
         "helm template (monitoring)",
         cluster
@@ -298,10 +301,7 @@ fn render_monitoring(cluster: &support::Cluster, namespace: &str) -> (String, Ve
             .args(["template", "lifeboat"])
             .arg(support::repo_path("charts/lifeboat"))
             .args(["--namespace", namespace])
-            .args([
-                "--set",
-                "monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true",
-            ])
+            .args(["--set", &format!("monitoring.{monitor}.enabled=true")])
             .args([
                 "--set",
                 "monitoring.prometheusRule.enabled=true,monitoring.grafanaDashboard.enabled=true",
@@ -344,7 +344,23 @@ fn the_charts_monitoring_objects_render_from_the_tested_files() {
         assert!(!plain.contains(kind), "{kind} is rendered without being enabled");
     }
 
-    let (_, documents) = render_monitoring(&cluster, "lifeboat-system");
+    let both = cluster
+        .helm()
+        .args(["template", "lifeboat"])
+        .arg(support::repo_path("charts/lifeboat"))
+        .args([
+            "--set",
+            "monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true",
+        ])
+        .output()
+        .unwrap();
+    let refusal = String::from_utf8_lossy(&both.stderr);
+    assert!(
+        !both.status.success() && refusal.contains("enable serviceMonitor or podMonitor, not both"),
+        "two monitors would scrape the operator twice: {refusal}"
+    );
+
+    let (_, documents) = render_monitoring(&cluster, "lifeboat-system", "serviceMonitor");
     let rules: Yaml = serde_norway::from_str(&read(RULES)).unwrap();
     assert_eq!(
         of_kind(&documents, "PrometheusRule")["spec"]["groups"],
@@ -378,7 +394,11 @@ fn the_charts_monitoring_objects_render_from_the_tested_files() {
     assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
     // Without honorLabels, Prometheus renames each series' own namespace to exported_namespace.
     assert_eq!(endpoint["honorLabels"], Yaml::from(true));
-    let pod_monitor = of_kind(&documents, "PodMonitor");
+    let (_, pod_documents) = render_monitoring(&cluster, "lifeboat-system", "podMonitor");
+    assert!(pod_documents
+        .iter()
+        .all(|d| d["kind"].as_str() != Some("ServiceMonitor")));
+    let pod_monitor = of_kind(&pod_documents, "PodMonitor");
     assert_eq!(
         pod_monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"],
         Yaml::from(true)
@@ -428,12 +448,15 @@ async fn the_charts_monitoring_objects_apply_against_the_prometheus_operator_crd
             ]),
     );
     let ns = cluster.namespace("monitoring").await.unwrap();
-    let (rendered, _) = render_monitoring(&cluster, &ns.name);
-    let applied = run_with_stdin(
-        "kubectl apply --dry-run=server (chart with monitoring)",
-        cluster.kubectl().args(["apply", "--dry-run=server", "-f", "-"]),
-        &rendered,
-    );
+    let mut applied = String::new();
+    for monitor in ["serviceMonitor", "podMonitor"] {
+        let (rendered, _) = render_monitoring(&cluster, &ns.name, monitor);
+        applied += &run_with_stdin(
+            "kubectl apply --dry-run=server (chart with monitoring)",
+            cluster.kubectl().args(["apply", "--dry-run=server", "-f", "-"]),
+            &rendered,
+        );
+    }
     for expected in [
         "servicemonitor.monitoring.coreos.com/lifeboat",
         "podmonitor.monitoring.coreos.com/lifeboat",

@@ -232,10 +232,7 @@ async fn a_cutover_announces_awaiting_approval_with_how_to_approve_and_then_no_g
     assert_eq!(received.len(), 2, "{received:?}");
     assert!(
         received[0].contains("AWAITING APPROVAL")
-            && received[0].contains(&format!(
-                "kubectl -n {} annotate cutover release-3-0 lifeboat.dev/approved-by=",
-                ns.name
-            )),
+            && received[0].contains(&format!("kubectl lifeboat approve -n {} release-3-0", ns.name)),
         "{}",
         received[0]
     );

@@ -1,6 +1,7 @@
 // lifeboat-kstatus prints what kstatus (sigs.k8s.io/cli-utils, the library Flux's health checks and
-// `kubectl wait`-like tools use) computes for Kubernetes objects in YAML files: one line per file,
-// "<file>\t<status>\t<message>". Built by hack/build-gitops-tools.sh; used by tests/kstatus.rs.
+// `kubectl wait`-like tools use) computes for Kubernetes objects in YAML or JSON files: one line per file,
+// "<file>\t<status>\t<message>". Built by hack/build-test-tools.sh; used through support::kstatus in the
+// e2e tests.
 package main
 
 import (

@@ -8,12 +8,21 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CutoverLabels {
     pub namespace: String,
     pub cutover: String,
     pub phase: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CutoverNameLabels {
+    pub namespace: String,
+    pub cutover: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +39,7 @@ pub struct NamespaceLabels {
 /// Cutover metrics. The phase gauge is set from each Cutover's status on every reconcile.
 pub struct CutoverMetrics {
     pub phase: Family<CutoverLabels, Gauge>,
+    pub completion_timestamp: Family<CutoverNameLabels, Gauge<f64, AtomicU64>>,
     pub step_duration_seconds: Family<StepLabels, Histogram>,
     pub rollbacks: Family<NamespaceLabels, Counter>,
     pub traffic_restore_seconds: Histogram,
@@ -41,6 +51,7 @@ impl CutoverMetrics {
         let seconds = || Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0]);
         let metrics = Self {
             phase: Family::default(),
+            completion_timestamp: Family::default(),
             step_duration_seconds: Family::new_with_constructor(seconds),
             rollbacks: Family::default(),
             traffic_restore_seconds: seconds(),
@@ -50,6 +61,11 @@ impl CutoverMetrics {
             "cutover_phase",
             "1 for the phase each Cutover is in (from its status), 0 for the others",
             metrics.phase.clone(),
+        );
+        registry.register(
+            "cutover_completion_timestamp_seconds",
+            "Unix time a Cutover ended (Succeeded, Failed or RolledBack; from its status)",
+            metrics.completion_timestamp.clone(),
         );
         registry.register(
             "cutover_step_duration_seconds",
@@ -77,6 +93,10 @@ impl CutoverMetrics {
 
 impl CutoverMetrics {
     pub(super) fn forget(&self, namespace: &str, cutover: &str) {
+        self.completion_timestamp.remove(&CutoverNameLabels {
+            namespace: namespace.to_owned(),
+            cutover: cutover.to_owned(),
+        });
         for phase in crate::api::cutover::CutoverPhase::ALL {
             self.phase.remove(&CutoverLabels {
                 namespace: namespace.to_owned(),
@@ -101,6 +121,26 @@ impl Metrics {
                 .phase
                 .get_or_create(&labels)
                 .set(i64::from(each == phase));
+        }
+    }
+
+    /// The end of a finished Cutover, from its status: a rollback alerts for a while after it, not for as
+    /// long as the Cutover is kept as a record.
+    pub fn cutover_completed(&self, namespace: &str, cutover: &str, completion: Option<&Time>) {
+        let labels = CutoverNameLabels {
+            namespace: namespace.to_owned(),
+            cutover: cutover.to_owned(),
+        };
+        match completion {
+            Some(time) => {
+                self.cutover
+                    .completion_timestamp
+                    .get_or_create(&labels)
+                    .set(super::seconds_since_epoch(time));
+            }
+            None => {
+                self.cutover.completion_timestamp.remove(&labels);
+            }
         }
     }
 

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::kube_client::Session;
 use super::PluginError;
 use crate::api::backup::BackupTrigger;
+use crate::api::cutover::{ActiveSide, CutoverPhase};
 use crate::api::{Backup, BackupPolicy, Cutover};
 
 pub async fn backup_now(session: &Session, policy: &str, reason: Option<String>) -> Result<(), PluginError> {
@@ -141,8 +142,13 @@ pub async fn abort(session: &Session, name: &str) -> Result<(), PluginError> {
         "Cutover {name} in namespace {}",
         session.namespace
     )))?;
-    let phase = cutover.status.as_ref().and_then(|s| s.phase);
-    if let Some(phase) = phase.filter(|p| p.is_terminal()) {
+    let status = cutover.status.clone().unwrap_or_default();
+    // A Failed Cutover left on the new side (rollback.automatic: false) is what abort rolls back; any
+    // other ended Cutover has nothing left to stop.
+    let stuck_on_to = status.phase == Some(CutoverPhase::Failed)
+        && status.active == Some(ActiveSide::To)
+        && status.rollback.is_none();
+    if let Some(phase) = status.phase.filter(|p| p.is_terminal() && !stuck_on_to) {
         return Err(PluginError::Refused(format!(
             "Cutover {name} has already ended: {}",
             phase.name()
@@ -156,11 +162,7 @@ pub async fn abort(session: &Session, name: &str) -> Result<(), PluginError> {
         )
         .await
         .map_err(PluginError::api(format!("aborting Cutover {name}")))?;
-    let switched = cutover
-        .status
-        .as_ref()
-        .and_then(|s| s.previous_target.as_ref())
-        .is_some();
+    let switched = status.previous_target.is_some();
     let what = if switched {
         "traffic was switched: it rolls back"
     } else {

@@ -187,6 +187,8 @@ pub async fn reconcile(cutover: Arc<Cutover>, ctx: Arc<Context>) -> Result<Actio
     };
     ctx.metrics
         .cutover_phase(&run.namespace, &run.name(), run.written.phase.unwrap_or_default());
+    ctx.metrics
+        .cutover_completed(&run.namespace, &run.name(), run.written.completion_time.as_ref());
     action
 }
 

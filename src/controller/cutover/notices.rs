@@ -48,8 +48,8 @@ pub(super) fn how_to_approve(namespace: &str, name: &str, timeout: Option<&str>)
         .map(|t| format!(" Without a GO within {t} it ends as NO-GO."))
         .unwrap_or_default();
     format!(
-        "GO with: kubectl -n {namespace} annotate cutover {name} {APPROVED_BY_ANNOTATION}=<your user name, see kubectl auth whoami> \
-         (or set spec.approval.approvedBy).{deadline}"
+        "GO with: kubectl lifeboat approve -n {namespace} {name} [--group <group>] [--reason <why>] \
+         (or annotate {APPROVED_BY_ANNOTATION}=<your user name>).{deadline}"
     )
 }
 
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn the_approval_notice_says_how_to_give_the_go() {
         let text = how_to_approve("hotel", "green", Some("30m"));
-        assert!(text.contains("kubectl -n hotel annotate cutover green lifeboat.dev/approved-by=<your user name, see kubectl auth whoami>"));
+        assert!(text.contains("kubectl lifeboat approve -n hotel green"), "{text}");
         assert!(text.contains("within 30m"), "{text}");
     }
 }
