@@ -155,7 +155,11 @@ async fn prometheus_scrapes_the_operator_and_the_charts_alerts_name_the_policys_
                 .into_iter()
                 .flatten()
                 .find(|a| {
-                    a["labels"]["alertname"] == "LifeboatBackupStale" && a["labels"]["policy"] == "orders"
+                    // The shared operator also sees other tests' policies (and namespaces being deleted):
+                    // ours is the one whose namespace label is ours — which honor_labels must keep.
+                    a["labels"]["alertname"] == "LifeboatBackupStale"
+                        && a["labels"]["policy"] == "orders"
+                        && a["labels"]["namespace"] == ns.name.as_str()
                 })
                 .cloned()
                 .ok_or(format!("{alerts}"))
