@@ -9,21 +9,6 @@ use serde_json::{json, Value};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// Deletes the test's cluster-wide objects even when the test fails: a left-over would block a later
-/// `helm install` that creates objects of the same name.
-struct DeleteOnDrop(support::Cluster, std::path::PathBuf);
-
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .kubectl()
-            .args(["delete", "--ignore-not-found", "-f"])
-            .arg(&self.1)
-            .output();
-    }
-}
-
 struct People<'a> {
     cluster: &'a support::Cluster,
     namespace: String,
@@ -104,21 +89,10 @@ fn signoffs(cluster: &support::Cluster, namespace: &str) -> Vec<Value> {
 #[tokio::test]
 async fn approvals_are_admitted_only_in_the_name_of_whoever_gives_them() {
     let cluster = support::cluster_with_crds();
-    // A release name of its own, so these cluster-wide objects meet no installed release's.
-    let rendered = support::run_ok(
-        "helm template (approval policy)",
-        cluster
-            .helm()
-            .args(["template", "lifeboat-approvals-test"])
-            .arg(support::repo_path("charts/lifeboat"))
-            .args(["--show-only", "templates/approval-policy.yaml"]),
-    );
-    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::fs::write(file.path(), &rendered).unwrap();
-    let _cleanup = DeleteOnDrop(cluster.clone(), file.path().to_owned());
-    support::run_ok(
-        "kubectl apply (approval policy)",
-        cluster.kubectl().args(["apply", "-f"]).arg(file.path()),
+    let _policy = support::ChartObjects::apply(
+        &cluster,
+        "lifeboat-approvals-test",
+        "templates/approval-policy.yaml",
     );
 
     let ns = cluster.namespace("approvals").await.unwrap();

@@ -139,21 +139,6 @@ fn the_chart_and_the_kustomize_base_give_users_the_same_roles() {
     );
 }
 
-/// Deletes the test's ClusterRoles even when the test fails: a left-over would block a later
-/// `helm install` that creates roles of the same name.
-struct DeleteOnDrop(support::Cluster, Vec<String>);
-
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .kubectl()
-            .args(["delete", "clusterrole", "--ignore-not-found"])
-            .args(&self.1)
-            .output();
-    }
-}
-
 fn can_i(cluster: &support::Cluster, namespace: &str, user: &str, verb: &str, resource: &str) -> bool {
     let output = cluster
         .kubectl()
@@ -166,23 +151,7 @@ fn can_i(cluster: &support::Cluster, namespace: &str, user: &str, verb: &str, re
 #[tokio::test]
 async fn namespace_users_reach_lifeboat_through_the_default_view_and_edit_roles() {
     let cluster = support::cluster_with_crds();
-    // A release name of its own, so these cluster-wide roles meet no installed release's.
-    let release = "lifeboat-roles-test";
-    let rendered = support::run_ok(
-        "helm template (user roles)",
-        helm_template(&cluster, release, &[]).args(["--show-only", "templates/user-roles.yaml"]),
-    );
-    let names: Vec<String> = of_kind(&documents(&rendered), "ClusterRole")
-        .iter()
-        .map(|role| role["metadata"]["name"].as_str().unwrap().to_owned())
-        .collect();
-    let _cleanup = DeleteOnDrop(cluster.clone(), names);
-    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::fs::write(file.path(), &rendered).unwrap();
-    support::run_ok(
-        "kubectl apply (user roles)",
-        cluster.kubectl().args(["apply", "-f"]).arg(file.path()),
-    );
+    let _roles = support::ChartObjects::apply(&cluster, "lifeboat-roles-test", "templates/user-roles.yaml");
 
     let ns = cluster.namespace("roles").await.unwrap();
     for (user, role) in [("alice", "view"), ("bob", "edit")] {

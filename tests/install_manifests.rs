@@ -3,25 +3,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-/// Pipes `input` into `command` and returns its stdout, panicking with stderr on failure.
-fn run_with_stdin(what: &str, command: &mut Command, input: &str) -> String {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("{what}: {error}"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    if let Err(message) = support::ensure_success(what, &output) {
-        panic!("{message}");
-    }
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn ensure_namespace(cluster: &support::Cluster, name: &str) {
     let manifest = support::run_ok(
         "namespace manifest",
@@ -29,7 +10,7 @@ fn ensure_namespace(cluster: &support::Cluster, name: &str) {
             .kubectl()
             .args(["create", "namespace", name, "--dry-run=client", "-o", "yaml"]),
     );
-    run_with_stdin(
+    support::run_with_stdin(
         "create namespace",
         cluster.kubectl().args(["apply", "-f", "-"]),
         &manifest,
@@ -76,7 +57,7 @@ async fn the_helm_chart_lints_and_its_templates_apply_on_the_server() {
             "--include-crds",
         ]),
     );
-    let applied = run_with_stdin(
+    let applied = support::run_with_stdin(
         "kubectl apply --dry-run=server (helm template)",
         cluster.kubectl().args(["apply", "--dry-run=server", "-f", "-"]),
         &rendered,

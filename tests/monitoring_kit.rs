@@ -11,9 +11,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const RULES: &str = "charts/lifeboat/files/prometheus-rules.yaml";
 const DASHBOARD: &str = "charts/lifeboat/files/dashboard.json";
@@ -26,22 +25,6 @@ fn promtool() -> Command {
         path.display()
     );
     Command::new(path)
-}
-
-/// Runs `command` with `input` on stdin; panics with both streams when it fails.
-fn run_with_stdin(what: &str, command: &mut Command, input: &str) -> String {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("{what}: {error}"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    if let Err(message) = support::ensure_success(what, &output) {
-        panic!("{message}");
-    }
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn read(relative: &str) -> String {
@@ -451,7 +434,7 @@ async fn the_charts_monitoring_objects_apply_against_the_prometheus_operator_crd
     let mut applied = String::new();
     for monitor in ["serviceMonitor", "podMonitor"] {
         let (rendered, _) = render_monitoring(&cluster, &ns.name, monitor);
-        applied += &run_with_stdin(
+        applied += &support::run_with_stdin(
             "kubectl apply --dry-run=server (chart with monitoring)",
             cluster.kubectl().args(["apply", "--dry-run=server", "-f", "-"]),
             &rendered,

@@ -73,45 +73,12 @@ impl Kubectl {
     }
 }
 
-/// Applies the chart's accountable-approvals policy under a release name of its own; deletes it on drop.
-struct ApprovalPolicy(support::Cluster, tempfile::NamedTempFile);
-
-impl ApprovalPolicy {
-    fn install(cluster: &support::Cluster) -> ApprovalPolicy {
-        let rendered = support::run_ok(
-            "helm template (approval policy)",
-            cluster
-                .helm()
-                .args(["template", "lifeboat-plugin-test"])
-                .arg(support::repo_path("charts/lifeboat"))
-                .args(["--show-only", "templates/approval-policy.yaml"]),
-        );
-        let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        std::fs::write(file.path(), rendered).unwrap();
-        support::run_ok(
-            "kubectl apply (approval policy)",
-            cluster.kubectl().args(["apply", "-f"]).arg(file.path()),
-        );
-        ApprovalPolicy(cluster.clone(), file)
-    }
-}
-
-impl Drop for ApprovalPolicy {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .kubectl()
-            .args(["delete", "--ignore-not-found", "-f"])
-            .arg(self.1.path())
-            .output();
-    }
-}
-
 #[tokio::test]
 async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts() {
     let cluster = support::cluster_with_crds();
     let operator = Operator::shared(&cluster);
-    let _policy = ApprovalPolicy::install(&cluster);
+    let _policy =
+        support::ChartObjects::apply(&cluster, "lifeboat-plugin-test", "templates/approval-policy.yaml");
     let kubectl = Kubectl::new(&cluster);
     let ns = cluster.namespace("plugin").await.unwrap();
     let n = ns.name.as_str();

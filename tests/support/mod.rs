@@ -131,3 +131,70 @@ pub fn kstatus(object: &impl serde::Serialize) -> (String, String) {
     let message = fields.next().unwrap_or_default().to_owned();
     (status, message)
 }
+
+/// Runs `command` with `input` on stdin, panicking with both streams when it fails; returns stdout.
+pub fn run_with_stdin(what: &str, command: &mut Command, input: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("{what}: {error}"));
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    if let Err(message) = ensure_success(what, &output) {
+        panic!("{message}");
+    }
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Cluster-wide objects of one chart template (roles, the approval policy), applied under a release name
+/// of the test's own so they meet no installed release's, and deleted when dropped — even when the test
+/// fails, since a left-over would block a later `helm install` that creates objects of the same name.
+pub struct ChartObjects {
+    cluster: Cluster,
+    manifest: tempfile::NamedTempFile,
+    /// The rendered template.
+    pub rendered: String,
+}
+
+impl ChartObjects {
+    pub fn apply(cluster: &Cluster, release: &str, template: &str) -> ChartObjects {
+        let rendered = run_ok(
+            &format!("helm template --show-only {template}"),
+            cluster
+                .helm()
+                .args(["template", release])
+                .arg(repo_path("charts/lifeboat"))
+                .args(["--show-only", template]),
+        );
+        let manifest = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::fs::write(manifest.path(), &rendered).unwrap();
+        let objects = ChartObjects {
+            cluster: cluster.clone(),
+            manifest,
+            rendered,
+        };
+        run_ok(
+            &format!("kubectl apply ({template})"),
+            cluster
+                .kubectl()
+                .args(["apply", "-f"])
+                .arg(objects.manifest.path()),
+        );
+        objects
+    }
+}
+
+impl Drop for ChartObjects {
+    fn drop(&mut self) {
+        let _ = self
+            .cluster
+            .kubectl()
+            .args(["delete", "--ignore-not-found", "-f"])
+            .arg(self.manifest.path())
+            .output();
+    }
+}
