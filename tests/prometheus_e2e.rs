@@ -209,9 +209,27 @@ async fn prometheus_scrapes_the_operator_and_the_charts_alerts_name_the_policys_
     for rule in &rules {
         assert_eq!(rule["health"], "ok", "{rule}");
     }
-    let operator_down = rules
-        .iter()
-        .find(|r| r["name"] == "LifeboatOperatorDown")
-        .unwrap();
-    assert_eq!(operator_down["state"], "inactive", "{operator_down}");
+    // Before the first scrape, `absent(lifeboat_build_info)` holds and the alert is pending (its `for: 5m`
+    // is what keeps that from paging): once the operator is scraped it must go inactive.
+    poll(
+        "LifeboatOperatorDown inactive while the operator is scraped",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        operator,
+        async || {
+            let groups = prometheus.api("/api/v1/rules")?;
+            let down = groups["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+                .find(|r| r["name"] == "LifeboatOperatorDown")
+                .cloned()
+                .ok_or(format!("no LifeboatOperatorDown in {groups}"))?;
+            (down["state"] == "inactive")
+                .then_some(())
+                .ok_or(format!("{down}"))
+        },
+    )
+    .await;
 }
