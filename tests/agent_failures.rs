@@ -405,6 +405,68 @@ fn a_backup_killed_half_way_leaves_a_usable_repository_and_the_next_backup_succe
 }
 
 #[test]
+fn a_restore_killed_half_way_leaves_the_target_as_it_was_and_the_next_restore_succeeds() {
+    let database = big_database();
+    let repo = Repo::new();
+    agent("backup", &backup_args(database, &repo), Some(PG_PASSWORD)).assert_ok();
+    let target = "big_killed_restore";
+    postgres().create_database(target);
+    let tables = || {
+        postgres().psql(
+            target,
+            "select count(*) from information_schema.tables where table_schema = 'public'",
+        )
+    };
+    assert_eq!(tables(), "0");
+    let mut args = strings(&[
+        "--target",
+        "postgres",
+        "--repository",
+        &repo.repository_arg(),
+        "--tag",
+        "policy=big",
+    ]);
+    args.extend(postgres().agent_args(target));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result_path = dir.path().join("result");
+
+    // SIGKILL to the whole group while pg_restore streams the big table into the target.
+    let agent_process = spawn_agent("restore", &args, &result_path);
+    let copying = wait_for_copy(target);
+    signal(-(agent_process.id() as i32), Signal::SIGKILL);
+    let group = agent_process.id() as i32;
+    let _ = agent_process.wait_with_output();
+    wait_until_gone(group);
+    // The server ends the dead client's transaction once it sees the connection gone.
+    let start = Instant::now();
+    while !postgres()
+        .psql(
+            "postgres",
+            &format!("select count(*) from pg_stat_activity where pid = {copying}"),
+        )
+        .starts_with('0')
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the killed restore's backend lingers"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One transaction: nothing of a half-done restore is left for an application to read as real data.
+    assert_eq!(tables(), "0", "the killed restore left tables in the target");
+
+    let restore = agent("restore", &args, Some(PG_PASSWORD));
+    restore.assert_ok();
+    assert_eq!(
+        postgres().psql(
+            database,
+            "select md5(string_agg(payload, '' order by id)) from big"
+        ),
+        postgres().psql(target, "select md5(string_agg(payload, '' order by id)) from big")
+    );
+}
+
+#[test]
 fn a_full_disk_is_named() {
     // A test that returned early here passed without checking anything: a person running the suite
     // without root learns why it fails instead.

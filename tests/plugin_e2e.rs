@@ -8,7 +8,7 @@ use kube::api::PostParams;
 use kube::Api;
 use lifeboat::api::backup::BackupTrigger;
 use lifeboat::api::cutover::CutoverPhase;
-use lifeboat::api::{Backup, BackupPolicy, Cutover};
+use lifeboat::api::{Backup, BackupPolicy, Cutover, RestoreDrill};
 use serde_json::{json, Value};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -239,4 +239,70 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
 
     let completion = kubectl.ok(&["completion", "bash"]);
     assert!(completion.contains("kubectl-lifeboat"), "{completion}");
+}
+
+#[tokio::test]
+async fn kubectl_lifeboat_drill_now_runs_a_drill_outside_its_schedule_and_counts_it() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let kubectl = Kubectl::new(&cluster);
+    let ns = cluster.namespace("plugin-drill").await.unwrap();
+    let n = ns.name.as_str();
+    let _source = support::restore::backed_up_database(&ns, operator).await;
+    let drill: RestoreDrill = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": "monthly"},
+        "spec": {
+            // Once a year: only the plugin's drill runs during the test.
+            "schedule": "0 0 1 1 *",
+            "policyRef": {"name": "hotel-db"},
+            "target": {"scratch": support::restore::scratch_postgres()},
+            "verify": {"tables": [{"name": "guests", "minRows": support::restore::ROWS}]},
+            "rto": "5m", "rpo": "1h"
+        }
+    }))
+    .unwrap();
+    let drills: Api<RestoreDrill> = ns.api();
+    drills.create(&PostParams::default(), &drill).await.unwrap();
+
+    let created = kubectl.ok(&["drill", "now", "monthly", "-n", n]);
+    let restore = created
+        .split_whitespace()
+        .next()
+        .and_then(|first| first.strip_prefix("restore.lifeboat.dev/"))
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    // A second one while the first runs would restore into the same scratch target: refused.
+    let twice = kubectl.refused(&["drill", "now", "monthly", "-n", n]);
+    assert!(
+        twice.contains("already running") && twice.contains(&restore),
+        "{twice}"
+    );
+    let missing = kubectl.refused(&["drill", "now", "nope", "-n", n]);
+    assert!(missing.contains("RestoreDrill nope in namespace"), "{missing}");
+
+    let last = support::wait::eventually(
+        "the drill's result",
+        Duration::from_secs(200),
+        operator,
+        async || {
+            let d = drills.get("monthly").await.map_err(|e| e.to_string())?;
+            d.status
+                .as_ref()
+                .and_then(|s| s.last_drill.clone())
+                .ok_or_else(|| format!("{:?}", d.status))
+        },
+    )
+    .await;
+    assert_eq!(
+        last.restore, restore,
+        "the plugin's drill is the drill's last one"
+    );
+    assert_eq!(last.passed, Some(true), "{last:?}");
+    let screen = kubectl.ok(&["status", "-n", n]);
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("monthly ") && l.contains("passed")),
+        "the status screen shows the drill:\n{screen}"
+    );
 }

@@ -338,9 +338,22 @@ pub struct RollbackPolicy {
     /// Switch back by itself when verification or stabilization fails. Default true.
     #[serde(default = "default_true")]
     pub automatic: bool,
-    /// Also restore the database from the pre-switch Backup. Data written after the switch is lost.
+    /// Also restore the database from the pre-switch Backup. The writers are stopped first (see
+    /// `quiesce`), so what is lost is exactly the writes between the backup and that stop; status
+    /// states the window. Also taken when the migration fails before the switch.
     #[serde(default)]
     pub restore_database: bool,
+    /// How the writers are stopped before a rollback changes data (restoreDatabase or job): the
+    /// Deployments of both sides are scaled to zero, with these, and the Job runs (e.g. a
+    /// maintenance-mode switch). Afterwards `from` and these come back at their replica counts;
+    /// `to` stays at zero until someone fixes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<Quiesce>,
+    /// A Job run after the restore (or instead of it), before the old side comes back: e.g.
+    /// `alembic downgrade` or `manage.py migrate app 0041`. Its failure stops the rollback with the
+    /// writers still stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobStep>,
 }
 
 impl Default for RollbackPolicy {
@@ -348,8 +361,33 @@ impl Default for RollbackPolicy {
         Self {
             automatic: true,
             restore_database: false,
+            quiesce: None,
+            job: None,
         }
     }
+}
+
+impl RollbackPolicy {
+    /// Whether a rollback changes data, and so stops the writers first.
+    pub fn changes_data(&self, has_backup: bool) -> bool {
+        (self.restore_database && has_backup) || self.job.is_some()
+    }
+}
+
+/// What else writes to the database, beyond the two sides' Deployments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quiesce {
+    /// More Deployments to scale to zero (workers, cron-like consumers) in the Cutover's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub deployments: Vec<String>,
+    /// A Job run once the Deployments are down, e.g. one that puts the app into maintenance mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobStep>,
+    /// How long the writers' Pods may take to end. Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
 }
 
 fn default_true() -> bool {
@@ -558,11 +596,39 @@ pub struct RollbackRecord {
     pub traffic_restored_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Deployments scaled to zero before the rollback changed data, with the replicas they had
+    /// (recorded before scaling, so a restarted operator brings them back to the right count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_writers: Vec<StoppedWriter>,
+    /// When the last Pod of the stopped writers was gone: from here to the old side's return nothing
+    /// wrote to the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writers_stopped_time: Option<Time>,
     #[serde(default)]
     pub database_restored: bool,
-    /// Set when the database was restored: data written after the switch is lost.
+    /// The writes the restore discarded: from the start of the pre-switch backup to the writers'
+    /// stop (or to the restore's end when nothing could be stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_writes: Option<TimeWindow>,
+    /// Set when the database was restored: which writes are lost, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_loss_warning: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedWriter {
+    pub deployment: String,
+    /// Its replicas before the rollback scaled it to zero.
+    pub replicas: i32,
+    /// Whether the rollback brings it back (`to` stays down: it is the side that failed).
+    pub resume: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimeWindow {
+    pub from: Time,
+    pub until: Time,
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! What people do to Lifeboat objects: a backup now, a GO in their own name, an abort.
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::kube_client::Session;
 use super::PluginError;
 use crate::api::backup::BackupTrigger;
 use crate::api::cutover::{ActiveSide, CutoverPhase};
-use crate::api::{Backup, BackupPolicy, Cutover};
+use crate::api::restore::RestorePhase;
+use crate::api::{Backup, BackupPolicy, Cutover, Restore, RestoreDrill};
+use crate::controller::restore_drill::DRILL_LABEL;
 
 pub async fn backup_now(session: &Session, policy: &str, reason: Option<String>) -> Result<(), PluginError> {
     session
@@ -40,6 +42,49 @@ pub async fn backup_now(session: &Session, policy: &str, reason: Option<String>)
     let name = created.metadata.name.unwrap_or_default();
     println!("backup.lifeboat.dev/{name} created");
     println!("follow it: kubectl -n {} get backup {name} -w", session.namespace);
+    Ok(())
+}
+
+/// A drill run now: the Restore the drill controller would create for a slot, named `<drill>-now-<unix
+/// seconds>`, which the controller then follows and folds into the drill's record. Refused while one of
+/// the drill's Restores is still running (two restores into one scratch target would measure nothing).
+pub async fn drill_now(session: &Session, name: &str) -> Result<(), PluginError> {
+    let drill = session
+        .api::<RestoreDrill>()
+        .get(name)
+        .await
+        .map_err(PluginError::api(format!(
+            "RestoreDrill {name} in namespace {}",
+            session.namespace
+        )))?;
+    let restores = session.api::<Restore>();
+    let owned = restores
+        .list(&ListParams::default().labels(&format!("{DRILL_LABEL}={name}")))
+        .await
+        .map_err(PluginError::api(format!("the Restores of drill {name}")))?;
+    if let Some(running) = owned.items.iter().find(|r| {
+        !r.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(RestorePhase::is_finished)
+    }) {
+        return Err(PluginError::Refused(format!(
+            "drill {name} is already running (Restore {}); wait for it to end",
+            running.metadata.name.clone().unwrap_or_default()
+        )));
+    }
+    let now = jiff::Timestamp::now();
+    let restore_name = crate::controller::status::child_name(name, &format!("now-{}", now.as_second()), 253);
+    let restore = crate::controller::restore_drill::drill_restore(&drill, &restore_name, now);
+    restores
+        .create(&PostParams::default(), &restore)
+        .await
+        .map_err(PluginError::api(format!("creating a Restore for drill {name}")))?;
+    println!("restore.lifeboat.dev/{restore_name} created for drill {name}");
+    println!(
+        "follow it: kubectl -n {} get restore {restore_name} -w; the result lands in `kubectl lifeboat status`",
+        session.namespace
+    );
     Ok(())
 }
 

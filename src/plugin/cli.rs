@@ -42,6 +42,9 @@ pub enum PluginCommand {
     /// Start something now.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Run a RestoreDrill now, outside its schedule: its result counts like a scheduled drill's.
+    #[command(subcommand)]
+    Drill(DrillCommand),
     /// Give your GO to a Cutover in your own name (your Kubernetes user, as `kubectl auth whoami` says).
     Approve {
         cutover: String,
@@ -69,6 +72,12 @@ pub enum BackupCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Restore the policy's newest snapshot into the drill's target and verify it, now.
+    Now { drill: String },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Json,
@@ -89,6 +98,7 @@ pub(super) async fn dispatch(cli: PluginCli) -> Result<(), PluginError> {
         PluginCommand::Backup(BackupCommand::Now { policy, reason }) => {
             actions::backup_now(&session, &policy, reason).await
         }
+        PluginCommand::Drill(DrillCommand::Now { drill }) => actions::drill_now(&session, &drill).await,
         PluginCommand::Approve {
             cutover,
             reason,

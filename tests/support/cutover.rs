@@ -19,11 +19,26 @@ use super::wait::poll;
 use super::{secret, TestNamespace};
 
 /// A web app: `/health` answers 500 while `<dir>/<color>-unhealthy` exists, `/ready` always 200 (so
-/// the proxy keeps routing to it), every other path answers the color.
+/// the proxy keeps routing to it), every other path answers the color. With `WRITES_LOG` set it also
+/// writes to the database, as a live app does: a row into table `writes` every 100 ms, appending each
+/// committed row's id and commit-side time (epoch seconds) to that file.
 pub const APP: &str = r#"
-import http.server, os
+import http.server, os, subprocess, threading, time
 color = os.environ["COLOR"]
 fail_file = os.environ["FAIL_FILE"]
+def write_forever(log):
+    insert = ("insert into writes(color) values ('%s') "
+              "returning id || ' ' || extract(epoch from at)" % color)
+    while True:
+        done = subprocess.run([os.environ["PSQL"], "-h", "127.0.0.1", "-p", os.environ["PGPORT"], "-U", "postgres",
+                               "-d", os.environ["PGDATABASE"], "-tAq", "-v", "ON_ERROR_STOP=1", "-c", insert],
+                              capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip():
+            with open(log, "a") as f:
+                f.write(done.stdout.strip() + "\n")
+        time.sleep(0.1)
+if os.environ.get("WRITES_LOG"):
+    threading.Thread(target=write_forever, args=(os.environ["WRITES_LOG"],), daemon=True).start()
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
@@ -54,6 +69,27 @@ impl App {
     pub fn make_unhealthy(&self, color: &str) {
         std::fs::write(self.fail_file(color), "").unwrap();
     }
+
+    pub fn writes_log(&self, color: &str) -> PathBuf {
+        self.dir.path().join(format!("writes-{color}.log"))
+    }
+
+    /// Every write the app's sides logged as committed: (row id, commit-side time in epoch seconds).
+    pub fn committed_writes(&self) -> Vec<(i64, f64)> {
+        let mut writes = Vec::new();
+        for color in ["blue", "green"] {
+            let log = std::fs::read_to_string(self.writes_log(color)).unwrap_or_default();
+            for line in log.lines() {
+                let mut parts = line.split_whitespace();
+                if let (Some(Ok(id)), Some(Ok(at))) =
+                    (parts.next().map(str::parse), parts.next().map(str::parse))
+                {
+                    writes.push((id, at));
+                }
+            }
+        }
+        writes
+    }
 }
 
 pub async fn apply<K>(api: &Api<K>, object: Value)
@@ -83,6 +119,16 @@ pub fn step_security() -> Value {
 }
 
 pub fn deployment(color: &str, script: &Path, fail_file: &Path) -> Value {
+    deployment_with_env(color, script, fail_file, &[])
+}
+
+/// [`deployment`] with more environment variables for the app.
+pub fn deployment_with_env(color: &str, script: &Path, fail_file: &Path, extra_env: &[Value]) -> Value {
+    let mut env = vec![
+        json!({"name": "COLOR", "value": color}),
+        json!({"name": "FAIL_FILE", "value": fail_file}),
+    ];
+    env.extend(extra_env.iter().cloned());
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("web-{color}")},
         "spec": {
@@ -96,7 +142,7 @@ pub fn deployment(color: &str, script: &Path, fail_file: &Path) -> Value {
                     "containers": [{
                         "name": "web", "image": "hotel/web", "command": ["python3", script],
                         "securityContext": restricted_container(),
-                        "env": [{"name": "COLOR", "value": color}, {"name": "FAIL_FILE", "value": fail_file}],
+                        "env": env,
                         "ports": [{"containerPort": 8080}],
                         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}
                     }]
@@ -115,6 +161,28 @@ pub fn service(name: &str, track: &str) -> Value {
 
 /// Blue serving behind Service `web`, green running beside it (and reachable as `web-green`).
 pub async fn blue_and_green(ns: &TestNamespace) -> App {
+    blue_and_green_with(ns, |_| Vec::new()).await
+}
+
+/// Blue and green both writing to `database` (whose table `writes` must exist) while they run, each
+/// logging its committed writes to `App::writes_log(color)`.
+pub async fn blue_and_green_writing(ns: &TestNamespace, database: &str) -> App {
+    let pg = agent::postgres();
+    let psql = agent::pg_bin("psql").display().to_string();
+    blue_and_green_with(ns, |log| {
+        vec![
+            json!({"name": "WRITES_LOG", "value": log}),
+            json!({"name": "PSQL", "value": psql}),
+            json!({"name": "PGPORT", "value": pg.port.to_string()}),
+            json!({"name": "PGDATABASE", "value": database}),
+            json!({"name": "PGPASSWORD", "value": agent::PG_PASSWORD}),
+        ]
+    })
+    .await
+}
+
+/// `extra_env` gets the path of the side's writes log.
+async fn blue_and_green_with(ns: &TestNamespace, extra_env: impl Fn(&Path) -> Vec<Value>) -> App {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("app.py");
     std::fs::write(&script, APP).unwrap();
@@ -122,7 +190,9 @@ pub async fn blue_and_green(ns: &TestNamespace) -> App {
     let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
     for color in ["blue", "green"] {
-        apply(&deployments, deployment(color, &script, &app.fail_file(color))).await;
+        let env = extra_env(&app.writes_log(color));
+        let object = deployment_with_env(color, &script, &app.fail_file(color), &env);
+        apply(&deployments, object).await;
     }
     apply(&services, service("web", "blue")).await;
     apply(&services, service("web-green", "green")).await;

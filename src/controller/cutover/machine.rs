@@ -18,9 +18,12 @@ pub enum Step {
     Switch,
     Verify(String),
     Stabilization,
+    StopWriters,
+    RestoreDatabase,
+    RollbackJob,
+    Resume,
     SwitchBack,
     VerifyFrom,
-    RestoreDatabase,
 }
 
 impl Step {
@@ -44,9 +47,12 @@ impl Step {
             Step::Switch => "switch",
             Step::Verify(_) => "verify",
             Step::Stabilization => "stabilization",
+            Step::StopWriters => "rollback/stop-writers",
+            Step::RestoreDatabase => "rollback/restore-database",
+            Step::RollbackJob => "rollback/job",
+            Step::Resume => "rollback/resume",
             Step::SwitchBack => "rollback/switch-back",
             Step::VerifyFrom => "rollback/verify-from",
-            Step::RestoreDatabase => "rollback/restore-database",
         }
     }
 
@@ -60,7 +66,12 @@ impl Step {
             Step::Switch => CutoverPhase::Switching,
             Step::Verify(_) => CutoverPhase::Verifying,
             Step::Stabilization => CutoverPhase::Stabilizing,
-            Step::SwitchBack | Step::VerifyFrom | Step::RestoreDatabase => CutoverPhase::RollingBack,
+            Step::StopWriters
+            | Step::RestoreDatabase
+            | Step::RollbackJob
+            | Step::Resume
+            | Step::SwitchBack
+            | Step::VerifyFrom => CutoverPhase::RollingBack,
         }
     }
 }
@@ -90,16 +101,28 @@ pub fn forward_plan(spec: &CutoverSpec) -> Vec<Step> {
     plan
 }
 
-/// The rollback steps: switch back and check the old side if traffic was touched, then restore the
-/// database from the pre-switch Backup if asked to and one exists.
+/// The rollback steps. Without a change of data: switch back and check the old side. With one
+/// (restoreDatabase with a pre-switch Backup, or a rollback Job), the compose runbook's emergency
+/// restore: stop the writers first, restore, run the rollback Job, bring the old side back, and only
+/// then switch back and check it — so no write lands in a database that is being replaced.
 pub fn rollback_plan(spec: &CutoverSpec, status: &CutoverStatus) -> Vec<Step> {
+    let restore = spec.rollback.restore_database && status.backup_ref.is_some();
     let mut plan = Vec::new();
+    if spec.rollback.changes_data(status.backup_ref.is_some()) {
+        plan.push(Step::StopWriters);
+        if restore {
+            plan.push(Step::RestoreDatabase);
+        }
+        if spec.rollback.job.is_some() {
+            plan.push(Step::RollbackJob);
+        }
+        plan.push(Step::Resume);
+    }
     if traffic_touched(status) {
         plan.push(Step::SwitchBack);
-        plan.push(Step::VerifyFrom);
     }
-    if spec.rollback.restore_database && status.backup_ref.is_some() {
-        plan.push(Step::RestoreDatabase);
+    if traffic_touched(status) || !plan.is_empty() {
+        plan.push(Step::VerifyFrom);
     }
     plan
 }
@@ -233,8 +256,9 @@ fn after_failure(spec: &CutoverSpec, status: &CutoverStatus, step: &Step, messag
             message: format!("{reason}; rollback.automatic is false, so traffic stays on `to`: set spec.abort to roll back"),
         };
     }
-    // The runbook's answer to a failed migration: stop, and restore the database from the snapshot.
-    if *step == Step::Migration && spec.rollback.restore_database && status.backup_ref.is_some() {
+    // The runbook's answer to a failed migration: stop, and restore the database from the snapshot
+    // (or run the rollback Job, e.g. a downgrade).
+    if *step == Step::Migration && spec.rollback.changes_data(status.backup_ref.is_some()) {
         return Decision::StartRollback { reason, failed_check };
     }
     Decision::Finish {
@@ -469,13 +493,19 @@ mod tests {
     }
 
     #[test]
-    fn restore_database_adds_a_restore_to_the_rollback() {
+    fn restore_database_stops_the_writers_and_restores_before_switching_back() {
         let mut spec = full_spec();
         spec.rollback.restore_database = true;
         let status = after_succeeding(&spec, 7);
         assert_eq!(
             rollback_plan(&spec, &status),
-            [Step::SwitchBack, Step::VerifyFrom, Step::RestoreDatabase]
+            [
+                Step::StopWriters,
+                Step::RestoreDatabase,
+                Step::Resume,
+                Step::SwitchBack,
+                Step::VerifyFrom
+            ]
         );
         // A failed migration restores the snapshot too (the runbook's "Stop cutover; restore DB").
         let mut failed = after_succeeding(&spec, 3);
@@ -488,6 +518,54 @@ mod tests {
             &t(6),
         );
         assert!(matches!(decide(&spec, &failed), Decision::StartRollback { .. }));
-        assert_eq!(rollback_plan(&spec, &failed), [Step::RestoreDatabase]);
+        assert_eq!(
+            rollback_plan(&spec, &failed),
+            [
+                Step::StopWriters,
+                Step::RestoreDatabase,
+                Step::Resume,
+                Step::VerifyFrom
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rollback_job_runs_after_the_restore_or_alone_with_the_writers_stopped() {
+        let mut spec = full_spec();
+        spec.rollback.job =
+            Some(serde_json::from_value(json!({"image": "x", "command": ["downgrade"]})).unwrap());
+        let status = after_succeeding(&spec, 7);
+        assert_eq!(
+            rollback_plan(&spec, &status),
+            [
+                Step::StopWriters,
+                Step::RollbackJob,
+                Step::Resume,
+                Step::SwitchBack,
+                Step::VerifyFrom
+            ]
+        );
+        spec.rollback.restore_database = true;
+        let names: Vec<String> = rollback_plan(&spec, &status).iter().map(Step::name).collect();
+        assert_eq!(
+            names,
+            [
+                "rollback/stop-writers",
+                "rollback/restore-database",
+                "rollback/job",
+                "rollback/resume",
+                "rollback/switch-back",
+                "rollback/verify-from"
+            ]
+        );
+        // restoreDatabase without a pre-switch Backup (no spec.backup) and no Job changes no data.
+        let mut plain = full_spec();
+        plain.backup = None;
+        plain.rollback.restore_database = true;
+        let status = after_succeeding(&plain, 6);
+        assert_eq!(
+            rollback_plan(&plain, &status),
+            [Step::SwitchBack, Step::VerifyFrom]
+        );
     }
 }

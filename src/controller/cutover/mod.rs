@@ -12,6 +12,7 @@ mod approval;
 mod backup;
 pub mod machine;
 mod notices;
+mod quiesce;
 mod rollback;
 mod stabilization;
 mod step_jobs;
@@ -255,7 +256,11 @@ async fn drive(run: &mut Run<'_>) -> Result<Option<Duration>, ReconcileError> {
                     run.save().await?;
                     run.event(EventType::Normal, "StepStarted", step.name()).await;
                 }
-                match steps::evaluate(run, &step).await? {
+                let progress = steps::evaluate(run, &step).await?;
+                // The riskiest instant for a restart: the step acted (created its Job or Backup, patched
+                // the Service) and its result is not recorded yet. Tests die here at every kind of step.
+                super::crash_point::reached(&format!("after:{}", step.kind()));
+                match progress {
                     Progress::Wait { after, message } => {
                         transitions::note(&mut run.status, &step, message);
                         run.save().await?;

@@ -3,16 +3,18 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, Resource};
 
 use super::machine::Step;
 use super::steps::{limit, step_age, POLL, SLOW_POLL};
 use super::traffic::{side_ready, DEFAULT_READINESS_TIMEOUT};
-use super::{Progress, Run, CUTOVER_LABEL};
+use super::{now, Progress, Run, CUTOVER_LABEL};
 use crate::api::backup_policy::BackupSource;
 use crate::api::common::{HttpCheck, LocalObjectRef};
+use crate::api::cutover::TimeWindow;
 use crate::api::restore::RestorePhase;
-use crate::api::{BackupPolicy, Restore};
+use crate::api::{Backup, BackupPolicy, Restore};
 use crate::controller::children::create_ignoring_existing;
 use crate::controller::status::child_name;
 use crate::controller::ReconcileError;
@@ -128,15 +130,22 @@ pub(super) async fn restore_database(run: &mut Run<'_>) -> Result<Progress, Reco
     let status = existing.status.unwrap_or_default();
     Ok(match status.phase {
         Some(RestorePhase::Succeeded) => {
-            let switched_at = run
-                .status
-                .steps
-                .iter()
-                .find(|s| s.name == "switch")
-                .map(|s| s.start_time.0.to_string());
+            let backups: Api<Backup> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
+            let backup_start = backups
+                .get_opt(&backup.name)
+                .await?
+                .and_then(|b| b.status)
+                .and_then(|s| s.start_time);
+            let restored_at = status.completion_time.clone().unwrap_or_else(now);
             if let Some(rollback) = run.status.rollback.as_mut() {
+                let lost = lost_writes(backup_start, rollback.writers_stopped_time.clone(), restored_at);
                 rollback.database_restored = true;
-                rollback.data_loss_warning = Some(data_loss_warning(switched_at));
+                rollback.data_loss_warning = Some(data_loss_warning(
+                    &backup.name,
+                    lost.as_ref(),
+                    rollback.writers_stopped_time.is_some(),
+                ));
+                rollback.lost_writes = lost;
             }
             Progress::Done(format!("Restore {name} restored Backup {}", backup.name))
         }
@@ -191,14 +200,39 @@ fn rollback_restore(
     }))
 }
 
-/// What the restore cost: everything written since the switch started (when it is on record).
-fn data_loss_warning(switched_at: Option<String>) -> String {
-    match switched_at {
-        Some(time) => {
-            format!("the database is back at the pre-switch snapshot: data written after {time} is lost")
-        }
-        None => "the database is back at the pre-switch snapshot: data written after it is lost".into(),
-    }
+/// The writes the restore discarded: those after the pre-switch backup began and before the writers
+/// stopped — or, when nothing could be stopped, before the restore ended.
+fn lost_writes(
+    backup_start: Option<Time>,
+    writers_stopped: Option<Time>,
+    restored: Time,
+) -> Option<TimeWindow> {
+    Some(TimeWindow {
+        from: backup_start?,
+        until: writers_stopped.unwrap_or(restored),
+    })
+}
+
+/// What the restore cost, in words, for status and the rollback's Event.
+fn data_loss_warning(backup: &str, lost: Option<&TimeWindow>, writers_stopped: bool) -> String {
+    let Some(window) = lost else {
+        return format!(
+            "the database is back at the pre-switch snapshot (Backup {backup}): data written after it is lost"
+        );
+    };
+    let until = if writers_stopped {
+        format!("{}, when the writers were stopped,", window.until.0)
+    } else {
+        format!(
+            "{}, when the restore finished (no writer could be stopped)",
+            window.until.0
+        )
+    };
+    format!(
+        "the database is back at the pre-switch snapshot (Backup {backup}): writes from {} (the backup's \
+         start) until {until} are lost",
+        window.from.0
+    )
 }
 
 #[cfg(test)]
@@ -247,9 +281,20 @@ mod tests {
     }
 
     #[test]
-    fn the_data_loss_warning_names_the_switch_time_when_known() {
-        assert!(data_loss_warning(Some("2026-01-01T00:00:00Z".into()))
-            .ends_with("data written after 2026-01-01T00:00:00Z is lost"));
-        assert!(data_loss_warning(None).ends_with("data written after it is lost"));
+    fn the_lost_writes_run_from_the_backup_to_the_writers_stop_or_else_the_restore() {
+        let t = |s: i64| Time(jiff::Timestamp::from_second(1_800_000_000 + s).unwrap());
+        let stopped = lost_writes(Some(t(0)), Some(t(60)), t(90)).unwrap();
+        assert_eq!((stopped.from.clone(), stopped.until.clone()), (t(0), t(60)));
+        assert_eq!(
+            data_loss_warning("c-pre-switch", Some(&stopped), true),
+            "the database is back at the pre-switch snapshot (Backup c-pre-switch): writes from \
+             2027-01-15T08:00:00Z (the backup's start) until 2027-01-15T08:01:00Z, when the writers were \
+             stopped, are lost"
+        );
+        let unstopped = lost_writes(Some(t(0)), None, t(90)).unwrap();
+        assert_eq!(unstopped.until, t(90));
+        assert!(data_loss_warning("b", Some(&unstopped), false).contains("no writer could be stopped"));
+        assert!(lost_writes(None, Some(t(60)), t(90)).is_none());
+        assert!(data_loss_warning("b", None, true).ends_with("data written after it is lost"));
     }
 }

@@ -61,6 +61,17 @@ pub(super) async fn migration(run: &mut Run<'_>) -> Result<Progress, ReconcileEr
     Ok(progress)
 }
 
+/// A rollback Job (`rollback.job`, `rollback.quiesce.job`) named after its `purpose`.
+pub(super) async fn rollback_job(
+    run: &mut Run<'_>,
+    purpose: &str,
+    job: &JobStep,
+) -> Result<Progress, ReconcileError> {
+    let name = child_name(&run.name(), purpose, 63);
+    let (progress, _) = job_step(run, &name, purpose, job).await?;
+    Ok(progress)
+}
+
 /// Creates the step's Job if missing and reads how it ended, with its termination message.
 async fn job_step(
     run: &Run<'_>,

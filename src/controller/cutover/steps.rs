@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use super::machine::Step;
-use super::{approval, backup, elapsed, now, rollback, stabilization, step_jobs, traffic, Progress, Run};
+use super::{
+    approval, backup, elapsed, now, quiesce, rollback, stabilization, step_jobs, traffic, Progress, Run,
+};
 use crate::controller::ReconcileError;
 use crate::duration::DurationString;
 
@@ -67,8 +69,14 @@ pub(super) async fn evaluate(run: &mut Run<'_>, step: &Step) -> Result<Progress,
         Step::Switch => traffic::switch_to(run).await,
         Step::Stabilization if dry => Ok(Progress::Skipped("dry run: would watch the new side".into())),
         Step::Stabilization => stabilization::stabilization(run, step).await,
+        Step::StopWriters => quiesce::stop_writers(run, step).await,
+        Step::RestoreDatabase => rollback::restore_database(run).await,
+        Step::RollbackJob => match &spec.rollback.job {
+            Some(job) => step_jobs::rollback_job(run, "rollback-job", job).await,
+            None => Ok(Progress::Skipped("no rollback.job".into())),
+        },
+        Step::Resume => quiesce::resume(run, step).await,
         Step::SwitchBack => traffic::switch_back(run).await,
         Step::VerifyFrom => rollback::verify_from(run, step).await,
-        Step::RestoreDatabase => rollback::restore_database(run).await,
     }
 }

@@ -73,7 +73,10 @@ pub fn start_rollback(status: &mut CutoverStatus, reason: String, failed_check: 
         start_time: now.clone(),
         traffic_restored_time: None,
         completion_time: None,
+        stopped_writers: Vec::new(),
+        writers_stopped_time: None,
         database_restored: false,
+        lost_writes: None,
         data_loss_warning: None,
     });
 }

@@ -357,7 +357,10 @@ pub async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
     let job = agent_job(&run, &restore_job_name, "restore", invocation, &policy);
-    if create_ignoring_existing(&jobs_api, &job).await? {
+    let created = create_ignoring_existing(&jobs_api, &job).await?;
+    // A restart here finds the Job by its name and follows it: one restore, not two.
+    crate::controller::crash_point::reached("restore-job-created");
+    if created {
         let note = format!(
             "Job {restore_job_name} restores {what} into {}",
             connection.describe()

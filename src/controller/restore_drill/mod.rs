@@ -330,9 +330,29 @@ async fn create_drill_restore(
     now: Timestamp,
 ) -> Result<String, ReconcileError> {
     let name = plan::restore_name_for_slot(&drill.name_any(), slot);
-    let restore = Restore {
+    let restore = drill_restore(drill, &name, now);
+    // Created before a restart: the deterministic name makes this a no-op.
+    let created = create_ignoring_existing(api, &restore).await?;
+    crate::controller::crash_point::reached("drill-restore-created");
+    if created {
+        publish(
+            ctx,
+            drill,
+            EventType::Normal,
+            "DrillStarted",
+            format!("created Restore {name} for the {slot} drill"),
+        )
+        .await;
+    }
+    Ok(name)
+}
+
+/// The Restore that is one run of `drill`, started `now`: labelled and owned by the drill, so its result
+/// is folded into the drill's record like a scheduled one (`kubectl lifeboat drill now` makes these too).
+pub fn drill_restore(drill: &RestoreDrill, name: &str, now: Timestamp) -> Restore {
+    Restore {
         metadata: ObjectMeta {
-            name: Some(name.clone()),
+            name: Some(name.to_owned()),
             labels: Some(
                 [
                     (DRILL_LABEL.to_owned(), drill.name_any()),
@@ -349,19 +369,7 @@ async fn create_drill_restore(
         },
         spec: plan::restore_spec_for(&drill.spec),
         status: None,
-    };
-    // Created before a restart: the deterministic name makes this a no-op.
-    if create_ignoring_existing(api, &restore).await? {
-        publish(
-            ctx,
-            drill,
-            EventType::Normal,
-            "DrillStarted",
-            format!("created Restore {name} for the {slot} drill"),
-        )
-        .await;
     }
-    Ok(name)
 }
 
 /// Ready when the last drill passed (or none has run yet) and the drill is not overdue: a passing drill

@@ -1,0 +1,332 @@
+//! Kill the operator at every step, lose nothing: `LIFEBOAT_CRASH_AT=after:<step>` makes the operator
+//! die (exit 137, Lease held, as SIGKILL would) right after a step acted and before its result was
+//! recorded — the riskiest instant — and the next leader must finish each run exactly once: one
+//! Backup, one migration, one switch and one switch back, one stop of the writers, one Restore; the
+//! same for a Restore killed after creating its Job and a drill killed after creating its Restore.
+//! (Its own test binary: the tests own one operator and take turns with it.)
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use lifeboat::api::cutover::{ActiveSide, CutoverPhase, StepPhase};
+use lifeboat::api::restore::RestorePhase;
+use lifeboat::api::{Backup, Cutover, Restore, RestoreDrill};
+use serde_json::json;
+use support::cutover::*;
+use support::operator::Operator;
+use support::wait::eventually;
+
+/// One operator for this binary; each test holds the turn while it crashes and restarts it.
+fn operator(cluster: &support::Cluster) -> &'static Operator {
+    static OPERATOR: OnceLock<Operator> = OnceLock::new();
+    OPERATOR.get_or_init(|| Operator::start(cluster))
+}
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for the operator to die at `point` (it must: a test that never reaches its point proves nothing).
+fn died_at(operator: &Operator, point: &str) {
+    // A killed leader keeps its Lease (15 s), so the operator that dies here may first wait for it.
+    let exit = operator.wait_for_exit(Duration::from_secs(240));
+    assert_eq!(exit.code(), Some(137), "the operator died at {point}");
+    assert!(
+        operator
+            .log_tail()
+            .contains(&format!("LIFEBOAT_CRASH_AT={point}")),
+        "it died at {point}, not elsewhere:\n{}",
+        operator.log_tail()
+    );
+}
+
+async fn count<K>(api: &Api<K>, labels: &str) -> usize
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default().labels(labels))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test]
+async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_once() {
+    let cluster = support::cluster_with_crds();
+    let _turn = TURN.lock().await;
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("crash-steps").await.unwrap();
+    let app = blue_and_green(&ns).await;
+    let (_repo, database) = hotel_database(&ns).await;
+    let pg = support::agent::postgres();
+    let psql = support::agent::pg_bin("psql").display().to_string();
+    let health = format!("http://web.{}.svc/health", ns.name);
+    let services: Api<Service> = ns.api();
+    let generation = || async { services.get("web").await.unwrap().metadata.generation.unwrap() };
+    let before = generation().await;
+
+    let migrate = format!(
+        "{psql} -h 127.0.0.1 -p {} -U postgres -d {database} -v ON_ERROR_STOP=1 \
+         -c \"delete from guests where id > 150\"",
+        pg.port
+    );
+    let spec = json!({
+        "preflight": [{"name": "ready", "job": {"securityContext": step_security(), "image": "hotel/web",
+                                                "command": ["sh", "-c", "echo go"]}}],
+        "backup": {"policyRef": {"name": "hotel-db"}},
+        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", migrate],
+                              "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}},
+        "approval": {"required": true},
+        "verify": [{"name": "health", "http": {"url": health.clone()}}],
+        "stabilization": {"duration": "30s", "interval": "1s", "failureThreshold": 2,
+                          "http": [{"name": "healthz", "url": health}]},
+        "rollback": {"automatic": true, "restoreDatabase": true}
+    });
+    let points = [
+        "after:preflight",
+        "after:backup",
+        "after:migration",
+        "after:readiness",
+        "after:approval",
+        "after:switch",
+        "after:verify",
+        "after:stabilization",
+        "after:rollback/stop-writers",
+        "after:rollback/restore-database",
+        "after:rollback/resume",
+        "after:rollback/switch-back",
+        "after:rollback/verify-from",
+    ];
+    operator.restart_crashing_at(points[0]);
+    let cutovers: Api<Cutover> = ns.api();
+    cutovers
+        .create(&PostParams::default(), &cutover("release-5-0", spec))
+        .await
+        .unwrap();
+    for (i, point) in points.iter().enumerate() {
+        died_at(operator, point);
+        match *point {
+            // The GO, given while no operator runs: the next one finds it.
+            "after:approval" => {
+                let go = json!({"spec": {"approval": {"required": true, "approvedBy": "bob"}}});
+                cutovers
+                    .patch("release-5-0", &PatchParams::default(), &Patch::Merge(&go))
+                    .await
+                    .unwrap();
+            }
+            // Green turns bad during the watch window: the rollback follows.
+            "after:stabilization" => app.make_unhealthy("green"),
+            _ => {}
+        }
+        match points.get(i + 1) {
+            Some(next) => operator.restart_crashing_at(next),
+            None => operator.start_again(),
+        }
+    }
+    let done = wait_for(
+        "the end",
+        &cutovers,
+        "release-5-0",
+        Duration::from_secs(120),
+        operator,
+        ended,
+    )
+    .await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(
+        status.phase,
+        Some(CutoverPhase::RolledBack),
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
+    let ok = |name: &str| (name.to_owned(), StepPhase::Succeeded);
+    assert_eq!(
+        step_names(&done),
+        [
+            ok("preflight/ready"),
+            ok("backup"),
+            ok("migration"),
+            ok("readiness"),
+            ok("approval"),
+            ok("switch"),
+            ok("verify/health"),
+            ("stabilization".to_owned(), StepPhase::Failed),
+            ok("rollback/stop-writers"),
+            ok("rollback/restore-database"),
+            ok("rollback/resume"),
+            ok("rollback/switch-back"),
+            ok("rollback/verify-from"),
+        ],
+        "every step once, in order, as it ended"
+    );
+    assert_eq!(status.active, Some(ActiveSide::From));
+    assert_eq!(status.approval.as_ref().unwrap().approved_by, "bob");
+
+    // No repeated side effect.
+    let backups: Api<Backup> = ns.api();
+    assert_eq!(
+        backups.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "one Backup"
+    );
+    let pods: Api<Pod> = ns.api();
+    assert_eq!(
+        count(&pods, "app.kubernetes.io/component=preflight").await,
+        1,
+        "one preflight run"
+    );
+    assert_eq!(
+        count(&pods, "app.kubernetes.io/component=migration").await,
+        1,
+        "one migration run"
+    );
+    let restores: Api<Restore> = ns.api();
+    assert_eq!(
+        restores.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "one Restore"
+    );
+    let jobs: Api<Job> = ns.api();
+    assert_eq!(
+        count(&jobs, "app.kubernetes.io/component=restore").await,
+        1,
+        "one restore Job"
+    );
+    assert_eq!(
+        generation().await,
+        before + 2,
+        "the Service's spec changed exactly twice: the switch and the switch back"
+    );
+    let stopped = &status.rollback.as_ref().unwrap().stopped_writers;
+    assert_eq!(stopped.len(), 2, "{stopped:?}");
+    assert!(
+        stopped.iter().all(|w| w.replicas == 1),
+        "the replica counts read before scaling: {stopped:?}"
+    );
+    let deployments: Api<Deployment> = ns.api();
+    assert_eq!(deployments.get("web-blue").await.unwrap().spec.replicas, Some(1));
+    assert_eq!(deployments.get("web-green").await.unwrap().spec.replicas, Some(0));
+
+    // Status told the truth: the data is back and blue serves.
+    assert_eq!(pg.psql(&database, "select count(*) from guests"), "200");
+    assert!(answers_soon(&ns, "blue").await);
+}
+
+#[tokio::test]
+async fn a_restore_killed_after_creating_its_job_restores_once() {
+    let cluster = support::cluster_with_crds();
+    let _turn = TURN.lock().await;
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("crash-restore").await.unwrap();
+    let source = support::restore::backed_up_database(&ns, operator).await;
+    let pg = support::agent::postgres();
+    let target = format!("{}_restored", source.database);
+    pg.create_database(&target);
+
+    operator.restart_crashing_at("restore-job-created");
+    let restores: Api<Restore> = ns.api();
+    let restore: Restore = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore", "metadata": {"name": "hotel-db-restore"},
+        "spec": {
+            "source": {"policyRef": {"name": "hotel-db"}, "snapshot": "latest"},
+            "target": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": target, "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+        }
+    }))
+    .unwrap();
+    restores.create(&PostParams::default(), &restore).await.unwrap();
+    died_at(operator, "restore-job-created");
+    operator.start_again();
+    let done = eventually(
+        "the Restore ends",
+        Duration::from_secs(180),
+        operator,
+        async || {
+            let r = restores
+                .get("hotel-db-restore")
+                .await
+                .map_err(|e| e.to_string())?;
+            match r.status.as_ref().and_then(|s| s.phase) {
+                Some(RestorePhase::Succeeded | RestorePhase::Failed) => Ok(r),
+                _ => Err(format!("{:?}", r.status)),
+            }
+        },
+    )
+    .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(RestorePhase::Succeeded), "{status:?}");
+    let jobs: Api<Job> = ns.api();
+    assert_eq!(
+        count(&jobs, "app.kubernetes.io/component=restore").await,
+        1,
+        "one restore Job"
+    );
+    let pods: Api<Pod> = ns.api();
+    assert_eq!(
+        count(&pods, "app.kubernetes.io/component=restore").await,
+        1,
+        "it ran once"
+    );
+    assert_eq!(
+        pg.table_content(&target, "guests"),
+        pg.table_content(&source.database, "guests"),
+        "every row is back"
+    );
+}
+
+#[tokio::test]
+async fn a_drill_killed_after_creating_its_restore_runs_once_for_its_slot() {
+    let cluster = support::cluster_with_crds();
+    let _turn = TURN.lock().await;
+    let operator = operator(&cluster);
+    let ns = cluster.namespace("crash-drill").await.unwrap();
+    let _source = support::restore::backed_up_database(&ns, operator).await;
+
+    operator.restart_crashing_at("drill-restore-created");
+    let drills: Api<RestoreDrill> = ns.api();
+    let drill: RestoreDrill = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": "monthly"},
+        "spec": {
+            "schedule": "* * * * *",
+            "policyRef": {"name": "hotel-db"},
+            "target": {"scratch": support::restore::scratch_postgres()},
+            "verify": {"tables": [{"name": "guests", "minRows": support::restore::ROWS}]},
+            "rto": "5m", "rpo": "1h"
+        }
+    }))
+    .unwrap();
+    drills.create(&PostParams::default(), &drill).await.unwrap();
+    died_at(operator, "drill-restore-created");
+    // Suspended before the next leader runs: only the killed slot's drill may finish, so "one Restore"
+    // below means the slot ran once, not that the test stopped looking.
+    let suspend = json!({"spec": {"suspend": true}});
+    drills
+        .patch("monthly", &PatchParams::default(), &Patch::Merge(&suspend))
+        .await
+        .unwrap();
+    operator.start_again();
+    let last = eventually("the drill ends", Duration::from_secs(200), operator, async || {
+        let d = drills.get("monthly").await.map_err(|e| e.to_string())?;
+        d.status
+            .as_ref()
+            .and_then(|s| s.last_drill.clone())
+            .ok_or_else(|| format!("{:?}", d.status))
+    })
+    .await;
+    assert_eq!(last.passed, Some(true), "{last:?}");
+    let restores: Api<Restore> = ns.api();
+    let made = restores.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(
+        made.len(),
+        1,
+        "one Restore for the slot: {:?}",
+        made.iter().map(|r| &r.metadata.name).collect::<Vec<_>>()
+    );
+    assert_eq!(made[0].metadata.name.as_deref(), Some(last.restore.as_str()));
+}

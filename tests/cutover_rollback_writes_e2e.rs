@@ -1,0 +1,250 @@
+//! A rollback that restores the database while the app is live, as the compose runbook's emergency
+//! restore does it: the writers are stopped first (both sides' Deployments scaled to zero), the
+//! pre-switch snapshot is restored, the old side comes back, and only then does traffic return. Blue
+//! and green write a row every 100 ms throughout and log each committed write, so the test knows
+//! exactly which writes the restore discarded — and checks they all lie in the window status states.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::PostParams;
+use kube::Api;
+use lifeboat::api::cutover::{ActiveSide, CutoverPhase, RollbackRecord, StepPhase};
+use lifeboat::api::Cutover;
+use serde_json::{json, Value};
+use support::cutover::*;
+use support::operator::Operator;
+
+/// The hotel database with a `writes` table the app's sides write into, and blue and green writing.
+async fn live_hotel(ns: &support::TestNamespace) -> (support::agent::Repo, String, App) {
+    let (repo, database) = hotel_database(ns).await;
+    support::agent::postgres().psql(
+        &database,
+        "create table writes(id bigserial primary key, color text not null, \
+         at timestamptz not null default clock_timestamp())",
+    );
+    let app = blue_and_green_writing(ns, &database).await;
+    (repo, database, app)
+}
+
+/// A migration Job that changes the data (drops 50 guests, adds a column) and then exits `exit`.
+fn migration(database: &str, exit: i32) -> Value {
+    let pg = support::agent::postgres();
+    let psql = support::agent::pg_bin("psql").display().to_string();
+    let change = format!(
+        "{psql} -h 127.0.0.1 -p {} -U postgres -d {database} -v ON_ERROR_STOP=1 \
+         -c \"alter table guests add column vip boolean default false; delete from guests where id > 150\" \
+         && exit {exit}",
+        pg.port
+    );
+    json!({"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", change],
+                   "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}})
+}
+
+async fn rolled_back(cutovers: &Api<Cutover>, name: &str, operator: &Operator) -> Cutover {
+    let done = wait_for(
+        "the end",
+        cutovers,
+        name,
+        Duration::from_secs(240),
+        operator,
+        ended,
+    )
+    .await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(
+        status.phase,
+        Some(CutoverPhase::RolledBack),
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
+    done
+}
+
+fn epoch(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> f64 {
+    time.0.as_second() as f64 + f64::from(time.0.subsec_nanosecond()) / 1e9
+}
+
+/// What a person checks after the rollback: the guests are as before the Cutover, every write the
+/// app committed is either in the database or inside the lost-writes window status states, nothing
+/// was written while the database was being replaced, and blue writes again afterwards.
+async fn assert_only_the_stated_window_was_lost(app: &App, database: &str, done: &Cutover) {
+    let pg = support::agent::postgres();
+    assert_eq!(
+        pg.psql(database, "select count(*) from guests"),
+        "200",
+        "the guests are back"
+    );
+    assert_eq!(
+        pg.psql(
+            database,
+            "select count(*) from information_schema.columns where table_name = 'guests' and column_name = 'vip'"
+        ),
+        "0",
+        "the migrated column is gone"
+    );
+    let status = done.status.clone().unwrap();
+    let rollback: RollbackRecord = status.rollback.clone().unwrap();
+    assert!(rollback.database_restored, "{rollback:?}");
+    let window = rollback.lost_writes.clone().expect("status.rollback.lostWrites");
+    let stopped = rollback.writers_stopped_time.clone().expect("writersStoppedTime");
+    assert_eq!(
+        window.until, stopped,
+        "the lost window ends when the writers stopped"
+    );
+    let warning = rollback.data_loss_warning.clone().unwrap_or_default();
+    assert!(
+        warning.contains(&window.from.0.to_string()) && warning.contains(&window.until.0.to_string()),
+        "the warning names the window: {warning}"
+    );
+    let names: Vec<&str> = rollback
+        .stopped_writers
+        .iter()
+        .map(|w| w.deployment.as_str())
+        .collect();
+    assert_eq!(names, ["web-blue", "web-green"], "{rollback:?}");
+
+    // Blue writes again once it is back: wait for a write that landed after the rollback ended.
+    let ended = epoch(status.completion_time.as_ref().unwrap());
+    let start = std::time::Instant::now();
+    while !app.committed_writes().iter().any(|(_, at)| *at > ended + 1.0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "blue never wrote again after the rollback"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kept: std::collections::BTreeSet<i64> = pg
+        .psql(database, "select id from writes")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let committed = app.committed_writes();
+    // Status times have second precision (metav1.Time): a second's slack at each end.
+    let (from, until) = (epoch(&window.from) - 1.0, epoch(&window.until) + 1.0);
+    let lost: Vec<(i64, f64)> = committed
+        .iter()
+        .filter(|(id, _)| !kept.contains(id))
+        .cloned()
+        .collect();
+    let outside: Vec<&(i64, f64)> = lost.iter().filter(|(_, at)| *at < from || *at > until).collect();
+    assert!(
+        outside.is_empty(),
+        "writes lost outside the stated window {from}..{until}: {outside:?} ({} lost in all)",
+        lost.len()
+    );
+    assert!(
+        !lost.is_empty(),
+        "the app wrote between the backup and the rollback, so the restore must have discarded some"
+    );
+    let resumed = status
+        .steps
+        .iter()
+        .find(|s| s.name == "rollback/resume")
+        .expect("a resume step");
+    let quiet = committed
+        .iter()
+        .filter(|(_, at)| *at > until && *at < epoch(&resumed.start_time) - 1.0)
+        .count();
+    assert_eq!(
+        quiet, 0,
+        "nothing wrote between the writers' stop and their return"
+    );
+}
+
+async fn replicas(ns: &support::TestNamespace, name: &str) -> i32 {
+    let deployments: Api<Deployment> = ns.api();
+    deployments.get(name).await.unwrap().spec.replicas.unwrap_or(1)
+}
+
+#[tokio::test]
+async fn a_rollback_with_restore_database_stops_the_writers_first_and_states_the_lost_window() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("cut-live-restore").await.unwrap();
+    let (_repo, database, app) = live_hotel(&ns).await;
+
+    // The migration changes the data; the new version then fails its check after the switch.
+    let spec = json!({
+        "backup": {"policyRef": {"name": "hotel-db"}},
+        "migration": migration(&database, 0),
+        "verify": [{"name": "version", "http": {"url": format!("http://web.{}.svc/version", ns.name), "expectBodyContains": "2.5"}}],
+        "rollback": {"automatic": true, "restoreDatabase": true}
+    });
+    let cutovers: Api<Cutover> = ns.api();
+    cutovers
+        .create(&PostParams::default(), &cutover("release-2-5", spec))
+        .await
+        .unwrap();
+    let done = rolled_back(&cutovers, "release-2-5", operator).await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(
+        status.rollback.as_ref().unwrap().failed_check.as_deref(),
+        Some("version")
+    );
+    let rollback_steps: Vec<(String, StepPhase)> = step_names(&done)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("rollback/"))
+        .collect();
+    let succeeded = |name: &str| (name.to_owned(), StepPhase::Succeeded);
+    assert_eq!(
+        rollback_steps,
+        [
+            succeeded("rollback/stop-writers"),
+            succeeded("rollback/restore-database"),
+            succeeded("rollback/resume"),
+            succeeded("rollback/switch-back"),
+            succeeded("rollback/verify-from"),
+        ],
+        "the runbook's order: stop, restore, start the old version, switch back"
+    );
+    assert_eq!(status.active, Some(ActiveSide::From));
+    assert_only_the_stated_window_was_lost(&app, &database, &done).await;
+    assert!(answers_soon(&ns, "blue").await, "traffic is back on blue");
+    assert_eq!(replicas(&ns, "web-blue").await, 1, "blue is back at its replicas");
+    assert_eq!(
+        replicas(&ns, "web-green").await,
+        0,
+        "green, which failed, stays down"
+    );
+}
+
+#[tokio::test]
+async fn a_migration_that_fails_before_the_switch_restores_with_the_writers_stopped() {
+    let cluster = support::cluster_with_crds();
+    let operator = Operator::shared(&cluster);
+    let ns = cluster.namespace("cut-live-migrate").await.unwrap();
+    let (_repo, database, app) = live_hotel(&ns).await;
+
+    // Half-applied: the migration changed the data, then failed.
+    let spec = json!({
+        "backup": {"policyRef": {"name": "hotel-db"}},
+        "migration": migration(&database, 3),
+        "rollback": {"automatic": true, "restoreDatabase": true}
+    });
+    let cutovers: Api<Cutover> = ns.api();
+    cutovers
+        .create(&PostParams::default(), &cutover("release-2-6", spec))
+        .await
+        .unwrap();
+    let done = rolled_back(&cutovers, "release-2-6", operator).await;
+    let status = done.status.clone().unwrap();
+    assert!(status.previous_target.is_none(), "traffic was never switched");
+    assert!(
+        !step_names(&done)
+            .iter()
+            .any(|(name, _)| name == "switch" || name == "rollback/switch-back"),
+        "{:?}",
+        step_names(&done)
+    );
+    assert!(
+        step_names(&done).contains(&("rollback/stop-writers".to_owned(), StepPhase::Succeeded)),
+        "{:?}",
+        step_names(&done)
+    );
+    assert_only_the_stated_window_was_lost(&app, &database, &done).await;
+    assert!(answers_soon(&ns, "blue").await, "blue serves again");
+    assert_eq!(replicas(&ns, "web-blue").await, 1);
+}
