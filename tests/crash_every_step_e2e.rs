@@ -86,11 +86,18 @@ async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_o
         "verify": [{"name": "health", "http": {"url": health.clone()}}],
         "stabilization": {"duration": "30s", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": health}]},
-        "rollback": {"automatic": true, "restoreDatabase": true}
+        "rollback": {"automatic": true, "restoreDatabase": true,
+                     "quiesce": {"job": {"securityContext": step_security(), "image": "hotel/web",
+                                         "command": ["sh", "-c", "echo maintenance on"]}},
+                     "job": {"securityContext": step_security(), "image": "hotel/web",
+                             "command": ["sh", "-c", "echo caches flushed"]}}
     });
+    // `after:` dies right after a step's first evaluation acted (created its Job or Backup, scaled,
+    // patched); `done:` dies when a step has finished but before that is recorded.
     let points = [
         "after:preflight",
         "after:backup",
+        "done:backup",
         "after:migration",
         "after:readiness",
         "after:approval",
@@ -98,7 +105,10 @@ async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_o
         "after:verify",
         "after:stabilization",
         "after:rollback/stop-writers",
+        "done:rollback/stop-writers",
         "after:rollback/restore-database",
+        "done:rollback/restore-database",
+        "after:rollback/job",
         "after:rollback/resume",
         "after:rollback/switch-back",
         "after:rollback/verify-from",
@@ -159,6 +169,7 @@ async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_o
             ("stabilization".to_owned(), StepPhase::Failed),
             ok("rollback/stop-writers"),
             ok("rollback/restore-database"),
+            ok("rollback/job"),
             ok("rollback/resume"),
             ok("rollback/switch-back"),
             ok("rollback/verify-from"),
@@ -185,6 +196,16 @@ async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_o
         count(&pods, "app.kubernetes.io/component=migration").await,
         1,
         "one migration run"
+    );
+    assert_eq!(
+        count(&pods, "app.kubernetes.io/component=rollback-quiesce").await,
+        1,
+        "one quiesce Job run"
+    );
+    assert_eq!(
+        count(&pods, "app.kubernetes.io/component=rollback-job").await,
+        1,
+        "one rollback Job run"
     );
     let restores: Api<Restore> = ns.api();
     assert_eq!(

@@ -116,20 +116,21 @@ async fn assert_only_the_stated_window_was_lost(app: &App, database: &str, done:
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let kept: std::collections::BTreeSet<i64> = pg
-        .psql(database, "select id from writes")
+    // The same expression the app logs, so a row and its log line compare as text.
+    let kept: std::collections::BTreeSet<String> = pg
+        .psql(database, "select id || ' ' || extract(epoch from at) from writes")
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .map(|l| l.trim().to_owned())
         .collect();
     let committed = app.committed_writes();
-    // Status times have second precision (metav1.Time): a second's slack at each end.
-    let (from, until) = (epoch(&window.from) - 1.0, epoch(&window.until) + 1.0);
-    let lost: Vec<(i64, f64)> = committed
+    // Status keeps whole seconds: `from` (the backup's start) is rounded down, `until` up.
+    let (from, until) = (epoch(&window.from), epoch(&window.until));
+    let lost: Vec<(String, f64)> = committed
         .iter()
         .filter(|(id, _)| !kept.contains(id))
         .cloned()
         .collect();
-    let outside: Vec<&(i64, f64)> = lost.iter().filter(|(_, at)| *at < from || *at > until).collect();
+    let outside: Vec<&(String, f64)> = lost.iter().filter(|(_, at)| *at < from || *at > until).collect();
     assert!(
         outside.is_empty(),
         "writes lost outside the stated window {from}..{until}: {outside:?} ({} lost in all)",

@@ -349,9 +349,10 @@ pub struct RollbackPolicy {
     /// `to` stays at zero until someone fixes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiesce: Option<Quiesce>,
-    /// A Job run after the restore (or instead of it), before the old side comes back: e.g.
-    /// `alembic downgrade` or `manage.py migrate app 0041`. Its failure stops the rollback with the
-    /// writers still stopped.
+    /// A Job run with the writers stopped, after the restore if there is one, before the old side comes
+    /// back. Without restoreDatabase: a downgrade (`alembic downgrade -1`), which keeps the writes; with
+    /// it: what the snapshot does not cover (a cache flush, a search reindex). Its failure ends the
+    /// rollback with the writers still stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobStep>,
 }

@@ -75,7 +75,12 @@ pub async fn drill_now(session: &Session, name: &str) -> Result<(), PluginError>
     }
     let now = jiff::Timestamp::now();
     let restore_name = crate::controller::status::child_name(name, &format!("now-{}", now.as_second()), 253);
-    let restore = crate::controller::restore_drill::drill_restore(&drill, &restore_name, now);
+    let mut restore = crate::controller::restore_drill::drill_restore(&drill, &restore_name, now);
+    // Without blockOwnerDeletion: setting it needs `update` on restoredrills/finalizers where the API
+    // server enforces owner-reference permissions, which the aggregated `edit` role does not give.
+    for owner in restore.metadata.owner_references.iter_mut().flatten() {
+        owner.block_owner_deletion = None;
+    }
     restores
         .create(&PostParams::default(), &restore)
         .await

@@ -74,17 +74,15 @@ impl App {
         self.dir.path().join(format!("writes-{color}.log"))
     }
 
-    /// Every write the app's sides logged as committed: (row id, commit-side time in epoch seconds).
-    pub fn committed_writes(&self) -> Vec<(i64, f64)> {
+    /// Every write the app's sides logged as committed: the row as `id epoch` (ids repeat after a
+    /// restore resets the sequence; with the commit-side time they do not) and that time in seconds.
+    pub fn committed_writes(&self) -> Vec<(String, f64)> {
         let mut writes = Vec::new();
         for color in ["blue", "green"] {
             let log = std::fs::read_to_string(self.writes_log(color)).unwrap_or_default();
             for line in log.lines() {
-                let mut parts = line.split_whitespace();
-                if let (Some(Ok(id)), Some(Ok(at))) =
-                    (parts.next().map(str::parse), parts.next().map(str::parse))
-                {
-                    writes.push((id, at));
+                if let Some(Ok(at)) = line.split_whitespace().nth(1).map(str::parse::<f64>) {
+                    writes.push((line.trim().to_owned(), at));
                 }
             }
         }

@@ -260,6 +260,10 @@ async fn drive(run: &mut Run<'_>) -> Result<Option<Duration>, ReconcileError> {
                 // The riskiest instant for a restart: the step acted (created its Job or Backup, patched
                 // the Service) and its result is not recorded yet. Tests die here at every kind of step.
                 super::crash_point::reached(&format!("after:{}", step.kind()));
+                if !matches!(progress, Progress::Wait { .. }) {
+                    // And the instant the step is over (its effects in memory) but not yet recorded.
+                    super::crash_point::reached(&format!("done:{}", step.kind()));
+                }
                 match progress {
                     Progress::Wait { after, message } => {
                         transitions::note(&mut run.status, &step, message);

@@ -6,12 +6,13 @@
 //! The replica counts are recorded in status before anything is scaled, so a restarted operator
 //! brings each Deployment back to what it had, not to the zero it finds.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::Selector;
 use kube::Api;
 
 use super::machine::Step;
@@ -35,11 +36,12 @@ pub(super) fn writers(spec: &CutoverSpec) -> Vec<(String, bool)> {
         .deployment
         .iter()
         .chain(listed)
-        .map(|d| (d.clone(), true))
-        .chain(spec.to.deployment.iter().map(|d| (d.clone(), false)));
-    for (name, resume) in candidates {
-        if !writers.iter().any(|(known, _)| *known == name) {
-            writers.push((name, resume));
+        .chain(spec.to.deployment.iter());
+    for name in candidates {
+        if !writers.iter().any(|(known, _)| known == name) {
+            // `to` stays down even when also listed under quiesce: it is the side that failed.
+            let resume = spec.to.deployment.as_ref() != Some(name);
+            writers.push((name.clone(), resume));
         }
     }
     writers
@@ -96,16 +98,21 @@ pub(super) async fn stop_writers(run: &mut Run<'_>, step: &Step) -> Result<Progr
         DEFAULT_QUIESCE_TIMEOUT,
     );
     if !running.is_empty() {
-        return Ok(waiting_for_writers(&running, step_age(run, step), timeout));
+        return match waiting_for_writers(&running, step_age(run, step), timeout) {
+            Progress::Failed(message) => Ok(Progress::Failed(
+                undo(run, &deployments, &stopped, message).await?,
+            )),
+            other => Ok(other),
+        };
     }
     if let Some(job) = spec.rollback.quiesce.as_ref().and_then(|q| q.job.clone()) {
         match step_jobs::rollback_job(run, "rollback-quiesce", &job).await? {
             Progress::Done(_) => {}
             Progress::Failed(message) => {
-                return Ok(Progress::Failed(format!(
-                    "the quiesce Job failed ({message}); the database was not touched and the Deployments \
-                     stay at zero"
-                )))
+                let message = format!("the quiesce Job failed ({message}); the database was not touched");
+                return Ok(Progress::Failed(
+                    undo(run, &deployments, &stopped, message).await?,
+                ));
             }
             other => return Ok(other),
         }
@@ -125,13 +132,50 @@ pub(super) async fn stop_writers(run: &mut Run<'_>, step: &Step) -> Result<Progr
         )));
     }
     if let Some(rollback) = run.status.rollback.as_mut() {
-        rollback.writers_stopped_time.get_or_insert_with(now);
+        // Status keeps whole seconds: rounded up, the stated window of lost writes never ends early.
+        rollback
+            .writers_stopped_time
+            .get_or_insert_with(|| Time(ceil_to_second(now().0)));
     }
     Ok(Progress::Done(format!(
         "stopped {}: no Pod of them is left{}",
         describe(&stopped, |w| format!("{} (was {})", w.deployment, w.replicas)),
         missing_note(&missing)
     )))
+}
+
+/// A stop that failed gives every writer its replicas back, `to` included (traffic may still be on
+/// it): a rollback that cannot restore must not leave the app down as well.
+async fn undo(
+    run: &Run<'_>,
+    deployments: &Api<Deployment>,
+    stopped: &[StoppedWriter],
+    problem: String,
+) -> Result<String, ReconcileError> {
+    for writer in stopped {
+        if deployments.get_opt(&writer.deployment).await?.is_some() {
+            let replicas = writer.replicas;
+            scale(
+                deployments,
+                &writer.deployment,
+                replicas,
+                &run.ctx.settings.manager_name,
+            )
+            .await?;
+        }
+    }
+    Ok(format!(
+        "{problem}; scaled {} back, traffic stays where it was",
+        describe(stopped, |w| format!("{} to {}", w.deployment, w.replicas))
+    ))
+}
+
+fn ceil_to_second(time: jiff::Timestamp) -> jiff::Timestamp {
+    let whole = jiff::Timestamp::from_second(time.as_second()).unwrap_or(time);
+    if whole == time {
+        return whole;
+    }
+    jiff::Timestamp::from_second(time.as_second() + 1).unwrap_or(time)
 }
 
 /// Writers still running wait, until the quiesce timeout, which fails the rollback before any data
@@ -153,28 +197,35 @@ fn waiting_for_writers(running: &[String], age: Duration, timeout: Duration) -> 
 pub(super) async fn resume(run: &mut Run<'_>, step: &Step) -> Result<Progress, ReconcileError> {
     let deployments: Api<Deployment> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
     let stopped = recorded_writers(run);
+    let from = run.cutover.spec.from.clone();
     for writer in stopped.iter().filter(|w| w.resume) {
         let Some(deployment) = deployments.get_opt(&writer.deployment).await? else {
             continue;
         };
-        if deployment.spec.replicas != Some(writer.replicas) {
+        let wanted = resumed_replicas(writer, from.deployment.as_deref());
+        if deployment.spec.replicas != Some(wanted) {
             scale(
                 &deployments,
                 &writer.deployment,
-                writer.replicas,
+                wanted,
                 &run.ctx.settings.manager_name,
             )
             .await?;
         }
     }
-    let from = run.cutover.spec.from.clone();
     let timeout = limit(
         run.cutover.spec.readiness_timeout.as_ref(),
         DEFAULT_READINESS_TIMEOUT,
     );
     let resumed = describe(
         &stopped.iter().filter(|w| w.resume).cloned().collect::<Vec<_>>(),
-        |w| format!("{} to {}", w.deployment, w.replicas),
+        |w| {
+            format!(
+                "{} to {}",
+                w.deployment,
+                resumed_replicas(w, from.deployment.as_deref())
+            )
+        },
     );
     let kept_down: Vec<StoppedWriter> = stopped.iter().filter(|w| !w.resume).cloned().collect();
     let kept = if kept_down.is_empty() {
@@ -198,6 +249,15 @@ pub(super) async fn resume(run: &mut Run<'_>, step: &Step) -> Result<Progress, R
     })
 }
 
+/// The replicas a writer comes back with: what it had, but at least one for `from`, which takes the
+/// traffic back (a Cutover aborted long after someone scaled blue down must not end with nothing serving).
+fn resumed_replicas(writer: &StoppedWriter, from: Option<&str>) -> i32 {
+    if from == Some(writer.deployment.as_str()) {
+        return writer.replicas.max(1);
+    }
+    writer.replicas
+}
+
 fn recorded_writers(run: &Run<'_>) -> Vec<StoppedWriter> {
     run.status
         .rollback
@@ -216,23 +276,29 @@ async fn scale(api: &Api<Deployment>, name: &str, replicas: i32, manager: &str) 
     Ok(())
 }
 
-/// Pods of `deployment`, terminating ones included: a Pod in its grace period may still write.
+/// Pods of `deployment` that may still write: running or starting ones and terminating ones (a Pod in
+/// its grace period may still write), not those that ended (Succeeded/Failed, e.g. evicted).
 async fn pods_of(run: &Run<'_>, deployment: &Deployment) -> Result<usize, ReconcileError> {
-    let labels: BTreeMap<String, String> = deployment.spec.selector.match_labels.clone().unwrap_or_default();
-    if labels.is_empty() {
+    let Ok(selector) = Selector::try_from(deployment.spec.selector.clone()) else {
+        // The API server validates selectors, so this is not expected; if it happens, the writers are
+        // not known to be gone, which waits and then fails the step (and undoes it), data untouched.
+        return Ok(1);
+    };
+    if selector.selects_all() {
         return Ok(0);
     }
-    let selector = labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let pods: Api<Pod> = Api::namespaced(run.ctx.client.clone(), &run.namespace);
-    Ok(pods
-        .list(&ListParams::default().labels(&selector))
+    let listed = pods
+        .list(&ListParams::default().labels_from(&selector))
         .await?
-        .items
-        .len())
+        .items;
+    Ok(listed
+        .iter()
+        .filter(|pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
+        .count())
 }
 
 fn describe(writers: &[StoppedWriter], each: impl Fn(&StoppedWriter) -> String) -> String {
@@ -277,6 +343,45 @@ mod tests {
                 ("worker".to_owned(), true),
                 ("web-green".to_owned(), false)
             ]
+        );
+    }
+
+    #[test]
+    fn the_failed_side_stays_down_even_when_listed_among_the_writers() {
+        let spec = spec(json!({"rollback": {"restoreDatabase": true,
+            "quiesce": {"deployments": ["web-green", "worker"]}}}));
+        assert_eq!(
+            writers(&spec),
+            [
+                ("web-blue".to_owned(), true),
+                ("web-green".to_owned(), false),
+                ("worker".to_owned(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_old_side_comes_back_with_at_least_one_replica() {
+        let writer = |name: &str, replicas| StoppedWriter {
+            deployment: name.into(),
+            replicas,
+            resume: true,
+        };
+        assert_eq!(resumed_replicas(&writer("web-blue", 0), Some("web-blue")), 1);
+        assert_eq!(resumed_replicas(&writer("web-blue", 3), Some("web-blue")), 3);
+        assert_eq!(resumed_replicas(&writer("worker", 0), Some("web-blue")), 0);
+    }
+
+    #[test]
+    fn the_stop_time_is_rounded_up_to_the_second() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(
+            ceil_to_second(at("2026-12-03T10:00:00.2Z")),
+            at("2026-12-03T10:00:01Z")
+        );
+        assert_eq!(
+            ceil_to_second(at("2026-12-03T10:00:00Z")),
+            at("2026-12-03T10:00:00Z")
         );
     }
 
