@@ -211,6 +211,26 @@ fn invalid_specs() -> Vec<Invalid> {
             expect: &["spec.target", "exactly one of postgres, mysql or files"],
         },
         Invalid {
+            // Hostile input: a verify query of megabytes (a paste accident, or an attempt to bloat etcd).
+            case: "a 2 MB verify query",
+            resource: rst(),
+            spec: with(
+                valid_restore(),
+                &[(
+                    "/verify",
+                    json!({"queries": [{"name": "huge", "sql": format!("select {}", "1+".repeat(1 << 20))}]}),
+                )],
+            ),
+            expect: &["spec.verify.queries[0].sql", "may not be more than 4096 bytes"],
+        },
+        Invalid {
+            // Hostile input: a short id prefix could match two snapshots; only 8 or 64 hex digits pass.
+            case: "a snapshot id prefix shorter than 8 hex digits",
+            resource: rst(),
+            spec: with(valid_restore(), &[("/source/snapshot", json!("4f1"))]),
+            expect: &["spec.source.snapshot", "should match"],
+        },
+        Invalid {
             case: "snapshot id that is not one",
             resource: rst(),
             spec: with(valid_restore(), &[("/source/snapshot", json!("yesterday"))]),
