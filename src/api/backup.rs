@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Conditions, LocalObjectRef};
 
+/// Which policy's backup to run, and why. Fixed once the Backup is created.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "lifeboat.dev",
@@ -57,22 +58,30 @@ pub enum BackupPhase {
     Failed,
 }
 
+/// How the backup run went: its Job, snapshot, size and checksum.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupStatus {
+    /// The metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready (the backup succeeded), Reconciling (while it runs) and Stalled (it failed, or waits for a
+    /// person: a missing policy or Secret).
     #[serde(default, skip_serializing_if = "Conditions::is_empty")]
     pub conditions: Conditions,
+    /// Pending, Running, then Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<BackupPhase>,
     /// The Job running the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// When the backup started (the agent's own start time once it has reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the backup ended, successfully or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// From startTime to completionTime in whole seconds, e.g. `1m30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// The restic snapshot id.

@@ -14,6 +14,7 @@ use super::notifications::NotificationRecord;
 pub use super::notifications::Webhook;
 use crate::duration::DurationString;
 
+/// What a BackupPolicy backs up, where to, when, and which snapshots it keeps.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "lifeboat.dev",
@@ -95,9 +96,13 @@ pub struct BackupPolicySpec {
     /// Delay each slot by a stable random amount up to this, so many policies do not start at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<DurationString>,
+    /// How many succeeded Backups the schedule made to keep as objects; older ones are deleted with
+    /// their Jobs (their snapshots stay in the repository; held ones are kept). Default 3.
     #[serde(default = "default_successful_history")]
     #[schemars(range(min = 0, max = 100))]
     pub successful_backups_history_limit: i32,
+    /// How many failed Backups the schedule made to keep as objects, with their Jobs and logs; older
+    /// ones are deleted. Default 1.
     #[serde(default = "default_failed_history")]
     #[schemars(range(min = 0, max = 100))]
     pub failed_backups_history_limit: i32,
@@ -149,11 +154,14 @@ pub enum DumpFormat {
     Plain,
 }
 
+/// The repository backups are written to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RepositorySpec {
+    /// A restic repository: its URL, password and backend credentials.
     pub restic: ResticRepository,
 }
 
+/// A restic repository and how to open it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.persistentVolumeClaim) || self.repository == '/repository' || self.repository.startsWith('/repository/')").message("with persistentVolumeClaim the repository is a path under /repository, where the claim is mounted (e.g. /repository or /repository/hotel)"))]
@@ -184,21 +192,27 @@ pub struct ResticRepository {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.keepLast), has(self.keepHourly), has(self.keepDaily), has(self.keepWeekly), has(self.keepMonthly), has(self.keepYearly)].exists(x, x)").message("retention needs at least one keep* rule, or leave retention out to keep every snapshot"))]
 pub struct Retention {
+    /// Keep the newest N snapshots (restic --keep-last).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub keep_last: Option<i32>,
+    /// Keep the newest snapshot of each of the last N hours that have one (--keep-hourly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub keep_hourly: Option<i32>,
+    /// Keep the newest snapshot of each of the last N days that have one (--keep-daily).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub keep_daily: Option<i32>,
+    /// Keep the newest snapshot of each of the last N weeks that have one (--keep-weekly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub keep_weekly: Option<i32>,
+    /// Keep the newest snapshot of each of the last N months that have one (--keep-monthly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub keep_monthly: Option<i32>,
+    /// Keep the newest snapshot of each of the last N years that have one (--keep-yearly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub keep_yearly: Option<i32>,
@@ -210,8 +224,10 @@ pub struct Retention {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.minRatio < self.maxRatio").message("sizeAnomaly.minRatio must be smaller than maxRatio"))]
 pub struct SizeAnomaly {
+    /// A backup smaller than this share of the median is an anomaly, e.g. 0.7 (30 % smaller).
     #[schemars(range(min = 0.0, max = 1.0))]
     pub min_ratio: f64,
+    /// A backup larger than this multiple of the median is an anomaly, e.g. 1.5 (50 % larger).
     #[schemars(range(min = 1.0))]
     pub max_ratio: f64,
     /// How many recent successful backups form the median. Default 5.
@@ -243,6 +259,7 @@ pub enum ConcurrencyPolicy {
     Replace,
 }
 
+/// Webhook notifications of a BackupPolicy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Notifications {
@@ -270,19 +287,27 @@ fn default_notify_on() -> Vec<NotificationEvent> {
     ]
 }
 
+/// What the policy has done and how healthy its backups are, as the operator observed it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPolicyStatus {
+    /// The metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready and Stalled, plus Stale (no success within the rpo), SizeAnomaly (the newest success left
+    /// the sizeAnomaly band) and RepositoryHealthy (the newest check and retention runs).
     #[serde(default, skip_serializing_if = "Conditions::is_empty")]
     pub conditions: Conditions,
+    /// The newest schedule slot handled: a Backup was created for it, or it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<Time>,
+    /// When the next Backup is due (its slot plus the jitter); absent while suspended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<Time>,
+    /// The newest successful Backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_backup: Option<BackupSummary>,
+    /// The newest failed Backup and why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<FailureSummary>,
     /// The newest repository check (`restic check`) and its verdict.
@@ -316,6 +341,7 @@ pub struct BackupPolicyStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotHold {
+    /// The held restic snapshot.
     pub snapshot_id: String,
     /// The Backup that made the snapshot.
     pub backup: String,
@@ -332,31 +358,44 @@ pub struct SnapshotHold {
 pub struct BackupSummary {
     /// The Backup object.
     pub name: String,
+    /// When the Backup completed.
     pub time: Time,
+    /// The restic snapshot id.
     pub snapshot_id: String,
+    /// Bytes backed up: the dump stream of a database, the files read for a directory.
     pub size_bytes: i64,
     /// sizeBytes for people, e.g. `225.2 KiB`.
     #[serde(default)]
     pub size: String,
+    /// sha256 of the dump stream (empty for a files backup).
     pub sha256: String,
+    /// How long the Backup ran, e.g. `1m30s`.
     pub duration: String,
 }
 
+/// One failed backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureSummary {
+    /// The Backup object.
     pub name: String,
+    /// When the Backup failed.
     pub time: Time,
+    /// Why it failed (the Backup's status.message).
     pub message: String,
 }
 
+/// The verdict of one repository maintenance Job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckSummary {
     /// The maintenance Job (check or retention).
     pub job_name: String,
+    /// When the Job finished.
     pub time: Time,
+    /// Whether the Job completed and the agent reported success.
     pub passed: bool,
+    /// Why it failed (absent when it passed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

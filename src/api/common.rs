@@ -27,6 +27,7 @@ pub struct SecretKeyRef {
 /// A reference to another object of a known kind in the same namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LocalObjectRef {
+    /// Name of the object, in this object's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
@@ -66,12 +67,14 @@ pub struct PostgresConnection {
     /// Host name or Service DNS name, e.g. `db.hotel.svc`.
     #[schemars(length(min = 1, max = 253))]
     pub host: String,
+    /// TCP port of the server. Default 5432.
     #[serde(default = "default_postgres_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Database name.
     #[schemars(length(min = 1, max = 63))]
     pub database: String,
+    /// The database user to connect as.
     #[schemars(length(min = 1, max = 63))]
     pub user: String,
     /// The password, from a Secret (passed to the agent as PGPASSWORD, never on a command line).
@@ -90,13 +93,17 @@ fn default_postgres_port() -> i32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MysqlConnection {
+    /// Host name or Service DNS name, e.g. `mariadb.hotel.svc`.
     #[schemars(length(min = 1, max = 253))]
     pub host: String,
+    /// TCP port of the server. Default 3306.
     #[serde(default = "default_mysql_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Database name.
     #[schemars(length(min = 1, max = 64))]
     pub database: String,
+    /// The database user to connect as.
     #[schemars(length(min = 1, max = 80))]
     pub user: String,
     /// The password, from a Secret (passed to the agent as MYSQL_PWD, never on a command line).
@@ -132,13 +139,18 @@ pub struct JobTemplate {
     /// operator's own agent image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// When the kubelet pulls `image`. Default: Kubernetes' own (Always for a `:latest` or untagged
+    /// image, IfNotPresent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
     pub image_pull_policy: Option<String>,
+    /// CPU and memory requests and limits of the agent container. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Node labels the Job's Pod must match, e.g. to run next to the data.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// Taints the Job's Pod tolerates, e.g. those of dedicated backup nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
     /// The Pod's security context. Default: `runAsNonRoot` with the runtime's seccomp profile (the
@@ -156,13 +168,16 @@ pub struct JobTemplate {
     /// `--agent-image-pull-secrets`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// ServiceAccount the Job's Pod runs as. Default: the namespace's `default` (the agent itself
+    /// needs no access to the Kubernetes API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
-    /// Upper bound for one run; the Job is failed when it passes.
+    /// Upper bound in seconds for one run; the Job is failed when it passes. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
-    /// Retries of a failed run before the Job fails (default 1).
+    /// Retries of a failed run before the Job fails. Default 1, except 0 for a Restore's restore and
+    /// emptiness-check Jobs (a failed load fails the same way again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10))]
     pub backoff_limit: Option<i32>,
@@ -172,19 +187,27 @@ pub struct JobTemplate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStep {
+    /// The container image to run.
     #[schemars(length(min = 1))]
     pub image: String,
     /// The command (required: Lifeboat never guesses an image's entrypoint).
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
+    /// Arguments passed to `command`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Environment variables of the container. In a Restore's smoke test they come after Lifeboat's
+    /// own (LIFEBOAT_DB_HOST, …), so a variable of the same name here wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// ConfigMaps and Secrets whose keys become environment variables of the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<EnvFromSource>,
+    /// CPU and memory requests and limits of the container. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// ServiceAccount the step's Pod runs as, e.g. one allowed to read the objects it checks. Default:
+    /// the namespace's `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// The step container's security context. Default: no privilege escalation, every capability
@@ -193,9 +216,11 @@ pub struct JobStep {
     /// kubelet cannot check a user given by name). Given, it replaces the default as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
+    /// Upper bound in seconds for the step's Job; it fails when it passes. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+    /// Retries of a failed run before the step fails. Default 0 (a migration is not rerun blindly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10))]
     pub backoff_limit: Option<i32>,
@@ -219,11 +244,14 @@ pub struct VerifySpec {
     pub queries: Vec<QueryCheck>,
 }
 
+/// A table that must exist in the restored database with enough rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TableCheck {
+    /// Table name, optionally with its schema (`public.orders`); quoted as written, so case matters.
     #[schemars(length(min = 1, max = 128))]
     pub name: String,
+    /// The fewest rows the table may have. Default 1.
     #[serde(default = "default_min_rows")]
     #[schemars(range(min = 0))]
     pub min_rows: i64,
@@ -233,6 +261,7 @@ fn default_min_rows() -> i64 {
     1
 }
 
+/// An SQL query over the restored data that must return true.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct QueryCheck {
     /// A short name shown in status.
@@ -246,8 +275,11 @@ pub struct QueryCheck {
 /// The result of one verification check, as written into status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckResult {
+    /// The check: `minTables`, `table:<name>` or `query:<name>`.
     pub name: String,
+    /// Whether the check passed.
     pub passed: bool,
+    /// What the check found, e.g. `1200 rows, at least 1 required`, or the database's error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -290,6 +322,7 @@ pub enum ScratchEngine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScratchDatabase {
+    /// The database server to start: postgres or mysql (MariaDB).
     pub engine: ScratchEngine,
     /// The server image (default `postgres:16` or `mariadb:11`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,6 +330,7 @@ pub struct ScratchDatabase {
     /// Replaces the image's entrypoint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
+    /// Arguments passed to `command`, or to the image's entrypoint when `command` is empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Extra environment for the server (tuning, e.g. `POSTGRES_INITDB_ARGS`).
@@ -310,10 +344,13 @@ pub struct ScratchDatabase {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub database: Option<String>,
+    /// CPU and memory requests and limits of the server container. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Node labels the server's Pod must match.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// Taints the server's Pod tolerates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
     /// The server container's security context. Default: what Pod Security `restricted` requires, as
@@ -381,8 +418,11 @@ impl DatabaseTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpCheck {
+    /// The http(s) URL to request, e.g. `http://web.hotel.svc/health`. The operator sends the request
+    /// itself, so the URL must be reachable from the operator's Pod.
     #[schemars(regex(pattern = r"^https?://"), length(max = 2048))]
     pub url: String,
+    /// The HTTP status the answer must have, exactly. Default 200.
     #[serde(default = "default_expect_status")]
     #[schemars(range(min = 100, max = 599))]
     pub expect_status: i32,

@@ -13,6 +13,7 @@ use super::common::{Conditions, HttpCheck, JobStep, LocalObjectRef};
 use super::notifications::{CutoverNotifications, NotificationRecord};
 use crate::duration::DurationString;
 
+/// The two sides, how traffic moves between them, and the checks, gates and rollback around the switch.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "lifeboat.dev",
@@ -71,6 +72,7 @@ pub struct CutoverSpec {
     /// The watch window after the switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stabilization: Option<Stabilization>,
+    /// When and how to undo the switch: automatically, with a database restore or a rollback Job.
     #[serde(default)]
     pub rollback: RollbackPolicy,
     /// Stop the Cutover; if traffic was already switched it is switched back.
@@ -170,8 +172,10 @@ pub struct TrafficSwitch {
     pub settle: Option<DurationString>,
 }
 
+/// An Ingress whose backend Service is swapped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IngressSwitch {
+    /// The Ingress, in the Cutover's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Only rules of this host (default: every rule).
@@ -200,20 +204,26 @@ pub struct Side {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("has(self.http) != has(self.job)").message("a check needs exactly one of http or job"))]
 pub struct Check {
+    /// The check's name (lowercase letters, digits, `-`): its step is `preflight/<name>` or
+    /// `verify/<name>` in status.steps.
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
+    /// An HTTP request the operator makes; the check passes on the expected answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpCheck>,
+    /// A container run once as a Job; the check passes when the Job succeeds (exit 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobStep>,
 }
 
+/// The pre-switch backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CutoverBackup {
+    /// The BackupPolicy whose source and repository the Backup uses; a rollback restores into its source.
     pub policy_ref: LocalObjectRef,
     /// How long the backup may take. Default 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,14 +234,20 @@ pub struct CutoverBackup {
     pub hold_after_end: Option<DurationString>,
 }
 
+/// The migration step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Migration {
+    /// The migration container, run once; the Cutover goes on only when it exits 0. What it writes to
+    /// /dev/termination-log (or, when it fails, its log tail) is kept in status.migration.report.
     pub job: JobStep,
 }
 
+/// The GO/NO-GO gate before the switch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Approval {
+    /// Wait for a GO before the switch (phase AwaitingApproval). Default false: without it the other
+    /// approval fields have no effect.
     #[serde(default)]
     pub required: bool,
     /// Without a GO within this time the Cutover ends as NO-GO (Failed, nothing switched).
@@ -242,6 +258,7 @@ pub struct Approval {
     /// who sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// Why approvedBy gave the GO; recorded in status.approval.reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Distinct people who must sign off before the switch (N of M). Default 1.
@@ -273,11 +290,13 @@ pub struct SignOff {
     /// The group this sign-off is for (one of requiredGroups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Why this person gives the GO; recorded in status.approval.reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     pub reason: Option<String>,
 }
 
+/// Rounds of checks against the new side after the switch; enough failed rounds in a row roll back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stabilization {
@@ -290,9 +309,11 @@ pub struct Stabilization {
     #[serde(default = "default_failure_threshold")]
     #[schemars(range(min = 1, max = 100))]
     pub failure_threshold: i32,
+    /// HTTP checks made in every round; a round fails at the first failing check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub http: Vec<NamedHttpCheck>,
+    /// Prometheus queries judged in every round, after the HTTP checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusChecks>,
 }
@@ -301,19 +322,23 @@ fn default_failure_threshold() -> i32 {
     3
 }
 
+/// An HTTP check with a name for messages and status.stabilization.failedCheck.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NamedHttpCheck {
+    /// Names the check in messages and in status.stabilization.failedCheck.
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
     #[serde(flatten)]
     pub check: HttpCheck,
 }
 
+/// A Prometheus server and the instant queries to judge on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PrometheusChecks {
     /// Prometheus base URL, e.g. http://prometheus.monitoring.svc:9090.
     #[schemars(regex(pattern = r"^https?://"))]
     pub address: String,
+    /// Queries whose single value must stay within their bounds; no data or NaN fails the round.
     #[schemars(length(min = 1, max = 32))]
     pub queries: Vec<PrometheusQuery>,
 }
@@ -322,16 +347,21 @@ pub struct PrometheusChecks {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = Rule::new("has(self.min) || has(self.max)").message("a Prometheus query needs min or max"))]
 pub struct PrometheusQuery {
+    /// Names the query in messages and in status.stabilization.failedCheck.
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
+    /// PromQL returning one series or a scalar, e.g. `sum(rate(http_requests_total{code=~"5.."}[5m]))`.
     #[schemars(length(min = 1))]
     pub query: String,
+    /// The lowest value that passes (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
+    /// The highest value that passes (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
 }
 
+/// When and how a Cutover undoes its switch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackPolicy {
@@ -475,13 +505,19 @@ pub enum StepPhase {
     Skipped,
 }
 
+/// The Cutover's whole memory: where it is, every step it took, and what it changed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CutoverStatus {
+    /// The metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready (Succeeded), Reconciling (under way) and Stalled (Failed or RolledBack); while waiting for
+    /// a GO only AwaitingApproval.
     #[serde(default, skip_serializing_if = "Conditions::is_empty")]
     pub conditions: Conditions,
+    /// Where the Cutover is. Succeeded, RolledBack and Failed are final, except that a Failed Cutover
+    /// left on `to` without a rollback (rollback.automatic false) still rolls back when spec.abort is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<CutoverPhase>,
     /// The step under way (or the last one).
@@ -495,8 +531,10 @@ pub struct CutoverStatus {
     /// The pre-switch Backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_ref: Option<LocalObjectRef>,
+    /// The migration Job and its report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationRecord>,
+    /// The GO that opened the approval gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
     /// What the switch replaced (JSON of the previous selector or backend), for rollback.
@@ -510,6 +548,7 @@ pub struct CutoverStatus {
     /// The same for the switch back to `from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch_back_time: Option<Time>,
+    /// The rollback, once one started: why, what it stopped and restored, which writes were lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRecord>,
     /// Progress of the watch window: rounds, the current run of failures.
@@ -518,8 +557,10 @@ pub struct CutoverStatus {
     /// A Restore of the pre-switch Backup made by the rollback (rollback.restoreDatabase).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_ref: Option<LocalObjectRef>,
+    /// When the operator started the Cutover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the Cutover reached a final phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
     /// The newest webhook notifications, oldest first: pending ones are retried with backoff.
@@ -527,18 +568,26 @@ pub struct CutoverStatus {
     pub notifications: Vec<NotificationRecord>,
 }
 
+/// One step of the Cutover, as the deployment log records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
+    /// The step: `preflight/<check>`, `backup`, `migration`, `readiness`, `approval`, `switch`,
+    /// `verify/<check>`, `stabilization`, or a `rollback/…` step.
     pub name: String,
+    /// Running, Succeeded, Failed or Skipped.
     pub phase: StepPhase,
+    /// When the step started.
     pub start_time: Time,
+    /// When the step ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// What the step found or did, e.g. why it failed or was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
+/// Progress of the stabilization window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StabilizationRecord {
@@ -553,6 +602,7 @@ pub struct StabilizationRecord {
     /// Failed rounds in a row; failureThreshold of them trigger rollback.
     #[serde(default)]
     pub consecutive_failures: i32,
+    /// When the newest round ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_round_time: Option<Time>,
     /// When the current run of failed rounds began (the first failing check).
@@ -566,35 +616,45 @@ pub struct StabilizationRecord {
     pub failed_check: Option<String>,
 }
 
+/// The migration Job and what it reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationRecord {
+    /// The migration Job.
     pub job_name: String,
     /// The migration's report (its termination message), truncated to 4 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
 }
 
+/// Who gave the GO, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRecord {
+    /// Everyone who signed off, each with the group signed for, e.g. `alice (devops), bob`.
     pub approved_by: String,
+    /// The reasons given, joined with `; `.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the gate opened.
     pub time: Time,
 }
 
+/// What a rollback did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackRecord {
+    /// Why it rolled back, e.g. `verify/health failed: …` or `aborted (spec.abort)`.
     pub reason: String,
     /// The check whose failure triggered the rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_check: Option<String>,
+    /// When the rollback started.
     pub start_time: Time,
     /// When traffic was back on the `from` side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_restored_time: Option<Time>,
+    /// When the rollback ended, successfully or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
     /// Deployments scaled to zero before the rollback changed data, with the replicas they had
@@ -605,6 +665,7 @@ pub struct RollbackRecord {
     /// wrote to the database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writers_stopped_time: Option<Time>,
+    /// Whether the database was restored from the pre-switch Backup.
     #[serde(default)]
     pub database_restored: bool,
     /// The writes the restore discarded: from the start of the pre-switch backup to the writers'
@@ -616,9 +677,11 @@ pub struct RollbackRecord {
     pub data_loss_warning: Option<String>,
 }
 
+/// A Deployment the rollback scaled to zero.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoppedWriter {
+    /// The Deployment's name.
     pub deployment: String,
     /// Its replicas before the rollback scaled it to zero.
     pub replicas: i32,
@@ -626,9 +689,12 @@ pub struct StoppedWriter {
     pub resume: bool,
 }
 
+/// A window of time: the writes a database restore discarded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TimeWindow {
+    /// Start: when the pre-switch backup started.
     pub from: Time,
+    /// End: when the writers had stopped (or, if none could be stopped, when the restore ended).
     pub until: Time,
 }
 

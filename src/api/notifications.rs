@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::common::SecretKeyRef;
 
+/// A Slack-compatible incoming webhook: each notification is POSTed as `{"text": "…"}` (Slack,
+/// Mattermost, Rocket.Chat and most chat bridges accept it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
@@ -24,9 +26,11 @@ pub struct NotificationRecord {
     pub message: String,
     /// When the event happened.
     pub time: Time,
+    /// Pending (retried with backoff), Delivered, or GaveUp (5 attempts failed; lastError says why).
     pub state: DeliveryState,
     /// Attempts made so far.
     pub attempts: i32,
+    /// When the last attempt was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt_time: Option<Time>,
     /// When the next attempt is due (only while Pending).

@@ -9,6 +9,7 @@ use super::common::{
     CheckResult, Conditions, DatabaseTarget, JobStep, JobTemplate, LocalObjectRef, VerifySpec,
 };
 
+/// Which snapshot to restore, where to, and how to check the result. Fixed once the Restore is created.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "lifeboat.dev",
@@ -80,8 +81,10 @@ pub struct RestoreSpec {
 #[x_kube(validation = Rule::new("has(self.backupRef) != has(self.policyRef)").message("set exactly one of source.backupRef or source.policyRef"))]
 #[x_kube(validation = Rule::new("!has(self.snapshot) || has(self.policyRef)").message("source.snapshot needs source.policyRef (a backupRef already names its snapshot)"))]
 pub struct RestoreSource {
+    /// The Backup whose snapshot is restored, from its policy's repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_ref: Option<LocalObjectRef>,
+    /// The BackupPolicy whose repository holds the snapshot (see `snapshot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_ref: Option<LocalObjectRef>,
     /// A restic snapshot id (8 or 64 hex digits) or "latest". Default latest.
@@ -114,11 +117,14 @@ impl RestorePhase {
     }
 }
 
+/// How the restore went: its Jobs, the snapshot restored, the checks' results and how long it took.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreStatus {
+    /// The metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready (the restore succeeded), Reconciling (while it runs) and Stalled (it failed).
     #[serde(default, skip_serializing_if = "Conditions::is_empty")]
     pub conditions: Conditions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,14 +156,18 @@ pub struct RestoreStatus {
     /// When the restored snapshot was taken: the data's recovery point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_time: Option<Time>,
+    /// When the operator began working on the Restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the Restore ended, successfully or not (after the smoke test, if there is one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// From startTime to completionTime, e.g. `2m5s`: the time to recover, smoke test included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// What happened, in one line a person can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Why it failed, as a short code (the agent's reason such as `ChecksumMismatch`,
@@ -170,13 +180,19 @@ pub struct RestoreStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScratchStatus {
+    /// The Pod running the server.
     pub pod: String,
+    /// The Service in front of the Pod.
     pub service: String,
     /// The generated Secret holding the server's password under the key `password`.
     pub secret: String,
+    /// The server's address: the Service's DNS name, e.g. `<service>.<namespace>.svc`.
     pub host: String,
+    /// The server's port.
     pub port: i32,
+    /// The database the snapshot was restored into.
     pub database: String,
+    /// The superuser to connect as: `postgres` or `root`.
     pub user: String,
     /// True once the Pod, Service and Secret were deleted.
     #[serde(default)]
@@ -186,7 +202,9 @@ pub struct ScratchStatus {
 /// Every check's result, not only the first failure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Verification {
+    /// Whether every check passed.
     pub passed: bool,
+    /// Each check's result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
 }

@@ -12,6 +12,7 @@ use super::common::{
 use super::notifications::{NotificationRecord, Webhook};
 use crate::duration::DurationString;
 
+/// When to drill, what to restore where, how to check it, and the recovery objectives it must meet.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "lifeboat.dev",
@@ -43,6 +44,7 @@ use crate::duration::DurationString;
 pub struct RestoreDrillSpec {
     /// When to drill, e.g. "0 3 1 * *" (monthly).
     pub schedule: CronSchedule,
+    /// IANA time zone of the schedule, e.g. Europe/Prague. Default UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 64),
@@ -71,6 +73,7 @@ pub struct RestoreDrillSpec {
     /// Recovery point objective: a drill whose snapshot is older than this at drill time fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo: Option<DurationString>,
+    /// Start no new drills (one under way finishes). The drill still turns Overdue when slots pass.
     #[serde(default)]
     pub suspend: bool,
     /// How late a drill may be (past the slot after the last one) before the drill turns Overdue.
@@ -84,6 +87,7 @@ pub struct RestoreDrillSpec {
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 0, max = 50))]
     pub history_limit: i32,
+    /// How the drill's restore Jobs run (defaults to the policy's jobTemplate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_template: Option<JobTemplate>,
 }
@@ -96,6 +100,7 @@ fn default_history_limit() -> i32 {
     5
 }
 
+/// Webhook notifications of a RestoreDrill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillNotifications {
@@ -124,15 +129,21 @@ fn all_drill_events() -> Vec<DrillEvent> {
     ]
 }
 
+/// The drills run so far, measured against the objectives.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreDrillStatus {
+    /// The metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready and Stalled, plus Overdue (no drill started in time), RTOMet and RPOMet (the last drill
+    /// against spec.rto and spec.rpo; absent without that target).
     #[serde(default, skip_serializing_if = "Conditions::is_empty")]
     pub conditions: Conditions,
+    /// The newest schedule slot handled: a drill was started for it, or it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<Time>,
+    /// When the next drill is due; absent while suspended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<Time>,
     /// The Restore of the drill under way, if one is.
@@ -155,9 +166,12 @@ pub struct RestoreDrillStatus {
 pub struct DrillResult {
     /// The Restore object of this drill.
     pub restore: String,
+    /// When the drill started: the start of its measured RTO.
     pub start_time: Time,
+    /// When the drill's Restore ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The restic snapshot the drill restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
     /// Time from the drill's start until the restored data was verified.
