@@ -33,11 +33,34 @@ enum Command {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The operator's log: level from RUST_LOG (default info), in the chosen format.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        // Colours only on a terminal: in a container's log they are escape codes in every line.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        // Flattened: `message` and the event's fields at the top level, as collectors index them.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct OperatorArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "LIFEBOAT_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     http_address: std::net::SocketAddr,
+    /// `text` for people, `json` (one object per line) for log collectors such as Loki or Elasticsearch.
+    #[arg(long, env = "LIFEBOAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Image of the agent Jobs when a policy's jobTemplate names none.
     #[arg(
         long,
@@ -121,11 +144,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Operator(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-                )
-                .init();
+            init_logging(args.log_format);
             operator(args).await
         }
         Command::Agent(command) => lifeboat::agent::run(command).await,

@@ -478,6 +478,7 @@ async fn every_example_in_deploy_examples_is_accepted_and_listed_under_the_lifeb
         "backuppolicy.lifeboat.dev/hotel-db",
         "backuppolicy.lifeboat.dev/crm-db",
         "backuppolicy.lifeboat.dev/crm-uploads",
+        "backuppolicy.lifeboat.dev/app-db",
         "backup.lifeboat.dev/hotel-db-before-release-2-4",
         "restore.lifeboat.dev/hotel-db-restore",
         "restoredrill.lifeboat.dev/hotel-db-monthly",
