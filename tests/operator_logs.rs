@@ -34,7 +34,9 @@ fn json_logs_are_one_object_per_line_with_level_and_message() {
         .unwrap_or_else(|| panic!("no 'operator stopped' line in:\n{log}"));
     assert_eq!(stopped["level"], "ERROR", "{stopped}");
     assert!(
-        stopped["error"].as_str().is_some_and(|e| e.contains("cannot connect to the Kubernetes API")),
+        stopped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot connect to the Kubernetes API")),
         "the error is a field of its own: {stopped}"
     );
     assert!(stopped["timestamp"].is_string(), "{stopped}");
@@ -44,5 +46,8 @@ fn json_logs_are_one_object_per_line_with_level_and_message() {
 fn text_logs_carry_no_colour_codes_when_not_on_a_terminal() {
     let log = operator_output(&[]);
     assert!(log.contains("operator stopped"), "{log}");
-    assert!(!log.contains('\u{1b}'), "escape codes in a non-terminal log:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a non-terminal log:\n{log}"
+    );
 }

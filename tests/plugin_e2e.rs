@@ -35,19 +35,19 @@ impl Kubectl {
         }
     }
 
-    fn lifeboat(&self, args: &[&str]) -> Output {
+    fn command(&self, args: &[&str]) -> Command {
         let path = format!(
             "{}:{}",
             self.plugins.path().display(),
             std::env::var("PATH").unwrap_or_default()
         );
         let mut command: Command = self.cluster.kubectl();
+        command.env("PATH", path).arg("lifeboat").args(args);
         command
-            .env("PATH", path)
-            .arg("lifeboat")
-            .args(args)
-            .output()
-            .unwrap()
+    }
+
+    fn lifeboat(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     /// Runs `kubectl lifeboat ARGS`, panicking with its output unless it succeeds; returns stdout.
@@ -224,6 +224,13 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
         |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
     )
     .await;
+    // Someone follows it with `watch` meanwhile: it tells the steps and exits 1 as the Cutover fails.
+    let watching = kubectl
+        .command(&["watch", "back", "-n", n])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let aborted = kubectl.ok(&["abort", "back", "-n", n]);
     assert!(aborted.contains("nothing was switched"), "{aborted}");
     wait_for(
@@ -235,6 +242,30 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
         |c| phase(c) == Some(CutoverPhase::Failed),
     )
     .await;
+    let waited = tokio::task::spawn_blocking(move || watching.wait_with_output().unwrap());
+    let watched = tokio::time::timeout(Duration::from_secs(30), waited)
+        .await
+        .expect("watch exits once the Cutover has ended")
+        .unwrap();
+    let told = String::from_utf8_lossy(&watched.stdout);
+    assert_eq!(
+        watched.status.code(),
+        Some(1),
+        "watch exits 1 on a failed Cutover:\n{told}"
+    );
+    assert!(
+        told.lines()
+            .any(|l| l.contains("approval") && l.contains("started"))
+            && told
+                .lines()
+                .last()
+                .is_some_and(|l| l.ends_with("the Cutover Failed")),
+        "{told}"
+    );
+    assert!(
+        String::from_utf8_lossy(&watched.stderr).contains("Cutover back ended Failed"),
+        "{watched:?}"
+    );
     assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
 
     let completion = kubectl.ok(&["completion", "bash"]);

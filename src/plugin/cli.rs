@@ -57,6 +57,8 @@ pub enum PluginCommand {
     },
     /// Stop a Cutover: before the switch it ends with traffic untouched; after it, it rolls back.
     Abort { cutover: String },
+    /// Follow a Cutover's steps as they happen until it ends (exit 0 only when it Succeeded).
+    Watch { cutover: String },
     /// Print a shell completion script: `source <(kubectl lifeboat completion bash)`.
     Completion { shell: clap_complete::Shell },
 }
@@ -105,6 +107,7 @@ pub(super) async fn dispatch(cli: PluginCli) -> Result<(), PluginError> {
             group,
         } => actions::approve(&session, &cutover, reason, group).await,
         PluginCommand::Abort { cutover } => actions::abort(&session, &cutover).await,
+        PluginCommand::Watch { cutover } => super::watch::watch(&session, &cutover).await,
         PluginCommand::Completion { .. } => unreachable!("handled above"),
     }
 }

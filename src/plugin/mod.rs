@@ -7,6 +7,7 @@ mod cli;
 mod kube_client;
 mod status;
 mod table;
+mod watch;
 
 pub use cli::PluginCli;
 
@@ -27,6 +28,8 @@ pub enum PluginError {
     Refused(String),
     #[error("cannot print {what}: {message}")]
     Output { what: &'static str, message: String },
+    #[error("Cutover {name} ended {phase}")]
+    Ended { name: String, phase: &'static str },
 }
 
 impl PluginError {
