@@ -180,22 +180,15 @@ async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_o
             None => operator.start_again(),
         }
     }
-    let done = wait_for(
-        "the end",
+    let done = ended_as(
         &cutovers,
         "release-5-0",
+        CutoverPhase::RolledBack,
         Duration::from_secs(120),
         operator,
-        ended,
     )
     .await;
     let status = done.status.clone().unwrap();
-    assert_eq!(
-        status.phase,
-        Some(CutoverPhase::RolledBack),
-        "{}",
-        serde_json::to_string_pretty(&status).unwrap()
-    );
     let ok = |name: &str| (name.to_owned(), StepPhase::Succeeded);
     assert_eq!(
         step_names(&done),
@@ -353,17 +346,7 @@ async fn a_drill_killed_after_creating_its_restore_runs_once_for_its_slot() {
 
     operator.restart_crashing_at("drill-restore-created");
     let drills: Api<RestoreDrill> = ns.api();
-    let drill: RestoreDrill = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": "monthly"},
-        "spec": {
-            "schedule": "* * * * *",
-            "policyRef": {"name": "hotel-db"},
-            "target": {"scratch": support::restore::scratch_postgres()},
-            "verify": {"tables": [{"name": "guests", "minRows": support::restore::ROWS}]},
-            "rto": "5m", "rpo": "1h"
-        }
-    }))
-    .unwrap();
+    let drill = support::restore::scratch_drill("monthly", "* * * * *");
     drills.create(&PostParams::default(), &drill).await.unwrap();
     died_at(operator, "drill-restore-created");
     // Suspended before the next leader runs: only the killed slot's drill may finish, so "one Restore"

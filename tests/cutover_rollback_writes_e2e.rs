@@ -43,26 +43,6 @@ fn migration(database: &str, exit: i32) -> Value {
                    "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}})
 }
 
-async fn rolled_back(cutovers: &Api<Cutover>, name: &str, operator: &Operator) -> Cutover {
-    let done = wait_for(
-        "the end",
-        cutovers,
-        name,
-        Duration::from_secs(240),
-        operator,
-        ended,
-    )
-    .await;
-    let status = done.status.clone().unwrap();
-    assert_eq!(
-        status.phase,
-        Some(CutoverPhase::RolledBack),
-        "{}",
-        serde_json::to_string_pretty(&status).unwrap()
-    );
-    done
-}
-
 fn epoch(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> f64 {
     time.0.as_second() as f64 + f64::from(time.0.subsec_nanosecond()) / 1e9
 }
@@ -179,7 +159,14 @@ async fn a_rollback_with_restore_database_stops_the_writers_first_and_states_the
         .create(&PostParams::default(), &cutover("release-2-5", spec))
         .await
         .unwrap();
-    let done = rolled_back(&cutovers, "release-2-5", operator).await;
+    let done = ended_as(
+        &cutovers,
+        "release-2-5",
+        CutoverPhase::RolledBack,
+        Duration::from_secs(240),
+        operator,
+    )
+    .await;
     let status = done.status.clone().unwrap();
     assert_eq!(
         status.rollback.as_ref().unwrap().failed_check.as_deref(),
@@ -230,7 +217,14 @@ async fn a_migration_that_fails_before_the_switch_restores_with_the_writers_stop
         .create(&PostParams::default(), &cutover("release-2-6", spec))
         .await
         .unwrap();
-    let done = rolled_back(&cutovers, "release-2-6", operator).await;
+    let done = ended_as(
+        &cutovers,
+        "release-2-6",
+        CutoverPhase::RolledBack,
+        Duration::from_secs(240),
+        operator,
+    )
+    .await;
     let status = done.status.clone().unwrap();
     assert!(status.previous_target.is_none(), "traffic was never switched");
     assert!(

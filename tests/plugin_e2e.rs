@@ -280,18 +280,8 @@ async fn kubectl_lifeboat_drill_now_runs_a_drill_outside_its_schedule_and_counts
     let ns = cluster.namespace("plugin-drill").await.unwrap();
     let n = ns.name.as_str();
     let _source = support::restore::backed_up_database(&ns, operator).await;
-    let drill: RestoreDrill = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": "monthly"},
-        "spec": {
-            // Once a year: only the plugin's drill runs during the test.
-            "schedule": "0 0 1 1 *",
-            "policyRef": {"name": "hotel-db"},
-            "target": {"scratch": support::restore::scratch_postgres()},
-            "verify": {"tables": [{"name": "guests", "minRows": support::restore::ROWS}]},
-            "rto": "5m", "rpo": "1h"
-        }
-    }))
-    .unwrap();
+    // Once a year: only the plugin's drill runs during the test.
+    let drill = support::restore::scratch_drill("monthly", "0 0 1 1 *");
     let drills: Api<RestoreDrill> = ns.api();
     drills.create(&PostParams::default(), &drill).await.unwrap();
 

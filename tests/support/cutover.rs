@@ -264,6 +264,25 @@ pub fn ended(cutover: &Cutover) -> bool {
     )
 }
 
+/// Waits until the Cutover has ended and asserts it ended as `expected` (showing the whole status if not).
+pub async fn ended_as(
+    api: &Api<Cutover>,
+    name: &str,
+    expected: CutoverPhase,
+    timeout: Duration,
+    operator: &Operator,
+) -> Cutover {
+    let done = wait_for("the end", api, name, timeout, operator, ended).await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(
+        status.phase,
+        Some(expected),
+        "{}",
+        serde_json::to_string_pretty(&status).unwrap()
+    );
+    done
+}
+
 pub fn phase(cutover: &Cutover) -> Option<CutoverPhase> {
     cutover.status.as_ref().and_then(|s| s.phase)
 }

@@ -112,6 +112,22 @@ pub async fn policy_without_backups(ns: &TestNamespace) -> agent::Repo {
     repo
 }
 
+/// A RestoreDrill of `hotel-db` (as [`backed_up_database`] makes it) on `schedule` into a scratch
+/// PostgreSQL, checking every guest is back; RTO 5m, RPO 1h.
+pub fn scratch_drill(name: &str, schedule: &str) -> lifeboat::api::RestoreDrill {
+    serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": name},
+        "spec": {
+            "schedule": schedule,
+            "policyRef": {"name": "hotel-db"},
+            "target": {"scratch": scratch_postgres()},
+            "verify": {"tables": [{"name": "guests", "minRows": ROWS}]},
+            "rto": "5m", "rpo": "1h"
+        }
+    }))
+    .unwrap()
+}
+
 /// A scratch PostgreSQL for the local node: what `postgres:16`'s entrypoint does (initdb with
 /// POSTGRES_USER/POSTGRES_PASSWORD, then the server), as a command, on the Pod's own address.
 pub fn scratch_postgres() -> Value {
