@@ -1,4 +1,4 @@
-//! What people do to Lifeboat objects: a backup now, a GO in their own name, an abort.
+//! What people do to Lifeboat objects: a backup or a drill now, a GO in their own name, an abort.
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
