@@ -55,6 +55,20 @@ fn backup_args(database: &str, repo: &Repo) -> Vec<String> {
     args
 }
 
+/// A restore of the newest `policy=big` snapshot into `database`.
+fn restore_args(database: &str, repo: &Repo) -> Vec<String> {
+    let mut args = strings(&[
+        "--target",
+        "postgres",
+        "--repository",
+        &repo.repository_arg(),
+        "--tag",
+        "policy=big",
+    ]);
+    args.extend(postgres().agent_args(database));
+    args
+}
+
 /// Snapshots a restore would accept: made by the agent (kind tag) and not marked incomplete.
 fn good_snapshots(repo: &Repo) -> Vec<serde_json::Value> {
     repo.snapshots()
@@ -383,16 +397,7 @@ fn a_backup_killed_half_way_leaves_a_usable_repository_and_the_next_backup_succe
     assert_eq!(good_snapshots(&repo).len(), 1);
     assert_repository_usable(&repo);
     postgres().create_database("big_restored");
-    let mut args = strings(&[
-        "--target",
-        "postgres",
-        "--repository",
-        &repo.repository_arg(),
-        "--tag",
-        "policy=big",
-    ]);
-    args.extend(postgres().agent_args("big_restored"));
-    let restore = agent("restore", &args, Some(PG_PASSWORD));
+    let restore = agent("restore", &restore_args("big_restored", &repo), Some(PG_PASSWORD));
     restore.assert_ok();
     assert_eq!(restore.result["snapshotId"], next.result["snapshotId"]);
     assert_eq!(
@@ -418,15 +423,7 @@ fn a_restore_killed_half_way_leaves_the_target_as_it_was_and_the_next_restore_su
         )
     };
     assert_eq!(tables(), "0");
-    let mut args = strings(&[
-        "--target",
-        "postgres",
-        "--repository",
-        &repo.repository_arg(),
-        "--tag",
-        "policy=big",
-    ]);
-    args.extend(postgres().agent_args(target));
+    let args = restore_args(target, &repo);
     let dir = tempfile::tempdir().expect("tempdir");
     let result_path = dir.path().join("result");
 
