@@ -380,6 +380,23 @@ fn latest_skips_a_newer_unfinished_snapshot_and_restores_the_complete_one() {
     assert_eq!(restore.result["sha256"], backup.result["sha256"]);
     assert!(restore.stderr.contains("not restorable"), "{}", restore.stderr);
     assert_same_tables(pg, "shop_slow", "shop_slow_restored");
+
+    // What `kubectl lifeboat snapshots` shows: both, oldest first, the unfinished one marked so.
+    let listing = agent(
+        "snapshots",
+        &strings(&["--repository", &repo.repository_arg(), "--tag", "policy=slow"]),
+        None,
+    );
+    listing.assert_ok();
+    let listed = lifeboat::agent::listing::find_listing(&listing.stdout)
+        .expect("a listing line")
+        .expect("a readable listing");
+    let ids: Vec<(&str, bool)> = listed.iter().map(|s| (s.id.as_str(), s.complete)).collect();
+    assert_eq!(ids.len(), 2, "{listed:?}");
+    assert_eq!(ids[0], (backup.result["snapshotId"].as_str().unwrap(), true));
+    assert!(!ids[1].1, "the unfinished snapshot is marked: {listed:?}");
+    assert_eq!(listed[0].kind.as_deref(), Some("postgres"));
+    assert!(listed[0].bytes.is_some_and(|b| b > 100_000), "{listed:?}");
 }
 
 #[test]

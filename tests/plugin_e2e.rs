@@ -10,68 +10,10 @@ use lifeboat::api::backup::BackupTrigger;
 use lifeboat::api::cutover::CutoverPhase;
 use lifeboat::api::{Backup, BackupPolicy, Cutover, RestoreDrill};
 use serde_json::{json, Value};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use support::cutover::{answer, blue_and_green, cutover, phase, wait_for};
 use support::operator::Operator;
-
-/// `kubectl` with a PATH on which `kubectl-lifeboat` is this build's binary.
-struct Kubectl {
-    cluster: support::Cluster,
-    plugins: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(cluster: &support::Cluster) -> Kubectl {
-        let plugins = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(
-            env!("CARGO_BIN_EXE_lifeboat"),
-            plugins.path().join("kubectl-lifeboat"),
-        )
-        .unwrap();
-        Kubectl {
-            cluster: cluster.clone(),
-            plugins,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let path = format!(
-            "{}:{}",
-            self.plugins.path().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut command: Command = self.cluster.kubectl();
-        command.env("PATH", path).arg("lifeboat").args(args);
-        command
-    }
-
-    fn lifeboat(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Runs `kubectl lifeboat ARGS`, panicking with its output unless it succeeds; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.lifeboat(args);
-        if let Err(message) =
-            support::ensure_success(&format!("kubectl lifeboat {}", args.join(" ")), &output)
-        {
-            panic!("{message}");
-        }
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Runs it expecting a refusal; returns stderr.
-    fn refused(&self, args: &[&str]) -> String {
-        let output = self.lifeboat(args);
-        assert!(
-            !output.status.success(),
-            "kubectl lifeboat {} succeeded",
-            args.join(" ")
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-}
+use support::plugin::Kubectl;
 
 #[tokio::test]
 async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts() {
@@ -206,6 +148,8 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
     assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
     let late = kubectl.refused(&["approve", "release", "-n", n]);
     assert!(late.contains("has already ended: Succeeded"), "{late}");
+    let final_ = kubectl.refused(&["rollback", "release", "-n", n]);
+    assert!(final_.contains("a Succeeded Cutover is final"), "{final_}");
 
     // Abort before the switch: it ends with traffic untouched.
     let mut back = spec;
@@ -231,6 +175,11 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let nothing = kubectl.refused(&["rollback", "back", "-n", n]);
+    assert!(
+        nothing.contains("has not switched traffic: there is nothing to roll back"),
+        "{nothing}"
+    );
     let aborted = kubectl.ok(&["abort", "back", "-n", n]);
     assert!(aborted.contains("nothing was switched"), "{aborted}");
     wait_for(

@@ -15,6 +15,7 @@ use lifeboat::api::{Backup, BackupPolicy, Restore};
 use serde_json::{json, Value};
 
 use support::installed::{on_real_node, InstalledOperator, LIFEBOAT_IMAGE, POSTGRES_IMAGE, REAL_NODE};
+use support::plugin::Kubectl;
 use support::wait::eventually;
 use support::{cluster_with_crds, run_ok, secret, Cluster, TestNamespace};
 
@@ -80,6 +81,10 @@ async fn postgres(ns: &TestNamespace) {
 }
 
 fn psql(cluster: &Cluster, ns: &TestNamespace, sql: &str) -> String {
+    psql_in(cluster, ns, "postgres", sql)
+}
+
+fn psql_in(cluster: &Cluster, ns: &TestNamespace, database: &str, sql: &str) -> String {
     run_ok(
         "psql through kubectl exec",
         cluster
@@ -98,7 +103,7 @@ fn psql(cluster: &Cluster, ns: &TestNamespace, sql: &str) -> String {
                 "-U",
                 "postgres",
                 "-d",
-                "postgres",
+                database,
                 "-c",
                 sql,
             ]),
@@ -160,6 +165,131 @@ async fn backup_ended(
         }
     })
     .await
+}
+
+/// `kubectl lifeboat` on what a user has after a backup: the snapshots listed by a Job in the image (no
+/// local restic, no repository password on the laptop), the backup's log, and a restore into a second
+/// database on the same server — with the live database refused unless its name is repeated.
+async fn the_plugin_lists_shows_logs_and_restores(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    backup: &lifeboat::api::backup::BackupStatus,
+) {
+    let kubectl = Kubectl::new(cluster);
+    let n = ns.name.as_str();
+    let snapshot = backup.snapshot_id.clone().expect("the Backup's snapshot");
+
+    let listed = kubectl.ok(&["snapshots", "guests", "-n", n]);
+    println!("kubectl lifeboat snapshots guests:\n{listed}");
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with(&snapshot[..8]))
+        .unwrap_or_else(|| panic!("the Backup's snapshot is listed:\n{listed}"));
+    assert!(
+        row.contains("guests-by-hand") && row.contains("Manual: before moving") && row.contains("KiB"),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().all(|l| l.chars().count() <= 100),
+        "fits 100 columns:\n{listed}"
+    );
+    let listed: Value = serde_json::from_str(&kubectl.ok(&["snapshots", "guests", "-n", n, "-o", "json"]))
+        .expect("a JSON listing");
+    assert_eq!(listed[0]["id"], snapshot.as_str(), "{listed}");
+    assert_eq!(listed[0]["complete"], true, "{listed}");
+    assert_eq!(
+        listed[0]["reason"], "before moving to the real node; as asked",
+        "{listed}"
+    );
+    let leftovers = run_ok(
+        "kubectl get jobs",
+        cluster.kubectl().args([
+            "-n",
+            n,
+            "get",
+            "jobs",
+            "-l",
+            "app.kubernetes.io/component=snapshots",
+            "-o",
+            "name",
+        ]),
+    );
+    assert!(
+        leftovers.trim().is_empty(),
+        "the listing Jobs are deleted once read: {leftovers}"
+    );
+
+    let log = kubectl.ok(&["logs", "backup", "guests-by-hand", "-n", n]);
+    assert!(
+        log.starts_with("==> Job ") && log.contains(r#""mode":"backup""#) && log.contains(r#""ok":true"#),
+        "the backup's agent log with its result:\n{log}"
+    );
+    assert!(
+        !log.contains(DB_PASSWORD) && !log.contains(RESTIC_PASSWORD),
+        "no secret in the log"
+    );
+
+    // The live database is not replaced by accident: without a terminal to ask at, the plugin wants
+    // its name repeated, and a different name is refused too.
+    let refused = kubectl.refused(&["restore", "guests-by-hand", "--to", "postgres", "-n", n]);
+    assert!(
+        refused.contains("postgres is the database policy guests backs up")
+            && refused.contains("--confirm-overwrite postgres"),
+        "{refused}"
+    );
+    let mistyped = kubectl.refused(&[
+        "restore",
+        "guests-by-hand",
+        "--to",
+        "postgres",
+        "--confirm-overwrite",
+        "postgre",
+        "-n",
+        n,
+    ]);
+    assert!(
+        mistyped.contains("must repeat the target database's name (postgres)"),
+        "{mistyped}"
+    );
+    let unknown = kubectl.refused(&["restore", "nope", "--to", "copy", "-n", n]);
+    assert!(
+        unknown.contains("no Backup or BackupPolicy named nope"),
+        "{unknown}"
+    );
+
+    // Into a second database on the policy's server, followed to its end.
+    let restored = kubectl.ok(&[
+        "restore",
+        "guests-by-hand",
+        "--to",
+        "guests_copy",
+        "--wait",
+        "4m",
+        "-n",
+        n,
+    ]);
+    println!("kubectl lifeboat restore:\n{restored}");
+    assert!(
+        restored.contains(&format!("restored snapshot {} into", &snapshot[..8])),
+        "{restored}"
+    );
+    assert_eq!(
+        psql_in(
+            cluster,
+            ns,
+            "guests_copy",
+            "select string_agg(name, ',' order by name) from guests"
+        )
+        .trim(),
+        "Ada,Grace"
+    );
+    let restore_name = restored
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.strip_prefix("restore.lifeboat.dev/"))
+        .unwrap_or_else(|| panic!("{restored}"));
+    let log = kubectl.ok(&["logs", "restore", restore_name, "-n", n]);
+    assert!(log.contains(r#""mode":"restore""#), "{log}");
 }
 
 #[tokio::test]
@@ -308,6 +438,8 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         );
     }
     assert!(dump.contains("guests"), "the dump holds the guests table");
+
+    the_plugin_lists_shows_logs_and_restores(&cluster, &ns, &done).await;
 
     // Restored into a scratch PostgreSQL 15 Pod by the image's newer pg_restore, verified: the path
     // every drill of an older production server takes (pg_restore 17 speaks settings PG15 rejects).

@@ -307,6 +307,19 @@ pub struct PruneArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct SnapshotsArgs {
+    /// Only snapshots carrying this tag (key=value), repeatable: one policy's snapshots.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    #[command(flatten)]
+    pub repo: RepositoryArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// Also read and verify this part of the data (restic --read-data-subset), e.g. `10%` or `1/5`.
     #[arg(long, env = "LIFEBOAT_READ_DATA_SUBSET")]

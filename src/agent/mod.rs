@@ -8,6 +8,7 @@ mod backup;
 pub mod cli;
 mod database;
 pub mod error;
+pub mod listing;
 mod loader;
 mod maintenance;
 mod mysql;
@@ -26,7 +27,8 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 
 use self::cli::{
-    BackupArgs, CheckArgs, OutputArgs, PruneArgs, RestoreArgs, StreamArgs, VerifyArgs, DEFAULT_RESULT_PATH,
+    BackupArgs, CheckArgs, OutputArgs, PruneArgs, RestoreArgs, SnapshotsArgs, StreamArgs, VerifyArgs,
+    DEFAULT_RESULT_PATH,
 };
 use self::error::AgentError;
 use self::process::Redactor;
@@ -51,6 +53,8 @@ pub enum AgentCommand {
     Prune(PruneArgs),
     /// Check the repository (`restic check`).
     Check(CheckArgs),
+    /// List one policy's snapshots (one `lifeboat-snapshots: [...]` line on stdout).
+    Snapshots(SnapshotsArgs),
 }
 
 /// After SIGTERM, how long a mode gets to stop its children in a safe order before the agent gives up
@@ -131,6 +135,7 @@ async fn execute(
         AgentCommand::Verify(args) => verify::run(args, result, redactor).await,
         AgentCommand::Prune(args) => maintenance::prune(args, result, redactor).await,
         AgentCommand::Check(args) => maintenance::check(args, redactor).await,
+        AgentCommand::Snapshots(args) => listing::run(args, result, redactor).await,
         AgentCommand::Stream(_) => unreachable!("handled before any mode starts"),
     }
 }
@@ -142,6 +147,7 @@ fn mode_of(command: &AgentCommand) -> Mode {
         AgentCommand::Verify(_) => Mode::Verify,
         AgentCommand::Prune(_) => Mode::Prune,
         AgentCommand::Check(_) => Mode::Check,
+        AgentCommand::Snapshots(_) => Mode::Snapshots,
         AgentCommand::Stream(_) => Mode::Backup,
     }
 }
@@ -153,6 +159,7 @@ fn output_of(command: &AgentCommand) -> &OutputArgs {
         AgentCommand::Verify(args) => &args.output,
         AgentCommand::Prune(args) => &args.output,
         AgentCommand::Check(args) => &args.output,
+        AgentCommand::Snapshots(args) => &args.output,
         AgentCommand::Stream(_) => unreachable!("handled before any mode starts"),
     }
 }

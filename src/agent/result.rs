@@ -22,6 +22,7 @@ pub enum Mode {
     Verify,
     Prune,
     Check,
+    Snapshots,
 }
 
 impl Mode {
@@ -32,6 +33,7 @@ impl Mode {
             Mode::Verify => "verify",
             Mode::Prune => "prune",
             Mode::Check => "check",
+            Mode::Snapshots => "snapshots",
         }
     }
 }

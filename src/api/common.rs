@@ -286,7 +286,7 @@ pub struct CheckResult {
 
 /// Which database or directory a restore writes into. Exactly one field is set: an existing server
 /// (postgres, mysql), a directory (files), or a scratch server Lifeboat starts for the restore.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.postgres), has(self.mysql), has(self.files), has(self.scratch)].filter(x, x).size() == 1").message("set exactly one of postgres, mysql or files (an existing server or directory) or scratch (a server started for the restore)"))]
 pub struct DatabaseTarget {

@@ -186,7 +186,16 @@ pub async fn approve(
     Ok(())
 }
 
-pub async fn abort(session: &Session, name: &str) -> Result<(), PluginError> {
+/// What stopping a Cutover asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop wherever it is: untouched traffic before the switch, a rollback after it.
+    Abort,
+    /// Only a rollback: refused while nothing was switched.
+    Rollback,
+}
+
+pub async fn stop(session: &Session, name: &str, how: Stop) -> Result<(), PluginError> {
     let cutovers = session.api::<Cutover>();
     let cutover = cutovers.get(name).await.map_err(PluginError::api(format!(
         "Cutover {name} in namespace {}",
@@ -199,9 +208,21 @@ pub async fn abort(session: &Session, name: &str) -> Result<(), PluginError> {
         && status.active == Some(ActiveSide::To)
         && status.rollback.is_none();
     if let Some(phase) = status.phase.filter(|p| p.is_terminal() && !stuck_on_to) {
+        let hint = if phase == CutoverPhase::Succeeded {
+            " (a Succeeded Cutover is final: to go back, apply a Cutover from its `to` to its `from`)"
+        } else {
+            ""
+        };
         return Err(PluginError::Refused(format!(
-            "Cutover {name} has already ended: {}",
+            "Cutover {name} has already ended: {}{hint}",
             phase.name()
+        )));
+    }
+    let switched = crate::controller::cutover::machine::traffic_touched(&status);
+    if how == Stop::Rollback && !switched {
+        return Err(PluginError::Refused(format!(
+            "Cutover {name} has not switched traffic: there is nothing to roll back \
+             (`kubectl lifeboat abort {name}` stops it with traffic untouched)"
         )));
     }
     cutovers
@@ -212,12 +233,15 @@ pub async fn abort(session: &Session, name: &str) -> Result<(), PluginError> {
         )
         .await
         .map_err(PluginError::api(format!("aborting Cutover {name}")))?;
-    let switched = status.previous_target.is_some();
     let what = if switched {
         "traffic was switched: it rolls back"
     } else {
         "nothing was switched: it stops with traffic untouched"
     };
-    println!("cutover.lifeboat.dev/{name} aborted ({what})");
+    let verb = match how {
+        Stop::Abort => "aborted",
+        Stop::Rollback => "rolling back",
+    };
+    println!("cutover.lifeboat.dev/{name} {verb} ({what})");
     Ok(())
 }

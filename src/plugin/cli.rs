@@ -2,7 +2,7 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use super::{actions, kube_client, status, PluginError};
+use super::{actions, kube_client, logs, restore, snapshots, status, PluginError};
 
 /// Lifeboat for kubectl: status of backups, drills and Cutovers, and the actions people take on them.
 #[derive(Debug, Parser)]
@@ -57,6 +57,57 @@ pub enum PluginCommand {
     },
     /// Stop a Cutover: before the switch it ends with traffic untouched; after it, it rolls back.
     Abort { cutover: String },
+    /// Roll a Cutover back now (during its checks or stabilization window, or one left Failed on the new
+    /// side): refused while it has not switched traffic.
+    Rollback { cutover: String },
+    /// Restore a Backup (`backup/NAME`) or a policy's snapshot (`policy/NAME`, newest unless --snapshot)
+    /// into a database on the policy's server. A bare NAME is a Backup, else a policy.
+    Restore {
+        source: String,
+        /// The database to restore into. If it has tables, the Restore fails touching nothing, unless
+        /// --confirm-overwrite repeats its name.
+        #[arg(long = "to", value_name = "DATABASE")]
+        database: String,
+        /// A restic snapshot id (8 or 64 hex digits) of the policy, instead of its newest.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Another server than the policy's source.
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        port: Option<i32>,
+        /// Another user than the policy's (e.g. one that may create databases).
+        #[arg(long)]
+        user: Option<String>,
+        /// The password for --user, as SECRET/KEY.
+        #[arg(long, value_name = "SECRET/KEY")]
+        password_secret: Option<String>,
+        /// Replace the database even if it has tables: repeat its name. Asked for at a terminal when the
+        /// target is the database the policy backs up.
+        #[arg(long, value_name = "DATABASE")]
+        confirm_overwrite: Option<String>,
+        /// Follow the Restore until it ends (exit 1 unless it Succeeded), at most this long, e.g. 30m.
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "1h",
+              value_parser = duration)]
+        wait: Option<std::time::Duration>,
+    },
+    /// List a policy's snapshots, read from its repository by a short Job (no local restic needed).
+    Snapshots {
+        policy: String,
+        #[arg(short, long, value_enum)]
+        output: Option<Format>,
+        /// How long the listing Job may take.
+        #[arg(long, default_value = "5m", value_parser = duration)]
+        timeout: std::time::Duration,
+    },
+    /// Print what the Jobs of a Backup, a Restore or a Cutover (or one of its steps, e.g. migration,
+    /// preflight/db-ready, backup) wrote.
+    Logs {
+        #[arg(value_enum)]
+        kind: super::logs::LogsOf,
+        name: String,
+        step: Option<String>,
+    },
     /// Follow a Cutover's steps as they happen until it ends (exit 0 only when it Succeeded).
     Watch { cutover: String },
     /// Print a shell completion script: `source <(kubectl lifeboat completion bash)`.
@@ -86,6 +137,22 @@ pub enum Format {
     Yaml,
 }
 
+/// A duration as Lifeboat's specs write them (`90s`, `5m`, `1h30m`).
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+impl Format {
+    /// `value` as JSON or YAML; `what` names it in an error.
+    pub fn render<T: serde::Serialize>(self, value: &T, what: &'static str) -> Result<String, PluginError> {
+        let rendered = match self {
+            Format::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string()),
+            Format::Yaml => serde_norway::to_string(value).map_err(|e| e.to_string()),
+        };
+        rendered.map_err(|message| PluginError::Output { what, message })
+    }
+}
+
 pub(super) async fn dispatch(cli: PluginCli) -> Result<(), PluginError> {
     if let PluginCommand::Completion { shell } = cli.command {
         // kubectl runs `kubectl-lifeboat`; shells complete `kubectl-lifeboat` (kubectl's own completion
@@ -106,7 +173,40 @@ pub(super) async fn dispatch(cli: PluginCli) -> Result<(), PluginError> {
             reason,
             group,
         } => actions::approve(&session, &cutover, reason, group).await,
-        PluginCommand::Abort { cutover } => actions::abort(&session, &cutover).await,
+        PluginCommand::Abort { cutover } => actions::stop(&session, &cutover, actions::Stop::Abort).await,
+        PluginCommand::Rollback { cutover } => {
+            actions::stop(&session, &cutover, actions::Stop::Rollback).await
+        }
+        PluginCommand::Restore {
+            source,
+            database,
+            snapshot,
+            host,
+            port,
+            user,
+            password_secret,
+            confirm_overwrite,
+            wait,
+        } => {
+            let request = restore::RestoreRequest {
+                source,
+                snapshot,
+                database,
+                host,
+                port,
+                user,
+                password_secret,
+                confirm_overwrite,
+                wait,
+            };
+            restore::restore(&session, request).await
+        }
+        PluginCommand::Snapshots {
+            policy,
+            output,
+            timeout,
+        } => snapshots::list(&session, &policy, output, timeout).await,
+        PluginCommand::Logs { kind, name, step } => logs::show(&session, kind, &name, step.as_deref()).await,
         PluginCommand::Watch { cutover } => super::watch::watch(&session, &cutover).await,
         PluginCommand::Completion { .. } => unreachable!("handled above"),
     }

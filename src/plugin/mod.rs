@@ -5,6 +5,10 @@
 mod actions;
 mod cli;
 mod kube_client;
+mod logs;
+mod pods;
+mod restore;
+mod snapshots;
 mod status;
 mod table;
 mod watch;

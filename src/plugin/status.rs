@@ -63,14 +63,7 @@ struct CutoverRow {
 pub async fn show(session: &Session, format: Option<Format>) -> Result<(), PluginError> {
     let report = gather(session).await?;
     let text = match format {
-        Some(Format::Json) => serde_json::to_string_pretty(&report).map_err(|e| PluginError::Output {
-            what: "the status as JSON",
-            message: e.to_string(),
-        })?,
-        Some(Format::Yaml) => serde_norway::to_string(&report).map_err(|e| PluginError::Output {
-            what: "the status as YAML",
-            message: e.to_string(),
-        })?,
+        Some(format) => format.render(&report, "the status")?,
         None => screen(&report, session.all_namespaces),
     };
     println!("{}", text.trim_end());

@@ -13,6 +13,7 @@ pub mod cutover;
 pub mod files;
 pub mod installed;
 pub mod operator;
+pub mod plugin;
 pub mod restore;
 pub mod wait;
 pub mod webhook;

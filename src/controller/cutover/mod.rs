@@ -38,6 +38,8 @@ use machine::{Decision, Step};
 
 const KIND: &str = "Cutover";
 /// Label on every Job a Cutover creates (the controller watches Jobs by it).
+pub use step_jobs::step_job_name;
+
 pub const CUTOVER_LABEL: &str = "lifeboat.dev/cutover";
 
 /// What a step's evaluation found.

@@ -106,7 +106,7 @@ pub(super) async fn stop_writers(run: &mut Run<'_>, step: &Step) -> Result<Progr
         };
     }
     if let Some(job) = spec.rollback.quiesce.as_ref().and_then(|q| q.job.clone()) {
-        match step_jobs::rollback_job(run, "rollback-quiesce", &job).await? {
+        match step_jobs::rollback_job(run, step_jobs::QUIESCE_JOB, &job).await? {
             Progress::Done(_) => {}
             Progress::Failed(message) => {
                 let message = format!("the quiesce Job failed ({message}); the database was not touched");

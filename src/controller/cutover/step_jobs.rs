@@ -18,6 +18,24 @@ use crate::jobs::{self, JobOutcome, JobState, UserStepJob, COMPONENT_LABEL};
 const REPORT_LIMIT: usize = 4096;
 /// The user's container in a step Job.
 const STEP_CONTAINER: &str = "step";
+/// The purposes (Job name suffix and component label) of the rollback's Jobs.
+pub(super) const QUIESCE_JOB: &str = "rollback-quiesce";
+pub(super) const ROLLBACK_JOB: &str = "rollback-job";
+
+/// The Job that step `step` of Cutover `cutover` runs in, if it runs in one of its own (the backup step
+/// and the rollback's restore run in a Backup's and a Restore's Jobs): what `kubectl lifeboat logs` reads.
+pub fn step_job_name(cutover: &str, step: &str) -> Option<String> {
+    let suffix = match step {
+        "migration" => "migration".to_owned(),
+        "rollback/job" => ROLLBACK_JOB.to_owned(),
+        "rollback/stop-writers" => QUIESCE_JOB.to_owned(),
+        _ => match step.split_once('/') {
+            Some((purpose @ ("preflight" | "verify"), check)) => format!("{purpose}-{check}"),
+            _ => return None,
+        },
+    };
+    Some(child_name(cutover, &suffix, 63))
+}
 
 /// A preflight or verify check: an HTTP request made here, or a Job.
 pub(super) async fn run_check(
@@ -34,7 +52,7 @@ pub(super) async fn run_check(
     let Some(job) = &check.job else {
         return Ok(Progress::Failed("the check has neither http nor job".into()));
     };
-    let name = child_name(&run.name(), &format!("{purpose}-{}", check.name), 63);
+    let name = step_job_name(&run.name(), &format!("{purpose}/{}", check.name)).expect("a check step");
     let (progress, _) = job_step(run, &name, purpose, job).await?;
     Ok(progress)
 }
@@ -44,7 +62,7 @@ pub(super) async fn migration(run: &mut Run<'_>) -> Result<Progress, ReconcileEr
     let Some(migration) = run.cutover.spec.migration.clone() else {
         return Ok(Progress::Skipped("no migration".into()));
     };
-    let name = child_name(&run.name(), "migration", 63);
+    let name = step_job_name(&run.name(), "migration").expect("the migration step");
     if run.status.migration.is_none() {
         run.status.migration = Some(MigrationRecord {
             job_name: name.clone(),

@@ -72,7 +72,7 @@ pub(super) async fn evaluate(run: &mut Run<'_>, step: &Step) -> Result<Progress,
         Step::StopWriters => quiesce::stop_writers(run, step).await,
         Step::RestoreDatabase => rollback::restore_database(run).await,
         Step::RollbackJob => match &spec.rollback.job {
-            Some(job) => step_jobs::rollback_job(run, "rollback-job", job).await,
+            Some(job) => step_jobs::rollback_job(run, step_jobs::ROLLBACK_JOB, job).await,
             None => Ok(Progress::Skipped("no rollback.job".into())),
         },
         Step::Resume => quiesce::resume(run, step).await,
