@@ -22,6 +22,13 @@ use support::{cluster_with_crds, run_ok, secret, Cluster, TestNamespace};
 const DB_PASSWORD: &str = "guest-book-password";
 const RESTIC_PASSWORD: &str = "real-node-restic";
 
+/// `restricted_container` with a numeric user, for images whose user the kubelet cannot check by name.
+fn restricted_container_as(uid: i64) -> Value {
+    let mut context = restricted_container();
+    context["runAsUser"] = json!(uid);
+    context
+}
+
 /// What Pod Security `restricted` asks of every container, for the test's own Pods.
 fn restricted_container() -> Value {
     json!({
@@ -173,6 +180,7 @@ async fn backup_ended(
 async fn the_plugin_lists_shows_logs_and_restores(
     cluster: &Cluster,
     ns: &TestNamespace,
+    operator: &InstalledOperator,
     backup: &lifeboat::api::backup::BackupStatus,
 ) {
     let kubectl = Kubectl::new(cluster);
@@ -290,6 +298,54 @@ async fn the_plugin_lists_shows_logs_and_restores(
         .unwrap_or_else(|| panic!("{restored}"));
     let log = kubectl.ok(&["logs", "restore", restore_name, "-n", n]);
     assert!(log.contains(r#""mode":"restore""#), "{log}");
+
+    // A Cutover whose GO/NO-GO check says NO-GO: the check's own words are one command away.
+    let placement = on_real_node();
+    let cutover: lifeboat::api::Cutover = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Cutover", "metadata": {"name": "release"},
+        "spec": {
+            "trafficSwitch": {"service": {"name": "web"}},
+            "from": {"selector": {"app": "web", "track": "blue"}},
+            "to": {"selector": {"app": "web", "track": "green"}},
+            "preflight": [{"name": "schema", "job": {
+                "image": POSTGRES_IMAGE,
+                "command": ["sh", "-c", "echo 'schema is at v41, the release needs v42'; exit 1"],
+                "securityContext": restricted_container_as(999),
+                "nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"]
+            }}]
+        }
+    }))
+    .expect("a Cutover");
+    ns.api::<lifeboat::api::Cutover>()
+        .create(&PostParams::default(), &cutover)
+        .await
+        .expect("create the Cutover");
+    eventually(
+        "the Cutover fails its preflight",
+        Duration::from_secs(120),
+        operator,
+        async || {
+            let cutover = ns
+                .api::<lifeboat::api::Cutover>()
+                .get("release")
+                .await
+                .map_err(|e| e.to_string())?;
+            let phase = cutover.status.as_ref().and_then(|s| s.phase);
+            (phase == Some(lifeboat::api::cutover::CutoverPhase::Failed))
+                .then_some(())
+                .ok_or_else(|| format!("{:?}", cutover.status))
+        },
+    )
+    .await;
+    let step = kubectl.ok(&["logs", "cutover", "release", "preflight/schema", "-n", n]);
+    assert!(step.contains("schema is at v41, the release needs v42"), "{step}");
+    let all = kubectl.ok(&["logs", "cutover", "release", "-n", n]);
+    assert!(all.contains("schema is at v41"), "{all}");
+    let no_job = kubectl.refused(&["logs", "cutover", "release", "switch", "-n", n]);
+    assert!(
+        no_job.contains("step switch of Cutover release runs no Job; steps with logs: preflight/schema"),
+        "{no_job}"
+    );
 }
 
 #[tokio::test]
@@ -439,7 +495,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     }
     assert!(dump.contains("guests"), "the dump holds the guests table");
 
-    the_plugin_lists_shows_logs_and_restores(&cluster, &ns, &done).await;
+    the_plugin_lists_shows_logs_and_restores(&cluster, &ns, &operator, &done).await;
 
     // Restored into a scratch PostgreSQL 15 Pod by the image's newer pg_restore, verified: the path
     // every drill of an older production server takes (pg_restore 17 speaks settings PG15 rejects).

@@ -224,6 +224,12 @@ pub struct JobStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10))]
     pub backoff_limit: Option<i32>,
+    /// Node labels the step's Pod must match (e.g. a node pool that can reach the database).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the step's Pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
 }
 
 /// Checks run against a restored database: what the CRM runbook's "verify restore" does by hand.

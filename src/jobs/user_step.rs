@@ -52,6 +52,8 @@ pub fn user_step_job(job: UserStepJob<'_>, step: &JobStep) -> Job {
     let pod = PodSpec {
         containers: vec![container],
         service_account_name: step.service_account_name.clone(),
+        node_selector: (!step.node_selector.is_empty()).then(|| step.node_selector.clone()),
+        tolerations: (!step.tolerations.is_empty()).then(|| step.tolerations.clone()),
         // The Pod-level seccomp default only: whether the image runs as non-root is the step's
         // securityContext's business (see above).
         security_context: Some(k8s_openapi::api::core::v1::PodSecurityContext {

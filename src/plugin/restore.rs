@@ -35,7 +35,10 @@ pub async fn restore(session: &Session, request: RestoreRequest) -> Result<(), P
     let (source, policy) = resolve_source(session, &request).await?;
     let target = target(&policy, &request)?;
     let replaces_source = same_database(&policy.spec.source, &target);
-    let confirm = confirmation(&request, replaces_source, &policy.name_any())?;
+    let ask = std::io::stdin()
+        .is_terminal()
+        .then_some(ask_for_name as fn(&str, &str) -> String);
+    let confirm = confirmation(&request, replaces_source, &policy.name_any(), ask)?;
     let mut restore = Restore::new(
         "",
         RestoreSpec {
@@ -241,6 +244,7 @@ fn confirmation(
     request: &RestoreRequest,
     replaces_source: bool,
     policy: &str,
+    ask: Option<fn(&str, &str) -> String>,
 ) -> Result<Option<String>, PluginError> {
     let database = &request.database;
     if let Some(confirmed) = &request.confirm_overwrite {
@@ -260,9 +264,14 @@ fn confirmation(
              the snapshot. To do that, repeat its name: --confirm-overwrite {database}"
         ))
     };
-    if !std::io::stdin().is_terminal() {
-        return Err(refusal());
+    match ask {
+        Some(ask) if ask(database, policy).trim() == database => Ok(Some(database.clone())),
+        _ => Err(refusal()),
     }
+}
+
+/// Asks at the terminal for the database's name; returns what was typed.
+fn ask_for_name(database: &str, policy: &str) -> String {
     eprint!(
         "{database} is the database policy {policy} backs up. Restoring drops it and replaces it with the \
          snapshot; writes since then are lost.\nType its name to go on: "
@@ -270,11 +279,7 @@ fn confirmation(
     let _ = std::io::stderr().flush();
     let mut typed = String::new();
     let _ = std::io::stdin().lock().read_line(&mut typed);
-    if typed.trim() == database {
-        Ok(Some(database.clone()))
-    } else {
-        Err(refusal())
-    }
+    typed
 }
 
 /// Follows the Restore until it ends, telling each phase; an error unless it Succeeded.
@@ -335,5 +340,43 @@ async fn wait(session: &Session, name: &str, timeout: Duration) -> Result<(), Pl
             }
             _ => tokio::time::sleep(Duration::from_secs(1)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(database: &str, confirm: Option<&str>) -> RestoreRequest {
+        RestoreRequest {
+            source: "orders-manual-x".into(),
+            snapshot: None,
+            database: database.into(),
+            host: None,
+            port: None,
+            user: None,
+            password_secret: None,
+            confirm_overwrite: confirm.map(str::to_owned),
+            wait: None,
+        }
+    }
+
+    #[test]
+    fn the_live_database_is_replaced_only_when_its_name_is_repeated_or_typed() {
+        let typed_right: fn(&str, &str) -> String = |_, _| "orders\n".into();
+        let typed_wrong: fn(&str, &str) -> String = |_, _| "y\n".into();
+        let live = |confirm, ask| confirmation(&request("orders", confirm), true, "orders", ask);
+        assert!(
+            matches!(live(None, None), Err(PluginError::Refused(m)) if m.contains("--confirm-overwrite orders"))
+        );
+        assert!(live(None, Some(typed_wrong)).is_err());
+        assert_eq!(live(None, Some(typed_right)).unwrap().as_deref(), Some("orders"));
+        assert_eq!(live(Some("orders"), None).unwrap().as_deref(), Some("orders"));
+        assert!(live(Some("order"), None).is_err());
+        // Another database: the Restore's own emptiness check guards it; nothing is assumed.
+        assert_eq!(
+            confirmation(&request("orders_copy", None), false, "orders", None).unwrap(),
+            None
+        );
     }
 }
