@@ -5,6 +5,7 @@
 #   $cache/bin/prometheus                                 the server tests/prometheus_e2e.rs scrapes the operator with
 #   $cache/crds/prometheus-operator-<version>/*.yaml      the ServiceMonitor, PodMonitor and PrometheusRule CRDs
 #   $cache/bin/lifeboat-kstatus                           hack/kstatus: what kstatus (Flux's health checks) says
+#   $cache/bin/krew, $cache/bin/validate-krew-manifest    kubectl's plugin manager and krew-index's validator
 # Idempotent: nothing is rebuilt or fetched while the cached version matches hack/versions.env.
 set -euo pipefail
 source "$(dirname "$0")/versions.env"
@@ -65,8 +66,29 @@ build_kstatus() {
   echo "$stamp" >"$bin/.lifeboat-kstatus.version"
 }
 
+# build_krew CMD: krew or validate-krew-manifest, from sigs.k8s.io/krew.
+build_krew() {
+  local cmd=$1
+  if [ -x "$bin/$cmd" ] && [ "$(cat "$bin/.$cmd.version" 2>/dev/null)" = "$KREW_VERSION" ]; then
+    return
+  fi
+  local work="$cache/src/krew-$KREW_VERSION"
+  mkdir -p "$work"
+  (
+    cd "$work"
+    [ -f go.mod ] || go mod init lifeboat.dev/krew >/dev/null 2>&1
+    log "building $cmd $KREW_VERSION (about a minute cold)"
+    GOFLAGS=-mod=mod go get "sigs.k8s.io/krew@$KREW_VERSION" >/dev/null
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/$cmd.tmp" "sigs.k8s.io/krew/cmd/$cmd"
+    mv "$bin/$cmd.tmp" "$bin/$cmd"
+    echo "$KREW_VERSION" >"$bin/.$cmd.version"
+  )
+}
+
 build_prometheus promtool
 build_prometheus prometheus
 fetch_operator_crds
 build_kstatus
-log "promtool, prometheus, lifeboat-kstatus and the Prometheus Operator CRDs are in $cache"
+build_krew krew
+build_krew validate-krew-manifest
+log "promtool, prometheus, lifeboat-kstatus, krew and the Prometheus Operator CRDs are in $cache"

@@ -6,7 +6,12 @@ use super::{actions, kube_client, logs, restore, snapshots, status, PluginError}
 
 /// Lifeboat for kubectl: status of backups, drills and Cutovers, and the actions people take on them.
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-lifeboat", bin_name = "kubectl lifeboat", version)]
+#[command(
+    name = "kubectl-lifeboat",
+    bin_name = "kubectl lifeboat",
+    version,
+    max_term_width = 100
+)]
 pub struct PluginCli {
     #[command(flatten)]
     pub target: Target,
