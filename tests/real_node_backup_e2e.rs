@@ -348,6 +348,104 @@ async fn the_plugin_lists_shows_logs_and_restores(
     );
 }
 
+/// A backup long enough to watch: a few dozen MB dumped by an agent held to a tenth of a CPU (as a
+/// namespace's LimitRange often holds Jobs). While it runs, `kubectl get bk` shows how far it is; when it
+/// ends, the column empties and Size says what was written.
+async fn a_long_backup_shows_its_progress(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    operator: &InstalledOperator,
+) {
+    psql(cluster, ns, "create database big");
+    psql_in(
+        cluster,
+        ns,
+        "big",
+        "create table lines as select i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text) as text \
+         from generate_series(1, 400000) i",
+    );
+    let placement = on_real_node();
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "big"},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "source": {"postgres": {"host": "db", "database": "big", "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "repository": {"restic": {"repository": "/repository/big", "persistentVolumeClaim": "backups",
+                                       "passwordSecretRef": {"name": "restic", "key": "password"},
+                                       "initialize": true}},
+            "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
+                            "imagePullPolicy": "Never",
+                            "resources": {"limits": {"cpu": "100m", "memory": "256Mi"}}}
+        }
+    }))
+    .expect("a BackupPolicy");
+    ns.api::<BackupPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create the policy");
+    let backup: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup", "metadata": {"name": "big-by-hand"},
+        "spec": {"policyRef": {"name": "big"}}
+    }))
+    .unwrap();
+    ns.api::<Backup>()
+        .create(&PostParams::default(), &backup)
+        .await
+        .expect("create the Backup");
+
+    // What a person watching sees: the row's Progress column while the phase is Running.
+    let seen = eventually(
+        "the Progress column of the running Backup",
+        Duration::from_secs(180),
+        operator,
+        async || {
+            let row = run_ok(
+                "kubectl get bk",
+                cluster
+                    .kubectl()
+                    .args(["-n", &ns.name, "get", "bk", "big-by-hand", "--no-headers"]),
+            );
+            let status = ns
+                .api::<Backup>()
+                .get("big-by-hand")
+                .await
+                .map_err(|e| e.to_string())?
+                .status;
+            let phase = status.as_ref().and_then(|s| s.phase);
+            if phase != Some(BackupPhase::Running) {
+                // Ended before any progress was seen: fail now rather than time out.
+                assert!(
+                    phase.is_none() || phase == Some(BackupPhase::Pending),
+                    "ended unseen: {status:?}"
+                );
+            }
+            let progress = status.and_then(|s| s.progress).ok_or_else(|| row.clone())?;
+            (progress.bytes_done > 0 && row.contains(&progress.summary))
+                .then_some((row.clone(), progress))
+                .ok_or(row)
+        },
+    )
+    .await;
+    println!("kubectl get bk while it runs: {}", seen.0.trim());
+    assert!(
+        seen.1.summary.contains(" at ") && seen.1.summary.ends_with("/s"),
+        "{:?}",
+        seen.1
+    );
+
+    let done = backup_ended(ns, "big-by-hand", Duration::from_secs(300), operator).await;
+    assert_eq!(done.phase, Some(BackupPhase::Succeeded), "{:?}", done.message);
+    assert!(
+        done.progress.is_none(),
+        "the column empties once it ended: {done:?}"
+    );
+    assert!(
+        done.size_bytes.unwrap_or_default() as u64 >= seen.1.bytes_done as u64,
+        "the final size is at least what was reported on the way: {done:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security_restricted() {
     let cluster = cluster_with_crds();
@@ -496,6 +594,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     assert!(dump.contains("guests"), "the dump holds the guests table");
 
     the_plugin_lists_shows_logs_and_restores(&cluster, &ns, &operator, &done).await;
+    a_long_backup_shows_its_progress(&cluster, &ns, &operator).await;
 
     // Restored into a scratch PostgreSQL 15 Pod by the image's newer pg_restore, verified: the path
     // every drill of an older production server takes (pg_restore 17 speaks settings PG15 rejects).

@@ -274,17 +274,21 @@ fn added_bytes(summary: &super::restic::BackupSummary) -> u64 {
     }
 }
 
-/// Keeps restic's JSON stdout (status lines are dropped: only the summary matters, and a long backup
-/// prints thousands of them).
+/// Keeps restic's JSON stdout. Status lines are not kept (only the summary matters, and a long backup
+/// prints thousands of them): they become the agent's own progress lines, a few per minute.
 fn collect_stdout(stdout: Option<ChildStdout>) -> JoinHandle<String> {
     tokio::spawn(async move {
         let mut kept = String::new();
         let Some(stdout) = stdout else { return kept };
+        let mut progress = super::progress::Reporter::default();
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if !line.contains("\"message_type\":\"status\"") {
-                kept.push_str(&line);
-                kept.push('\n');
+            match super::progress::restic_bytes_done(&line) {
+                Some(bytes_done) => progress.report(bytes_done, None),
+                None => {
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
             }
         }
         kept

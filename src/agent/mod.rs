@@ -14,6 +14,7 @@ mod maintenance;
 mod mysql;
 mod postgres;
 mod process;
+pub mod progress;
 pub mod restic;
 mod restore;
 pub mod result;

@@ -234,6 +234,7 @@ where
     let mut hasher = Sha256::new();
     let mut done: u64 = 0;
     let mut writer_open = true;
+    let mut progress = super::progress::Reporter::default();
     while done < size {
         let want = (size - done).min(buffer.len() as u64) as usize;
         let n = reader.read(&mut buffer[..want]).await?;
@@ -249,6 +250,7 @@ where
         }
         held.extend_from_slice(&chunk[pass..]);
         done += n as u64;
+        progress.report(done, Some(size));
     }
     if writer_open && writer.flush().await.is_err() {
         writer_open = false;

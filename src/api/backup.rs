@@ -21,6 +21,7 @@ use super::common::{Conditions, LocalObjectRef};
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.policyRef.name"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.summary"),
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId"),
     printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration"),
     printcolumn(name = "Trigger", type_ = "string", json_path = ".spec.trigger", priority = 1),
@@ -99,4 +100,7 @@ pub struct BackupStatus {
     /// What happened, in one line a person can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How far the dump is while it runs (the Progress column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::common::TransferProgress>,
 }

@@ -480,3 +480,48 @@ impl Conditions {
         self.0.is_empty()
     }
 }
+
+/// How far a running backup or restore is, as its agent last reported (every few seconds; the operator
+/// copies it here at most every 10 s). Cleared when the run ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferProgress {
+    /// Bytes of the dump read so far.
+    pub bytes_done: i64,
+    /// The whole size, when known (a restore knows it; a backup's dump size is known only at its end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<i64>,
+    /// Average rate since the transfer started.
+    pub bytes_per_second: i64,
+    /// For people and the Progress column, e.g. `1.2 GiB at 45.3 MiB/s` or `40% of 3.0 GiB at 45.3 MiB/s`.
+    pub summary: String,
+    /// When the agent reported it.
+    pub time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+impl TransferProgress {
+    pub fn new(
+        bytes_done: u64,
+        total_bytes: Option<u64>,
+        bytes_per_second: u64,
+        time: jiff::Timestamp,
+    ) -> Self {
+        let done = crate::size::human(bytes_done);
+        let rate = crate::size::human(bytes_per_second);
+        let summary = match total_bytes.filter(|t| *t > 0) {
+            Some(total) => format!(
+                "{}% of {} at {rate}/s",
+                (bytes_done.min(total) * 100) / total,
+                crate::size::human(total)
+            ),
+            None => format!("{done} at {rate}/s"),
+        };
+        TransferProgress {
+            bytes_done: bytes_done as i64,
+            total_bytes: total_bytes.map(|t| t as i64),
+            bytes_per_second: bytes_per_second as i64,
+            summary,
+            time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(time),
+        }
+    }
+}

@@ -22,6 +22,7 @@ use super::common::{
     doc = "One restore of a snapshot into a target database or directory, optionally verified.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Snapshot", type_ = "string", json_path = ".status.snapshotId"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.summary"),
     printcolumn(
         name = "Verified",
         type_ = "string",
@@ -170,6 +171,9 @@ pub struct RestoreStatus {
     /// What happened, in one line a person can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How far the restore is while it runs (the Progress column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::common::TransferProgress>,
     /// Why it failed, as a short code (the agent's reason such as `ChecksumMismatch`,
     /// `SnapshotNotFound`, `VerifyFailed`, or the controller's such as `TargetNotEmpty`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,6 +15,7 @@ mod agent;
 mod env;
 mod follow;
 mod hardening;
+mod progress;
 mod user_step;
 
 pub use agent::{agent_job, backup_invocation, tag_why, AgentJob, Invocation};
@@ -24,6 +25,7 @@ pub use follow::{
     JobOutcome, JobState,
 };
 pub use hardening::{restricted_container, restricted_pod, scratch_volume};
+pub use progress::{agent_progress, recheck_for_progress};
 pub use user_step::{user_step_job, UserStepJob};
 
 pub const POLICY_LABEL: &str = "lifeboat.dev/policy";

@@ -75,11 +75,15 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action,
         }
         JobState::Running(job) => {
             plan::still_running(&mut status, &job_name, &now);
-            next = jobs::recheck_running(&job);
+            if let Some(progress) = jobs::agent_progress(&ctx.client, &namespace, &job_name).await {
+                status.progress = Some(progress);
+            }
+            next = jobs::recheck_for_progress(&job);
         }
         JobState::Finished { outcome, last, .. } => {
             let report = last.map(|terminated| AgentReport::from_terminated(&terminated));
             plan::finish(&mut status, outcome, report, &now);
+            status.progress = None;
         }
     }
     write_status(

@@ -411,6 +411,9 @@ async fn resolve_source(run: &Run<'_>) -> Result<Resolution, ReconcileError> {
 /// The restore Job runs: status says into what, and which Job.
 async fn still_restoring(run: &mut Run<'_>, name: &str, job: &Job) -> Result<Action, ReconcileError> {
     run.status.job_name = Some(name.to_owned());
+    if let Some(progress) = jobs::agent_progress(&run.ctx.client, &run.namespace, name).await {
+        run.status.progress = Some(progress);
+    }
     let target = run.status.target.clone().unwrap_or_default();
     run.progress(
         RestorePhase::Running,
@@ -418,7 +421,7 @@ async fn still_restoring(run: &mut Run<'_>, name: &str, job: &Job) -> Result<Act
         format!("restoring into {target} (Job {name})"),
     )
     .await?;
-    Ok(jobs::recheck_running(job))
+    Ok(jobs::recheck_for_progress(job))
 }
 
 /// The restore Job ended: its result decides, and a verified restore goes on to its smoke test.
@@ -428,6 +431,7 @@ async fn restore_ended(
     report: Option<AgentReport>,
     connection: &Connection,
 ) -> Result<Action, ReconcileError> {
+    run.status.progress = None;
     let verify_requested = run
         .restore
         .spec
