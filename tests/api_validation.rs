@@ -564,11 +564,15 @@ async fn each_kind_prints_the_columns_a_user_checks_first() {
         ),
         (
             "bk",
-            &["NAME", "POLICY", "PHASE", "SIZE", "SNAPSHOT", "DURATION", "AGE"][..],
+            &[
+                "NAME", "POLICY", "PHASE", "SIZE", "PROGRESS", "SNAPSHOT", "DURATION", "AGE",
+            ][..],
         ),
         (
             "rst",
-            &["NAME", "PHASE", "SNAPSHOT", "VERIFIED", "DURATION", "AGE"][..],
+            &[
+                "NAME", "PHASE", "SNAPSHOT", "PROGRESS", "VERIFIED", "DURATION", "AGE",
+            ][..],
         ),
         (
             "drill",
