@@ -364,6 +364,7 @@ async fn a_long_backup_shows_its_progress(
         "create table lines as select i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text) as text \
          from generate_series(1, 400000) i",
     );
+    let kubectl = Kubectl::new(cluster);
     let placement = on_real_node();
     let policy: BackupPolicy = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "big"},
@@ -421,13 +422,24 @@ async fn a_long_backup_shows_its_progress(
                 );
             }
             let progress = status.and_then(|s| s.progress).ok_or_else(|| row.clone())?;
-            (progress.bytes_done > 0 && row.contains(&progress.summary))
-                .then_some((row.clone(), progress))
-                .ok_or(row)
+            // And the plugin's one screen says the policy is backing up, and how far.
+            let screen = kubectl.ok(&["status", "-n", &ns.name]);
+            let policy_row = screen
+                .lines()
+                .find(|l| l.starts_with("big "))
+                .unwrap_or_default()
+                .to_owned();
+            (progress.bytes_done > 0
+                && row.contains(&progress.summary)
+                && policy_row.contains("backing up big-by-hand: ")
+                && policy_row.contains("/s"))
+            .then_some((row.clone(), progress, policy_row))
+            .ok_or(format!("{row}\n{screen}"))
         },
     )
     .await;
     println!("kubectl get bk while it runs: {}", seen.0.trim());
+    println!("kubectl lifeboat status while it runs: {}", seen.2);
     assert!(
         seen.1.summary.contains(" at ") && seen.1.summary.ends_with("/s"),
         "{:?}",
