@@ -6,6 +6,7 @@
 #   $cache/crds/prometheus-operator-<version>/*.yaml      the ServiceMonitor, PodMonitor and PrometheusRule CRDs
 #   $cache/bin/lifeboat-kstatus                           hack/kstatus: what kstatus (Flux's health checks) says
 #   $cache/bin/krew, $cache/bin/validate-krew-manifest    kubectl's plugin manager and krew-index's validator
+#   $cache/bin/lifeboat-argocd-lua                        hack/argocd-lua: Argo CD's health/action scripts in gopher-lua
 # Idempotent: nothing is rebuilt or fetched while the cached version matches hack/versions.env.
 set -euo pipefail
 source "$(dirname "$0")/versions.env"
@@ -85,10 +86,24 @@ build_krew() {
   )
 }
 
+# lifeboat-argocd-lua from hack/argocd-lua (gopher-lua, Argo CD's Lua engine); rebuilt when its sources change.
+build_argocd_lua() {
+  local src="$(dirname "$0")/argocd-lua" stamp
+  stamp=$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-16)
+  if [ -x "$bin/lifeboat-argocd-lua" ] && [ "$(cat "$bin/.lifeboat-argocd-lua.version" 2>/dev/null)" = "$stamp" ]; then
+    return
+  fi
+  log "building lifeboat-argocd-lua (github.com/yuin/gopher-lua)"
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/lifeboat-argocd-lua.tmp" .)
+  mv "$bin/lifeboat-argocd-lua.tmp" "$bin/lifeboat-argocd-lua"
+  echo "$stamp" >"$bin/.lifeboat-argocd-lua.version"
+}
+
 build_prometheus promtool
 build_prometheus prometheus
 fetch_operator_crds
 build_kstatus
+build_argocd_lua
 build_krew krew
 build_krew validate-krew-manifest
 log "promtool, prometheus, lifeboat-kstatus, krew and the Prometheus Operator CRDs are in $cache"

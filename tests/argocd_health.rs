@@ -1,4 +1,5 @@
 //! The Argo CD health checks in deploy/argocd/ run in a real Lua 5.4 interpreter against their test cases
+//! (tests/argocd_actions.rs runs them, and the actions, in gopher-lua: Argo CD's own engine, Lua 5.1)
 //! (Argo CD's own resource_customizations layout: health.lua, health_test.yaml, testdata/), and the
 //! argocd-cm snippet users install carries exactly those scripts.
 
