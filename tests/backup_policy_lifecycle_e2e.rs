@@ -208,26 +208,29 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
         "lifeboat_repository_healthy{{namespace=\"{}\",policy=\"crm-db\"}}",
         ns.name
     );
-    wait_for(
-        scenario,
-        "the repository_healthy metric at 0",
-        Duration::from_secs(30),
-        operator,
-        async || {
-            let metrics = operator.metrics();
-            metrics
-                .contains(&format!("{gauge} 0"))
-                .then_some(())
-                .ok_or_else(|| {
-                    metrics
-                        .lines()
-                        .filter(|l| l.contains("repository_healthy"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-        },
-    )
-    .await;
+    let gauge_at = async |value: u8| {
+        wait_for(
+            scenario,
+            &format!("the repository_healthy metric at {value}"),
+            Duration::from_secs(30),
+            operator,
+            async || {
+                let metrics = operator.metrics();
+                metrics
+                    .contains(&format!("{gauge} {value}"))
+                    .then_some(())
+                    .ok_or_else(|| {
+                        metrics
+                            .lines()
+                            .filter(|l| l.contains("repository_healthy"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+            },
+        )
+        .await
+    };
+    gauge_at(0).await;
     std::fs::rename(&kept, &pack).expect("put the pack file back");
     wait_for(
         scenario,
@@ -243,10 +246,8 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
         },
     )
     .await;
-    assert!(
-        operator.metrics().contains(&format!("{gauge} 1")),
-        "[{scenario}] repository_healthy back at 1"
-    );
+    // The gauge follows the status write (exported right after it), so it is waited for, not read once.
+    gauge_at(1).await;
 
     // Deleting the policy deletes its Backups and their Jobs (owner references, garbage collector).
     policies
