@@ -22,9 +22,9 @@ cluster-up:
 cluster-down:
     hack/cluster-down.sh
 
-# Regenerate the CRDs (crds/ and the Helm chart's copy) from the Rust types.
+# Regenerate the CRDs (crds/ and the Helm chart's copy) and docs/api-reference.md from the Rust types.
 crds:
-    cargo run -q -- crds --out-dir crds
+    cargo run -q -- crds --out-dir crds --api-reference docs/api-reference.md
     cp crds/backuppolicies.yaml crds/backups.yaml crds/restores.yaml crds/restoredrills.yaml crds/cutovers.yaml charts/lifeboat/crds/
 
 # Formatting and lints.

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod apiref;
 pub mod checks;
 pub mod conditions;
 pub mod controller;

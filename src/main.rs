@@ -30,6 +30,9 @@ enum Command {
         /// Write one file per kind into this directory instead of printing to stdout.
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
+        /// Also write the API reference (Markdown, every field by its path) to this file.
+        #[arg(long)]
+        api_reference: Option<std::path::PathBuf>,
     },
 }
 
@@ -165,13 +168,27 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Crds { out_dir } => match lifeboat::crdgen::write(out_dir.as_deref()) {
-            Ok(()) => 0,
-            Err(error) => {
-                eprintln!("lifeboat crds: {error}");
-                1
+        Command::Crds {
+            out_dir,
+            api_reference,
+        } => {
+            let reference = match &api_reference {
+                Some(path) => std::fs::write(path, lifeboat::apiref::markdown()).map_err(|source| {
+                    lifeboat::crdgen::CrdGenError::Write {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                }),
+                None => Ok(()),
+            };
+            match reference.and_then(|()| lifeboat::crdgen::write(out_dir.as_deref())) {
+                Ok(()) => 0,
+                Err(error) => {
+                    eprintln!("lifeboat crds: {error}");
+                    1
+                }
             }
-        },
+        }
     };
     std::process::exit(code);
 }

@@ -23,6 +23,17 @@ fn committed_crds_match_the_rust_types() {
 }
 
 #[test]
+fn committed_api_reference_matches_the_rust_types() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api-reference.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == lifeboat::apiref::markdown(),
+        "regenerate with `just crds`: {} is out of date",
+        path.display()
+    );
+}
+
+#[test]
 fn every_kind_has_short_names_the_category_and_a_status_subresource() {
     for (file, crd) in crdgen::all() {
         let names = &crd.spec.names;
