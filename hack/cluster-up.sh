@@ -111,6 +111,8 @@ start etcd etcd --name lifeboat --data-dir "$dir/etcd" \
 wait_for 30 etcd curl -fs "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
 
 # --- kube-apiserver -----------------------------------------------------------------------------------------
+# PodNodeSelector and PodTolerationRestriction let a namespace put all its Pods on the real node by
+# annotation (docs run literally, without placement lines); without the annotations they change nothing.
 start kube-apiserver kube-apiserver \
   --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
   --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
@@ -118,6 +120,7 @@ start kube-apiserver kube-apiserver \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --client-ca-file "$pki/ca.crt" \
   --authorization-mode Node,RBAC \
+  --enable-admission-plugins PodNodeSelector,PodTolerationRestriction \
   --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
   --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \

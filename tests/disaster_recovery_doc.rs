@@ -16,34 +16,6 @@ use support::agent::*;
 
 const DOC: &str = include_str!("../docs/disaster-recovery.md");
 
-/// The document's `sh` blocks by title: the first line of each is a `# Title` comment.
-fn sh_blocks() -> BTreeMap<String, String> {
-    let mut blocks = BTreeMap::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in DOC.lines() {
-        match current.as_mut() {
-            None if line.trim() == "```sh" => current = Some(Vec::new()),
-            None => {}
-            Some(lines) if line.trim() == "```" => {
-                let title = lines
-                    .first()
-                    .and_then(|l| l.strip_prefix("# "))
-                    .unwrap_or_else(|| panic!("an sh block must start with a `# Title` line: {lines:?}"))
-                    .to_string();
-                let body = lines.join("\n") + "\n";
-                assert!(
-                    blocks.insert(title.clone(), body).is_none(),
-                    "two blocks titled {title}"
-                );
-                current = None;
-            }
-            Some(lines) => lines.push(line),
-        }
-    }
-    assert!(current.is_none(), "an unterminated sh block");
-    blocks
-}
-
 /// Runs the document's blocks the way a person would: bash with `-euo pipefail`, in a working
 /// directory of their choice, with restic, the PostgreSQL 15 clients and `lifeboat` on PATH.
 struct Runbook {
@@ -56,7 +28,7 @@ struct Runbook {
 impl Runbook {
     fn new(repo: &Repo) -> Runbook {
         Runbook {
-            blocks: sh_blocks(),
+            blocks: support::doc::sh_blocks(DOC),
             ran: RefCell::new(BTreeSet::new()),
             repository: repo.repository_arg(),
             cache: repo.dir.path().join("cache"),

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::kube_client::Session;
 use super::PluginError;
 use crate::api::cutover::{CutoverPhase, CutoverStatus, StepPhase, StepRecord};
@@ -22,7 +24,8 @@ pub async fn watch(session: &Session, name: &str) -> Result<(), PluginError> {
             session.namespace
         )))?;
         let status = cutover.status.unwrap_or_default();
-        for line in news(&seen, &status) {
+        let now = Time(jiff::Timestamp::now());
+        for line in news(&seen, &status, &now) {
             println!("{line}");
         }
         match status.phase.filter(|p| p.is_terminal()) {
@@ -41,8 +44,9 @@ pub async fn watch(session: &Session, name: &str) -> Result<(), PluginError> {
 }
 
 /// What changed from `before` to `now`, a line each: steps started, their messages, their ends, and
-/// the phase the Cutover ended in.
-fn news(before: &CutoverStatus, now: &CutoverStatus) -> Vec<String> {
+/// the phase the Cutover ended in. A changed message is stamped `seen_at`: a step records only when it
+/// started and ended, and stamping its start on every later message would make them look simultaneous.
+fn news(before: &CutoverStatus, now: &CutoverStatus, seen_at: &Time) -> Vec<String> {
     let mut lines = Vec::new();
     for (index, step) in now.steps.iter().enumerate() {
         let earlier = before.steps.get(index).filter(|s| s.name == step.name);
@@ -57,8 +61,12 @@ fn news(before: &CutoverStatus, now: &CutoverStatus) -> Vec<String> {
         if ended {
             let at = step.completion_time.as_ref().unwrap_or(&step.start_time);
             lines.push(line(step, at, phase_word(step.phase)));
-        } else if step.message != earlier.and_then(|e| e.message.clone()) && step.message.is_some() {
-            lines.push(line(step, &step.start_time, "waiting"));
+        } else if !started
+            && step.message != earlier.and_then(|e| e.message.clone())
+            && step.message.is_some()
+        {
+            // (A step seen for the first time already said its message in its `started` line.)
+            lines.push(line(step, seen_at, "waiting"));
         }
     }
     if let Some(phase) = now.phase.filter(|p| p.is_terminal()) {
@@ -73,7 +81,7 @@ fn news(before: &CutoverStatus, now: &CutoverStatus) -> Vec<String> {
     lines
 }
 
-fn line(step: &StepRecord, at: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time, what: &str) -> String {
+fn line(step: &StepRecord, at: &Time, what: &str) -> String {
     let message = step
         .message
         .as_deref()
@@ -82,7 +90,7 @@ fn line(step: &StepRecord, at: &k8s_openapi::apimachinery::pkg::apis::meta::v1::
     format!("{}  {:<26} {what}{message}", at.0.strftime("%H:%M:%S"), step.name)
 }
 
-fn time_of(time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
+fn time_of(time: Option<&Time>) -> String {
     time.map(|t| t.0.strftime("%H:%M:%S").to_string())
         .unwrap_or_else(|| "--:--:--".into())
 }
@@ -99,7 +107,6 @@ fn phase_word(phase: StepPhase) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn at(second: i64) -> Time {
         Time(jiff::Timestamp::from_second(1_800_000_000 + second).unwrap())
@@ -131,11 +138,11 @@ mod tests {
             CutoverPhase::AwaitingApproval,
         );
         assert_eq!(
-            news(&empty, &started),
+            news(&empty, &started, &at(1)),
             ["08:00:00  approval                   started"]
         );
         assert!(
-            news(&started, &started).is_empty(),
+            news(&started, &started, &at(1)).is_empty(),
             "nothing new, nothing printed"
         );
         let waiting = status(
@@ -148,8 +155,8 @@ mod tests {
             CutoverPhase::AwaitingApproval,
         );
         assert_eq!(
-            news(&started, &waiting),
-            ["08:00:00  approval                   waiting: awaiting approval"]
+            news(&started, &waiting, &at(3)),
+            ["08:00:03  approval                   waiting: awaiting approval"]
         );
         let ended = status(
             vec![step(
@@ -161,11 +168,31 @@ mod tests {
             CutoverPhase::Succeeded,
         );
         assert_eq!(
-            news(&waiting, &ended),
+            news(&waiting, &ended, &at(6)),
             [
                 "08:00:05  approval                   succeeded: approved by bob",
                 "--:--:--  the Cutover Succeeded"
             ]
+        );
+    }
+
+    #[test]
+    fn a_step_first_seen_with_a_message_is_told_once_and_later_messages_when_seen() {
+        let empty = CutoverStatus::default();
+        let round = |message: &str| {
+            status(
+                vec![step("stabilization", StepPhase::Running, Some(message), None)],
+                CutoverPhase::Stabilizing,
+            )
+        };
+        let first = round("round 1 of 16: healthy");
+        assert_eq!(
+            news(&empty, &first, &at(1)),
+            ["08:00:00  stabilization              started: round 1 of 16: healthy"]
+        );
+        assert_eq!(
+            news(&first, &round("round 2 of 16: healthy"), &at(2)),
+            ["08:00:02  stabilization              waiting: round 2 of 16: healthy"]
         );
     }
 
@@ -182,7 +209,7 @@ mod tests {
             CutoverPhase::RollingBack,
         );
         assert_eq!(
-            news(&empty, &failed),
+            news(&empty, &failed, &at(3)),
             ["08:00:02  verify/health              FAILED: answered 500"]
         );
     }

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 pub mod agent;
 pub mod conditions;
 pub mod cutover;
+pub mod doc;
 pub mod files;
 pub mod installed;
 pub mod operator;

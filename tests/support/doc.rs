@@ -1,0 +1,31 @@
+//! Documents whose `sh` blocks tests run literally: each block starts with a `# Title` comment line.
+
+use std::collections::BTreeMap;
+
+/// The document's `sh` blocks by title (the first line's `# Title`), each with its lines as written.
+pub fn sh_blocks(doc: &str) -> BTreeMap<String, String> {
+    let mut blocks = BTreeMap::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in doc.lines() {
+        match current.as_mut() {
+            None if line.trim() == "```sh" => current = Some(Vec::new()),
+            None => {}
+            Some(lines) if line.trim() == "```" => {
+                let title = lines
+                    .first()
+                    .and_then(|l| l.strip_prefix("# "))
+                    .unwrap_or_else(|| panic!("an sh block must start with a `# Title` line: {lines:?}"))
+                    .to_string();
+                let body = lines.join("\n") + "\n";
+                assert!(
+                    blocks.insert(title.clone(), body).is_none(),
+                    "two blocks titled {title}"
+                );
+                current = None;
+            }
+            Some(lines) => lines.push(line),
+        }
+    }
+    assert!(current.is_none(), "an unterminated sh block");
+    blocks
+}
