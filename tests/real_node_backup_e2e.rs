@@ -117,24 +117,25 @@ fn psql_in(cluster: &Cluster, ns: &TestNamespace, database: &str, sql: &str) -> 
     )
 }
 
-/// A static PersistentVolume on the real node (a directory of the cluster's) bound to claim `backups`.
-async fn repository_claim(cluster: &Cluster, ns: &TestNamespace) -> std::path::PathBuf {
+/// A static PersistentVolume on the real node (a directory of the cluster's) bound to claim `claim`.
+async fn host_claim(cluster: &Cluster, ns: &TestNamespace, claim: &str) -> std::path::PathBuf {
+    let volume = format!("{}-{claim}", ns.name);
     let dir = localcluster::control_plane::cluster_dir()
         .join("volumes")
-        .join(&ns.name);
+        .join(&volume);
     std::fs::create_dir_all(&dir).expect("create the volume directory");
     // The agent runs as uid 65532; the directory is the volume's root.
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .expect("open the volume directory");
     let pv: PersistentVolume = serde_json::from_value(json!({
-        "metadata": {"name": format!("{}-backups", ns.name), "labels": {"lifeboat.dev/test": "true"}},
+        "metadata": {"name": volume, "labels": {"lifeboat.dev/test": "true"}},
         "spec": {
             "capacity": {"storage": "1Gi"},
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": "",
             "hostPath": {"path": dir, "type": "Directory"},
-            "claimRef": {"namespace": ns.name, "name": "backups"}
+            "claimRef": {"namespace": ns.name, "name": claim}
         }
     }))
     .expect("a PersistentVolume");
@@ -144,9 +145,9 @@ async fn repository_claim(cluster: &Cluster, ns: &TestNamespace) -> std::path::P
         .await
         .expect("create the PersistentVolume");
     let claim = json!({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "backups"},
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                 "volumeName": format!("{}-backups", ns.name),
+                 "volumeName": volume,
                  "resources": {"requests": {"storage": "1Gi"}}}
     });
     ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
@@ -458,6 +459,99 @@ async fn a_long_backup_shows_its_progress(
     );
 }
 
+/// A files backup knows the whole from restic's scan: its Progress says how much of it was read.
+async fn a_files_backup_shows_how_much_of_the_whole_it_read(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    operator: &InstalledOperator,
+) {
+    const FILES: u64 = 80;
+    const FILE_BYTES: u64 = 2 * 1024 * 1024;
+    let uploads = host_claim(cluster, ns, "uploads").await;
+    // Incompressible (xorshift), so restic's compression cannot make the read short.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for index in 0..FILES {
+        let bytes: Vec<u8> = (0..FILE_BYTES / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect();
+        std::fs::write(uploads.join(format!("scan-{index}.bin")), bytes).expect("write an upload");
+    }
+    let placement = on_real_node();
+    let policy: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "uploads"},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "source": {"files": {"persistentVolumeClaim": "uploads"}},
+            "repository": {"restic": {"repository": "/repository/uploads", "persistentVolumeClaim": "backups",
+                                       "passwordSecretRef": {"name": "restic", "key": "password"},
+                                       "initialize": true}},
+            "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
+                            "imagePullPolicy": "Never",
+                            // ~5 MiB/s: a run of about 30 s, several of the operator's 10 s reads.
+                            "resources": {"limits": {"cpu": "50m", "memory": "256Mi"}}}
+        }
+    }))
+    .expect("a BackupPolicy");
+    ns.api::<BackupPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("create the files policy");
+    let backup: Backup = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup", "metadata": {"name": "uploads-by-hand"},
+        "spec": {"policyRef": {"name": "uploads"}}
+    }))
+    .unwrap();
+    ns.api::<Backup>()
+        .create(&PostParams::default(), &backup)
+        .await
+        .expect("create the files Backup");
+
+    let whole = FILES * FILE_BYTES;
+    let progress = eventually(
+        "the files Backup's progress with its total",
+        Duration::from_secs(180),
+        operator,
+        async || {
+            let status = ns
+                .api::<Backup>()
+                .get("uploads-by-hand")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            assert!(
+                !matches!(status.phase, Some(BackupPhase::Succeeded | BackupPhase::Failed)),
+                "ended before any progress was seen: {status:?}"
+            );
+            let seen = format!("{status:?}");
+            status.progress.filter(|p| p.total_bytes.is_some()).ok_or(seen)
+        },
+    )
+    .await;
+    println!("files backup progress: {}", progress.summary);
+    assert_eq!(
+        progress.total_bytes,
+        Some(whole as i64),
+        "the total is what restic's scan found: {progress:?}"
+    );
+    assert!(
+        progress.summary.contains("% of 160.0 MiB at "),
+        "the column reads like '40% of 160.0 MiB at 4.1 MiB/s': {progress:?}"
+    );
+    let done = backup_ended(ns, "uploads-by-hand", Duration::from_secs(300), operator).await;
+    assert_eq!(done.phase, Some(BackupPhase::Succeeded), "{:?}", done.message);
+    assert_eq!(done.size_bytes, Some(whole as i64), "{done:?}");
+    assert!(
+        done.progress.is_none(),
+        "the column empties once it ended: {done:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security_restricted() {
     let cluster = cluster_with_crds();
@@ -474,7 +568,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     secret(&ns, "db", "password", DB_PASSWORD).await;
     secret(&ns, "restic", "password", RESTIC_PASSWORD).await;
     postgres(&ns).await;
-    let repository_dir = repository_claim(&cluster, &ns).await;
+    let repository_dir = host_claim(&cluster, &ns, "backups").await;
     eventually(
         "PostgreSQL Ready",
         Duration::from_secs(90),
@@ -607,6 +701,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
 
     the_plugin_lists_shows_logs_and_restores(&cluster, &ns, &operator, &done).await;
     a_long_backup_shows_its_progress(&cluster, &ns, &operator).await;
+    a_files_backup_shows_how_much_of_the_whole_it_read(&cluster, &ns, &operator).await;
 
     // Restored into a scratch PostgreSQL 15 Pod by the image's newer pg_restore, verified: the path
     // every drill of an older production server takes (pg_restore 17 speaks settings PG15 rejects).

@@ -14,8 +14,6 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::ChildStdout;
 use tokio::task::JoinHandle;
 
 use super::cli::{BackupArgs, Engine, Kind, PgScope};
@@ -84,7 +82,7 @@ async fn stream(
         &wrapper.env,
         &wrapper.command,
     )?;
-    let restic_stdout = collect_stdout(restic_tool.child.stdout.take());
+    let restic_stdout = super::progress::keep_restic_backup_output(restic_tool.child.stdout.take());
 
     let restic_status = tokio::select! {
         status = restic_tool.child.wait() => status,
@@ -272,27 +270,6 @@ fn added_bytes(summary: &super::restic::BackupSummary) -> u64 {
     } else {
         summary.data_added
     }
-}
-
-/// Keeps restic's JSON stdout. Status lines are not kept (only the summary matters, and a long backup
-/// prints thousands of them): they become the agent's own progress lines, a few per minute.
-fn collect_stdout(stdout: Option<ChildStdout>) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut kept = String::new();
-        let Some(stdout) = stdout else { return kept };
-        let mut progress = super::progress::Reporter::default();
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            match super::progress::restic_bytes_done(&line) {
-                Some(bytes_done) => progress.report(bytes_done, None),
-                None => {
-                    kept.push_str(&line);
-                    kept.push('\n');
-                }
-            }
-        }
-        kept
-    })
 }
 
 async fn files(

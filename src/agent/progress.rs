@@ -5,6 +5,9 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::ChildStdout;
+use tokio::task::JoinHandle;
 
 /// Starts each progress line.
 pub const PROGRESS_PREFIX: &str = "lifeboat-progress: ";
@@ -17,7 +20,7 @@ const INTERVAL: Duration = Duration::from_secs(2);
 pub struct Progress {
     /// Bytes of the dump (or files) read so far.
     pub bytes_done: u64,
-    /// The whole size, when known (a restore knows it; a dump's is known only at its end).
+    /// The whole size, when known (a restore and a files backup know it; a dump's only at its end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<u64>,
     /// The average rate since the transfer started.
@@ -63,18 +66,54 @@ impl Reporter {
     }
 }
 
-/// The bytes restic has read so far, from one of its `backup --json` status lines.
-pub fn restic_bytes_done(line: &str) -> Option<u64> {
+/// How far a `restic backup --json` is, from one of its status lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResticStatus {
+    /// Bytes read so far.
+    pub bytes_done: u64,
+    /// What restic's scan found to read: known for a directory, never for a dump on stdin.
+    pub total_bytes: Option<u64>,
+}
+
+/// restic's own progress, from one of its `backup --json` status lines (None for any other line).
+pub fn restic_status(line: &str) -> Option<ResticStatus> {
     #[derive(Deserialize)]
     struct Status {
         message_type: String,
         #[serde(default)]
         bytes_done: u64,
+        #[serde(default)]
+        total_bytes: u64,
     }
     serde_json::from_str::<Status>(line)
         .ok()
         .filter(|s| s.message_type == "status")
-        .map(|s| s.bytes_done)
+        .map(|s| ResticStatus {
+            bytes_done: s.bytes_done,
+            // 0 until the scan has counted anything, and always for stdin.
+            total_bytes: Some(s.total_bytes).filter(|total| *total > 0),
+        })
+}
+
+/// Keeps the JSON stdout of `restic backup --json` for its summary. Status lines are not kept (a long
+/// backup prints thousands of them): they become the agent's own progress lines, a few per minute.
+pub fn keep_restic_backup_output(stdout: Option<ChildStdout>) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut kept = String::new();
+        let Some(stdout) = stdout else { return kept };
+        let mut progress = Reporter::default();
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match restic_status(&line) {
+                Some(status) => progress.report(status.bytes_done, status.total_bytes),
+                None => {
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
+            }
+        }
+        kept
+    })
 }
 
 /// The newest progress line in a log.
@@ -90,11 +129,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restic_status_lines_give_the_bytes_done_and_the_newest_progress_line_is_read_back() {
+    fn restic_status_lines_give_bytes_done_and_total_and_the_newest_progress_line_is_read_back() {
         let status = r#"{"message_type":"status","seconds_elapsed":3,"percent_done":0,"total_files":1,"files_done":0,"total_bytes":0,"bytes_done":7340032}"#;
-        assert_eq!(restic_bytes_done(status), Some(7_340_032));
         assert_eq!(
-            restic_bytes_done(r#"{"message_type":"summary","bytes_done":1}"#),
+            restic_status(status),
+            Some(ResticStatus {
+                bytes_done: 7_340_032,
+                total_bytes: None
+            })
+        );
+        let scanned = r#"{"message_type":"status","percent_done":0.5,"total_files":3,"total_bytes":200,"bytes_done":100}"#;
+        assert_eq!(
+            restic_status(scanned),
+            Some(ResticStatus {
+                bytes_done: 100,
+                total_bytes: Some(200)
+            })
+        );
+        assert_eq!(
+            restic_status(r#"{"message_type":"summary","bytes_done":1}"#),
             None
         );
         let log = format!(

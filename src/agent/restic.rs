@@ -402,7 +402,10 @@ impl Restic {
             command.arg("--exclude").arg(exclude);
         }
         command.arg(path);
-        let (finished, stdout) = run_capture("restic", command, None, &self.redactor).await?;
+        let mut tool = Tool::spawn("restic", command, Stdio::null(), Stdio::piped(), &self.redactor)?;
+        let stdout = super::progress::keep_restic_backup_output(tool.child.stdout.take());
+        let finished = tool.wait().await?;
+        let stdout = stdout.await.unwrap_or_default();
         Ok((finished, parse_summary(&stdout)))
     }
 

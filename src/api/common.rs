@@ -486,9 +486,10 @@ impl Conditions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransferProgress {
-    /// Bytes of the dump read so far.
+    /// Bytes of the dump (or of the files) read so far.
     pub bytes_done: i64,
-    /// The whole size, when known (a restore knows it; a backup's dump size is known only at its end).
+    /// The whole size, when known: a restore and a files backup know it (restic's scan counts the
+    /// files); a dump's size is known only at its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_bytes: Option<i64>,
     /// Average rate since the transfer started.
