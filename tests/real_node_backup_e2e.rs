@@ -175,6 +175,24 @@ async fn backup_ended(
     .await
 }
 
+/// The Restore's status once it ended (Succeeded or Failed).
+async fn restore_ended(
+    ns: &TestNamespace,
+    name: &str,
+    within: Duration,
+    operator: &InstalledOperator,
+) -> lifeboat::api::restore::RestoreStatus {
+    eventually(&format!("Restore {name} ends"), within, operator, async || {
+        let restore = ns.api::<Restore>().get(name).await.map_err(|e| e.to_string())?;
+        let status = restore.status.clone().unwrap_or_default();
+        match status.phase {
+            Some(RestorePhase::Succeeded) | Some(RestorePhase::Failed) => Ok(status),
+            _ => Err(format!("{status:?}")),
+        }
+    })
+    .await
+}
+
 /// `kubectl lifeboat` on what a user has after a backup: the snapshots listed by a Job in the image (no
 /// local restic, no repository password on the laptop), the backup's log, and a restore into a second
 /// database on the same server — with the live database refused unless its name is repeated.
@@ -378,7 +396,8 @@ async fn a_long_backup_shows_its_progress(
                                        "initialize": true}},
             "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
                             "imagePullPolicy": "Never",
-                            "resources": {"limits": {"cpu": "100m", "memory": "256Mi"}}}
+                            // A dump of about 20 s: several of the operator's 10 s reads of its progress.
+                            "resources": {"limits": {"cpu": "50m", "memory": "256Mi"}}}
         }
     }))
     .expect("a BackupPolicy");
@@ -456,6 +475,73 @@ async fn a_long_backup_shows_its_progress(
     assert!(
         done.size_bytes.unwrap_or_default() as u64 >= seen.1.bytes_done as u64,
         "the final size is at least what was reported on the way: {done:?}"
+    );
+
+    // Its restore knows the whole (the dump's size is in the snapshot's tags): `kubectl get rst` says
+    // how much of it is loaded. 25m CPU: a load of about 20 s, several of the operator's 10 s reads.
+    let restore: Restore = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore", "metadata": {"name": "big-into-scratch"},
+        "spec": {
+            "source": {"backupRef": {"name": "big-by-hand"}},
+            "target": {"scratch": {"engine": "postgres", "image": POSTGRES_IMAGE,
+                                   "nodeSelector": placement["nodeSelector"],
+                                   "tolerations": placement["tolerations"]}},
+            "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
+                            "imagePullPolicy": "Never",
+                            "resources": {"limits": {"cpu": "25m", "memory": "256Mi"}}}
+        }
+    }))
+    .expect("a Restore");
+    ns.api::<Restore>()
+        .create(&PostParams::default(), &restore)
+        .await
+        .expect("create the Restore");
+    let loading = eventually(
+        "the Progress column of the running Restore",
+        Duration::from_secs(180),
+        operator,
+        async || {
+            let row = run_ok(
+                "kubectl get rst",
+                cluster
+                    .kubectl()
+                    .args(["-n", &ns.name, "get", "rst", "big-into-scratch", "--no-headers"]),
+            );
+            let status = ns
+                .api::<Restore>()
+                .get("big-into-scratch")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            assert!(
+                !matches!(status.phase, Some(RestorePhase::Succeeded | RestorePhase::Failed)),
+                "ended before any progress was seen: {status:?}"
+            );
+            match status.progress {
+                Some(progress) if row.contains(&progress.summary) => Ok((row, progress)),
+                _ => Err(row),
+            }
+        },
+    )
+    .await;
+    println!("kubectl get rst while it runs: {}", loading.0.trim());
+    assert_eq!(
+        loading.1.total_bytes, done.size_bytes,
+        "the whole is the dump's size: {:?}",
+        loading.1
+    );
+    assert!(loading.1.summary.contains("% of "), "{:?}", loading.1);
+    let restored = restore_ended(ns, "big-into-scratch", Duration::from_secs(300), operator).await;
+    assert_eq!(
+        restored.phase,
+        Some(RestorePhase::Succeeded),
+        "{:?}",
+        restored.message
+    );
+    assert!(
+        restored.progress.is_none(),
+        "the column empties once it ended: {restored:?}"
     );
 }
 
@@ -724,24 +810,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         .create(&PostParams::default(), &restore)
         .await
         .expect("create the Restore");
-    let restored = eventually(
-        "the Restore ends",
-        Duration::from_secs(240),
-        &operator,
-        async || {
-            let restore = ns
-                .api::<Restore>()
-                .get("guests-into-scratch")
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = restore.status.clone().unwrap_or_default();
-            match status.phase {
-                Some(RestorePhase::Succeeded) | Some(RestorePhase::Failed) => Ok(status),
-                _ => Err(format!("{status:?}")),
-            }
-        },
-    )
-    .await;
+    let restored = restore_ended(&ns, "guests-into-scratch", Duration::from_secs(240), &operator).await;
     assert_eq!(
         restored.phase,
         Some(RestorePhase::Succeeded),
