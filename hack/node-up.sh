@@ -17,10 +17,11 @@ for tool in runc:runc /usr/lib/cni/bridge:containernetworking-plugins umoci:umoc
 done
 dpkg -s busybox-static >/dev/null 2>&1 || { log "busybox-static missing: run hack/install-tools.sh"; exit 1; }
 
-start() { # start NAME COMMAND... : detached, own session, log and pid in $dir
+start() { # start NAME COMMAND... : detached, own session, log, pid and command line in $dir
   local name=$1; shift
   setsid "$@" >"$dir/$name.log" 2>&1 </dev/null 7>&- &  # not inheriting the cluster lock
   echo $! >"$dir/$name.pid"
+  printf '%s\0' "$@" >"$dir/$name.cmd"  # for node-restart.sh
 }
 
 mkdir -p "$NODE_DIR"

@@ -16,28 +16,14 @@ use serde_json::{json, Value};
 
 use support::installed::{on_real_node, InstalledOperator, LIFEBOAT_IMAGE, POSTGRES_IMAGE, REAL_NODE};
 use support::plugin::Kubectl;
+use support::real_node::{
+    backup_ended, create_slow_dump_policy, create_slow_policy, fill_lines, host_claim, postgres,
+    postgres_ready, psql, psql_in, restore_ended, restricted_container_as, DB_PASSWORD,
+};
 use support::wait::eventually;
 use support::{cluster_with_crds, run_ok, secret, Cluster, TestNamespace};
 
-const DB_PASSWORD: &str = "guest-book-password";
 const RESTIC_PASSWORD: &str = "real-node-restic";
-
-/// `restricted_container` with a numeric user, for images whose user the kubelet cannot check by name.
-fn restricted_container_as(uid: i64) -> Value {
-    let mut context = restricted_container();
-    context["runAsUser"] = json!(uid);
-    context
-}
-
-/// What Pod Security `restricted` asks of every container, for the test's own Pods.
-fn restricted_container() -> Value {
-    json!({
-        "allowPrivilegeEscalation": false,
-        "capabilities": {"drop": ["ALL"]},
-        "runAsNonRoot": true,
-        "seccompProfile": {"type": "RuntimeDefault"}
-    })
-}
 
 async fn enforce_restricted(ns: &TestNamespace) {
     let namespaces: Api<Namespace> = Api::all(ns.client.clone());
@@ -49,148 +35,6 @@ async fn enforce_restricted(ns: &TestNamespace) {
         .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&labels))
         .await
         .expect("label the namespace restricted");
-}
-
-/// PostgreSQL 15 from the test image as a Pod with a Service `db`, on the real node.
-async fn postgres(ns: &TestNamespace) {
-    let placement = on_real_node();
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "db", "labels": {"app": "db"}},
-        "spec": {
-            "nodeSelector": placement["nodeSelector"],
-            "tolerations": placement["tolerations"],
-            "terminationGracePeriodSeconds": 2,
-            "securityContext": {"runAsUser": 999, "runAsGroup": 999, "fsGroup": 999},
-            "containers": [{
-                "name": "postgres", "image": POSTGRES_IMAGE, "imagePullPolicy": "Never",
-                "env": [{"name": "POSTGRES_PASSWORD", "value": DB_PASSWORD}],
-                "ports": [{"containerPort": 5432}],
-                "readinessProbe": {"tcpSocket": {"port": 5432}, "periodSeconds": 1},
-                "securityContext": restricted_container(),
-                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}]
-            }],
-            "volumes": [{"name": "data", "emptyDir": {}}]
-        }
-    }))
-    .expect("a Pod");
-    ns.api::<Pod>()
-        .create(&PostParams::default(), &pod)
-        .await
-        .expect("create the PostgreSQL Pod (Pod Security restricted must admit it)");
-    let service = json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
-        "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432, "targetPort": 5432}]}
-    });
-    ns.api::<k8s_openapi::api::core::v1::Service>()
-        .create(&PostParams::default(), &serde_json::from_value(service).unwrap())
-        .await
-        .expect("create the db Service");
-}
-
-fn psql(cluster: &Cluster, ns: &TestNamespace, sql: &str) -> String {
-    psql_in(cluster, ns, "postgres", sql)
-}
-
-fn psql_in(cluster: &Cluster, ns: &TestNamespace, database: &str, sql: &str) -> String {
-    run_ok(
-        "psql through kubectl exec",
-        cluster
-            .kubectl()
-            .args(["-n", &ns.name, "exec", "db", "--"])
-            .args([
-                "psql",
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "/tmp",
-                "-U",
-                "postgres",
-                "-d",
-                database,
-                "-c",
-                sql,
-            ]),
-    )
-}
-
-/// A static PersistentVolume on the real node (a directory of the cluster's) bound to claim `claim`.
-async fn host_claim(cluster: &Cluster, ns: &TestNamespace, claim: &str) -> std::path::PathBuf {
-    let volume = format!("{}-{claim}", ns.name);
-    let dir = localcluster::control_plane::cluster_dir()
-        .join("volumes")
-        .join(&volume);
-    std::fs::create_dir_all(&dir).expect("create the volume directory");
-    // The agent runs as uid 65532; the directory is the volume's root.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .expect("open the volume directory");
-    let pv: PersistentVolume = serde_json::from_value(json!({
-        "metadata": {"name": volume, "labels": {"lifeboat.dev/test": "true"}},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": dir, "type": "Directory"},
-            "claimRef": {"namespace": ns.name, "name": claim}
-        }
-    }))
-    .expect("a PersistentVolume");
-    let client = cluster.client().await.expect("client");
-    Api::<PersistentVolume>::all(client)
-        .create(&PostParams::default(), &pv)
-        .await
-        .expect("create the PersistentVolume");
-    let claim = json!({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                 "volumeName": volume,
-                 "resources": {"requests": {"storage": "1Gi"}}}
-    });
-    ns.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
-        .create(&PostParams::default(), &serde_json::from_value(claim).unwrap())
-        .await
-        .expect("create the claim");
-    dir
-}
-
-/// The Backup's status once it ended (Succeeded or Failed).
-async fn backup_ended(
-    ns: &TestNamespace,
-    name: &str,
-    within: Duration,
-    operator: &InstalledOperator,
-) -> lifeboat::api::backup::BackupStatus {
-    eventually(&format!("Backup {name} ends"), within, operator, async || {
-        let backup = ns.api::<Backup>().get(name).await.map_err(|e| e.to_string())?;
-        let status = backup.status.clone().unwrap_or_default();
-        match status.phase {
-            Some(BackupPhase::Succeeded) | Some(BackupPhase::Failed) => Ok(status),
-            _ => Err(format!("{status:?}")),
-        }
-    })
-    .await
-}
-
-/// The Restore's status once it ended (Succeeded or Failed).
-async fn restore_ended(
-    ns: &TestNamespace,
-    name: &str,
-    within: Duration,
-    operator: &InstalledOperator,
-) -> lifeboat::api::restore::RestoreStatus {
-    eventually(&format!("Restore {name} ends"), within, operator, async || {
-        let restore = ns.api::<Restore>().get(name).await.map_err(|e| e.to_string())?;
-        let status = restore.status.clone().unwrap_or_default();
-        match status.phase {
-            Some(RestorePhase::Succeeded) | Some(RestorePhase::Failed) => Ok(status),
-            _ => Err(format!("{status:?}")),
-        }
-    })
-    .await
 }
 
 /// `kubectl lifeboat` on what a user has after a backup: the snapshots listed by a Job in the image (no
@@ -376,35 +220,10 @@ async fn a_long_backup_shows_its_progress(
     operator: &InstalledOperator,
 ) {
     psql(cluster, ns, "create database big");
-    psql_in(
-        cluster,
-        ns,
-        "big",
-        "create table lines as select i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text) as text \
-         from generate_series(1, 400000) i",
-    );
+    fill_lines(cluster, ns, "big");
     let kubectl = Kubectl::new(cluster);
     let placement = on_real_node();
-    let policy: BackupPolicy = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "big"},
-        "spec": {
-            "schedule": "0 3 * * *",
-            "source": {"postgres": {"host": "db", "database": "big", "user": "postgres",
-                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
-            "repository": {"restic": {"repository": "/repository/big", "persistentVolumeClaim": "backups",
-                                       "passwordSecretRef": {"name": "restic", "key": "password"},
-                                       "initialize": true}},
-            "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
-                            "imagePullPolicy": "Never",
-                            // A dump of about 20 s: several of the operator's 10 s reads of its progress.
-                            "resources": {"limits": {"cpu": "50m", "memory": "256Mi"}}}
-        }
-    }))
-    .expect("a BackupPolicy");
-    ns.api::<BackupPolicy>()
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("create the policy");
+    create_slow_dump_policy(ns, "big", "big", "0 3 * * *").await;
     let backup: Backup = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup", "metadata": {"name": "big-by-hand"},
         "spec": {"policyRef": {"name": "big"}}
@@ -567,26 +386,9 @@ async fn a_files_backup_shows_how_much_of_the_whole_it_read(
             .collect();
         std::fs::write(uploads.join(format!("scan-{index}.bin")), bytes).expect("write an upload");
     }
-    let placement = on_real_node();
-    let policy: BackupPolicy = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "uploads"},
-        "spec": {
-            "schedule": "0 3 * * *",
-            "source": {"files": {"persistentVolumeClaim": "uploads"}},
-            "repository": {"restic": {"repository": "/repository/uploads", "persistentVolumeClaim": "backups",
-                                       "passwordSecretRef": {"name": "restic", "key": "password"},
-                                       "initialize": true}},
-            "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
-                            "imagePullPolicy": "Never",
-                            // ~5 MiB/s: a run of about 30 s, several of the operator's 10 s reads.
-                            "resources": {"limits": {"cpu": "50m", "memory": "256Mi"}}}
-        }
-    }))
-    .expect("a BackupPolicy");
-    ns.api::<BackupPolicy>()
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("create the files policy");
+    // 50m CPU, about 5 MiB/s: a run of about 30 s, several of the operator's 10 s reads.
+    let source = json!({"files": {"persistentVolumeClaim": "uploads"}});
+    create_slow_policy(ns, "uploads", source, "0 3 * * *").await;
     let backup: Backup = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup", "metadata": {"name": "uploads-by-hand"},
         "spec": {"policyRef": {"name": "uploads"}}
@@ -655,21 +457,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     secret(&ns, "restic", "password", RESTIC_PASSWORD).await;
     postgres(&ns).await;
     let repository_dir = host_claim(&cluster, &ns, "backups").await;
-    eventually(
-        "PostgreSQL Ready",
-        Duration::from_secs(90),
-        &operator,
-        async || {
-            let pod = ns.api::<Pod>().get("db").await.map_err(|e| e.to_string())?;
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            ready.then_some(()).ok_or_else(|| format!("{:?}", pod.status))
-        },
-    )
-    .await;
+    postgres_ready(&ns, &operator).await;
     psql(
         &cluster,
         &ns,

@@ -15,6 +15,7 @@ pub mod files;
 pub mod installed;
 pub mod operator;
 pub mod plugin;
+pub mod real_node;
 pub mod restore;
 pub mod wait;
 pub mod webhook;
