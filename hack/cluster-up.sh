@@ -18,11 +18,20 @@ dir="$LIFEBOAT_CLUSTER_DIR"
 pki="$dir/pki"
 mkdir -p "$dir" "$pki"
 
+# started_with NAME WORD: the running component's command line has WORD (a cluster started by an older
+# cluster-up.sh lacks newer flags: it is restarted rather than reused).
+started_with() {
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$(cat "$dir/$1.pid" 2>/dev/null)/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$2"* ]]
+}
 cluster_is_up() {
   pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager && pid_alive kube-scheduler &&
+    started_with kube-apiserver PodNodeSelector &&
     kubectl get --raw /readyz >/dev/null 2>&1 &&
     { [ ! -f "$REPO_ROOT/testing/localcluster/src/bin/localnode.rs" ] || pid_alive localnode; } &&
-    { ! real_node_wanted || { pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy && pid_alive apiserver-relay; }; }
+    { ! real_node_wanted || { pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy && pid_alive apiserver-relay &&
+      [ -s "$dir/kubelet.cmd" ]; }; }
 }
 if cluster_is_up; then
   echo "$KUBECONFIG"

@@ -67,8 +67,9 @@ impl Walkthrough {
             localcluster::cache_dir().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let output = Command::new("bash")
-            .args(["-euo", "pipefail", "-c", script])
+        // A bound on every block, so a Cutover that never ends fails the test instead of hanging it.
+        let output = Command::new("timeout")
+            .args(["600", "bash", "-euo", "pipefail", "-c", script])
             .env("PATH", path)
             .env("KUBECONFIG", &self.cluster.kubeconfig)
             .env("NS", &self.namespace)
@@ -140,9 +141,14 @@ async fn the_cutover_walkthrough_runs_as_written() {
     assert_eq!(doc.run("2.").trim(), "1.0", "blue answers before any Cutover");
 
     let waiting = doc.run("3.");
+    let status_row = waiting
+        .lines()
+        .skip_while(|line| *line != "CUTOVERS")
+        .find(|line| line.starts_with("web-1-1 "));
     assert!(
-        waiting.contains("cutover.lifeboat.dev/web-1-1 condition met") && waiting.contains("web-1-1"),
-        "the Cutover waits for approval and the plugin's status lists it: {waiting}"
+        waiting.contains("cutover.lifeboat.dev/web-1-1 condition met")
+            && status_row.is_some_and(|row| row.contains("AwaitingApproval")),
+        "the Cutover waits for approval and the plugin's status lists it so: {waiting}"
     );
     assert_eq!(
         doc.run("2.").trim(),

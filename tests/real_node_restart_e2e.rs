@@ -105,14 +105,16 @@ async fn a_backup_ends_through_kubelet_and_containerd_restarts_and_the_next_slot
         &operator,
         async || {
             let backups = backups(&ns).await?;
+            // (Gone, e.g. a Failed one past the history limit: no slot can be told "later" then.)
             let interrupted_created = backups
                 .iter()
                 .find(|b| b.metadata.name.as_deref() == Some(last_interrupted.as_str()))
-                .and_then(|b| b.metadata.creation_timestamp.clone());
+                .and_then(|b| b.metadata.creation_timestamp.clone())
+                .ok_or_else(|| format!("Backup {last_interrupted} is gone"))?;
             backups
                 .iter()
                 .find(|b| {
-                    b.metadata.creation_timestamp > interrupted_created
+                    b.metadata.creation_timestamp.as_ref() > Some(&interrupted_created)
                         && b.status
                             .as_ref()
                             .is_some_and(|s| s.phase == Some(BackupPhase::Succeeded))

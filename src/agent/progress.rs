@@ -103,12 +103,22 @@ pub fn keep_restic_backup_output(stdout: Option<ChildStdout>) -> JoinHandle<Stri
         let Some(stdout) = stdout else { return kept };
         let mut progress = Reporter::default();
         let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            match restic_status(&line) {
-                Some(status) => progress.report(status.bytes_done, status.total_bytes),
-                None => {
-                    kept.push_str(&line);
-                    kept.push('\n');
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => match restic_status(&line) {
+                    Some(status) => progress.report(status.bytes_done, status.total_bytes),
+                    None => {
+                        kept.push_str(&line);
+                        kept.push('\n');
+                    }
+                },
+                Ok(None) => break,
+                // A line that is not UTF-8: stop reading lines, but drain the pipe, or restic would
+                // block writing to it and never finish.
+                Err(_) => {
+                    let mut rest = lines.into_inner();
+                    let _ = tokio::io::copy(&mut rest, &mut tokio::io::sink()).await;
+                    break;
                 }
             }
         }
