@@ -51,15 +51,7 @@ impl Walkthrough {
 
     /// The block whose title starts with `title`; its stdout, or a panic with everything it printed.
     fn run(&self, title: &str) -> String {
-        let matching: Vec<(&String, &String)> =
-            self.blocks.iter().filter(|(t, _)| t.starts_with(title)).collect();
-        assert_eq!(
-            matching.len(),
-            1,
-            "one block titled {title}…: {:?}",
-            self.blocks.keys()
-        );
-        let (full_title, script) = matching[0];
+        let (full_title, script) = support::doc::block(&self.blocks, title);
         self.ran.borrow_mut().insert(full_title.clone());
         let path = format!(
             "{}:{}:{}",

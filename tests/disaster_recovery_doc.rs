@@ -55,15 +55,7 @@ impl Runbook {
 
     /// The block whose title starts with `title`, run in `dir` with the inputs `env`.
     fn run(&self, title: &str, dir: &Path, env: &[(&str, &str)]) -> Output {
-        let matching: Vec<(&String, &String)> =
-            self.blocks.iter().filter(|(t, _)| t.starts_with(title)).collect();
-        assert_eq!(
-            matching.len(),
-            1,
-            "one block titled {title}…: {:?}",
-            self.blocks.keys()
-        );
-        let (full_title, script) = matching[0];
+        let (full_title, script) = support::doc::block(&self.blocks, title);
         self.ran.borrow_mut().insert(full_title.clone());
         let mut inputs = vec![
             ("RESTIC_REPOSITORY", self.repository.as_str()),

@@ -29,3 +29,15 @@ pub fn sh_blocks(doc: &str) -> BTreeMap<String, String> {
     assert!(current.is_none(), "an unterminated sh block");
     blocks
 }
+
+/// The one block whose title starts with `title`: its full title and its script.
+pub fn block<'a>(blocks: &'a BTreeMap<String, String>, title: &str) -> (&'a String, &'a String) {
+    let matching: Vec<(&String, &String)> = blocks.iter().filter(|(t, _)| t.starts_with(title)).collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "one block titled {title}…: {:?}",
+        blocks.keys()
+    );
+    matching[0]
+}
