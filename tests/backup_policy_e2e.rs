@@ -1,31 +1,37 @@
-//! End to end, as a platform engineer sees it: a BackupPolicy applied to the local cluster backs up a real
-//! PostgreSQL into a real restic repository through Jobs on the local node, run by `lifeboat operator`
-//! under its own ServiceAccount and ClusterRole; the snapshot restores with plain restic + pg_restore.
+//! End to end, as a platform engineer sees it: a BackupPolicy applied to the local cluster backs up a
+//! PostgreSQL Pod into a restic repository on a volume through Jobs on the real node, run by the operator
+//! as the chart installs it (its image, ServiceAccount and ClusterRole); the snapshot restores with plain
+//! restic + pg_restore, run the way the DR runbook runs them, in a Pod of the same image.
 
 mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::{Backup, BackupPolicy};
 use serde_json::json;
+use support::agent::{Repo, RESTIC_PASSWORD};
 use support::conditions::condition;
-use support::operator::Operator;
+use support::installed::{InstalledOperator, LIFEBOAT_IMAGE};
+use support::node_restore::{claim_repository, postgres_database, postgres_with_backups_claim};
+use support::real_node::{
+    create_database, host_claim, namespace, postgres, psql_in, restricted_container, table_content,
+    DB_PASSWORD,
+};
 use support::wait::eventually;
+use support::{Cluster, TestNamespace};
 
-fn policy(name: &str, database: &str, repository: &str) -> BackupPolicy {
-    let pg = support::agent::postgres();
+fn policy(name: &str, database: &str) -> BackupPolicy {
     serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
         "metadata": {"name": name},
         "spec": {
             "schedule": "* * * * *",
-            "source": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
-                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
-            "repository": {"restic": {"repository": repository, "initialize": true,
-                                       "passwordSecretRef": {"name": "restic", "key": "password"}}},
+            "source": postgres_database(database),
+            "repository": claim_repository(name),
             "retention": {"keepLast": 2},
             "rpo": "1h",
             "successfulBackupsHistoryLimit": 2
@@ -34,32 +40,89 @@ fn policy(name: &str, database: &str, repository: &str) -> BackupPolicy {
     .unwrap()
 }
 
+/// The DR runbook's restore with plain tools, in a Job of the lifeboat image (restic and pg_restore 17,
+/// which reads what the image's pg_dump 17 wrote), into `database` of the PostgreSQL 15 Pod. As
+/// docs/disaster-recovery.md says for a client newer than the server: the dump as SQL without its
+/// `SET transaction_timeout` line (which PostgreSQL 15 rejects) into psql. The image has no grep: the
+/// shell drops the line.
+async fn plain_restore(cluster: &Cluster, ns: &TestNamespace, snapshot: &str, file: &str, database: &str) {
+    let script =
+        "restic --no-lock --cache-dir /tmp/restic -r /repository/hotel-db dump \"$SNAPSHOT\" \"$FILE\" \
+                  | pg_restore --file - \
+                  | while IFS= read -r line; do \
+                      [ \"$line\" = 'SET transaction_timeout = 0;' ] || printf '%s\\n' \"$line\"; done \
+                  | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h db -U postgres -d \"$DATABASE\"";
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "plain-restore"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "restore", "image": LIFEBOAT_IMAGE, "imagePullPolicy": "Never",
+                "command": ["dash", "-c", script],
+                "env": [{"name": "SNAPSHOT", "value": snapshot}, {"name": "FILE", "value": file},
+                        {"name": "DATABASE", "value": database},
+                        {"name": "RESTIC_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "restic", "key": "password"}}},
+                        {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+                "securityContext": restricted_container(),
+                "volumeMounts": [{"name": "backups", "mountPath": "/repository"}, {"name": "tmp", "mountPath": "/tmp"}]
+            }],
+            "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": "backups"}},
+                        {"name": "tmp", "emptyDir": {}}]
+        }}}
+    }))
+    .expect("a Job");
+    ns.api::<Job>()
+        .create(&PostParams::default(), &job)
+        .await
+        .expect("create the plain-restore Job");
+    let waited = cluster
+        .kubectl()
+        .args([
+            "-n",
+            &ns.name,
+            "wait",
+            "--for=condition=Complete",
+            "job/plain-restore",
+            "--timeout=180s",
+        ])
+        .output()
+        .expect("kubectl wait");
+    if !waited.status.success() {
+        let logs = cluster
+            .kubectl()
+            .args(["-n", &ns.name, "logs", "job/plain-restore"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+            .unwrap_or_default();
+        panic!(
+            "restic dump | pg_restore did not complete: {}\n{logs}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
+    }
+}
+
 /// The shared operator is restarted by one test while others wait on it: those hold this for reading.
 static OPERATOR_RESTART: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 #[tokio::test]
 async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_plain_tools() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("bp-e2e").await.unwrap();
-    let pg = support::agent::postgres();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "bp-e2e").await;
+    let claim = postgres_with_backups_claim(&cluster, &ns, operator).await;
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
-    pg.create_database(&database);
-    pg.psql(
+    create_database(&cluster, &ns, &database);
+    psql_in(
+        &cluster,
+        &ns,
         &database,
         "create table guests(id serial primary key, name text not null); \
                         insert into guests(name) select 'guest ' || g from generate_series(1, 500) g;",
     );
-    let repo = support::agent::Repo::uninitialised();
-    support::secret(&ns, "db", "password", support::agent::PG_PASSWORD).await;
-    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
 
     let policies: Api<BackupPolicy> = ns.api();
     policies
-        .create(
-            &PostParams::default(),
-            &policy("hotel-db", &database, &repo.repository_arg()),
-        )
+        .create(&PostParams::default(), &policy("hotel-db", &database))
         .await
         .unwrap();
 
@@ -119,8 +182,10 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
         summary.name
     );
 
-    // The snapshot is in the repository with the policy's tags, and restores with plain tools, as the
-    // DR runbook does it: restic dump | pg_restore.
+    // The snapshot is in the repository with the policy's tags (read with restic on the host, from the
+    // volume's directory), and restores with plain tools, as the DR runbook does it: restic dump |
+    // pg_restore.
+    let repo = Repo::at(claim.join("hotel-db"));
     let snapshots = repo.snapshots();
     let snapshot = snapshots
         .iter()
@@ -143,34 +208,11 @@ async fn a_scheduled_policy_backs_up_postgres_and_the_snapshot_restores_with_pla
         .trim_start_matches('/')
         .to_owned();
     let restored = format!("{database}_restored");
-    pg.create_database(&restored);
-    let dump = repo.restic(&["dump", &summary.snapshot_id, &file]);
-    assert!(
-        dump.status.success(),
-        "restic dump: {}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let mut pg_restore = std::process::Command::new(support::agent::pg_bin("pg_restore"))
-        .args([
-            "--exit-on-error",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            &restored,
-        ])
-        .env("PGPASSWORD", support::agent::PG_PASSWORD)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut pg_restore.stdin.take().unwrap(), &dump.stdout).unwrap();
-    assert!(pg_restore.wait().unwrap().success());
+    create_database(&cluster, &ns, &restored);
+    plain_restore(&cluster, &ns, &summary.snapshot_id, &file, &restored).await;
     assert_eq!(
-        pg.table_content(&restored, "guests"),
-        pg.table_content(&database, "guests")
+        table_content(&cluster, &ns, &restored, "guests"),
+        table_content(&cluster, &ns, &database, "guests")
     );
 
     // `kubectl get bp` shows it, Events tell the story, and the metrics show the success.
@@ -248,16 +290,14 @@ async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() 
     let cluster = support::cluster_with_crds();
     // The other test of this file restarts the shared operator; this one's timings assume it runs.
     let _operator_stays = OPERATOR_RESTART.read().await;
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("bp-secret").await.unwrap();
-    let repo = support::agent::Repo::uninitialised();
-    support::secret(&ns, "db", "password", support::agent::PG_PASSWORD).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "bp-secret").await;
+    support::secret(&ns, "db", "password", DB_PASSWORD).await;
+    postgres(&ns).await;
+    host_claim(&cluster, &ns, "backups").await;
     let policies: Api<BackupPolicy> = ns.api();
     policies
-        .create(
-            &PostParams::default(),
-            &policy("crm-db", "postgres", &repo.repository_arg()),
-        )
+        .create(&PostParams::default(), &policy("crm-db", "postgres"))
         .await
         .unwrap();
 
@@ -286,12 +326,9 @@ async fn a_missing_secret_is_a_condition_and_an_event_and_clears_once_created() 
         ]),
     );
     assert!(events.contains("SecretMissing"), "{events}");
-    assert!(
-        !events.contains(support::agent::PG_PASSWORD),
-        "no secret values in Events"
-    );
+    assert!(!events.contains(DB_PASSWORD), "no secret values in Events");
 
-    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
+    support::secret(&ns, "restic", "password", RESTIC_PASSWORD).await;
     eventually(
         "recovery once the Secret exists",
         Duration::from_secs(45),

@@ -10,14 +10,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
 use lifeboat::api::cutover::{CutoverPhase, StepPhase};
 use lifeboat::api::Cutover;
-use serde_json::json;
 
-use support::installed::{on_real_node, InstalledOperator, REAL_NODE};
-use support::{cluster_with_crds, Cluster, TestNamespace};
+use support::installed::InstalledOperator;
+use support::{cluster_with_crds, Cluster};
 
 const DOC: &str = include_str!("../docs/cutover-walkthrough.md");
 
@@ -86,21 +85,6 @@ impl Walkthrough {
     }
 }
 
-/// What the reader's namespace needs on the local cluster only: every Pod on the real node (the
-/// process node still runs the older suites), by the PodNodeSelector / PodTolerationRestriction
-/// annotations instead of placement lines in the document.
-async fn pods_go_to_the_real_node(ns: &TestNamespace) {
-    let placement = on_real_node();
-    let annotations = json!({"metadata": {"annotations": {
-        "scheduler.alpha.kubernetes.io/node-selector": format!("kubernetes.io/hostname={REAL_NODE}"),
-        "scheduler.alpha.kubernetes.io/defaultTolerations": placement["tolerations"].to_string(),
-    }}});
-    Api::<Namespace>::all(ns.client.clone())
-        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&annotations))
-        .await
-        .expect("annotate the namespace");
-}
-
 /// The step log as `(name, phase)` pairs, for assertions that name the step.
 fn steps(cutover: &Cutover) -> Vec<(String, StepPhase)> {
     cutover
@@ -125,7 +109,7 @@ async fn the_cutover_walkthrough_runs_as_written() {
     let _operator = InstalledOperator::helm(&cluster, "lifeboat-walkthrough");
     // cluster.namespace enforces Pod Security restricted, as the document promises.
     let ns = cluster.namespace("walkthrough").await.expect("namespace");
-    pods_go_to_the_real_node(&ns).await;
+    support::real_node::pods_go_to_the_real_node(&ns).await;
     let doc = Walkthrough::new(&cluster, &ns.name);
     let cutovers: Api<Cutover> = ns.api();
 

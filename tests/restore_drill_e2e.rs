@@ -1,7 +1,8 @@
 //! End to end, the disaster-recovery runbook's monthly drill done by the operator on a schedule: restore
-//! the policy's newest backup into a scratch PostgreSQL started as a Pod on the local node, verify it,
-//! and record the real RTO and RPO against the targets, in status, conditions, Events and metrics.
-//! Drills run on "* * * * *" so the tests run in parallel and wait for the same minute's slot.
+//! the policy's newest backup into a scratch PostgreSQL started as a Pod from the PostgreSQL image on the
+//! real node, verify it, and record the real RTO and RPO against the targets, in status, conditions,
+//! Events and metrics. The operator is the chart's, in its image. Drills run on "* * * * *" so the tests
+//! run in parallel and wait for the same minute's slot.
 
 mod support;
 
@@ -15,15 +16,17 @@ use lifeboat::api::restore_drill::DrillResult;
 use lifeboat::api::{Restore, RestoreDrill};
 use serde_json::{json, Value};
 use support::conditions::condition;
-use support::operator::Operator;
-use support::restore::{backed_up_database, ROWS};
+use support::installed::{InstalledOperator, POSTGRES_IMAGE};
+use support::node_restore::{backed_up_database, postgres_database, scratch_postgres};
+use support::real_node::{create_database, namespace, psql, psql_in, restricted_container_as};
+use support::restore::ROWS;
 use support::wait::eventually;
 
 fn drill(name: &str, extra: Value) -> RestoreDrill {
     let mut spec = json!({
         "schedule": "* * * * *",
         "policyRef": {"name": "hotel-db"},
-        "target": {"scratch": support::restore::scratch_postgres()},
+        "target": {"scratch": scratch_postgres()},
         "verify": {"minTables": 2, "tables": [{"name": "guests", "minRows": ROWS}, {"name": "rooms", "minRows": 12}]},
         "rto": "5m",
         "rpo": "1h",
@@ -40,11 +43,11 @@ fn drill(name: &str, extra: Value) -> RestoreDrill {
 async fn first_drill(
     api: &Api<RestoreDrill>,
     name: &str,
-    operator: &Operator,
+    operator: &InstalledOperator,
 ) -> (RestoreDrill, DrillResult) {
     eventually(
         &format!("a finished drill of {name}"),
-        Duration::from_secs(200),
+        Duration::from_secs(240),
         operator,
         || async {
             let d = api.get(name).await.map_err(|e| e.to_string())?;
@@ -60,18 +63,17 @@ async fn first_drill(
 #[tokio::test]
 async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_and_rpo() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("drill-ok").await.unwrap();
-    let source = backed_up_database(&ns, operator).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "drill-ok").await;
+    let source = backed_up_database(&cluster, &ns, operator).await;
     let drills: Api<RestoreDrill> = ns.api();
     // The runbook's smoke test after the restore: the application's view of the restored data.
     // The namespace enforces Pod Security `restricted`: the step says it runs as non-root, as a user's
-    // would there (Lifeboat cannot know what user an application image runs as).
-    let smoke = json!({"image": "postgres:16",
-        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
-                            "capabilities": {"drop": ["ALL"]}},
-        "command": ["sh", "-c",
-        "n=$(psql -XAtc 'select count(*) from guests') && test \"$n\" -ge 500 && echo \"smoke ok: $n guests\" | tee /dev/termination-log"]});
+    // would there (Lifeboat cannot know what user an application image runs as). The PostgreSQL image
+    // has psql and dash, and no coreutils: the script uses the shell's own commands.
+    let smoke = json!({"image": POSTGRES_IMAGE, "securityContext": restricted_container_as(65532),
+        "command": ["dash", "-c",
+        "n=$(psql -XAtc 'select count(*) from guests') && test \"$n\" -ge 500 && echo \"smoke ok: $n guests\" > /dev/termination-log"]});
     drills
         .create(
             &PostParams::default(),
@@ -205,9 +207,9 @@ async fn a_scheduled_drill_restores_into_a_scratch_postgres_and_reports_its_rto_
 #[tokio::test]
 async fn a_drill_whose_newest_backup_is_older_than_the_rpo_reports_rpo_met_false() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("drill-rpo").await.unwrap();
-    let _source = backed_up_database(&ns, operator).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "drill-rpo").await;
+    let _source = backed_up_database(&cluster, &ns, operator).await;
     // The next drill slot is at least a second away, so the backup is older than 1s when it starts.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let drills: Api<RestoreDrill> = ns.api();
@@ -243,11 +245,11 @@ async fn a_drill_whose_newest_backup_is_older_than_the_rpo_reports_rpo_met_false
 #[tokio::test]
 async fn a_drill_of_a_corrupted_snapshot_fails_with_the_repositorys_error_not_a_pass() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("drill-corrupt").await.unwrap();
-    let source = backed_up_database(&ns, operator).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "drill-corrupt").await;
+    let source = backed_up_database(&cluster, &ns, operator).await;
     // Flip bytes in the middle of every pack file: the dump's data (not just an index) is damaged.
-    let data = source.repo.path.join("data");
+    let data = source.repository.join("data");
     let mut flipped = 0;
     for entry in walk(&data) {
         let mut bytes = std::fs::read(&entry).unwrap();
@@ -309,16 +311,14 @@ async fn a_drill_of_a_corrupted_snapshot_fails_with_the_repositorys_error_not_a_
 #[tokio::test]
 async fn a_drill_into_a_verify_database_on_the_existing_server_replaces_it_and_drops_it_afterwards() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("drill-verify").await.unwrap();
-    let _source = backed_up_database(&ns, operator).await;
-    let pg = support::agent::postgres();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "drill-verify").await;
+    let _source = backed_up_database(&cluster, &ns, operator).await;
     // What an earlier, interrupted drill left behind: the drill owns verify_ databases and replaces them.
     let scratch_db = format!("verify_{}", ns.name.replace('-', "_"));
-    pg.create_database(&scratch_db);
-    pg.psql(&scratch_db, "create table leftover(id int)");
-    let target = json!({"postgres": {"host": "127.0.0.1", "port": pg.port, "database": scratch_db, "user": "postgres",
-                                     "passwordSecretRef": {"name": "db", "key": "password"}}});
+    create_database(&cluster, &ns, &scratch_db);
+    psql_in(&cluster, &ns, &scratch_db, "create table leftover(id int)");
+    let target = postgres_database(&scratch_db);
     let drills: Api<RestoreDrill> = ns.api();
     drills
         .create(
@@ -343,11 +343,12 @@ async fn a_drill_into_a_verify_database_on_the_existing_server_replaces_it_and_d
     )
     .await;
     assert!(dropped);
-    let exists = pg.psql(
-        "postgres",
+    let exists = psql(
+        &cluster,
+        &ns,
         &format!("select count(*) from pg_database where datname = '{scratch_db}'"),
     );
-    assert_eq!(exists, "0", "{scratch_db} is gone");
+    assert_eq!(exists.trim(), "0", "{scratch_db} is gone");
     let events = support::restore::events(&cluster, &ns.name);
     assert!(events.lines().any(|l| l.starts_with("TargetDropped")), "{events}");
 }

@@ -1,7 +1,8 @@
 //! End to end, as the disaster-recovery runbook's "restore into the target database" step: a Restore
-//! applied to the local cluster brings a real PostgreSQL backup back through `lifeboat operator` (under
-//! its own ServiceAccount and ClusterRole), verifies it, and refuses to overwrite a database that has
-//! data unless a person names that database.
+//! applied to the local cluster brings a real PostgreSQL backup back through the operator as the chart
+//! installs it (its image, ServiceAccount and ClusterRole) on the real node, verifies it, and refuses to
+//! overwrite a database that has data unless a person names that database. The databases are Pods from
+//! the test images; every Job and scratch server runs the images a user's cluster would.
 
 mod support;
 
@@ -14,8 +15,13 @@ use lifeboat::api::restore::RestorePhase;
 use lifeboat::api::Restore;
 use serde_json::{json, Value};
 use support::conditions::condition;
-use support::operator::Operator;
-use support::restore::{backed_up_database, backed_up_mariadb, ROWS};
+use support::installed::{InstalledOperator, POSTGRES_IMAGE};
+use support::node_restore::{
+    backed_up_database, backed_up_mariadb, policy_without_backups, postgres_database, scratch_mariadb,
+    scratch_postgres, RESTIC_PASSWORD,
+};
+use support::real_node::{create_database, namespace, psql_in, table_content, DB_PASSWORD};
+use support::restore::ROWS;
 use support::wait::eventually;
 
 fn restore(name: &str, spec: Value) -> Restore {
@@ -23,16 +29,10 @@ fn restore(name: &str, spec: Value) -> Restore {
         .unwrap()
 }
 
-fn existing_target(database: &str) -> Value {
-    let pg = support::agent::postgres();
-    json!({"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
-                        "passwordSecretRef": {"name": "db", "key": "password"}}})
-}
-
-async fn finished(api: &Api<Restore>, name: &str, operator: &Operator) -> Restore {
+async fn finished(api: &Api<Restore>, name: &str, operator: &InstalledOperator) -> Restore {
     eventually(
         &format!("Restore {name} to finish"),
-        Duration::from_secs(120),
+        Duration::from_secs(240),
         operator,
         || async {
             let r = api.get(name).await.map_err(|e| e.to_string())?;
@@ -48,17 +48,16 @@ async fn finished(api: &Api<Restore>, name: &str, operator: &Operator) -> Restor
 #[tokio::test]
 async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("rst-empty").await.unwrap();
-    let source = backed_up_database(&ns, operator).await;
-    let pg = support::agent::postgres();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "rst-empty").await;
+    let source = backed_up_database(&cluster, &ns, operator).await;
     let target = format!("{}_restored", source.database);
-    pg.create_database(&target);
+    create_database(&cluster, &ns, &target);
 
     let restores: Api<Restore> = ns.api();
     let spec = json!({
         "source": {"policyRef": {"name": "hotel-db"}, "snapshot": "latest"},
-        "target": existing_target(&target),
+        "target": postgres_database(&target),
         "verify": {"minTables": 2, "tables": [{"name": "guests", "minRows": ROWS}, {"name": "rooms", "minRows": 12}],
                    "queries": [{"name": "notes-intact", "sql": "select count(*) = 0 from guests where note <> md5(id::text)"}]}
     });
@@ -73,8 +72,8 @@ async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it(
     // Every row is back, byte for byte.
     for table in ["guests", "rooms"] {
         assert_eq!(
-            pg.table_content(&target, table),
-            pg.table_content(&source.database, table),
+            table_content(&cluster, &ns, &target, table),
+            table_content(&cluster, &ns, &source.database, table),
             "{table}"
         );
     }
@@ -124,9 +123,7 @@ async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it(
             "no {reason} Event:\n{events}"
         );
     }
-    assert!(
-        !events.contains(support::agent::PG_PASSWORD) && !events.contains(support::agent::RESTIC_PASSWORD)
-    );
+    assert!(!events.contains(DB_PASSWORD) && !events.contains(RESTIC_PASSWORD));
     let metrics = operator.metrics();
     assert!(
         metrics
@@ -153,20 +150,21 @@ async fn a_restore_into_an_empty_database_brings_back_every_row_and_verifies_it(
 #[tokio::test]
 async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("rst-guard").await.unwrap();
-    let source = backed_up_database(&ns, operator).await;
-    let pg = support::agent::postgres();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "rst-guard").await;
+    let source = backed_up_database(&cluster, &ns, operator).await;
     // Live data written after the backup: what an accidental restore would destroy.
-    pg.psql(
+    psql_in(
+        &cluster,
+        &ns,
         &source.database,
         "insert into guests(name, note) values ('arrived after the backup', 'x')",
     );
-    let live = pg.table_content(&source.database, "guests");
+    let live = table_content(&cluster, &ns, &source.database, "guests");
 
     let restores: Api<Restore> = ns.api();
     let unconfirmed =
-        json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": existing_target(&source.database)});
+        json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": postgres_database(&source.database)});
     restores
         .create(&PostParams::default(), &restore("oops", unconfirmed))
         .await
@@ -185,7 +183,7 @@ async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
         "no restore Job was created: {status:?}"
     );
     assert_eq!(
-        pg.table_content(&source.database, "guests"),
+        table_content(&cluster, &ns, &source.database, "guests"),
         live,
         "nothing was touched"
     );
@@ -198,7 +196,7 @@ async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
     );
 
     // Named explicitly, the database is replaced by the snapshot: the row written after it is gone.
-    let confirmed = json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": existing_target(&source.database),
+    let confirmed = json!({"source": {"policyRef": {"name": "hotel-db"}}, "target": postgres_database(&source.database),
                            "confirmOverwrite": source.database, "verify": {"tables": [{"name": "guests", "minRows": ROWS}]}});
     restores
         .create(&PostParams::default(), &restore("on-purpose", confirmed))
@@ -211,26 +209,26 @@ async fn a_restore_refuses_a_database_with_data_until_a_person_names_it() {
         "{:?}",
         replaced.status
     );
-    let count = pg.psql(&source.database, "select count(*) from guests");
-    assert_eq!(count, ROWS.to_string());
-    assert_eq!(
-        pg.psql(
-            &source.database,
-            "select count(*) from guests where name = 'arrived after the backup'"
-        ),
-        "0"
+    let count = psql_in(&cluster, &ns, &source.database, "select count(*) from guests");
+    assert_eq!(count.trim(), ROWS.to_string());
+    let after = psql_in(
+        &cluster,
+        &ns,
+        &source.database,
+        "select count(*) from guests where name = 'arrived after the backup'",
     );
+    assert_eq!(after.trim(), "0");
 }
 
 #[tokio::test]
 async fn a_missing_snapshot_fails_the_restore_and_removes_its_scratch_server() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("rst-missing").await.unwrap();
-    let _source = backed_up_database(&ns, operator).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "rst-missing").await;
+    let _source = backed_up_database(&cluster, &ns, operator).await;
     let restores: Api<Restore> = ns.api();
     let spec = json!({"source": {"policyRef": {"name": "hotel-db"}, "snapshot": "deadbeef"},
-                      "target": {"scratch": support::restore::scratch_postgres()}});
+                      "target": {"scratch": scratch_postgres()}});
     restores
         .create(&PostParams::default(), &restore("no-such-snapshot", spec))
         .await
@@ -279,13 +277,13 @@ async fn a_missing_snapshot_fails_the_restore_and_removes_its_scratch_server() {
 #[tokio::test]
 async fn a_mariadb_backup_restores_into_a_scratch_mariadb_with_every_row() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("rst-mariadb").await.unwrap();
-    let source = backed_up_mariadb(&ns, operator).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "rst-mariadb").await;
+    let source = backed_up_mariadb(&cluster, &ns, operator).await;
     let restores: Api<Restore> = ns.api();
     let spec = json!({
         "source": {"backupRef": {"name": "crm-db-by-hand"}},
-        "target": {"scratch": support::restore::scratch_mariadb()},
+        "target": {"scratch": scratch_mariadb()},
         "verify": {"minTables": 1, "tables": [{"name": "customers", "minRows": ROWS}],
                    "queries": [{"name": "names", "sql": format!("select count(*) = {ROWS} from customers where name = concat('customer ', id)")}]}
     });
@@ -320,10 +318,11 @@ async fn a_mariadb_backup_restores_into_a_scratch_mariadb_with_every_row() {
 #[tokio::test]
 async fn an_unreachable_target_fails_the_restore_with_the_agents_reason() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("rst-unreachable").await.unwrap();
-    let _repo = support::restore::policy_without_backups(&ns).await;
-    let nothing_listens = support::agent::free_port();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "rst-unreachable").await;
+    policy_without_backups(&cluster, &ns, operator).await;
+    // A port nothing listens on, on the loopback of the Pod that checks the target.
+    let nothing_listens = 5999;
     let target = json!({"postgres": {"host": "127.0.0.1", "port": nothing_listens, "database": "hotel", "user": "postgres",
                                      "passwordSecretRef": {"name": "db", "key": "password"}}});
     let restores: Api<Restore> = ns.api();
@@ -359,11 +358,12 @@ async fn an_unreachable_target_fails_the_restore_with_the_agents_reason() {
 #[tokio::test]
 async fn a_scratch_server_that_never_gets_ready_fails_the_restore_and_is_removed() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("rst-never-ready").await.unwrap();
-    let _repo = support::restore::policy_without_backups(&ns).await;
-    // A "server" that never listens.
-    let scratch = json!({"engine": "postgres", "command": ["sleep", "3600"], "readyTimeout": "5s"});
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "rst-never-ready").await;
+    policy_without_backups(&cluster, &ns, operator).await;
+    // A server that never listens on TCP (its Unix socket only): never ready.
+    let scratch = json!({"engine": "postgres", "image": POSTGRES_IMAGE, "args": ["-c", "listen_addresses="],
+                         "readyTimeout": "5s"});
     let restores: Api<Restore> = ns.api();
     restores
         .create(

@@ -494,6 +494,16 @@ impl Repo {
         Repo { dir, path }
     }
 
+    /// The repository at `path` (e.g. one a Job wrote on a host-directory volume), with a cache of
+    /// the test's own.
+    pub fn at(path: PathBuf) -> Repo {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-repo-cache-")
+            .tempdir()
+            .expect("tempdir");
+        Repo { dir, path }
+    }
+
     pub fn new() -> Repo {
         let repo = Repo::uninitialised();
         let out = repo.restic(&["init"]);

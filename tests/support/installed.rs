@@ -3,6 +3,7 @@
 //! the operator as a host process afterwards have the cluster to themselves.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
@@ -17,6 +18,7 @@ const REAL_NODE_TAINT: &str = "lifeboat.dev/real-node";
 /// The images `just images` builds and the node imports before the tests.
 pub const LIFEBOAT_IMAGE: &str = "ghcr.io/lifeboat-dev/lifeboat:0.1.0";
 pub const POSTGRES_IMAGE: &str = "lifeboat.local/postgres:15";
+pub const MARIADB_IMAGE: &str = "lifeboat.local/mariadb:10.11";
 
 /// nodeSelector and tolerations that put a Pod on the real node (a jobTemplate or PodSpec fragment).
 pub fn on_real_node() -> Value {
@@ -32,7 +34,33 @@ pub struct InstalledOperator {
     release: String,
 }
 
+/// The release the tests of one binary share, uninstalled when the binary exits (a static is never
+/// dropped): `helm uninstall` from an atexit(3) handler.
+static SHARED: OnceLock<InstalledOperator> = OnceLock::new();
+
+extern "C" fn uninstall_shared() {
+    if let Some(operator) = SHARED.get() {
+        operator.uninstall();
+    }
+}
+
 impl InstalledOperator {
+    /// The operator the tests of this binary share: installed by Helm on first use into a namespace
+    /// of its own (`lifeboat-e2e-<pid>`), so a namespace the previous binary's uninstall is still
+    /// deleting never gets in the way.
+    pub fn shared(cluster: &Cluster) -> &'static InstalledOperator {
+        SHARED.get_or_init(|| {
+            let namespace = format!("lifeboat-e2e-{}", std::process::id());
+            let operator = Self::helm(cluster, &namespace);
+            // SAFETY: atexit(3) has no safe wrapper; it registers a plain extern "C" function that
+            // takes no arguments and runs `helm uninstall` for the static above.
+            unsafe {
+                libc::atexit(uninstall_shared);
+            }
+            operator
+        })
+    }
+
     /// `helm upgrade --install` of charts/lifeboat into `namespace`, waiting until the operator is Ready.
     pub fn helm(cluster: &Cluster, namespace: &str) -> Self {
         Self::helm_with(cluster, namespace, json!({}))
@@ -178,6 +206,42 @@ impl OperatorLog for InstalledOperator {
 
 impl Drop for InstalledOperator {
     fn drop(&mut self) {
+        self.uninstall();
+    }
+}
+
+impl InstalledOperator {
+    /// The operator's /metrics through the API server's Service proxy (the operator has one replica
+    /// here, so the Service reaches the leader).
+    pub fn metrics(&self) -> String {
+        let path = format!(
+            "/api/v1/namespaces/{}/services/http:{}-metrics:http/proxy/metrics",
+            self.namespace, self.release
+        );
+        self.cluster
+            .kubectl()
+            .args(["get", "--raw", &path])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// A rolling restart of the operator's Deployment (SIGTERM to the old Pod, as an upgrade does),
+    /// returning once the new Pod is Ready.
+    pub fn restart(&self) {
+        let deployment = format!("deployment/{}", self.release);
+        run_ok(
+            "kubectl rollout restart",
+            self.kubectl().args(["rollout", "restart", &deployment]),
+        );
+        run_ok(
+            "kubectl rollout status",
+            self.kubectl()
+                .args(["rollout", "status", &deployment, "--timeout=180s"]),
+        );
+    }
+
+    fn uninstall(&self) {
         if std::env::var_os("LIFEBOAT_KEEP_NAMESPACES").is_some() {
             return;
         }

@@ -13,6 +13,7 @@ pub mod cutover;
 pub mod doc;
 pub mod files;
 pub mod installed;
+pub mod node_restore;
 pub mod operator;
 pub mod plugin;
 pub mod real_node;

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::restore::RestorePhase;
 use lifeboat::api::{Backup, BackupPolicy, Restore};
 use serde_json::{json, Value};
 
-use super::installed::{on_real_node, InstalledOperator, POSTGRES_IMAGE};
+use super::installed::{on_real_node, InstalledOperator, MARIADB_IMAGE, POSTGRES_IMAGE, REAL_NODE};
 use super::wait::eventually;
 use super::{run_ok, Cluster, TestNamespace};
 
@@ -32,6 +32,77 @@ pub fn restricted_container() -> Value {
         "runAsNonRoot": true,
         "seccompProfile": {"type": "RuntimeDefault"}
     })
+}
+
+/// A test namespace (Pod Security `restricted`) whose Pods all go to the real node, by the
+/// PodNodeSelector / PodTolerationRestriction annotations rather than placement lines in every object
+/// (the process node still runs the older suites).
+pub async fn namespace(cluster: &Cluster, prefix: &str) -> TestNamespace {
+    let ns = cluster.namespace(prefix).await.expect("namespace");
+    pods_go_to_the_real_node(&ns).await;
+    ns
+}
+
+/// Annotates `ns` so that every Pod created in it lands on the real node.
+pub async fn pods_go_to_the_real_node(ns: &TestNamespace) {
+    let placement = on_real_node();
+    let annotations = json!({"metadata": {"annotations": {
+        "scheduler.alpha.kubernetes.io/node-selector": format!("kubernetes.io/hostname={REAL_NODE}"),
+        "scheduler.alpha.kubernetes.io/defaultTolerations": placement["tolerations"].to_string(),
+    }}});
+    Api::<Namespace>::all(ns.client.clone())
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&annotations))
+        .await
+        .expect("annotate the namespace");
+}
+
+/// The password of MariaDB's `root` in the MariaDB Pod.
+pub const MARIADB_PASSWORD: &str = "crm-root-password";
+
+/// MariaDB 10.11 from the test image as a Pod with a Service `mariadb`, on the real node.
+pub async fn mariadb(ns: &TestNamespace) {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "mariadb", "labels": {"app": "mariadb"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "securityContext": {"runAsUser": 999, "runAsGroup": 999, "fsGroup": 999},
+            "containers": [{
+                "name": "mariadb", "image": MARIADB_IMAGE, "imagePullPolicy": "Never",
+                "env": [{"name": "MARIADB_ROOT_PASSWORD", "value": MARIADB_PASSWORD}],
+                "ports": [{"containerPort": 3306}],
+                "readinessProbe": {"tcpSocket": {"port": 3306}, "periodSeconds": 1},
+                "securityContext": restricted_container(),
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql/data"},
+                                 {"name": "tmp", "mountPath": "/tmp"}]
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+        }
+    }))
+    .expect("a Pod");
+    ns.api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create the MariaDB Pod (Pod Security restricted must admit it)");
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "mariadb"},
+        "spec": {"selector": {"app": "mariadb"}, "ports": [{"port": 3306, "targetPort": 3306}]}
+    });
+    ns.api::<k8s_openapi::api::core::v1::Service>()
+        .create(&PostParams::default(), &serde_json::from_value(service).unwrap())
+        .await
+        .expect("create the mariadb Service");
+}
+
+/// SQL run by the `mariadb` client inside the MariaDB Pod, as root over its socket; tab-separated rows.
+pub fn mariadb_sql(cluster: &Cluster, ns: &TestNamespace, database: Option<&str>, sql: &str) -> String {
+    let mut command = cluster.kubectl();
+    command
+        .args(["-n", &ns.name, "exec", "mariadb", "--"])
+        .args(["mariadb", "--no-defaults", "-S", "/tmp/mysqld.sock", "-u", "root"])
+        .arg(format!("-p{MARIADB_PASSWORD}"))
+        .args(["-N", "-B", "-e", sql]);
+    command.args(database);
+    run_ok("mariadb through kubectl exec", &mut command)
 }
 
 /// PostgreSQL 15 from the test image as a Pod with a Service `db`, on the real node.
@@ -72,12 +143,18 @@ pub async fn postgres(ns: &TestNamespace) {
 
 /// Waits until the PostgreSQL Pod is Ready (it accepts connections).
 pub async fn postgres_ready(ns: &TestNamespace, operator: &InstalledOperator) {
+    pod_ready(ns, "db", operator).await;
+}
+
+/// Waits until Pod `name` is Ready (for the database Pods: their server accepts TCP connections, which
+/// their entrypoints allow only once the accounts are set up).
+pub async fn pod_ready(ns: &TestNamespace, name: &str, operator: &InstalledOperator) {
     eventually(
-        "PostgreSQL Ready",
-        Duration::from_secs(90),
+        &format!("Pod {name} Ready"),
+        Duration::from_secs(120),
         operator,
         async || {
-            let pod = ns.api::<Pod>().get("db").await.map_err(|e| e.to_string())?;
+            let pod = ns.api::<Pod>().get(name).await.map_err(|e| e.to_string())?;
             let ready = pod
                 .status
                 .as_ref()
@@ -91,6 +168,26 @@ pub async fn postgres_ready(ns: &TestNamespace, operator: &InstalledOperator) {
 
 pub fn psql(cluster: &Cluster, ns: &TestNamespace, sql: &str) -> String {
     psql_in(cluster, ns, "postgres", sql)
+}
+
+/// `database` created afresh in the PostgreSQL Pod.
+pub fn create_database(cluster: &Cluster, ns: &TestNamespace, database: &str) {
+    psql(
+        cluster,
+        ns,
+        &format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"),
+    );
+    psql(cluster, ns, &format!("CREATE DATABASE \"{database}\""));
+}
+
+/// A table's full content in a canonical order, for row-for-row comparison.
+pub fn table_content(cluster: &Cluster, ns: &TestNamespace, database: &str, table: &str) -> String {
+    psql_in(
+        cluster,
+        ns,
+        database,
+        &format!("select t::text from {table} t order by t::text"),
+    )
 }
 
 pub fn psql_in(cluster: &Cluster, ns: &TestNamespace, database: &str, sql: &str) -> String {
@@ -243,10 +340,7 @@ pub async fn create_slow_policy(ns: &TestNamespace, name: &str, source: Value, s
         "spec": {
             "schedule": schedule,
             "source": source,
-            "repository": {"restic": {"repository": format!("/repository/{name}"),
-                                       "persistentVolumeClaim": "backups",
-                                       "passwordSecretRef": {"name": "restic", "key": "password"},
-                                       "initialize": true}},
+            "repository": super::node_restore::claim_repository(name),
             "jobTemplate": {"nodeSelector": placement["nodeSelector"], "tolerations": placement["tolerations"],
                             "imagePullPolicy": "Never",
                             "resources": {"limits": {"cpu": "50m", "memory": "256Mi"}}}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::agent;
 use super::operator::Operator;
-use super::wait::eventually;
+use super::wait::{eventually, OperatorLog};
 use super::{secret, Cluster, TestNamespace};
 
 pub const ROWS: i64 = 500;
@@ -26,53 +26,81 @@ pub struct BackedUp {
     pub backup: Backup,
 }
 
-/// Creates `hotel_<ns>` with `guests` (ROWS rows) and `rooms` (12 rows), a BackupPolicy whose schedule
-/// is far away, and a hand-made Backup; returns once the Backup succeeded.
+/// The rows every restore test brings back: `guests` (ROWS rows, with an md5 note each) and `rooms`
+/// (12 rows), as PostgreSQL SQL.
+pub fn hotel_rows_sql() -> String {
+    format!(
+        "create table guests(id serial primary key, name text not null, note text); \
+         insert into guests(name, note) select 'guest ' || g, md5(g::text) from generate_series(1, {ROWS}) g; \
+         create table rooms(number int primary key, beds int not null); \
+         insert into rooms select g, 1 + g % 3 from generate_series(1, 12) g;"
+    )
+}
+
+/// `customers` with ROWS rows, as MariaDB SQL.
+pub fn crm_rows_sql() -> String {
+    format!(
+        "create table customers(id int primary key, name varchar(64) not null); \
+         insert into customers select seq, concat('customer ', seq) from seq_1_to_{ROWS};"
+    )
+}
+
+/// Creates `hotel_<ns>` with [`hotel_rows_sql`], a BackupPolicy whose schedule is far away, and a
+/// hand-made Backup; returns once the Backup succeeded.
 pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> BackedUp {
     let pg = agent::postgres();
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     pg.create_database(&database);
-    pg.psql(
-        &database,
-        &format!(
-            "create table guests(id serial primary key, name text not null, note text); \
-             insert into guests(name, note) select 'guest ' || g, md5(g::text) from generate_series(1, {ROWS}) g; \
-             create table rooms(number int primary key, beds int not null); \
-             insert into rooms select g, 1 + g % 3 from generate_series(1, 12) g;"
-        ),
-    );
+    pg.psql(&database, &hotel_rows_sql());
     let repo = agent::Repo::uninitialised();
     secret(ns, "db", "password", agent::PG_PASSWORD).await;
     secret(ns, "restic", "password", agent::RESTIC_PASSWORD).await;
-    let policy: BackupPolicy = serde_json::from_value(json!({
+    let source = json!({"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
+                                     "passwordSecretRef": {"name": "db", "key": "password"}}});
+    let repository = json!({"restic": {"repository": repo.repository_arg(), "initialize": true,
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}});
+    let backup = backed_up_once(ns, "hotel-db", source, repository, operator).await;
+    BackedUp {
+        database,
+        repo,
+        policy: "hotel-db".into(),
+        backup,
+    }
+}
+
+/// A BackupPolicy `policy` of `source` into `repository` whose schedule is far away (the tests'
+/// backups are made by hand, so nothing runs behind their back), and one hand-made Backup
+/// `<policy>-by-hand`; returns the Backup once it succeeded.
+pub async fn backed_up_once(
+    ns: &TestNamespace,
+    policy: &str,
+    source: Value,
+    repository: Value,
+    operator: &dyn OperatorLog,
+) -> Backup {
+    let object: BackupPolicy = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
-        "metadata": {"name": "hotel-db"},
-        "spec": {
-            // Once a year: the tests' backups are made by hand, so nothing runs behind their back.
-            "schedule": "0 0 1 1 *",
-            "source": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": database, "user": "postgres",
-                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
-            "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
-                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
-        }
+        "metadata": {"name": policy},
+        "spec": {"schedule": "0 0 1 1 *", "source": source, "repository": repository}
     }))
     .unwrap();
     let policies: Api<BackupPolicy> = ns.api();
-    policies.create(&PostParams::default(), &policy).await.unwrap();
+    policies.create(&PostParams::default(), &object).await.unwrap();
+    let name = format!("{policy}-by-hand");
     let backup: Backup = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
-        "metadata": {"name": "hotel-db-by-hand"},
-        "spec": {"policyRef": {"name": "hotel-db"}, "reason": "restore test"}
+        "metadata": {"name": name},
+        "spec": {"policyRef": {"name": policy}, "reason": "restore test"}
     }))
     .unwrap();
     let backups: Api<Backup> = ns.api();
     backups.create(&PostParams::default(), &backup).await.unwrap();
-    let backup = eventually(
-        "the Backup to succeed",
-        Duration::from_secs(60),
+    eventually(
+        &format!("Backup {name} to succeed"),
+        Duration::from_secs(120),
         operator,
         || async {
-            let b = backups.get("hotel-db-by-hand").await.map_err(|e| e.to_string())?;
+            let b = backups.get(&name).await.map_err(|e| e.to_string())?;
             match b.status.as_ref().and_then(|s| s.phase) {
                 Some(BackupPhase::Succeeded) => Ok(b),
                 Some(BackupPhase::Failed) => panic!("the Backup failed: {:?}", b.status),
@@ -80,13 +108,7 @@ pub async fn backed_up_database(ns: &TestNamespace, operator: &Operator) -> Back
             }
         },
     )
-    .await;
-    BackedUp {
-        database,
-        repo,
-        policy: "hotel-db".into(),
-        backup,
-    }
+    .await
 }
 
 /// Only a BackupPolicy (and its Secrets), for Restores that must fail before reading any snapshot.
@@ -189,57 +211,20 @@ rm -rf "$dir""#;
     json!({"engine": "mysql", "image": "mariadb:11", "command": ["sh", "-c", script], "readyTimeout": "60s"})
 }
 
-/// A MariaDB database `crm_<ns>` with `customers` (ROWS rows), backed up once through a policy.
+/// A MariaDB database `crm_<ns>` with [`crm_rows_sql`], backed up once through a policy.
 pub async fn backed_up_mariadb(ns: &TestNamespace, operator: &Operator) -> BackedUp {
     let my = agent::mariadb();
     let database = format!("crm_{}", ns.name.replace('-', "_"));
     my.create_database(&database);
-    my.sql(
-        Some(&database),
-        &format!(
-            "create table customers(id int primary key, name varchar(64) not null); \
-             insert into customers select seq, concat('customer ', seq) from seq_1_to_{ROWS};"
-        ),
-    );
+    my.sql(Some(&database), &crm_rows_sql());
     let repo = agent::Repo::uninitialised();
     secret(ns, "my", "password", agent::MY_PASSWORD).await;
     secret(ns, "restic", "password", agent::RESTIC_PASSWORD).await;
-    let policy: BackupPolicy = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
-        "metadata": {"name": "crm-db"},
-        "spec": {
-            "schedule": "0 0 1 1 *",
-            "source": {"mysql": {"host": "127.0.0.1", "port": my.port, "database": database, "user": agent::MY_USER,
-                                  "passwordSecretRef": {"name": "my", "key": "password"}}},
-            "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
-                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
-        }
-    }))
-    .unwrap();
-    let policies: Api<BackupPolicy> = ns.api();
-    policies.create(&PostParams::default(), &policy).await.unwrap();
-    let backup: Backup = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
-        "metadata": {"name": "crm-db-by-hand"},
-        "spec": {"policyRef": {"name": "crm-db"}, "reason": "restore test"}
-    }))
-    .unwrap();
-    let backups: Api<Backup> = ns.api();
-    backups.create(&PostParams::default(), &backup).await.unwrap();
-    let backup = eventually(
-        "the MariaDB Backup to succeed",
-        Duration::from_secs(60),
-        operator,
-        || async {
-            let b = backups.get("crm-db-by-hand").await.map_err(|e| e.to_string())?;
-            match b.status.as_ref().and_then(|s| s.phase) {
-                Some(BackupPhase::Succeeded) => Ok(b),
-                Some(BackupPhase::Failed) => panic!("the Backup failed: {:?}", b.status),
-                _ => Err(format!("{:?}", b.status)),
-            }
-        },
-    )
-    .await;
+    let source = json!({"mysql": {"host": "127.0.0.1", "port": my.port, "database": database, "user": agent::MY_USER,
+                                  "passwordSecretRef": {"name": "my", "key": "password"}}});
+    let repository = json!({"restic": {"repository": repo.repository_arg(), "initialize": true,
+                                       "passwordSecretRef": {"name": "restic", "key": "password"}}});
+    let backup = backed_up_once(ns, "crm-db", source, repository, operator).await;
     BackedUp {
         database,
         repo,
