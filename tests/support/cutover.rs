@@ -14,8 +14,8 @@ use lifeboat::api::{BackupPolicy, Cutover};
 use serde_json::{json, Value};
 
 use super::agent;
-use super::operator::{http_get, Operator};
-use super::wait::poll;
+use super::operator::http_get;
+use super::wait::{poll, OperatorLog};
 use super::{secret, TestNamespace};
 
 /// A web app: `/health` answers 500 while `<dir>/<color>-unhealthy` exists, `/ready` always 200 (so
@@ -240,7 +240,7 @@ pub async fn wait_for(
     api: &Api<Cutover>,
     name: &str,
     timeout: Duration,
-    operator: &Operator,
+    operator: &dyn OperatorLog,
     check: impl Fn(&Cutover) -> bool,
 ) -> Cutover {
     poll(what, timeout, Duration::from_millis(200), operator, async || {
@@ -270,7 +270,7 @@ pub async fn ended_as(
     name: &str,
     expected: CutoverPhase,
     timeout: Duration,
-    operator: &Operator,
+    operator: &dyn OperatorLog,
 ) -> Cutover {
     let done = wait_for("the end", api, name, timeout, operator, ended).await;
     let status = done.status.clone().unwrap();

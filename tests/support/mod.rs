@@ -14,6 +14,7 @@ pub mod doc;
 pub mod files;
 pub mod installed;
 pub mod node_restore;
+pub mod node_web;
 pub mod operator;
 pub mod plugin;
 pub mod real_node;

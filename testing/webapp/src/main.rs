@@ -7,6 +7,9 @@
 //!   answer 500, `slow` delays them by `delay_ms` (default 2000), `ok` heals.
 //! - `/metrics`: Prometheus text, `http_requests_total{code}` and the `http_request_duration_seconds`
 //!   histogram (every endpoint but /metrics).
+//! - `POST /hooks/lifeboat`: a chat webhook stand-in; records the body and answers 500 to the first
+//!   `HOOK_FAILURES` (default 0) requests, as a flapping chat service does, then 200.
+//!   `GET /hooks/received`: the bodies received so far, one a line (newlines in a body become spaces).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,7 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -41,6 +44,8 @@ struct App {
     version: String,
     fault: Mutex<Fault>,
     metrics: Mutex<Metrics>,
+    hook_failures: usize,
+    hooks: Mutex<Vec<String>>,
 }
 
 type Shared = Arc<App>;
@@ -90,6 +95,25 @@ async fn health(State(app): State<Shared>) -> Response {
         return response;
     }
     "ok\n".into_response()
+}
+
+async fn hook(State(app): State<Shared>, body: String) -> Response {
+    let mut hooks = app.hooks.lock().unwrap();
+    hooks.push(body.replace(['\r', '\n'], " "));
+    if hooks.len() <= app.hook_failures {
+        (StatusCode::INTERNAL_SERVER_ERROR, "fail\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+async fn hooks_received(State(app): State<Shared>) -> String {
+    app.hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|body| format!("{body}\n"))
+        .collect()
 }
 
 async fn version(State(app): State<Shared>) -> String {
@@ -170,6 +194,8 @@ fn router(app: Shared) -> Router {
         .route("/version", get(version))
         .route("/fault", get(fault).post(fault))
         .route("/metrics", get(metrics))
+        .route("/hooks/lifeboat", post(hook))
+        .route("/hooks/received", get(hooks_received))
         .layer(middleware::from_fn_with_state(app.clone(), record))
         .with_state(app)
 }
@@ -196,10 +222,16 @@ async fn main() {
         Ok(mode) => parse_fault(&format!("mode={mode}")).expect("FAULT must be ok, fail or slow"),
         Err(_) => Fault::Ok,
     };
+    let hook_failures = std::env::var("HOOK_FAILURES")
+        .ok()
+        .map(|n| n.parse().expect("HOOK_FAILURES must be a number"))
+        .unwrap_or(0);
     let app = Arc::new(App {
         version,
         fault: Mutex::new(fault),
         metrics: Mutex::new(Metrics::default()),
+        hook_failures,
+        hooks: Mutex::new(Vec::new()),
     });
     let addr: SocketAddr = format!("{host}:{port}")
         .parse()
