@@ -19,11 +19,8 @@ pub const WEBAPP_IMAGE: &str = "lifeboat.local/webapp:1";
 
 /// GET `path` of Service `service` (port 80) through the API server's proxy: the body, or None when
 /// no endpoint answered or the app answered an error.
-pub fn through_service(cluster: &Cluster, ns: &TestNamespace, service: &str, path: &str) -> Option<String> {
-    let raw = format!(
-        "/api/v1/namespaces/{}/services/http:{service}:80/proxy{path}",
-        ns.name
-    );
+pub fn through_service(cluster: &Cluster, namespace: &str, service: &str, path: &str) -> Option<String> {
+    let raw = format!("/api/v1/namespaces/{namespace}/services/http:{service}:80/proxy{path}");
     let output = cluster.kubectl().args(["get", "--raw", &raw]).output().ok()?;
     output
         .status
@@ -102,22 +99,8 @@ impl ChatWebhook {
     }
 
     fn try_received(&self) -> Option<Vec<String>> {
-        let raw = format!(
-            "/api/v1/namespaces/{}/services/http:chat:80/proxy/hooks/received",
-            self.namespace
-        );
-        let output = self
-            .cluster
-            .kubectl()
-            .args(["get", "--raw", &raw])
-            .output()
-            .ok()?;
-        output.status.success().then(|| {
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        })
+        let body = through_service(&self.cluster, &self.namespace, "chat", "/hooks/received")?;
+        Some(body.lines().map(str::to_owned).collect())
     }
 
     /// The bodies received so far.
@@ -164,7 +147,7 @@ pub async fn blue_and_green(cluster: &Cluster, ns: &TestNamespace, operator: &In
             Duration::from_secs(120),
             operator,
             async || {
-                let answer = through_service(cluster, ns, name, "/version");
+                let answer = through_service(cluster, &ns.name, name, "/version");
                 (answer.as_deref().map(str::trim) == Some(colour))
                     .then_some(())
                     .ok_or_else(|| format!("{answer:?}"))
