@@ -58,6 +58,10 @@ in_netns ip link set lbn-node up
 in_netns sysctl -q -w net.ipv4.ip_forward=1
 # The apiserver (host) reaches Pods (webhooks, port-forward, service proxy) through the node.
 ip route replace "$POD_CIDR" via "$NODE_IP" dev lbn-host
+# Service addresses dialled from the node itself (hostNetwork Pods, a test's nsenter) need a route before
+# kube-proxy's OUTPUT rules can rewrite them to a Pod's address, as any node's default route gives them.
+# What no rule rewrites (a Service without endpoints) goes to the host side, where the guard drops it.
+in_netns ip route replace "$SERVICE_CIDR" via "$NODE_HOST_IP" dev lbn-node
 
 # --- 3. the apiserver relay: 198.18.1.2:6443 (host side of the veth) -> 127.0.0.1:$APISERVER_PORT ----------
 start apiserver-relay socat "TCP-LISTEN:$APISERVER_RELAY_PORT,bind=$NODE_HOST_IP,reuseaddr,fork" \

@@ -1,6 +1,8 @@
-//! End to end, as the hotel cutover runbook reads: blue and green Deployments of a small HTTP app behind
-//! a Service on the local cluster, `lifeboat operator` under its own ServiceAccount and ClusterRole, and
-//! a Cutover that moves the traffic — observed through the local Service proxy, as a user's curl sees it.
+//! End to end, as the hotel cutover runbook reads: blue and green Deployments of the test web app behind
+//! a Service on the local cluster's real node, Lifeboat installed by its chart, and a Cutover that moves
+//! the traffic — observed through the Service (the API server's Service proxy picks one of its ready
+//! endpoints), as a user's curl sees it. Checks and step Jobs run in the cluster: the operator resolves
+//! `<service>.<namespace>.svc` through cluster DNS.
 
 mod support;
 
@@ -15,32 +17,60 @@ use lifeboat::api::cutover::{ActiveSide, CutoverPhase, StepPhase};
 use lifeboat::api::{Backup, Cutover};
 use serde_json::{json, Value};
 use support::conditions::condition;
-use support::cutover::*;
-use support::operator::Operator;
+use support::cutover::{apply, approver, cutover, ended, phase, step_names, step_security, wait_for};
+use support::installed::{InstalledOperator, LIFEBOAT_IMAGE};
+use support::node_web::{answer, answers_soon, blue_and_green, set_fault};
+use support::real_node::namespace;
+use support::wait::OperatorLog;
+use support::Cluster;
+
+/// Service `web`'s selector now.
+async fn selector(ns: &support::TestNamespace) -> Value {
+    let services: Api<Service> = ns.api();
+    serde_json::to_value(services.get("web").await.unwrap().spec.unwrap().selector).unwrap()
+}
+
+/// A Service `name` in front of the `track` side of the web app.
+async fn track_service(ns: &support::TestNamespace, name: &str, track: &str) {
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": "web", "track": track}, "ports": [{"port": 80, "targetPort": 8080}]}
+    });
+    ns.api::<Service>()
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&service))
+        .await
+        .unwrap();
+}
+
+/// The chart-installed operator of this test binary, a namespace on the real node, blue and green.
+async fn blue_green_on_the_node(prefix: &str) -> (Cluster, &'static InstalledOperator, support::TestNamespace) {
+    let cluster = support::cluster_with_crds();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, prefix).await;
+    blue_and_green(&cluster, &ns, operator).await;
+    (cluster, operator, ns)
+}
 
 #[tokio::test]
 async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_step() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-happy").await.unwrap();
-    let _app = blue_and_green(&ns).await;
-    let (_repo, _database) = hotel_database(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-happy").await;
+    support::node_restore::hotel_policy(&cluster, &ns, operator).await;
     let svc = |name: &str, path: &str| format!("http://{name}.{}.svc{path}", ns.name);
 
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "preflight": [
-            {"name": "verify-deploy", "job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
-                "echo 'verify-deploy: 12 checks PASS' | tee /dev/termination-log"]}},
+            {"name": "verify-deploy", "job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE, "command": ["sh", "-c",
+                "echo 'verify-deploy: 12 checks PASS'; echo 'verify-deploy: 12 checks PASS' > /dev/termination-log"]}},
             {"name": "uat", "http": {"url": svc("web-green", "/health"), "retries": 2}}
         ],
         "backup": {"policyRef": {"name": "hotel-db"}, "timeout": "2m"},
-        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
+        "migration": {"job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE, "command": ["sh", "-c",
             "echo migrating; printf '{\"migrated\": 42, \"failed\": 0}' > /dev/termination-log"]}},
         "verify": [
             {"name": "health", "http": {"url": svc("web", "/health")}},
             {"name": "version", "http": {"url": svc("web", "/version"), "expectBodyContains": "green"}},
-            {"name": "smoke", "job": {"securityContext": step_security(), "image": "hotel/smoke", "command": ["sh", "-c", "echo smoke PASS"]}}
+            {"name": "smoke", "job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE, "command": ["sh", "-c", "echo smoke PASS"]}}
         ],
         "stabilization": {"duration": "4s", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": svc("web", "/health")}]}
@@ -69,7 +99,7 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
     assert_eq!(status.active, Some(ActiveSide::To));
 
     // Traffic is on green, as a client sees it.
-    assert!(answers_soon(&ns, "green").await);
+    assert!(answers_soon(&cluster, &ns, "green").await);
     assert_eq!(selector(&ns).await, json!({"app": "web", "track": "green"}));
     assert_eq!(
         status.previous_target.as_deref(),
@@ -182,10 +212,7 @@ async fn a_cutover_moves_traffic_to_green_following_the_runbook_and_logs_every_s
 
 #[tokio::test]
 async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-rollback").await.unwrap();
-    let app = blue_and_green(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-rollback").await;
     let svc = |path: &str| format!("http://web.{}.svc{path}", ns.name);
 
     let cutovers: Api<Cutover> = ns.api();
@@ -222,14 +249,14 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
         "{:?}",
         stabilizing.status
     );
-    assert!(answers_soon(&ns, "green").await);
+    assert!(answers_soon(&cluster, &ns, "green").await);
 
     // Green's /health starts failing.
-    app.make_unhealthy("green");
+    set_fault(&cluster, &ns, "web-green", "unhealthy");
     let broke = Instant::now();
     let mut back_on_blue = None;
     while broke.elapsed() < Duration::from_secs(20) {
-        if answer(&ns, "/").await.as_deref() == Some("blue") {
+        if answer(&cluster, &ns).as_deref() == Some("blue") {
             back_on_blue = Some(broke.elapsed());
             break;
         }
@@ -304,17 +331,14 @@ async fn green_failing_during_stabilization_is_rolled_back_to_blue_automatically
 
 #[tokio::test]
 async fn a_failing_preflight_is_no_go_and_never_touches_the_service() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-nogo").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-nogo").await;
     let services: Api<Service> = ns.api();
     let version_before = services.get("web").await.unwrap().metadata.resource_version;
 
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "preflight": [
-            {"name": "verify-deploy", "job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
+            {"name": "verify-deploy", "job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE, "command": ["sh", "-c",
                 "echo 'check 1 PASS'; echo 'check 2 FAIL: DEBUG is on' >&2; exit 3"]}},
             {"name": "uat", "http": {"url": format!("http://web-green.{}.svc/health", ns.name)}}
         ],
@@ -372,15 +396,12 @@ async fn a_failing_preflight_is_no_go_and_never_touches_the_service() {
         services.get("web").await.unwrap().metadata.resource_version,
         version_before
     );
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("blue"));
 }
 
 #[tokio::test]
 async fn approval_gates_the_switch_until_someone_says_go() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-approve").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-approve").await;
 
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
@@ -413,18 +434,19 @@ async fn approval_gates_the_switch_until_someone_says_go() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = cutovers.get("release-2-6").await.unwrap();
     assert_eq!(phase(&still), Some(CutoverPhase::AwaitingApproval));
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("blue"));
 
     // GO, by annotation (what `kubectl annotate` or the plugin does).
     let go = json!({"metadata": {"annotations": {"lifeboat.dev/approved-by": "alice", "lifeboat.dev/approval-reason": "CAB-1234 signed off"}}});
+    let alice = approver(&cluster, &ns, "alice", &[]).await;
     let approved_at = Instant::now();
-    cutovers
+    alice
         .patch("release-2-6", &PatchParams::default(), &Patch::Merge(&go))
         .await
         .unwrap();
     let mut switched = None;
     while approved_at.elapsed() < Duration::from_secs(10) {
-        if answer(&ns, "/").await.as_deref() == Some("green") {
+        if answer(&cluster, &ns).as_deref() == Some("green") {
             switched = Some(approved_at.elapsed());
             break;
         }
@@ -475,10 +497,7 @@ async fn approval_gates_the_switch_until_someone_says_go() {
 /// counts the sign-offs.
 #[tokio::test]
 async fn a_switch_waits_for_a_sign_off_from_each_required_group() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-signoff").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-signoff").await;
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "approval": {"required": true, "requiredGroups": ["devops", "dev", "qa"]},
@@ -510,7 +529,8 @@ async fn a_switch_waits_for_a_sign_off_from_each_required_group() {
     )
     .await;
     for (by, group) in [("alice", "devops"), ("bob", "dev")] {
-        cutovers
+        approver(&cluster, &ns, by, &[group])
+            .await
             .patch(
                 "release-3-0",
                 &PatchParams::apply(by),
@@ -535,9 +555,10 @@ async fn a_switch_waits_for_a_sign_off_from_each_required_group() {
         "{}",
         waiting_for(&partial)
     );
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("blue"));
 
-    cutovers
+    approver(&cluster, &ns, "carol", &["qa"])
+        .await
         .patch(
             "release-3-0",
             &PatchParams::apply("carol"),
@@ -554,17 +575,14 @@ async fn a_switch_waits_for_a_sign_off_from_each_required_group() {
         |c| phase(c) == Some(CutoverPhase::Succeeded),
     )
     .await;
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("green"));
     let approval = done.status.unwrap().approval.unwrap();
     assert_eq!(approval.approved_by, "alice (devops), bob (dev), carol (qa)");
 }
 
 #[tokio::test]
 async fn a_dry_run_walks_the_checks_and_changes_nothing() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-dry").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (_cluster, operator, ns) = blue_green_on_the_node("cut-dry").await;
     let services: Api<Service> = ns.api();
     let version_before = services.get("web").await.unwrap().metadata.resource_version;
 
@@ -573,7 +591,7 @@ async fn a_dry_run_walks_the_checks_and_changes_nothing() {
         "dryRun": true,
         "preflight": [{"name": "uat", "http": {"url": format!("http://web-green.{}.svc/health", ns.name)}}],
         "backup": {"policyRef": {"name": "hotel-db"}},
-        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", "exit 1"]}},
+        "migration": {"job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE, "command": ["sh", "-c", "exit 1"]}},
         "approval": {"required": true},
         "verify": [{"name": "health", "http": {"url": format!("http://web.{}.svc/health", ns.name)}}],
         "stabilization": {"duration": "1h"}
@@ -634,10 +652,7 @@ async fn a_dry_run_walks_the_checks_and_changes_nothing() {
 
 #[tokio::test]
 async fn abort_before_the_switch_stops_and_after_it_rolls_back() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-abort").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-abort").await;
     let cutovers: Api<Cutover> = ns.api();
     let abort = json!({"spec": {"abort": true}});
 
@@ -672,7 +687,7 @@ async fn abort_before_the_switch_stops_and_after_it_rolls_back() {
     )
     .await;
     assert!(stopped.status.as_ref().unwrap().previous_target.is_none());
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("blue"));
 
     // Watching green: abort switches back to blue.
     let spec = json!({"stabilization": {"duration": "10m", "interval": "1s",
@@ -690,7 +705,7 @@ async fn abort_before_the_switch_stops_and_after_it_rolls_back() {
         |c| phase(c) == Some(CutoverPhase::Stabilizing),
     )
     .await;
-    assert!(answers_soon(&ns, "green").await);
+    assert!(answers_soon(&cluster, &ns, "green").await);
     cutovers
         .patch("watches", &PatchParams::default(), &Patch::Merge(&abort))
         .await
@@ -713,18 +728,14 @@ async fn abort_before_the_switch_stops_and_after_it_rolls_back() {
         .unwrap()
         .reason
         .contains("spec.abort"));
-    assert!(answers_soon(&ns, "blue").await);
+    assert!(answers_soon(&cluster, &ns, "blue").await);
 }
 
 #[tokio::test]
 async fn an_ingress_backend_is_switched_and_restored_on_rollback() {
     use k8s_openapi::api::networking::v1::Ingress;
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-ingress").await.unwrap();
-    let _app = blue_and_green(&ns).await;
-    let services: Api<Service> = ns.api();
-    apply(&services, service("web-blue", "blue")).await;
+    let (_cluster, operator, ns) = blue_green_on_the_node("cut-ingress").await;
+    track_service(&ns, "web-blue", "blue").await;
     let ingresses: Api<Ingress> = ns.api();
     let rule = |host: &str| {
         json!({"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
@@ -825,15 +836,12 @@ async fn an_ingress_backend_is_switched_and_restored_on_rollback() {
 
 #[tokio::test]
 async fn a_migration_pod_security_refuses_fails_the_cutover_at_once_saying_what_to_set() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
     // The test namespace enforces Pod Security `restricted`; the migration does not say it runs as
     // non-root, so the Job controller is refused every Pod it tries to create.
-    let ns = cluster.namespace("cut-psa").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-psa").await;
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
-        "migration": {"job": {"image": "hotel/web", "command": ["sh", "-c", "echo migrated"]}}
+        "migration": {"job": {"image": LIFEBOAT_IMAGE, "command": ["sh", "-c", "echo migrated"]}}
     });
     cutovers
         .create(&PostParams::default(), &cutover("release-6-0", spec))
@@ -862,7 +870,7 @@ async fn a_migration_pod_security_refuses_fails_the_cutover_at_once_saying_what_
         "the step says what Pod Security wants: {message}"
     );
     assert_eq!(
-        answer(&ns, "/").await.as_deref(),
+        answer(&cluster, &ns).as_deref(),
         Some("blue"),
         "nothing was switched"
     );
@@ -870,10 +878,7 @@ async fn a_migration_pod_security_refuses_fails_the_cutover_at_once_saying_what_
 
 #[tokio::test]
 async fn a_service_deleted_mid_stabilization_ends_the_cutover_failed_saying_so() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-svc-gone").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (_cluster, operator, ns) = blue_green_on_the_node("cut-svc-gone").await;
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "stabilization": {"duration": "5m", "interval": "1s", "failureThreshold": 2,
@@ -924,10 +929,7 @@ async fn a_service_deleted_mid_stabilization_ends_the_cutover_failed_saying_so()
 
 #[tokio::test]
 async fn green_scaled_to_zero_while_awaiting_approval_is_never_switched_to() {
-    let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-zero").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let (cluster, operator, ns) = blue_green_on_the_node("cut-zero").await;
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "approval": {"required": true, "timeout": "10m"},
@@ -960,7 +962,8 @@ async fn green_scaled_to_zero_while_awaiting_approval_is_never_switched_to() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let go = json!({"metadata": {"annotations": {"lifeboat.dev/approved-by": "alice"}}});
-    cutovers
+    approver(&cluster, &ns, "alice", &[])
+        .await
         .patch("release-8-0", &PatchParams::default(), &Patch::Merge(&go))
         .await
         .unwrap();
@@ -991,5 +994,5 @@ async fn green_scaled_to_zero_while_awaiting_approval_is_never_switched_to() {
         message.contains("no longer ready, nothing was switched") && message.contains("web-green"),
         "{message}"
     );
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("blue"));
 }

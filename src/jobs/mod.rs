@@ -25,7 +25,7 @@ pub use follow::{
     JobOutcome, JobState,
 };
 pub use hardening::{restricted_container, restricted_pod, scratch_volume};
-pub use progress::{agent_progress, recheck_for_progress};
+pub use progress::{agent_progress, failed_pod_last_line, recheck_for_progress};
 pub use user_step::{user_step_job, UserStepJob};
 
 pub const POLICY_LABEL: &str = "lifeboat.dev/policy";

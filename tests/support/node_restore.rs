@@ -13,7 +13,7 @@ use super::real_node::{
     create_database, host_claim, mariadb, mariadb_sql, pod_ready, postgres, postgres_ready, psql_in,
     DB_PASSWORD, MARIADB_PASSWORD,
 };
-use super::restore::{backed_up_once, crm_rows_sql, hotel_rows_sql};
+use super::restore::{backed_up_once, create_policy, crm_rows_sql, hotel_rows_sql};
 use super::{secret, Cluster, TestNamespace};
 
 /// The restic repositories' password (the host-side tests' own, so `agent::Repo` opens them).
@@ -87,16 +87,18 @@ pub async fn backed_up_database(
 /// must fail before reading any snapshot.
 pub async fn policy_without_backups(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledOperator) {
     postgres_with_backups_claim(cluster, ns, operator).await;
-    let policy: lifeboat::api::BackupPolicy = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "hotel-db"},
-        "spec": {"schedule": "0 0 1 1 *", "source": postgres_database("postgres"),
-                 "repository": claim_repository("hotel-db")}
-    }))
-    .unwrap();
-    ns.api::<lifeboat::api::BackupPolicy>()
-        .create(&Default::default(), &policy)
-        .await
-        .expect("create the policy");
+    create_policy(ns, "hotel-db", postgres_database("postgres"), claim_repository("hotel-db")).await;
+}
+
+/// `hotel_<ns>` in the PostgreSQL Pod with the hotel rows and policy `hotel-db` over it, never run:
+/// a Cutover's pre-switch Backup is its first. Returns the database's name.
+pub async fn hotel_policy(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledOperator) -> String {
+    postgres_with_backups_claim(cluster, ns, operator).await;
+    let database = format!("hotel_{}", ns.name.replace('-', "_"));
+    create_database(cluster, ns, &database);
+    psql_in(cluster, ns, &database, &hotel_rows_sql());
+    create_policy(ns, "hotel-db", postgres_database(&database), claim_repository("hotel-db")).await;
+    database
 }
 
 /// `crm_<ns>` in a MariaDB Pod with the CRM rows, backed up once by policy `crm-db`.

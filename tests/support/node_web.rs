@@ -28,6 +28,32 @@ pub fn through_service(cluster: &Cluster, namespace: &str, service: &str, path: 
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// GET `path` of Service `service` (port 80) at its ClusterIP from inside the node's network namespace
+/// (one the project creates): the way Pods and the operator reach it, through kube-proxy's rules. The
+/// body, or None when nothing answered or the app answered an error.
+pub fn through_cluster_ip(cluster: &Cluster, namespace: &str, service: &str, path: &str) -> Option<String> {
+    let ip = cluster
+        .kubectl()
+        .args(["-n", namespace, "get", "service", service, "-o", "jsonpath={.spec.clusterIP}"])
+        .output()
+        .ok()?;
+    let ip = String::from_utf8_lossy(&ip.stdout).trim().to_owned();
+    if ip.is_empty() {
+        return None;
+    }
+    let netns = localcluster::control_plane::cluster_dir().join("real-node/ns/net");
+    let output = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["--", "curl", "-fsS", "--max-time", "2"])
+        .arg(format!("http://{ip}:80{path}"))
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// A Service `name` on port 80 in front of the app's 8080.
 async fn service(ns: &TestNamespace, name: &str, selector: Value) {
     let service: Service = serde_json::from_value(json!({
@@ -141,13 +167,14 @@ pub async fn blue_and_green(cluster: &Cluster, ns: &TestNamespace, operator: &In
     }
     service(ns, "web", json!({"app": "web", "track": "blue"})).await;
     service(ns, "web-green", json!({"app": "web", "track": "green"})).await;
+    // Through kube-proxy's rules, as the operator's checks will reach them.
     for (name, colour) in [("web", "blue"), ("web-green", "green")] {
         eventually(
             &format!("{name} answers {colour}"),
             Duration::from_secs(120),
             operator,
             async || {
-                let answer = through_service(cluster, &ns.name, name, "/version");
+                let answer = through_cluster_ip(cluster, &ns.name, name, "/version");
                 (answer.as_deref().map(str::trim) == Some(colour))
                     .then_some(())
                     .ok_or_else(|| format!("{answer:?}"))
@@ -155,4 +182,31 @@ pub async fn blue_and_green(cluster: &Cluster, ns: &TestNamespace, operator: &In
         )
         .await;
     }
+}
+
+/// What a client of Service `web` gets from `/version` now (the side serving it), trimmed: a fresh
+/// connection to its ClusterIP, through kube-proxy.
+pub fn answer(cluster: &Cluster, ns: &TestNamespace) -> Option<String> {
+    through_cluster_ip(cluster, &ns.name, "web", "/version").map(|body| body.trim().to_owned())
+}
+
+/// Waits (up to 5 s) until Service `web` answers `colour`: kube-proxy follows a selector change within
+/// a moment, not within the same instant.
+pub async fn answers_soon(cluster: &Cluster, ns: &TestNamespace, colour: &str) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if answer(cluster, ns).as_deref() == Some(colour) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Sets the fault (`ok`, `fail`, `slow`, `unhealthy`) of the app behind `service` (one replica), as
+/// testing/webapp documents.
+pub fn set_fault(cluster: &Cluster, ns: &TestNamespace, service: &str, mode: &str) {
+    let path = format!("/fault?mode={mode}");
+    let said = through_service(cluster, &ns.name, service, &path);
+    assert!(said.is_some(), "{service} took fault {mode}");
 }

@@ -78,14 +78,7 @@ pub async fn backed_up_once(
     repository: Value,
     operator: &dyn OperatorLog,
 ) -> Backup {
-    let object: BackupPolicy = serde_json::from_value(json!({
-        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
-        "metadata": {"name": policy},
-        "spec": {"schedule": "0 0 1 1 *", "source": source, "repository": repository}
-    }))
-    .unwrap();
-    let policies: Api<BackupPolicy> = ns.api();
-    policies.create(&PostParams::default(), &object).await.unwrap();
+    create_policy(ns, policy, source, repository).await;
     let name = format!("{policy}-by-hand");
     let backup: Backup = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup",
@@ -109,6 +102,19 @@ pub async fn backed_up_once(
         },
     )
     .await
+}
+
+/// A BackupPolicy `policy` whose schedule never comes during a test (1 January): its Backups are the
+/// ones a test asks for.
+pub async fn create_policy(ns: &TestNamespace, policy: &str, source: Value, repository: Value) {
+    let object: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": policy},
+        "spec": {"schedule": "0 0 1 1 *", "source": source, "repository": repository}
+    }))
+    .unwrap();
+    let policies: Api<BackupPolicy> = ns.api();
+    policies.create(&PostParams::default(), &object).await.unwrap();
 }
 
 /// Only a BackupPolicy (and its Secrets), for Restores that must fail before reading any snapshot.

@@ -124,16 +124,21 @@ async fn job_step(
         JobState::Finished { outcome, last, .. } => (outcome, last),
     };
     let report = last.and_then(|terminated| step_report(&terminated));
-    let progress = finished_job(name, &outcome, report.as_deref());
+    // A failure is explained by the last thing the container printed, which its termination message
+    // (the log tail the kubelet copied at exit) can lack.
+    let final_words = match outcome {
+        JobOutcome::Succeeded => None,
+        _ => jobs::failed_pod_last_line(&run.ctx.client, &run.namespace, name, STEP_CONTAINER).await,
+    };
+    let said = final_words.or_else(|| report.as_deref().map(|r| jobs::last_line(r, 200)));
+    let progress = finished_job(name, &outcome, said.as_deref());
     Ok((progress, report))
 }
 
-/// What a finished step Job means: done only if it succeeded; either way with the last line of its
-/// report, so the step's message says what the container said.
-fn finished_job(name: &str, outcome: &JobOutcome, report: Option<&str>) -> Progress {
-    let said = report
-        .map(|r| format!(": {}", jobs::last_line(r, 200)))
-        .unwrap_or_default();
+/// What a finished step Job means: done only if it succeeded; either way with the last line the
+/// container said, so the step's message says it.
+fn finished_job(name: &str, outcome: &JobOutcome, said: Option<&str>) -> Progress {
+    let said = said.map(|line| format!(": {line}")).unwrap_or_default();
     match outcome {
         JobOutcome::Succeeded => Progress::Done(format!("Job {name} succeeded{said}")),
         _ => Progress::Failed(format!("Job {name} failed{said}")),
@@ -206,7 +211,7 @@ mod tests {
     #[test]
     fn a_finished_job_says_how_it_ended_and_its_last_line() {
         assert_eq!(
-            finished_job("m", &JobOutcome::Succeeded, Some("step 1\nall done")),
+            finished_job("m", &JobOutcome::Succeeded, Some("all done")),
             Progress::Done("Job m succeeded: all done".into())
         );
         assert_eq!(

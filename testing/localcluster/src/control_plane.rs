@@ -112,18 +112,30 @@ impl Cluster {
     /// A fresh client. Each test gets its own: a client is tied to the runtime it was created on, and
     /// every `#[tokio::test]` has its own runtime.
     pub async fn client(&self) -> Result<Client, ClusterError> {
+        Ok(Client::try_from(self.config().await?)?)
+    }
+
+    /// A fresh client that acts as `user` in `groups` (impersonation, as `kubectl --as … --as-group …`):
+    /// what the API server's authorization and admission see of a person behind OIDC or a certificate.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Result<Client, ClusterError> {
+        let mut config = self.config().await?;
+        config.auth_info.impersonate = Some(user.to_owned());
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+        Ok(Client::try_from(config)?)
+    }
+
+    async fn config(&self) -> Result<Config, ClusterError> {
         let kubeconfig =
             Kubeconfig::read_from(&self.kubeconfig).map_err(|source| ClusterError::Kubeconfig {
                 path: self.kubeconfig.display().to_string(),
                 source,
             })?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(|source| ClusterError::Kubeconfig {
                 path: self.kubeconfig.display().to_string(),
                 source,
-            })?;
-        Ok(Client::try_from(config)?)
+            })
     }
 
     /// `kubectl` (the one built with the cluster) pointed at this cluster.

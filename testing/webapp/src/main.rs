@@ -3,8 +3,10 @@
 //!
 //! - `/`: a line naming the version; `/version`: the version alone.
 //! - `/health`, `/healthz`, `/ready`: 200 while healthy.
-//! - `/fault?mode=fail|slow|ok[&delay_ms=N]` (POST or GET): `fail` makes `/` and the health endpoints
-//!   answer 500, `slow` delays them by `delay_ms` (default 2000), `ok` heals.
+//! - `/fault?mode=fail|slow|unhealthy|ok[&delay_ms=N]` (POST or GET): `fail` makes `/` and the health
+//!   endpoints answer 500, `slow` delays them by `delay_ms` (default 2000), `unhealthy` fails only
+//!   `/health` and `/healthz` (the Pod stays ready, so its Service keeps sending it traffic: a broken
+//!   app behind a readiness probe that does not notice), `ok` heals.
 //! - `/metrics`: Prometheus text, `http_requests_total{code}` and the `http_request_duration_seconds`
 //!   histogram (every endpoint but /metrics).
 //! - `POST /hooks/lifeboat`: a chat webhook stand-in; records the body and answers 500 to the first
@@ -29,6 +31,7 @@ enum Fault {
     Ok,
     Fail,
     Slow(Duration),
+    Unhealthy,
 }
 
 #[derive(Default)]
@@ -65,8 +68,9 @@ fn parse_fault(query: &str) -> Result<Fault, String> {
         Some("ok") => Ok(Fault::Ok),
         Some("fail") => Ok(Fault::Fail),
         Some("slow") => Ok(Fault::Slow(Duration::from_millis(delay_ms))),
-        Some(other) => Err(format!("unknown mode {other:?}: ok, fail or slow")),
-        None => Err("mode=ok|fail|slow is required".into()),
+        Some("unhealthy") => Ok(Fault::Unhealthy),
+        Some(other) => Err(format!("unknown mode {other:?}: ok, fail, slow or unhealthy")),
+        None => Err("mode=ok|fail|slow|unhealthy is required".into()),
     }
 }
 
@@ -74,7 +78,7 @@ fn parse_fault(query: &str) -> Result<Fault, String> {
 async fn apply_fault(app: &App) -> Option<Response> {
     let fault = *app.fault.lock().unwrap();
     match fault {
-        Fault::Ok => None,
+        Fault::Ok | Fault::Unhealthy => None,
         Fault::Fail => Some((StatusCode::INTERNAL_SERVER_ERROR, "fault injected: fail\n").into_response()),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
@@ -91,6 +95,13 @@ async fn index(State(app): State<Shared>) -> Response {
 }
 
 async fn health(State(app): State<Shared>) -> Response {
+    if *app.fault.lock().unwrap() == Fault::Unhealthy {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "fault injected: unhealthy\n").into_response();
+    }
+    ready(State(app)).await
+}
+
+async fn ready(State(app): State<Shared>) -> Response {
     if let Some(response) = apply_fault(&app).await {
         return response;
     }
@@ -190,7 +201,7 @@ fn router(app: Shared) -> Router {
         .route("/", get(index))
         .route("/health", get(health))
         .route("/healthz", get(health))
-        .route("/ready", get(health))
+        .route("/ready", get(ready))
         .route("/version", get(version))
         .route("/fault", get(fault).post(fault))
         .route("/metrics", get(metrics))
@@ -219,7 +230,7 @@ async fn main() {
         .unwrap_or(8080);
     let host = std::env::var("HOST").unwrap_or_else(|_| "0.0.0.0".into());
     let fault = match std::env::var("FAULT") {
-        Ok(mode) => parse_fault(&format!("mode={mode}")).expect("FAULT must be ok, fail or slow"),
+        Ok(mode) => parse_fault(&format!("mode={mode}")).expect("FAULT must be ok, fail, slow or unhealthy"),
         Err(_) => Fault::Ok,
     };
     let hook_failures = std::env::var("HOOK_FAILURES")
@@ -260,5 +271,22 @@ mod tests {
         );
         assert!(parse_fault("mode=boom").is_err());
         assert!(parse_fault("").is_err());
+        assert_eq!(parse_fault("mode=unhealthy"), Ok(Fault::Unhealthy));
+    }
+
+    #[tokio::test]
+    async fn unhealthy_fails_the_health_endpoints_but_stays_ready() {
+        let app = Arc::new(App {
+            version: "green".into(),
+            fault: Mutex::new(Fault::Unhealthy),
+            metrics: Mutex::new(Metrics::default()),
+            hook_failures: 0,
+            hooks: Mutex::new(Vec::new()),
+        });
+        assert_eq!(health(State(app.clone())).await.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(ready(State(app.clone())).await.status(), StatusCode::OK);
+        assert_eq!(index(State(app.clone())).await.status(), StatusCode::OK);
+        *app.fault.lock().unwrap() = Fault::Fail;
+        assert_eq!(ready(State(app)).await.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
