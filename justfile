@@ -12,7 +12,7 @@ default:
 setup:
     hack/install-tools.sh
 
-# Start the local cluster (etcd, kube-apiserver, controller-manager, scheduler, the fake local node and, as root,
+# Start the local cluster (etcd, kube-apiserver, controller-manager, scheduler and, as root,
 # the real node lifeboat-node: kubelet, containerd, kube-proxy, CoreDNS; LIFEBOAT_REAL_NODE=0 leaves it out).
 cluster-up:
     hack/cluster-up.sh >/dev/null
@@ -53,7 +53,7 @@ demo:
 # Operator scale: 500 BackupPolicies in 50 namespaces (idle RSS/CPU, reconcile-all time, slot delay p50/p99).
 bench-operator:
     hack/cluster-up.sh >/dev/null
-    LIFEBOAT_OPERATOR_LOG=info cargo bench --bench operator_scale
+    cargo bench --bench operator_scale
 
 # PostgreSQL 15, MariaDB 10.11 (Debian) and restic 0.19.1 (built from the Go module proxy) for the agent.
 data-tools:

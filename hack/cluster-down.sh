@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops the local cluster started by cluster-up.sh: the real node (hack/node-down.sh: its processes,
-# namespaces and cgroups) and the local node first (it kills its Pods' processes), then the scheduler,
+# Stops the local cluster started by cluster-up.sh: the real node first (hack/node-down.sh: its processes,
+# namespaces and cgroups), then the scheduler,
 # controller-manager, apiserver and etcd; the real node's guard routes go last, when nothing can dial a Pod
 # address any more. Exits non-zero when something of the real node was left behind.
 set -uo pipefail
@@ -28,12 +28,10 @@ stop() {
 
 # Also when the real node is not wanted now: a previous run may have started it.
 [ "$(id -u)" = 0 ] && "$REPO_ROOT/hack/node-down.sh" stop
+# localnode: the process-running node of earlier versions, stopped if a cluster they started still runs.
 for component in localnode kube-scheduler kube-controller-manager kube-apiserver etcd; do
   stop "$component"
 done
-# Scratch database directories of test Pods on the local node (tests/support/restore.rs): a Pod killed
-# before its trap ran leaves one behind, tens of MB each.
-rm -rf /tmp/lifeboat-scratch-*
 if [ "$(id -u)" = 0 ]; then
   "$REPO_ROOT/hack/node-down.sh" finish || exit 1
 fi

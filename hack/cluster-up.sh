@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local cluster: etcd, kube-apiserver (RBAC, 127.0.0.1 only), kube-controller-manager,
-# kube-scheduler, the local node that runs Pods as processes, and the real node `lifeboat-node` (kubelet,
-# containerd, kube-proxy, CoreDNS: hack/node-up.sh; LIFEBOAT_REAL_NODE=0 leaves it out). Idempotent: when the
+# kube-scheduler and the real node `lifeboat-node` (kubelet, containerd, kube-proxy, CoreDNS:
+# hack/node-up.sh; LIFEBOAT_REAL_NODE=0 leaves it out, for API-only work). Idempotent: when the
 # cluster is already up it returns at once; otherwise it starts from an empty etcd. Prints the kubeconfig path.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -29,7 +29,6 @@ cluster_is_up() {
   pid_alive etcd && pid_alive kube-apiserver && pid_alive kube-controller-manager && pid_alive kube-scheduler &&
     started_with kube-apiserver PodNodeSelector &&
     kubectl get --raw /readyz >/dev/null 2>&1 &&
-    { [ ! -f "$REPO_ROOT/testing/localcluster/src/bin/localnode.rs" ] || pid_alive localnode; } &&
     { ! real_node_wanted || { pid_alive containerd && pid_alive kubelet && pid_alive kube-proxy && pid_alive apiserver-relay &&
       [ -s "$dir/kubelet.cmd" ]; }; }
 }
@@ -160,17 +159,6 @@ start kube-scheduler kube-scheduler \
   --bind-address 127.0.0.1 --secure-port 16259 \
   --leader-elect=false --profiling=false
 wait_for 60 "the default ServiceAccount" kubectl -n default get serviceaccount default
-
-# --- the local node (test support: runs Pods as processes) ------------------------------------------------
-if [ -f "$REPO_ROOT/testing/localcluster/src/bin/localnode.rs" ]; then
-  (cd "$REPO_ROOT" && cargo build -q -p localcluster --bin localnode)
-  target_dir=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-  mkdir -p "$dir/node"
-  start localnode "$target_dir/debug/localnode" --kubeconfig "$KUBECONFIG" --state-dir "$dir/node" \
-    --node-name lifeboat-local
-  wait_for 60 "node lifeboat-local to be Ready" \
-    kubectl wait --for=condition=Ready node/lifeboat-local --timeout=1s
-fi
 
 # --- the real node (kubelet, containerd, kube-proxy, CoreDNS) ---------------------------------------------
 # A failed start leaves nothing behind (its logs stay in $dir): the guard routes go with the rest.

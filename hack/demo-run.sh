@@ -10,11 +10,6 @@ source "$(dirname "$0")/lib.sh"
 NS=demo
 DEMO_DIR="$LIFEBOAT_CLUSTER_DIR/demo"
 PASSWORD=demo-password
-# The real node is tainted while the process node still runs the older suites: demo Pods go there.
-# on_real_node INDENT: the placement lines, the second indented like the first in the YAML around it.
-on_real_node() {
-  printf 'nodeSelector: {kubernetes.io/hostname: lifeboat-node}\n%*stolerations: [{key: lifeboat.dev/real-node, operator: Exists, effect: NoSchedule}]' "$1" ''
-}
 
 stop_demo() {
   kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
@@ -41,11 +36,9 @@ stop_demo
 log "installing Lifeboat with Helm (ghcr.io/lifeboat-dev/lifeboat:0.1.0, imported into the node)"
 cat >"$LIFEBOAT_CLUSTER_DIR/demo-values.yaml" <<YAML
 image: {pullPolicy: Never}
-nodeSelector: {kubernetes.io/hostname: lifeboat-node}
-tolerations: [{key: lifeboat.dev/real-node, operator: Exists, effect: NoSchedule}]
 YAML
-# A test run on this same cluster applies deploy/'s RBAC into lifeboat-system for its host-process
-# operator; Helm refuses to adopt those objects, so they go first (the chart brings its own).
+# deploy/'s RBAC applied into lifeboat-system by hand (`kubectl apply -k deploy`) would stop Helm, which
+# refuses to adopt objects it did not make: they go first (the chart brings its own).
 if ! helm status lifeboat -n lifeboat-system >/dev/null 2>&1; then
   kubectl delete -f "$REPO_ROOT/deploy/rbac.yaml" -f "$REPO_ROOT/deploy/serviceaccount.yaml" \
     --ignore-not-found >/dev/null 2>&1 || true
@@ -86,7 +79,6 @@ apiVersion: v1
 kind: Pod
 metadata: {name: hotel-db, labels: {app: hotel-db}}
 spec:
-  $(on_real_node 2)
   terminationGracePeriodSeconds: 2
   securityContext: {runAsUser: 999, runAsGroup: 999, fsGroup: 999}
   containers:
@@ -130,7 +122,6 @@ spec:
   sizeAnomaly: {minRatio: 0.7, maxRatio: 1.5}
   jobTemplate:
     imagePullPolicy: Never
-    $(on_real_node 4)
 YAML
 wait_until 150 "the first scheduled backup" has bp hotel-db '{.status.lastSuccessfulBackup.snapshotId}'
 echo
@@ -150,14 +141,12 @@ spec:
     scratch:
       engine: postgres
       image: lifeboat.local/postgres:15
-      $(on_real_node 6)
   verify:
     tables: [{name: reservations, minRows: 10000}]
   rto: 10m
   rpo: 1h
   jobTemplate:
     imagePullPolicy: Never
-    $(on_real_node 4)
 YAML
 wait_until 240 "the first drill's verdict" has drill hotel-db-drill '{.status.lastDrill.passed}'
 kubectl -n "$NS" patch drill hotel-db-drill --type merge -p '{"spec":{"suspend":true}}' >/dev/null
@@ -177,7 +166,6 @@ spec:
   template:
     metadata: {labels: {app: web, track: $color}}
     spec:
-      $(on_real_node 6)
       terminationGracePeriodSeconds: 2
       containers:
       - name: web

@@ -207,8 +207,6 @@ clusterDNS: [$CLUSTER_DNS]
 clusterDomain: cluster.local
 resolvConf: $etc/resolv.conf
 registerNode: true
-registerWithTaints:
-- {key: lifeboat.dev/real-node, value: "true", effect: NoSchedule}
 makeIPTablesUtilChains: false
 failSwapOn: false
 serializeImagePulls: false

@@ -1,12 +1,8 @@
 //! What a Cutover looks at: HTTP checks (the runbooks' `curl -fsS …/health`), Prometheus instant queries
 //! (the Django plan's "error rate < 0.1 %") and Deployment readiness (fully rolled out, every Pod Ready).
 //!
-//! The operator reaches `http://web.hotel.svc/health` through cluster DNS. On the local test cluster the
-//! operator runs on the host, where no cluster DNS exists: when `LIFEBOAT_LOCAL_SERVICES` names the
-//! local node's `services.json`, `<svc>.<ns>[.svc[.cluster.local]]` hosts are sent to the Service proxy's
-//! loopback address instead (test and local-cluster support only; production leaves it unset).
+//! The operator reaches `http://web.hotel.svc/health` through cluster DNS, as any client in the cluster.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,8 +11,6 @@ use reqwest::Url;
 
 use crate::api::common::HttpCheck;
 
-/// Environment variable naming the local node's services.json (local cluster only).
-pub const LOCAL_SERVICES_ENV: &str = "LIFEBOAT_LOCAL_SERVICES";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bodies kept for matching and messages; a health endpoint never needs more.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -94,14 +88,14 @@ fn body_excerpt(body: &str) -> String {
 
 /// One HTTP request with a deadline (the shared client of [`crate::http_client`]).
 pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<HttpResponse, String> {
-    let (target, host_header) = resolve(url)?;
+    let target = Url::parse(url).map_err(|error| format!("{url} is not a URL: {error}"))?;
+    if target.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url} has no host"));
+    }
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("{method} is not an HTTP method"))?;
     let client = crate::http_client::client_for(&target)?;
-    let mut request = client.request(method.clone(), target).timeout(timeout);
-    if let Some(host) = host_header {
-        request = request.header(reqwest::header::HOST, host);
-    }
+    let request = client.request(method.clone(), target).timeout(timeout);
     // reqwest's per-request timeout covers connecting, the answer and reading the body.
     let failed = |error: reqwest::Error, doing: &str| {
         if error.is_timeout() {
@@ -133,66 +127,6 @@ pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<HttpR
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
-}
-
-/// The URL to connect to and, when that is not the URL as written, the Host header to send: the URL
-/// itself, or (local cluster) the Service proxy's address for a Service host.
-fn resolve(url: &str) -> Result<(Url, Option<String>), String> {
-    let parsed = Url::parse(url).map_err(|error| format!("{url} is not a URL: {error}"))?;
-    let host = parsed
-        .host_str()
-        .filter(|host| !host.is_empty())
-        .ok_or_else(|| format!("{url} has no host"))?
-        .to_owned();
-    let Some(table) = std::env::var_os(LOCAL_SERVICES_ENV).map(PathBuf::from) else {
-        return Ok((parsed, None));
-    };
-    let Some((service, namespace)) = service_host(&host) else {
-        return Ok((parsed, None));
-    };
-    let scheme = parsed.scheme();
-    let port = parsed.port().unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let host_header = match parsed.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.clone(),
-    };
-    let address = local_service_address(&table, namespace, service, port)?;
-    let path = match parsed.query() {
-        Some(query) => format!("{}?{query}", parsed.path()),
-        None => parsed.path().to_owned(),
-    };
-    let rewritten =
-        Url::parse(&format!("{scheme}://{address}{path}")).map_err(|error| format!("{url}: {error}"))?;
-    Ok((rewritten, Some(host_header)))
-}
-
-/// `web.hotel`, `web.hotel.svc`, `web.hotel.svc.cluster.local` → (web, hotel).
-pub fn service_host(host: &str) -> Option<(&str, &str)> {
-    let parts: Vec<&str> = host.split('.').collect();
-    match parts.as_slice() {
-        [service, namespace]
-        | [service, namespace, "svc"]
-        | [service, namespace, "svc", "cluster", "local"] => Some((service, namespace)),
-        _ => None,
-    }
-}
-
-/// The Service proxy's `address:port` for a Service, from the local node's services.json.
-fn local_service_address(table: &Path, namespace: &str, service: &str, port: u16) -> Result<String, String> {
-    let text =
-        std::fs::read_to_string(table).map_err(|error| format!("reading {}: {error}", table.display()))?;
-    let parsed: serde_json::Value =
-        serde_json::from_str(&text).map_err(|error| format!("parsing {}: {error}", table.display()))?;
-    let entry = parsed["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["namespace"] == namespace && s["name"] == service)
-        .ok_or_else(|| format!("Service {namespace}/{service} is not in {}", table.display()))?;
-    let address = entry["address"]
-        .as_str()
-        .ok_or_else(|| format!("Service {namespace}/{service} has no address yet"))?;
-    Ok(format!("{address}:{port}"))
 }
 
 /// The single value of a Prometheus instant query (`/api/v1/query`), judged against [min, max].
@@ -370,36 +304,6 @@ mod tests {
         )
         .unwrap_err()
         .contains("lacks \"2.4\""));
-    }
-
-    #[test]
-    fn service_hosts_are_recognised_in_every_cluster_form() {
-        assert_eq!(service_host("web.hotel"), Some(("web", "hotel")));
-        assert_eq!(service_host("web.hotel.svc"), Some(("web", "hotel")));
-        assert_eq!(
-            service_host("web.hotel.svc.cluster.local"),
-            Some(("web", "hotel"))
-        );
-        assert_eq!(service_host("kajovohotel.hcasc.cz"), None);
-        assert_eq!(service_host("web"), None);
-    }
-
-    #[test]
-    fn a_service_url_goes_to_the_local_proxy_when_a_table_is_given() {
-        let dir = tempfile::tempdir().unwrap();
-        let table = dir.path().join("services.json");
-        std::fs::write(
-            &table,
-            r#"{"services":[{"namespace":"hotel","name":"web","address":"127.0.20.7","ports":[]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            local_service_address(&table, "hotel", "web", 80).unwrap(),
-            "127.0.20.7:80"
-        );
-        assert!(local_service_address(&table, "hotel", "api", 80)
-            .unwrap_err()
-            .contains("hotel/api"));
     }
 
     #[test]

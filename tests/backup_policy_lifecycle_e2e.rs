@@ -1,10 +1,13 @@
-//! The rest of a BackupPolicy's life on the local cluster, each scenario as a user would check it:
-//! MariaDB backups, a wrong password that is fixed, retention, suspend, RPO staleness, and cleanup on
-//! deletion. Schedules are every minute, so the scenarios run concurrently in one test to share the
-//! minute boundaries (each panics with its own name and what it last saw).
+//! The rest of a BackupPolicy's life, each scenario as a user would check it, on the real node with the
+//! chart-installed operator: MariaDB backups, a wrong password that is fixed, retention, suspend, RPO
+//! staleness, and cleanup on deletion. The databases are Pods of the test images, the repositories
+//! restic on host-directory claims (so the test reads and damages them from the host). Schedules are
+//! every minute, so the scenarios run concurrently in one test to share the minute boundaries (each
+//! panics with its own name and what it last saw).
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -13,54 +16,49 @@ use kube::Api;
 use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::{Backup, BackupPolicy};
 use serde_json::{json, Value};
+use support::agent::{Repo, RESTIC_PASSWORD};
 use support::conditions::condition;
-use support::operator::Operator;
+use support::installed::InstalledOperator;
+use support::node_restore::{claim_repository, postgres_database, postgres_with_backups_claim};
+use support::node_web::ChatWebhook;
+use support::real_node::{
+    create_database, host_claim, mariadb, mariadb_sql, namespace, pod_ready, psql_in, DB_PASSWORD,
+    MARIADB_PASSWORD,
+};
 use support::wait::eventually;
+use support::{Cluster, TestNamespace};
 
-fn postgres_source(database: &str) -> Value {
-    json!({"postgres": {"host": "127.0.0.1", "port": support::agent::postgres().port, "database": database,
-                        "user": "postgres", "passwordSecretRef": {"name": "db", "key": "password"}}})
+/// A namespace of its own on the real node with the PostgreSQL Pod, its Secrets and the claim
+/// `backups`; returns the claim's directory on the host.
+async fn with_postgres(cluster: &Cluster, prefix: &str, operator: &InstalledOperator) -> (TestNamespace, PathBuf) {
+    let ns = namespace(cluster, prefix).await;
+    let claim = postgres_with_backups_claim(cluster, &ns, operator).await;
+    (ns, claim)
 }
 
-fn mysql_source(database: &str) -> Value {
-    json!({"mysql": {"host": "127.0.0.1", "port": support::agent::mariadb().port, "database": database,
-                     "user": support::agent::MY_USER, "passwordSecretRef": {"name": "db", "key": "password"}}})
-}
-
-/// A namespace of its own, an uninitialised repository, and the two Secrets a policy reads.
-async fn scenario_setup(
-    cluster: &support::Cluster,
-    prefix: &str,
-    db_password: &str,
-) -> (support::TestNamespace, support::agent::Repo) {
-    let ns = cluster.namespace(prefix).await.unwrap();
-    let repo = support::agent::Repo::uninitialised();
-    support::secret(&ns, "db", "password", db_password).await;
-    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
-    (ns, repo)
+/// A namespace with only what a policy that never gets to run a dump needs: its Secrets and claim.
+async fn without_database(cluster: &Cluster, prefix: &str) -> TestNamespace {
+    let ns = namespace(cluster, prefix).await;
+    support::secret(&ns, "db", "password", DB_PASSWORD).await;
+    support::secret(&ns, "restic", "password", RESTIC_PASSWORD).await;
+    host_claim(cluster, &ns, "backups").await;
+    ns
 }
 
 /// A PostgreSQL database of the test's own with one table and one row; returns its name.
-fn one_row_database(ns: &support::TestNamespace, prefix: &str) -> String {
-    let pg = support::agent::postgres();
+fn one_row_database(cluster: &Cluster, ns: &TestNamespace, prefix: &str) -> String {
     let database = format!("{prefix}_{}", ns.name.replace('-', "_"));
-    pg.create_database(&database);
-    pg.psql(&database, "create table t(id int); insert into t values (1);");
+    create_database(cluster, ns, &database);
+    psql_in(cluster, ns, &database, "create table t(id int); insert into t values (1);");
     database
 }
 
-async fn create_policy(
-    ns: &support::TestNamespace,
-    name: &str,
-    source: Value,
-    repository: &str,
-    extra: Value,
-) {
+/// Policy `name` every minute, into `/repository/<name>` on the claim, with `extra` spec fields.
+async fn create_policy(ns: &TestNamespace, name: &str, source: Value, extra: Value) {
     let mut spec = json!({
         "schedule": "* * * * *",
         "source": source,
-        "repository": {"restic": {"repository": repository, "initialize": true,
-                                   "passwordSecretRef": {"name": "restic", "key": "password"}}},
+        "repository": claim_repository(name),
     });
     for (key, value) in extra.as_object().unwrap() {
         spec[key] = value.clone();
@@ -78,14 +76,14 @@ async fn wait_for<T>(
     scenario: &str,
     what: &str,
     timeout: Duration,
-    operator: &Operator,
+    operator: &InstalledOperator,
     check: impl AsyncFnMut() -> Result<T, String>,
 ) -> T {
     eventually(&format!("[{scenario}] {what}"), timeout, operator, check).await
 }
 
 /// A pack file of a local restic repository (`data/<xx>/<id>`).
-fn first_pack(repository: &std::path::Path) -> std::path::PathBuf {
+fn first_pack(repository: &Path) -> PathBuf {
     let mut packs: Vec<_> = std::fs::read_dir(repository.join("data"))
         .expect("the repository has data/")
         .flatten()
@@ -96,7 +94,7 @@ fn first_pack(repository: &std::path::Path) -> std::path::PathBuf {
     packs.into_iter().next().expect("the repository has a pack file")
 }
 
-async fn backups_of(ns: &support::TestNamespace, policy: &str) -> Vec<Backup> {
+async fn backups_of(ns: &TestNamespace, policy: &str) -> Vec<Backup> {
     let api: Api<Backup> = ns.api();
     let list = api.list(&ListParams::default()).await.unwrap().items;
     list.into_iter()
@@ -109,24 +107,21 @@ fn phase(backup: &Backup) -> Option<BackupPhase> {
 }
 
 /// MariaDB is backed up with mariadb-dump, and deleting the policy removes its Backups and Jobs.
-async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, operator: &Operator) {
+async fn mariadb_backup_then_deletion_cleans_up(cluster: &Cluster, operator: &InstalledOperator) {
     let scenario = "mariadb";
-    let ns = cluster.namespace("bp-mariadb").await.unwrap();
-    let my = support::agent::mariadb();
+    let ns = namespace(cluster, "bp-mariadb").await;
+    support::secret(&ns, "my", "password", MARIADB_PASSWORD).await;
+    support::secret(&ns, "restic", "password", RESTIC_PASSWORD).await;
+    mariadb(&ns).await;
+    let claim = host_claim(cluster, &ns, "backups").await;
+    pod_ready(&ns, "mariadb", operator).await;
     let database = format!("crm_{}", ns.name.replace('-', "_"));
-    my.create_database(&database);
-    my.sql(Some(&database), "create table contacts(id int primary key, email varchar(80)); insert into contacts values (1,'a@example.com'),(2,'b@example.com');");
-    let repo = support::agent::Repo::uninitialised();
-    support::secret(&ns, "db", "password", support::agent::MY_PASSWORD).await;
-    support::secret(&ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
-    create_policy(
-        &ns,
-        "crm-db",
-        mysql_source(&database),
-        &repo.repository_arg(),
-        json!({"check": {"schedule": "* * * * *"}}),
-    )
-    .await;
+    mariadb_sql(cluster, &ns, None, &format!("create database `{database}`"));
+    mariadb_sql(cluster, &ns, Some(&database), "create table contacts(id int primary key, email varchar(80)); insert into contacts values (1,'a@example.com'),(2,'b@example.com');");
+    let source = json!({"mysql": {"host": "mariadb", "database": database, "user": "root",
+                                  "passwordSecretRef": {"name": "my", "key": "password"}}});
+    create_policy(&ns, "crm-db", source, json!({"check": {"schedule": "* * * * *"}})).await;
+    let repo = Repo::at(claim.join("crm-db"));
     let policies: Api<BackupPolicy> = ns.api();
     let summary = wait_for(
         scenario,
@@ -182,7 +177,8 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
     // A damaged repository (a pack file gone, as a bad disk or a wrong lifecycle rule would do) turns
     // the policy unhealthy at the next check, with a metric to alert on; repaired, it heals.
     let pack = first_pack(&repo.path);
-    let kept = repo.dir.path().join("kept-pack");
+    // Beside the repository on the same volume (a rename, and one that restic does not see).
+    let kept = claim.join("kept-pack");
     std::fs::rename(&pack, &kept).expect("move a pack file away");
     let unhealthy = wait_for(
         scenario,
@@ -278,13 +274,18 @@ async fn mariadb_backup_then_deletion_cleans_up(cluster: &support::Cluster, oper
 
 /// A wrong database password fails the backup with a message that says so; once the Secret is fixed
 /// the next slot succeeds and the policy is Ready again.
-async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, operator: &Operator) {
+async fn wrong_password_is_reported_and_recovers(cluster: &Cluster, operator: &InstalledOperator) {
     let scenario = "wrong-password";
-    let (ns, repo) = scenario_setup(cluster, "bp-password", "not-the-password").await;
-    let database = one_row_database(&ns, "pw");
-    let webhook = support::webhook::Webhook::start();
+    let (ns, claim) = with_postgres(cluster, "bp-password", operator).await;
+    let database = one_row_database(cluster, &ns, "pw");
+    let repo = Repo::at(claim.join("pw-db"));
+    // The policy reads its password from Secret `app-db`, which holds a wrong one at first.
+    support::secret(&ns, "app-db", "password", "not-the-password").await;
+    let webhook = ChatWebhook::failing_first(cluster, &ns, 0, operator).await;
     support::secret(&ns, "chat", "url", &webhook.url).await;
-    create_policy(&ns, "pw-db", postgres_source(&database), &repo.repository_arg(),
+    let mut source = postgres_database(&database);
+    source["postgres"]["passwordSecretRef"]["name"] = json!("app-db");
+    create_policy(&ns, "pw-db", source,
         json!({"notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}, "events": ["Failure", "Recovery"]}})).await;
     let policies: Api<BackupPolicy> = ns.api();
     let (status, reason, message) = wait_for(
@@ -311,15 +312,16 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
     );
     let failed = policies.get("pw-db").await.unwrap().status.unwrap();
     assert_eq!(failed.failed_backups, Some(1), "[{scenario}] {failed:?}");
+    // The repository was initialised before the dump failed (or not at all): either way no snapshot.
     assert!(
-        repo.snapshots().is_empty(),
+        !repo.path.join("config").exists() || repo.snapshots().is_empty(),
         "[{scenario}] no snapshot from a failed dump"
     );
 
     let failure_note = wait_for(
         scenario,
         "a failure notification",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         operator,
         async || {
             webhook
@@ -343,7 +345,7 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
         "[{scenario}] no secret in notifications"
     );
 
-    support::secret(&ns, "db", "password", support::agent::PG_PASSWORD).await;
+    support::secret(&ns, "app-db", "password", DB_PASSWORD).await;
     wait_for(
         scenario,
         "Ready=True after the Secret is fixed",
@@ -360,7 +362,7 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
     wait_for(
         scenario,
         "a recovery notification",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         operator,
         async || {
             webhook
@@ -375,15 +377,15 @@ async fn wrong_password_is_reported_and_recovers(cluster: &support::Cluster, ope
 
 /// keepLast 2 leaves exactly two snapshots of the policy in the repository after three backups, and the
 /// history limit keeps exactly one Succeeded Backup object.
-async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, operator: &Operator) {
+async fn retention_and_history_keep_what_they_say(cluster: &Cluster, operator: &InstalledOperator) {
     let scenario = "retention";
-    let (ns, repo) = scenario_setup(cluster, "bp-retention", support::agent::PG_PASSWORD).await;
-    let database = one_row_database(&ns, "ret");
+    let (ns, claim) = with_postgres(cluster, "bp-retention", operator).await;
+    let database = one_row_database(cluster, &ns, "ret");
+    let repo = Repo::at(claim.join("ret-db"));
     create_policy(
         &ns,
         "ret-db",
-        postgres_source(&database),
-        &repo.repository_arg(),
+        postgres_database(&database),
         json!({"retention": {"keepLast": 2}, "successfulBackupsHistoryLimit": 1}),
     )
     .await;
@@ -432,14 +434,14 @@ async fn retention_and_history_keep_what_they_say(cluster: &support::Cluster, op
 }
 
 /// A suspended policy creates no Backups and shows no next slot; resuming it schedules again.
-async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operator) {
+async fn suspend_stops_new_backups(cluster: &Cluster, operator: &InstalledOperator) {
     let scenario = "suspend";
-    let (ns, repo) = scenario_setup(cluster, "bp-suspend", support::agent::PG_PASSWORD).await;
+    // Only Backups are counted here: whether their dumps succeed does not matter.
+    let ns = without_database(cluster, "bp-suspend").await;
     create_policy(
         &ns,
         "sus-db",
-        postgres_source("postgres"),
-        &repo.repository_arg(),
+        postgres_database("postgres"),
         json!({"suspend": true}),
     )
     .await;
@@ -487,15 +489,14 @@ async fn suspend_stops_new_backups(cluster: &support::Cluster, operator: &Operat
 }
 
 /// A policy whose last success is older than its RPO turns Stale, with an Event and the metric.
-async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator: &Operator) {
+async fn an_rpo_miss_turns_the_policy_stale(cluster: &Cluster, operator: &InstalledOperator) {
     let scenario = "stale";
-    let (ns, repo) = scenario_setup(cluster, "bp-stale", support::agent::PG_PASSWORD).await;
+    let ns = without_database(cluster, "bp-stale").await;
     // Yearly schedule: no backup will run during the test, so nothing succeeds within the 5 s RPO.
     create_policy(
         &ns,
         "old-db",
-        postgres_source("postgres"),
-        &repo.repository_arg(),
+        postgres_database("postgres"),
         json!({"schedule": "0 0 1 1 *", "rpo": "5s"}),
     )
     .await;
@@ -573,14 +574,12 @@ async fn an_rpo_miss_turns_the_policy_stale(cluster: &support::Cluster, operator
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_policy_lives_through_failures_retention_suspension_staleness_and_deletion() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::start(&cluster);
-    // Start the database servers before the scenarios race for them.
-    let _ = (support::agent::postgres(), support::agent::mariadb());
+    let operator = InstalledOperator::shared(&cluster);
     tokio::join!(
-        mariadb_backup_then_deletion_cleans_up(&cluster, &operator),
-        wrong_password_is_reported_and_recovers(&cluster, &operator),
-        retention_and_history_keep_what_they_say(&cluster, &operator),
-        suspend_stops_new_backups(&cluster, &operator),
-        an_rpo_miss_turns_the_policy_stale(&cluster, &operator),
+        mariadb_backup_then_deletion_cleans_up(&cluster, operator),
+        wrong_password_is_reported_and_recovers(&cluster, operator),
+        retention_and_history_keep_what_they_say(&cluster, operator),
+        suspend_stops_new_backups(&cluster, operator),
+        an_rpo_miss_turns_the_policy_stale(&cluster, operator),
     );
 }

@@ -1,6 +1,7 @@
-//! What a person on call is told about a BackupPolicy that has been working, end to end on the local
-//! cluster (a real PostgreSQL, a real restic repository, backups as Jobs on the local node, a chat
-//! webhook stand-in): a policy whose last success ages past its RPO turns Stale — condition, Ready,
+//! What a person on call is told about a BackupPolicy that has been working, end to end on the real node
+//! with the chart-installed operator (PostgreSQL as a Pod of the test image, a restic repository on a
+//! host-directory claim, backups as Jobs of the lifeboat image, the web app image's chat webhook
+//! stand-in): a policy whose last success ages past its RPO turns Stale — condition, Ready,
 //! metric and a chat message naming the policy — and recovers with the next backup; a backup far larger
 //! than the recent ones raises SizeAnomaly, with the metric, an Event and a chat message giving the sizes.
 //! Backups are made by hand (a Backup with spec.policyRef, as `kubectl lifeboat backup now` does) under
@@ -18,50 +19,43 @@ use lifeboat::api::notifications::{DeliveryState, NotificationRecord};
 use lifeboat::api::{Backup, BackupPolicy};
 use serde_json::{json, Value};
 use support::conditions::condition;
-use support::operator::Operator;
+use support::installed::InstalledOperator;
+use support::node_restore::{claim_repository, postgres_database, postgres_with_backups_claim};
+use support::node_web::ChatWebhook;
+use support::real_node::{create_database, namespace, psql_in};
 use support::wait::eventually;
-use support::webhook::Webhook;
+use support::{Cluster, TestNamespace};
 
 /// How long one hand-made backup may take, from its creation to Succeeded.
 const BACKUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The RPO of the aging scenario: long enough to see the policy fresh after its backup first.
 const RPO_SECONDS: i64 = 45;
 
-/// A PostgreSQL database of the test's own; returns its name.
-fn database(ns: &support::TestNamespace, prefix: &str, sql: &str) -> String {
-    let pg = support::agent::postgres();
+/// A namespace on the real node with the PostgreSQL Pod (its Secrets and the repository's claim), a
+/// database of the test's own made by `sql`, and the chat webhook whose URL Secret `chat` holds.
+async fn scenario(
+    cluster: &Cluster,
+    prefix: &str,
+    sql: &str,
+    operator: &InstalledOperator,
+) -> (TestNamespace, String, ChatWebhook) {
+    let ns = namespace(cluster, prefix).await;
+    postgres_with_backups_claim(cluster, &ns, operator).await;
     let database = format!("{prefix}_{}", ns.name.replace('-', "_"));
-    pg.create_database(&database);
-    pg.psql(&database, sql);
-    database
-}
-
-/// The Secrets a policy reads (database, repository, webhook URL), and its repository (kept alive by
-/// the caller: the directory goes when it drops).
-async fn secrets(ns: &support::TestNamespace, webhook: &Webhook) -> support::agent::Repo {
-    support::secret(ns, "db", "password", support::agent::PG_PASSWORD).await;
-    support::secret(ns, "restic", "password", support::agent::RESTIC_PASSWORD).await;
-    support::secret(ns, "chat", "url", &webhook.url).await;
-    support::agent::Repo::uninitialised()
+    create_database(cluster, &ns, &database);
+    psql_in(cluster, &ns, &database, sql);
+    let webhook = ChatWebhook::failing_first(cluster, &ns, 0, operator).await;
+    support::secret(&ns, "chat", "url", &webhook.url).await;
+    (ns, database, webhook)
 }
 
 /// A policy of `database` that runs once a year (so only hand-made Backups run), notifying the chat
 /// webhook of `events`, with `extra` spec fields.
-async fn create_policy(
-    ns: &support::TestNamespace,
-    name: &str,
-    database: &str,
-    repo: &support::agent::Repo,
-    events: &[&str],
-    extra: Value,
-) {
+async fn create_policy(ns: &TestNamespace, name: &str, database: &str, events: &[&str], extra: Value) {
     let mut spec = json!({
         "schedule": "0 0 1 1 *",
-        "source": {"postgres": {"host": "127.0.0.1", "port": support::agent::postgres().port,
-                                 "database": database, "user": "postgres",
-                                 "passwordSecretRef": {"name": "db", "key": "password"}}},
-        "repository": {"restic": {"repository": repo.repository_arg(), "initialize": true,
-                                   "passwordSecretRef": {"name": "restic", "key": "password"}}},
+        "source": postgres_database(database),
+        "repository": claim_repository(name),
         "notifications": {"webhook": {"urlSecretRef": {"name": "chat", "key": "url"}}, "events": events},
     });
     for (key, value) in extra.as_object().unwrap() {
@@ -76,7 +70,7 @@ async fn create_policy(
 }
 
 /// A backup now, as `kubectl lifeboat backup now` makes it, waited for until it Succeeded.
-async fn backup_now(ns: &support::TestNamespace, policy: &str, name: &str, operator: &Operator) -> Backup {
+async fn backup_now(ns: &TestNamespace, policy: &str, name: &str, operator: &InstalledOperator) -> Backup {
     let backup: Backup = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup", "metadata": {"name": name},
         "spec": {"policyRef": {"name": policy}, "trigger": "Manual", "reason": "backup now"}
@@ -106,7 +100,7 @@ async fn recorded(
     policies: &Api<BackupPolicy>,
     policy: &str,
     backup: &str,
-    operator: &Operator,
+    operator: &InstalledOperator,
 ) -> BackupPolicy {
     eventually(
         &format!("status.lastSuccessfulBackup of {policy} naming {backup}"),
@@ -124,7 +118,7 @@ async fn recorded(
 }
 
 /// Waits until /metrics shows `series{namespace,policy} value`.
-async fn series_at(operator: &Operator, series: &str, namespace: &str, policy: &str, value: u8) {
+async fn series_at(operator: &InstalledOperator, series: &str, namespace: &str, policy: &str, value: u8) {
     let wanted = format!("{series}{{namespace=\"{namespace}\",policy=\"{policy}\"}} {value}");
     eventually(
         &format!("{wanted} in the operator's /metrics"),
@@ -145,7 +139,7 @@ async fn series_at(operator: &Operator, series: &str, namespace: &str, policy: &
 }
 
 /// The chat texts the webhook received (the `text` of each Slack-style body).
-fn chat_texts(webhook: &Webhook) -> Vec<String> {
+fn chat_texts(webhook: &ChatWebhook) -> Vec<String> {
     webhook
         .received()
         .iter()
@@ -159,7 +153,7 @@ fn chat_texts(webhook: &Webhook) -> Vec<String> {
 }
 
 /// Waits for a chat text containing every one of `needles`, and returns it.
-async fn told(webhook: &Webhook, what: &str, needles: &[&str], operator: &Operator) -> String {
+async fn told(webhook: &ChatWebhook, what: &str, needles: &[&str], operator: &InstalledOperator) -> String {
     eventually(
         &format!("the chat told {what}"),
         Duration::from_secs(30),
@@ -185,7 +179,7 @@ async fn delivered(
     policy: &str,
     event: &str,
     containing: &str,
-    operator: &Operator,
+    operator: &InstalledOperator,
 ) -> NotificationRecord {
     eventually(
         &format!("a Delivered {event} record in status.notifications of {policy}"),
@@ -212,21 +206,19 @@ async fn delivered(
 #[tokio::test]
 async fn a_policy_that_succeeded_then_aged_past_its_rpo_turns_stale_notifies_and_recovers() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("bp-aged").await.unwrap();
-    let database = database(
-        &ns,
-        "aged",
+    let operator = InstalledOperator::shared(&cluster);
+    let (ns, database, webhook) = scenario(
+        &cluster,
+        "bp-aged",
         "create table orders(id serial primary key, item text not null); \
          insert into orders(item) select 'item ' || g from generate_series(1, 200) g;",
-    );
-    let webhook = Webhook::start();
-    let repo = secrets(&ns, &webhook).await;
+        operator,
+    )
+    .await;
     create_policy(
         &ns,
         "aged-db",
         &database,
-        &repo,
         &["Stale", "Recovery"],
         json!({"rpo": format!("{RPO_SECONDS}s")}),
     )
@@ -342,22 +334,20 @@ async fn a_policy_that_succeeded_then_aged_past_its_rpo_turns_stale_notifies_and
 #[tokio::test]
 async fn a_backup_far_larger_than_the_recent_ones_raises_size_anomaly_and_notifies() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("bp-anomaly").await.unwrap();
+    let operator = InstalledOperator::shared(&cluster);
     // md5 text is random, so pg_dump's compression cannot hide the growth.
-    let database = database(
-        &ns,
-        "sized",
+    let (ns, database, webhook) = scenario(
+        &cluster,
+        "bp-anomaly",
         "create table events(id serial primary key, payload text not null); \
          insert into events(payload) select md5(random()::text) from generate_series(1, 2000);",
-    );
-    let webhook = Webhook::start();
-    let repo = secrets(&ns, &webhook).await;
+        operator,
+    )
+    .await;
     create_policy(
         &ns,
         "sized-db",
         &database,
-        &repo,
         &["Anomaly"],
         json!({"sizeAnomaly": {"minRatio": 0.7, "maxRatio": 1.5, "window": 3}}),
     )
@@ -392,7 +382,9 @@ async fn a_backup_far_larger_than_the_recent_ones_raises_size_anomaly_and_notifi
     );
 
     // Ten times the data, then a backup now.
-    support::agent::postgres().psql(
+    psql_in(
+        &cluster,
+        &ns,
         &database,
         "insert into events(payload) select md5(random()::text) from generate_series(1, 20000);",
     );

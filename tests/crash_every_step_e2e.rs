@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use std::time::Duration;
@@ -21,31 +21,16 @@ use lifeboat::api::cutover::{ActiveSide, CutoverPhase, StepPhase};
 use lifeboat::api::restore::RestorePhase;
 use lifeboat::api::{Backup, Cutover, Restore, RestoreDrill};
 use serde_json::{json, Value};
-use support::cutover::*;
-use support::operator::Operator;
+use support::cutover::{approver, cutover, ended_as, step_names, step_security};
+use support::installed::{InstalledOperator, LIFEBOAT_IMAGE};
+use support::node_restore::{backed_up_database, hotel_policy, postgres_database, scratch_postgres};
+use support::node_web::{answers_soon, blue_and_green, set_fault};
+use support::real_node::{create_database, namespace, psql_in, table_content, DB_PASSWORD};
+use support::restore::ROWS;
 use support::wait::eventually;
 
-/// One operator for this binary; each test holds the turn while it crashes and restarts it.
-fn operator(cluster: &support::Cluster) -> &'static Operator {
-    static OPERATOR: OnceLock<Operator> = OnceLock::new();
-    OPERATOR.get_or_init(|| Operator::start(cluster))
-}
-
+/// The tests take turns with the binary's one chart-installed operator while they crash and restart it.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Waits for the operator to die at `point` (it must: a test that never reaches its point proves nothing).
-fn died_at(operator: &Operator, point: &str) {
-    // A killed leader keeps its Lease (15 s), so the operator that dies here may first wait for it.
-    let exit = operator.wait_for_exit(Duration::from_secs(240));
-    assert_eq!(exit.code(), Some(137), "the operator died at {point}");
-    assert!(
-        operator
-            .log_tail()
-            .contains(&format!("LIFEBOAT_CRASH_AT={point}")),
-        "it died at {point}, not elsewhere:\n{}",
-        operator.log_tail()
-    );
-}
 
 async fn count<K>(api: &Api<K>, labels: &str) -> usize
 where
@@ -102,35 +87,32 @@ async fn watch_selector_changes(services: Api<Service>, name: &str) -> Arc<Mutex
 async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_once() {
     let cluster = support::cluster_with_crds();
     let _turn = TURN.lock().await;
-    let operator = operator(&cluster);
-    let ns = cluster.namespace("crash-steps").await.unwrap();
-    let app = blue_and_green(&ns).await;
-    let (_repo, database) = hotel_database(&ns).await;
-    let pg = support::agent::postgres();
-    let psql = support::agent::pg_bin("psql").display().to_string();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "crash-steps").await;
+    blue_and_green(&cluster, &ns, operator).await;
+    let (database, _repository) = hotel_policy(&cluster, &ns, operator).await;
+    let bob = approver(&cluster, &ns, "bob", &[]).await;
     let health = format!("http://web.{}.svc/health", ns.name);
     let services: Api<Service> = ns.api();
     let selector_changes = watch_selector_changes(services.clone(), "web").await;
 
     let migrate = format!(
-        "{psql} -h 127.0.0.1 -p {} -U postgres -d {database} -v ON_ERROR_STOP=1 \
-         -c \"delete from guests where id > 150\"",
-        pg.port
+        "psql -X -h db -U postgres -d {database} -v ON_ERROR_STOP=1 -c \"delete from guests where id > 150\""
     );
     let spec = json!({
-        "preflight": [{"name": "ready", "job": {"securityContext": step_security(), "image": "hotel/web",
+        "preflight": [{"name": "ready", "job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE,
                                                 "command": ["sh", "-c", "echo go"]}}],
         "backup": {"policyRef": {"name": "hotel-db"}},
-        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", migrate],
-                              "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}},
+        "migration": {"job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE, "command": ["sh", "-c", migrate],
+                              "env": [{"name": "PGPASSWORD", "value": DB_PASSWORD}]}},
         "approval": {"required": true},
         "verify": [{"name": "health", "http": {"url": health.clone()}}],
         "stabilization": {"duration": "30s", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": health}]},
         "rollback": {"automatic": true, "restoreDatabase": true,
-                     "quiesce": {"job": {"securityContext": step_security(), "image": "hotel/web",
+                     "quiesce": {"job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE,
                                          "command": ["sh", "-c", "echo maintenance on"]}},
-                     "job": {"securityContext": step_security(), "image": "hotel/web",
+                     "job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE,
                              "command": ["sh", "-c", "echo caches flushed"]}}
     });
     // `after:` dies right after a step's first evaluation acted (created its Job or Backup, scaled,
@@ -154,30 +136,29 @@ async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_o
         "after:rollback/switch-back",
         "after:rollback/verify-from",
     ];
-    operator.restart_crashing_at(points[0]);
+    operator.crash_at(points[0]);
     let cutovers: Api<Cutover> = ns.api();
     cutovers
         .create(&PostParams::default(), &cutover("release-5-0", spec))
         .await
         .unwrap();
     for (i, point) in points.iter().enumerate() {
-        died_at(operator, point);
+        operator.wait_for_crash_at(point, Duration::from_secs(240));
         match *point {
             // The GO, given while no operator runs: the next one finds it.
             "after:approval" => {
                 let go = json!({"spec": {"approval": {"required": true, "approvedBy": "bob"}}});
-                cutovers
-                    .patch("release-5-0", &PatchParams::default(), &Patch::Merge(&go))
+                bob.patch("release-5-0", &PatchParams::default(), &Patch::Merge(&go))
                     .await
                     .unwrap();
             }
             // Green turns bad during the watch window: the rollback follows.
-            "after:stabilization" => app.make_unhealthy("green"),
+            "after:stabilization" => set_fault(&cluster, &ns, "web-green", "unhealthy"),
             _ => {}
         }
         match points.get(i + 1) {
-            Some(next) => operator.restart_crashing_at(next),
-            None => operator.start_again(),
+            Some(next) => operator.crash_at(next),
+            None => operator.stop_crashing(),
         }
     }
     let done = ended_as(
@@ -270,35 +251,36 @@ async fn a_cutover_killed_after_every_step_and_rollback_step_does_each_exactly_o
     assert_eq!(deployments.get("web-green").await.unwrap().spec.replicas, Some(0));
 
     // Status told the truth: the data is back and blue serves.
-    assert_eq!(pg.psql(&database, "select count(*) from guests"), "200");
-    assert!(answers_soon(&ns, "blue").await);
+    assert_eq!(
+        psql_in(&cluster, &ns, &database, "select count(*) from guests").trim(),
+        ROWS.to_string()
+    );
+    assert!(answers_soon(&cluster, &ns, "blue").await);
 }
 
 #[tokio::test]
 async fn a_restore_killed_after_creating_its_job_restores_once() {
     let cluster = support::cluster_with_crds();
     let _turn = TURN.lock().await;
-    let operator = operator(&cluster);
-    let ns = cluster.namespace("crash-restore").await.unwrap();
-    let source = support::restore::backed_up_database(&ns, operator).await;
-    let pg = support::agent::postgres();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "crash-restore").await;
+    let source = backed_up_database(&cluster, &ns, operator).await;
     let target = format!("{}_restored", source.database);
-    pg.create_database(&target);
+    create_database(&cluster, &ns, &target);
 
-    operator.restart_crashing_at("restore-job-created");
+    operator.crash_at("restore-job-created");
     let restores: Api<Restore> = ns.api();
     let restore: Restore = serde_json::from_value(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore", "metadata": {"name": "hotel-db-restore"},
         "spec": {
             "source": {"policyRef": {"name": "hotel-db"}, "snapshot": "latest"},
-            "target": {"postgres": {"host": "127.0.0.1", "port": pg.port, "database": target, "user": "postgres",
-                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "target": postgres_database(&target),
         }
     }))
     .unwrap();
     restores.create(&PostParams::default(), &restore).await.unwrap();
-    died_at(operator, "restore-job-created");
-    operator.start_again();
+    operator.wait_for_crash_at("restore-job-created", Duration::from_secs(240));
+    operator.stop_crashing();
     let done = eventually(
         "the Restore ends",
         Duration::from_secs(180),
@@ -330,8 +312,8 @@ async fn a_restore_killed_after_creating_its_job_restores_once() {
         "it ran once"
     );
     assert_eq!(
-        pg.table_content(&target, "guests"),
-        pg.table_content(&source.database, "guests"),
+        table_content(&cluster, &ns, &target, "guests"),
+        table_content(&cluster, &ns, &source.database, "guests"),
         "every row is back"
     );
 }
@@ -340,15 +322,21 @@ async fn a_restore_killed_after_creating_its_job_restores_once() {
 async fn a_drill_killed_after_creating_its_restore_runs_once_for_its_slot() {
     let cluster = support::cluster_with_crds();
     let _turn = TURN.lock().await;
-    let operator = operator(&cluster);
-    let ns = cluster.namespace("crash-drill").await.unwrap();
-    let _source = support::restore::backed_up_database(&ns, operator).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "crash-drill").await;
+    let _source = backed_up_database(&cluster, &ns, operator).await;
 
-    operator.restart_crashing_at("drill-restore-created");
+    operator.crash_at("drill-restore-created");
     let drills: Api<RestoreDrill> = ns.api();
-    let drill = support::restore::scratch_drill("monthly", "* * * * *");
+    let drill: RestoreDrill = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": "monthly"},
+        "spec": {"schedule": "* * * * *", "policyRef": {"name": "hotel-db"},
+                 "target": {"scratch": scratch_postgres()},
+                 "verify": {"tables": [{"name": "guests", "minRows": ROWS}]}, "rto": "5m", "rpo": "1h"}
+    }))
+    .unwrap();
     drills.create(&PostParams::default(), &drill).await.unwrap();
-    died_at(operator, "drill-restore-created");
+    operator.wait_for_crash_at("drill-restore-created", Duration::from_secs(240));
     // Suspended before the next leader runs: only the killed slot's drill may finish, so "one Restore"
     // below means the slot ran once, not that the test stopped looking.
     let suspend = json!({"spec": {"suspend": true}});
@@ -356,7 +344,7 @@ async fn a_drill_killed_after_creating_its_restore_runs_once_for_its_slot() {
         .patch("monthly", &PatchParams::default(), &Patch::Merge(&suspend))
         .await
         .unwrap();
-    operator.start_again();
+    operator.stop_crashing();
     let last = eventually("the drill ends", Duration::from_secs(200), operator, async || {
         let d = drills.get("monthly").await.map_err(|e| e.to_string())?;
         d.status

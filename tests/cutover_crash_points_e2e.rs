@@ -12,8 +12,9 @@ use kube::Api;
 use lifeboat::api::cutover::{CutoverPhase, StepPhase};
 use lifeboat::api::Cutover;
 use serde_json::json;
-use support::cutover::*;
-use support::operator::Operator;
+use support::cutover::{cutover, ended, step_names, wait_for};
+use support::installed::InstalledOperator;
+use support::node_web::{answer, blue_and_green};
 
 /// When the field manager last wrote the Service (managedFields, second precision).
 async fn written_by(services: &Api<Service>, name: &str, manager: &str) -> Option<jiff::Timestamp> {
@@ -31,13 +32,13 @@ async fn written_by(services: &Api<Service>, name: &str, manager: &str) -> Optio
 #[tokio::test]
 async fn a_leader_killed_between_recording_and_writing_the_switch_does_not_cost_the_settle_time() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::start(&cluster);
-    let ns = cluster.namespace("cut-crash").await.unwrap();
-    let _app = blue_and_green(&ns).await;
+    let operator = InstalledOperator::helm(&cluster, "lifeboat-cut-crash");
+    let ns = support::real_node::namespace(&cluster, "cut-crash").await;
+    blue_and_green(&cluster, &ns, &operator).await;
     let health = format!("http://web.{}.svc/health", ns.name);
     let settle = Duration::from_secs(8);
 
-    operator.restart_crashing_at("switch-write");
+    operator.crash_at("switch-write");
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "trafficSwitch": {"service": {"name": "web"}, "settle": "8s"},
@@ -49,8 +50,7 @@ async fn a_leader_killed_between_recording_and_writing_the_switch_does_not_cost_
         .unwrap();
 
     // The leader records the switch step as running, then dies before writing the Service.
-    let exit = operator.wait_for_exit(Duration::from_secs(120));
-    assert_eq!(exit.code(), Some(137), "the operator died at the crash point");
+    operator.wait_for_crash_at("switch-write", Duration::from_secs(120));
     let recorded = cutovers.get("release-4-0").await.unwrap();
     assert!(
         step_names(&recorded).contains(&("switch".to_owned(), StepPhase::Running)),
@@ -58,13 +58,13 @@ async fn a_leader_killed_between_recording_and_writing_the_switch_does_not_cost_
         step_names(&recorded)
     );
     assert_eq!(
-        answer(&ns, "/").await.as_deref(),
+        answer(&cluster, &ns).as_deref(),
         Some("blue"),
         "nothing was switched"
     );
 
     // The next leader (after the dead one's Lease ran out) writes the switch and finishes.
-    operator.start_again();
+    operator.stop_crashing();
     let done = wait_for(
         "Succeeded",
         &cutovers,
@@ -76,7 +76,7 @@ async fn a_leader_killed_between_recording_and_writing_the_switch_does_not_cost_
     .await;
     let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(CutoverPhase::Succeeded), "{status:#?}");
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("green"));
 
     // verify ran only once traffic had the settle time after the Service was actually written.
     let services: Api<Service> = ns.api();

@@ -13,15 +13,16 @@ use kube::Api;
 use lifeboat::api::cutover::CutoverPhase;
 use lifeboat::api::Cutover;
 use serde_json::json;
-use support::cutover::*;
-use support::operator::Operator;
+use support::cutover::{cutover, ended, phase, wait_for};
+use support::installed::InstalledOperator;
+use support::node_web::{answer, blue_and_green, set_fault};
 
 #[tokio::test]
 async fn a_leader_gap_during_stabilization_extends_the_window_and_a_later_failure_rolls_back() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::start(&cluster);
-    let ns = cluster.namespace("cut-gap").await.unwrap();
-    let app = blue_and_green(&ns).await;
+    let operator = InstalledOperator::helm(&cluster, "lifeboat-cut-gap");
+    let ns = support::real_node::namespace(&cluster, "cut-gap").await;
+    blue_and_green(&cluster, &ns, &operator).await;
     let health = format!("http://web.{}.svc/health", ns.name);
     let window = Duration::from_secs(20);
 
@@ -66,7 +67,7 @@ async fn a_leader_gap_during_stabilization_extends_the_window_and_a_later_failur
     );
 
     // The leader dies; the next one waits out the Lease (15 s) before it watches again.
-    operator.restart();
+    operator.kill();
 
     // Past the window's wall-clock end: the rounds the gap missed are still owed.
     let wall_end = window_started + jiff::SignedDuration::try_from(window + Duration::from_secs(1)).unwrap();
@@ -94,7 +95,7 @@ async fn a_leader_gap_during_stabilization_extends_the_window_and_a_later_failur
     );
 
     // Green breaks in the time the gap owes: it is seen and rolled back.
-    app.make_unhealthy("green");
+    set_fault(&cluster, &ns, "web-green", "unhealthy");
     let done = wait_for(
         "ended",
         &cutovers,
@@ -106,7 +107,7 @@ async fn a_leader_gap_during_stabilization_extends_the_window_and_a_later_failur
     .await;
     let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(CutoverPhase::RolledBack), "{status:#?}");
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("blue"));
     let failure = status.stabilization.unwrap().last_failure.unwrap_or_default();
     assert!(
         failure.contains("healthz"),

@@ -1,7 +1,7 @@
-//! The Cutover's memory is its status: the operator is killed (SIGKILL, as a node failure would) during
-//! the migration, while awaiting approval and while stabilizing, and each time a fresh one finishes the
-//! Cutover without repeating what must not be repeated — one pre-switch Backup, one migration run.
-//! (Its own test binary: the restarts would disturb other tests' timing.)
+//! The Cutover's memory is its status: the chart-installed operator is killed (SIGKILL to its container,
+//! as a node failure or the OOM killer deals it) during the migration, while awaiting approval and while
+//! stabilizing, and each time the restarted one finishes the Cutover without repeating what must not be
+//! repeated — one pre-switch Backup, one migration run. (Its own test binary: it owns its operator.)
 
 mod support;
 
@@ -14,23 +14,25 @@ use kube::Api;
 use lifeboat::api::cutover::{ActiveSide, CutoverPhase, StepPhase};
 use lifeboat::api::{Backup, Cutover};
 use serde_json::json;
-use support::cutover::*;
-use support::operator::Operator;
+use support::cutover::{approver, cutover, ended, phase, step_names, step_security, wait_for};
+use support::installed::InstalledOperator;
+use support::real_node::busybox_image;
+use support::node_web::{answer, answers_soon, blue_and_green};
 
 #[tokio::test]
 async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-restart").await.unwrap();
-    let _app = blue_and_green(&ns).await;
-    let (_repo, _database) = hotel_database(&ns).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = support::real_node::namespace(&cluster, "cut-restart").await;
+    blue_and_green(&cluster, &ns, operator).await;
+    support::node_restore::hotel_policy(&cluster, &ns, operator).await;
     let health = format!("http://web.{}.svc/health", ns.name);
 
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({
         "backup": {"policyRef": {"name": "hotel-db"}},
         // Long enough to be killed in the middle of.
-        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c",
+        "migration": {"job": {"securityContext": step_security(), "image": busybox_image(), "command": ["sh", "-c",
             "sleep 4; printf '{\"migrated\": 7}' > /dev/termination-log"]}},
         "approval": {"required": true},
         "verify": [{"name": "health", "http": {"url": health.clone()}}],
@@ -50,7 +52,7 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
         |c| phase(c) == Some(CutoverPhase::Migrating),
     )
     .await;
-    operator.restart();
+    operator.kill();
     wait_for(
         "AwaitingApproval",
         &cutovers,
@@ -60,7 +62,7 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
         |c| phase(c) == Some(CutoverPhase::AwaitingApproval),
     )
     .await;
-    operator.restart();
+    operator.kill();
     // The new leader must have reconciled this Cutover before "still waiting" means anything: each
     // reconcile ends by exporting the phase it left the Cutover in, and a fresh process has no series.
     let reconciled_waiting = format!(
@@ -87,10 +89,11 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
         Some(CutoverPhase::AwaitingApproval),
         "a restart is no GO"
     );
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("blue"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("blue"));
 
     let go = json!({"spec": {"approval": {"required": true, "approvedBy": "bob", "reason": "window open"}}});
-    cutovers
+    approver(&cluster, &ns, "bob", &[])
+        .await
         .patch("release-3-0", &PatchParams::default(), &Patch::Merge(&go))
         .await
         .unwrap();
@@ -111,7 +114,7 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
         },
     )
     .await;
-    operator.restart();
+    operator.kill();
     let done = wait_for(
         "Succeeded",
         &cutovers,
@@ -129,7 +132,7 @@ async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {
         serde_json::to_string_pretty(&status).unwrap()
     );
     assert_eq!(status.active, Some(ActiveSide::To));
-    assert!(answers_soon(&ns, "green").await);
+    assert!(answers_soon(&cluster, &ns, "green").await);
 
     // Every step once, in order, each succeeded.
     assert_eq!(

@@ -12,17 +12,21 @@ use lifeboat::api::backup::BackupPhase;
 use lifeboat::api::cutover::CutoverPhase;
 use lifeboat::api::{Backup, BackupPolicy, Cutover};
 use serde_json::json;
-use support::cutover::*;
-use support::operator::Operator;
+use support::cutover::{cutover, ended, phase, step_security, wait_for};
+use support::installed::{InstalledOperator, LIFEBOAT_IMAGE};
+use support::node_web::{blue_and_green, set_fault};
+use support::real_node::{psql_in, DB_PASSWORD};
+use support::restore::ROWS;
 use support::wait::eventually;
 
 #[tokio::test]
 async fn keep_last_one_during_a_long_stabilization_keeps_the_snapshot_a_rollback_restores() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("cut-hold").await.unwrap();
-    let app = blue_and_green(&ns).await;
-    let (repo, database) = hotel_database(&ns).await;
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = support::real_node::namespace(&cluster, "cut-hold").await;
+    blue_and_green(&cluster, &ns, operator).await;
+    let (database, repository) = support::node_restore::hotel_policy(&cluster, &ns, operator).await;
+    let repo = support::agent::Repo::at(repository);
     let policies: Api<BackupPolicy> = ns.api();
     policies
         .patch(
@@ -32,22 +36,19 @@ async fn keep_last_one_during_a_long_stabilization_keeps_the_snapshot_a_rollback
         )
         .await
         .unwrap();
-    let pg = support::agent::postgres();
-    let count = || pg.psql(&database, "select count(*) from guests");
-    assert_eq!(count(), "200");
+    let count = || psql_in(&cluster, &ns, &database, "select count(*) from guests").trim().to_owned();
+    assert_eq!(count(), ROWS.to_string());
 
-    // The migration deletes 50 guests; green stays healthy for a long watch window.
-    let psql = support::agent::pg_bin("psql").display().to_string();
+    // The migration deletes all guests but 150 (psql of the lifeboat image against the Pod `db`);
+    // green stays healthy for a long watch window.
     let migrate = format!(
-        "{psql} -h 127.0.0.1 -p {} -U postgres -d {database} -v ON_ERROR_STOP=1 \
-         -c \"delete from guests where id > 150\"",
-        pg.port
+        "psql -X -h db -U postgres -d {database} -v ON_ERROR_STOP=1 -c \"delete from guests where id > 150\""
     );
     let svc = |path: &str| format!("http://web.{}.svc{path}", ns.name);
     let spec = json!({
         "backup": {"policyRef": {"name": "hotel-db"}},
-        "migration": {"job": {"securityContext": step_security(), "image": "hotel/web", "command": ["sh", "-c", migrate],
-                              "env": [{"name": "PGPASSWORD", "value": support::agent::PG_PASSWORD}]}},
+        "migration": {"job": {"securityContext": step_security(), "image": LIFEBOAT_IMAGE, "command": ["sh", "-c", migrate],
+                              "env": [{"name": "PGPASSWORD", "value": DB_PASSWORD}]}},
         "stabilization": {"duration": "30m", "interval": "1s", "failureThreshold": 2,
                           "http": [{"name": "healthz", "url": svc("/health"), "timeout": "2s"}]},
         "rollback": {"automatic": true, "restoreDatabase": true}
@@ -150,8 +151,8 @@ async fn keep_last_one_during_a_long_stabilization_keeps_the_snapshot_a_rollback
     assert!(ids.contains(&rollback_point), "{rollback_point} not in {ids:?}");
     assert_eq!(ids.len(), 2, "the held snapshot and the newest one: {ids:?}");
 
-    // Green fails: the rollback restores the pre-switch snapshot, all 200 guests.
-    app.make_unhealthy("green");
+    // Green fails: the rollback restores the pre-switch snapshot, every guest.
+    set_fault(&cluster, &ns, "web-green", "unhealthy");
     let done = wait_for(
         "RolledBack",
         &cutovers,
@@ -169,5 +170,5 @@ async fn keep_last_one_during_a_long_stabilization_keeps_the_snapshot_a_rollback
         serde_json::to_string_pretty(&status).unwrap()
     );
     assert!(status.rollback.is_some_and(|r| r.database_restored));
-    assert_eq!(count(), "200", "the pre-switch rows are back");
+    assert_eq!(count(), ROWS.to_string(), "the pre-switch rows are back");
 }

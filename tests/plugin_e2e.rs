@@ -1,6 +1,7 @@
 //! `kubectl lifeboat`, run the way users run it: the binary linked as `kubectl-lifeboat` on the PATH and
-//! found by the real kubectl's plugin lookup, against the operator and the real apiserver — with the
-//! accountable-approvals admission policy in force, so the plugin's GO must carry the user's real name.
+//! found by the real kubectl's plugin lookup, against the chart-installed operator on the real node and
+//! the real apiserver — with the chart's accountable-approvals admission policy in force, so the plugin's
+//! GO must carry the user's real name.
 
 mod support;
 
@@ -11,18 +12,21 @@ use lifeboat::api::cutover::CutoverPhase;
 use lifeboat::api::{Backup, BackupPolicy, Cutover, RestoreDrill};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::cutover::{answer, blue_and_green, cutover, phase, wait_for};
-use support::operator::Operator;
+use support::cutover::{cutover, phase, wait_for};
+use support::installed::InstalledOperator;
+use support::node_restore::{backed_up_database, scratch_postgres};
+use support::node_web::{answer, blue_and_green};
 use support::plugin::Kubectl;
+use support::real_node::namespace;
+use support::restore::ROWS;
+use support::wait::OperatorLog;
 
 #[tokio::test]
 async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let _policy =
-        support::ChartObjects::apply(&cluster, "lifeboat-plugin-test", "templates/approval-policy.yaml");
+    let operator = InstalledOperator::shared(&cluster);
     let kubectl = Kubectl::new(&cluster);
-    let ns = cluster.namespace("plugin").await.unwrap();
+    let ns = namespace(&cluster, "plugin").await;
     let n = ns.name.as_str();
 
     // A policy that never ran, with a 5 s RPO (a yearly schedule: nothing runs): stale within seconds.
@@ -32,7 +36,7 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "orders"},
         "spec": {
             "schedule": "0 0 1 1 *", "rpo": "5s",
-            "source": {"postgres": {"host": "127.0.0.1", "port": 5432, "database": "orders", "user": "postgres",
+            "source": {"postgres": {"host": "db", "port": 5432, "database": "orders", "user": "postgres",
                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
             "repository": {"restic": {"repository": "/tmp/lifeboat-plugin-e2e-unused",
                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
@@ -98,7 +102,7 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
 
     // A Cutover waiting for a GO: the status screen says so; approve gives it in the caller's own name,
     // which the admission policy checks.
-    let _app = blue_and_green(&ns).await;
+    blue_and_green(&cluster, &ns, operator).await;
     let cutovers: Api<Cutover> = ns.api();
     let spec = json!({"approval": {"required": true, "timeout": "10m"}});
     cutovers
@@ -145,7 +149,7 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
         (record.approved_by.as_str(), record.reason.as_deref()),
         ("lifeboat-admin", Some("CAB-7"))
     );
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("green"));
     let late = kubectl.refused(&["approve", "release", "-n", n]);
     assert!(late.contains("has already ended: Succeeded"), "{late}");
     let final_ = kubectl.refused(&["rollback", "release", "-n", n]);
@@ -215,7 +219,7 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
         String::from_utf8_lossy(&watched.stderr).contains("Cutover back ended Failed"),
         "{watched:?}"
     );
-    assert_eq!(answer(&ns, "/").await.as_deref(), Some("green"));
+    assert_eq!(answer(&cluster, &ns).as_deref(), Some("green"));
 
     let completion = kubectl.ok(&["completion", "bash"]);
     assert!(completion.contains("kubectl-lifeboat"), "{completion}");
@@ -224,13 +228,23 @@ async fn kubectl_lifeboat_shows_status_backs_up_approves_in_your_name_and_aborts
 #[tokio::test]
 async fn kubectl_lifeboat_drill_now_runs_a_drill_outside_its_schedule_and_counts_it() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
+    let operator = InstalledOperator::shared(&cluster);
     let kubectl = Kubectl::new(&cluster);
-    let ns = cluster.namespace("plugin-drill").await.unwrap();
+    let ns = namespace(&cluster, "plugin-drill").await;
     let n = ns.name.as_str();
-    let _source = support::restore::backed_up_database(&ns, operator).await;
+    backed_up_database(&cluster, &ns, operator).await;
     // Once a year: only the plugin's drill runs during the test.
-    let drill = support::restore::scratch_drill("monthly", "0 0 1 1 *");
+    let drill: RestoreDrill = serde_json::from_value(json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "RestoreDrill", "metadata": {"name": "monthly"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "policyRef": {"name": "hotel-db"},
+            "target": {"scratch": scratch_postgres()},
+            "verify": {"tables": [{"name": "guests", "minRows": ROWS}]},
+            "rto": "5m", "rpo": "1h"
+        }
+    }))
+    .unwrap();
     let drills: Api<RestoreDrill> = ns.api();
     drills.create(&PostParams::default(), &drill).await.unwrap();
 

@@ -1,8 +1,9 @@
 //! The monitoring kit against a real Prometheus (built by hack/build-test-tools.sh from the Go module proxy,
-//! listening on loopback only). It scrapes the operator's OpenMetrics endpoint the way the chart's
-//! ServiceMonitor does — `honor_labels`, with the operator's own namespace as a target label — loads the
-//! chart's alert rules, and a policy that misses its RPO shows up as LifeboatBackupStale naming the policy's
-//! namespace, not the operator's.
+//! listening on loopback only). It scrapes the chart-installed operator's OpenMetrics endpoint at its Pod's
+//! address on the real node (inside the node's network namespace, routed from the host) the way the
+//! chart's ServiceMonitor does — `honor_labels`, with the operator's own namespace as a target label —
+//! loads the chart's alert rules, and a policy that misses its RPO shows up as LifeboatBackupStale naming
+//! the policy's namespace, not the operator's.
 
 mod support;
 
@@ -12,11 +13,9 @@ use lifeboat::api::BackupPolicy;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::operator::{http_get, Operator};
+use support::installed::InstalledOperator;
+use support::real_node::namespace;
 use support::wait::poll;
-
-/// The namespace label a ServiceMonitor's target carries: where the operator runs.
-const OPERATOR_NAMESPACE: &str = "lifeboat-system";
 
 /// A Prometheus process, killed when dropped.
 struct Prometheus {
@@ -33,8 +32,9 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `metrics_url` every second and evaluating the chart's rules every second.
-    fn start(metrics_url: &str) -> Prometheus {
+    /// Starts Prometheus scraping `metrics_url` every second, its target labelled with `namespace` (where
+    /// the operator runs, as a ServiceMonitor labels it), and evaluating the chart's rules every second.
+    fn start(metrics_url: &str, namespace: &str) -> Prometheus {
         let binary = localcluster::cache_dir().join("bin/prometheus");
         assert!(
             binary.exists(),
@@ -52,7 +52,7 @@ impl Prometheus {
             "scrape_configs": [{
                 "job_name": "lifeboat",
                 "honor_labels": true,
-                "static_configs": [{"targets": [target], "labels": {"namespace": OPERATOR_NAMESPACE}}]
+                "static_configs": [{"targets": [target], "labels": {"namespace": namespace}}]
             }]
         });
         let config_path = data.path().join("prometheus.yml");
@@ -105,8 +105,8 @@ impl Prometheus {
 #[tokio::test]
 async fn prometheus_scrapes_the_operator_and_the_charts_alerts_name_the_policys_namespace() {
     let cluster = support::cluster_with_crds();
-    let operator = Operator::shared(&cluster);
-    let ns = cluster.namespace("prom").await.unwrap();
+    let operator = InstalledOperator::shared(&cluster);
+    let ns = namespace(&cluster, "prom").await;
     support::secret(&ns, "db", "password", "unused").await;
     support::secret(&ns, "restic", "password", "unused").await;
     // A yearly schedule: nothing runs during the test, so the never-succeeded policy turns Stale after
@@ -116,7 +116,7 @@ async fn prometheus_scrapes_the_operator_and_the_charts_alerts_name_the_policys_
         "spec": {
             "schedule": "0 0 1 1 *",
             "rpo": "5s",
-            "source": {"postgres": {"host": "127.0.0.1", "port": 5432, "database": "orders", "user": "postgres",
+            "source": {"postgres": {"host": "db", "port": 5432, "database": "orders", "user": "postgres",
                                     "passwordSecretRef": {"name": "db", "key": "password"}}},
             "repository": {"restic": {"repository": "/tmp/lifeboat-prometheus-e2e-unused",
                                       "passwordSecretRef": {"name": "restic", "key": "password"}}}
@@ -126,7 +126,13 @@ async fn prometheus_scrapes_the_operator_and_the_charts_alerts_name_the_policys_
     let policies: Api<BackupPolicy> = ns.api();
     policies.create(&PostParams::default(), &policy).await.unwrap();
 
-    let prometheus = Prometheus::start(&operator.metrics_url);
+    // The operator Pod's address: in the node's network namespace, which the host routes to (and
+    // nowhere else: the guard routes drop the rest of the range).
+    let pod_ip = operator.pod()["status"]["podIP"]
+        .as_str()
+        .expect("the operator Pod's address")
+        .to_owned();
+    let prometheus = Prometheus::start(&format!("http://{pod_ip}:8080/metrics"), &operator.namespace);
     poll(
         "Prometheus scraping the operator",
         Duration::from_secs(60),
@@ -191,7 +197,7 @@ async fn prometheus_scrapes_the_operator_and_the_charts_alerts_name_the_policys_
     let build = prometheus.series("lifeboat_build_info").unwrap();
     assert_eq!(build.len(), 1, "{build:?}");
     assert_eq!(build[0]["metric"]["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(build[0]["metric"]["namespace"], OPERATOR_NAMESPACE);
+    assert_eq!(build[0]["metric"]["namespace"], operator.namespace.as_str());
 
     // Every rule evaluates against the operator's real series without an error (e.g. many-to-many
     // matching), and the operator is not reported down while it is scraped.
@@ -232,4 +238,25 @@ async fn prometheus_scrapes_the_operator_and_the_charts_alerts_name_the_policys_
         },
     )
     .await;
+}
+
+/// A tiny HTTP/1.0 GET of Prometheus's API on loopback: the status code and the body.
+fn http_get(url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
 }

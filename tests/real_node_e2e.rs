@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
+use support::real_node::busybox_image;
 
 const NODE: &str = "lifeboat-node";
 const TAINT_KEY: &str = "lifeboat.dev/real-node";
@@ -202,11 +203,6 @@ fn the_real_node_is_ready_at_the_pinned_version() {
     }
 }
 
-fn busybox_image() -> String {
-    let dir = localcluster::control_plane::cache_dir().join("node-images/busybox.version");
-    let version = std::fs::read_to_string(&dir).unwrap_or_else(|error| panic!("{}: {error}", dir.display()));
-    format!("lifeboat.local/busybox:{}", version.trim())
-}
 
 /// A Pod for the real node that passes the restricted Pod Security level.
 fn real_node_pod(name: &str, labels: serde_json::Value, command: &str, port: Option<u16>) -> Pod {

@@ -77,6 +77,22 @@ async fn deleting_the_leader_pod_hands_the_lease_to_the_standby_before_it_would_
         .unwrap_or_else(|| panic!("the Lease holder {first} names one of the replicas: {pods}"))
         .to_owned();
 
+    // The leader's last words, followed until its container ends: a stopping leader says it released
+    // the Lease (the Pod and its log are gone once it has been deleted).
+    let mut following = cluster
+        .kubectl()
+        .args(["-n", &operator.namespace, "logs", "-f", &leader_pod])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl logs -f");
+    let mut leader_log = following.stdout.take().expect("piped stdout");
+    let last_words = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut leader_log, &mut text);
+        text
+    });
+
     let held = leases.get(LEASE).await.unwrap().spec.unwrap();
     let renewed = held.renew_time.expect("renewTime").0;
     let expires = renewed + jiff::SignedDuration::from_secs(held.lease_duration_seconds.unwrap_or(15).into());
@@ -115,5 +131,19 @@ async fn deleting_the_leader_pod_hands_the_lease_to_the_standby_before_it_would_
     assert!(
         acquired < expires,
         "{second} took the Lease at {acquired}, not before the deleted leader's Lease expired at {expires}"
+    );
+    let start = Instant::now();
+    while !last_words.is_finished() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = following.kill();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = following.wait();
+    let said = last_words.join().unwrap_or_default();
+    assert!(
+        said.contains("released the leader Lease"),
+        "the stopped leader did not say it released the Lease:\n{said}"
     );
 }

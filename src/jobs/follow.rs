@@ -223,6 +223,28 @@ pub fn last_line(text: &str, max_chars: usize) -> String {
     line.chars().take(max_chars).collect()
 }
 
+/// The last `count` non-empty lines of `text`, trimmed and joined by " | ", at most `max_chars` (the end
+/// kept). A failed container's stdout and stderr reach its log through separate pipes, so their lines
+/// can land in either order: the error the container printed last to stderr may come before its last
+/// stdout line. A few lines hold both.
+pub fn last_lines(text: &str, count: usize, max_chars: usize) -> String {
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .rev()
+        .take(count)
+        .collect();
+    lines.reverse();
+    let joined = lines.join(" | ");
+    let length = joined.chars().count();
+    if length <= max_chars {
+        return joined;
+    }
+    let kept: String = joined.chars().skip(length - max_chars + 1).collect();
+    format!("…{kept}")
+}
+
 /// What the newest finished agent container said: its JSON result, or (when it died before writing
 /// one) the tail of its log that `FallbackToLogsOnError` put in the termination message.
 #[derive(Debug, Clone, PartialEq)]
@@ -396,6 +418,19 @@ mod tests {
             ))
         );
         assert_eq!(newest_agent_report(&[]), None);
+    }
+
+    #[test]
+    fn the_last_lines_of_a_failure_hold_both_streams_and_stay_short() {
+        assert_eq!(
+            last_lines("check 2 FAIL: DEBUG is on\ncheck 1 PASS\n\n", 3, 300),
+            "check 2 FAIL: DEBUG is on | check 1 PASS"
+        );
+        assert_eq!(last_lines("a\nb\nc\nd", 2, 300), "c | d");
+        let long = last_lines(&"x".repeat(500), 3, 100);
+        assert_eq!(long.chars().count(), 100);
+        assert!(long.starts_with('…'));
+        assert_eq!(last_lines("", 3, 10), "");
     }
 
     #[test]

@@ -52,33 +52,6 @@ pub async fn agent_progress(client: &Client, namespace: &str, job: &str) -> Opti
     ))
 }
 
-/// The last non-empty line a failed Job's newest Pod printed (stdout and stderr), read through the API.
-/// A container that prints its error and exits at once can die before its runtime has copied its last
-/// stderr line to the log file the kubelet reads for `FallbackToLogsOnError`; by the time the Job counts
-/// as failed, the log has it. None when the log cannot be read.
-pub async fn failed_pod_last_line(client: &Client, namespace: &str, job: &str, container: &str) -> Option<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut listed = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await
-        .ok()?
-        .items;
-    listed.sort_by_key(|pod| pod.creation_timestamp().map(|t| t.0));
-    let pod = listed.last()?;
-    let params = LogParams {
-        container: Some(container.to_owned()),
-        tail_lines: Some(20),
-        ..Default::default()
-    };
-    match pods.logs(&pod.name_any(), &params).await {
-        Ok(log) => Some(super::last_line(&log, 200)).filter(|line| !line.is_empty()),
-        Err(error) => {
-            tracing::debug!(%error, job, "cannot read a failed step's log");
-            None
-        }
-    }
-}
-
 /// Like [`super::recheck_running`], but once the agent runs, looked at again every `PROGRESS_RECHECK` to
 /// copy its progress (a Job's end is still a watch event, seen at once).
 pub fn recheck_for_progress(job: &k8s_openapi::api::batch::v1::Job) -> Action {

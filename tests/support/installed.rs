@@ -1,6 +1,6 @@
 //! Lifeboat as users install it: the Helm chart from charts/, in the image `just images` built, on the
-//! local cluster's real node (a kubelet with containerd). Uninstalled when dropped, so the suites that run
-//! the operator as a host process afterwards have the cluster to themselves.
+//! local cluster's real node (a kubelet with containerd). Uninstalled when dropped (the shared release:
+//! when its test binary exits), so the next binary's operator has the cluster to itself.
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use super::wait::OperatorLog;
 use super::{repo_path, run_ok, Cluster};
 
-/// The real node's name and the taint that keeps the process-node suites' Pods off it (until every suite
-/// runs there).
+/// The real node's name, and the taint it carried while a process-running node shared the cluster:
+/// the tests still tolerate it (harmless where it is gone), so they run on a cluster started by an
+/// older `cluster-up` too.
 pub const REAL_NODE: &str = "lifeboat-node";
 const REAL_NODE_TAINT: &str = "lifeboat.dev/real-node";
 
@@ -178,7 +179,17 @@ impl InstalledOperator {
             ]),
         );
         let list: Value = serde_json::from_str(&text).expect("pod list JSON");
-        list["items"][0].clone()
+        // After a rollout the old Pod may still be terminating: the one that runs is the newest of the
+        // rest.
+        let mut pods: Vec<Value> = list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+            .collect();
+        pods.sort_by_key(|pod| pod["metadata"]["creationTimestamp"].as_str().map(str::to_owned));
+        pods.pop().unwrap_or(Value::Null)
     }
 }
 
@@ -241,6 +252,121 @@ impl InstalledOperator {
         );
     }
 
+    /// SIGKILL to the operator's process, as a node failure or the OOM killer deals it: no graceful
+    /// shutdown, the Lease stays held. The kubelet starts the container again in the same Pod; that new
+    /// process waits for the dead one's Lease to run out. Returns once the kill has been seen.
+    pub fn kill(&self) {
+        let before = self.restarts();
+        let id = self.container_id();
+        run_ok(
+            "ctr tasks kill -s SIGKILL (the operator)",
+            ctr().args(["tasks", "kill", "-s", "SIGKILL", &id]),
+        );
+        self.wait_for_restarts(before + 1, std::time::Duration::from_secs(60));
+    }
+
+    /// The operator process's pid as the host sees it (containerd's task of the running container), for
+    /// reading its /proc figures.
+    pub fn host_pid(&self) -> u32 {
+        let id = self.container_id();
+        let tasks = run_ok("ctr tasks ls", ctr().args(["tasks", "ls"]));
+        // TASK  PID  STATUS
+        tasks
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(id.as_str())).then(|| fields.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no containerd task {id}:\n{tasks}"))
+    }
+
+    /// /metrics of the newest operator Pod itself (the API server's Pod proxy), not whichever Pod the
+    /// Service picks: after a restart, the old Pod's counters would answer for the new one.
+    pub fn pod_metrics(&self) -> String {
+        let name = self.pod()["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/api/v1/namespaces/{}/pods/http:{name}:8080/proxy/metrics", self.namespace);
+        self.cluster
+            .kubectl()
+            .args(["get", "--raw", &path])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn container_id(&self) -> String {
+        self.pod()["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .and_then(|id| id.strip_prefix("containerd://"))
+            .expect("the operator container's id")
+            .to_owned()
+    }
+
+    /// Sets `LIFEBOAT_CRASH_AT` on the Deployment (a rollout: the new Pod runs with it), so the operator
+    /// exits 137 with its Lease held when it reaches `point`. Returns once the new Pod is Ready.
+    pub fn crash_at(&self, point: &str) {
+        self.set_env(&format!("{}={point}", lifeboat::controller::crash_point::CRASH_AT_ENV));
+    }
+
+    /// Removes `LIFEBOAT_CRASH_AT` (a rollout again), returning once the new Pod is Ready.
+    pub fn stop_crashing(&self) {
+        self.set_env(&format!("{}-", lifeboat::controller::crash_point::CRASH_AT_ENV));
+    }
+
+    fn set_env(&self, assignment: &str) {
+        let deployment = format!("deployment/{}", self.release);
+        run_ok(
+            "kubectl set env",
+            self.kubectl().args(["set", "env", &deployment, assignment]),
+        );
+        run_ok(
+            "kubectl rollout status",
+            self.kubectl()
+                .args(["rollout", "status", &deployment, "--timeout=180s"]),
+        );
+    }
+
+    /// Waits until the operator has died at `point` (exit 137, saying so in its last words): a test that
+    /// never reaches its point proves nothing.
+    pub fn wait_for_crash_at(&self, point: &str, timeout: std::time::Duration) {
+        let said = format!("{}={point}", lifeboat::controller::crash_point::CRASH_AT_ENV);
+        let start = std::time::Instant::now();
+        loop {
+            let pod = self.pod();
+            let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+            if last["exitCode"] == 137 {
+                let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                let words = self
+                    .kubectl()
+                    .args(["logs", &name, "--previous", "--tail", "20"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                assert!(words.contains(&said), "it died at {point}, not elsewhere:\n{words}");
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the operator did not die at {point} within {timeout:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn restarts(&self) -> u64 {
+        self.pod()["status"]["containerStatuses"][0]["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    fn wait_for_restarts(&self, count: u64, timeout: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while self.restarts() < count {
+            assert!(start.elapsed() < timeout, "the operator container was not restarted");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     fn uninstall(&self) {
         if std::env::var_os("LIFEBOAT_KEEP_NAMESPACES").is_some() {
             return;
@@ -262,4 +388,15 @@ impl InstalledOperator {
             .args(["delete", "namespace", &self.namespace, "--wait=false"])
             .output();
     }
+}
+
+/// `ctr` on the real node's containerd, in the namespace the kubelet uses.
+fn ctr() -> Command {
+    let node = localcluster::control_plane::cluster_dir().join("real-node");
+    let mut command = Command::new(localcluster::cache_dir().join("bin/ctr"));
+    command
+        .arg("--address")
+        .arg(node.join("containerd/containerd.sock"))
+        .args(["-n", "k8s.io"]);
+    command
 }

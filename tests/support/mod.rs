@@ -1,6 +1,7 @@
 //! Shared by the integration tests: the local cluster with Lifeboat's CRDs installed, running commands
 //! with readable failures, Secrets, waiting and conditions; per area, the agent's real servers and
-//! repositories (`agent`), the Cutover app (`cutover`) and backed-up databases to restore (`restore`).
+//! repositories (`agent`), the chart-installed operator (`installed`), databases, volumes and web apps as
+//! Pods on the real node (`real_node`, `node_restore`, `node_web`) and Cutover specs (`cutover`).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -15,12 +16,10 @@ pub mod files;
 pub mod installed;
 pub mod node_restore;
 pub mod node_web;
-pub mod operator;
 pub mod plugin;
 pub mod real_node;
 pub mod restore;
 pub mod wait;
-pub mod webhook;
 
 #[allow(unused_imports)]
 pub use localcluster::{Cluster, TestNamespace};

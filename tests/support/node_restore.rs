@@ -91,14 +91,15 @@ pub async fn policy_without_backups(cluster: &Cluster, ns: &TestNamespace, opera
 }
 
 /// `hotel_<ns>` in the PostgreSQL Pod with the hotel rows and policy `hotel-db` over it, never run:
-/// a Cutover's pre-switch Backup is its first. Returns the database's name.
-pub async fn hotel_policy(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledOperator) -> String {
-    postgres_with_backups_claim(cluster, ns, operator).await;
+/// a Cutover's pre-switch Backup is its first. Returns the database's name and the repository's
+/// directory on the host.
+pub async fn hotel_policy(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledOperator) -> (String, PathBuf) {
+    let claim = postgres_with_backups_claim(cluster, ns, operator).await;
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     create_database(cluster, ns, &database);
     psql_in(cluster, ns, &database, &hotel_rows_sql());
     create_policy(ns, "hotel-db", postgres_database(&database), claim_repository("hotel-db")).await;
-    database
+    (database, claim.join("hotel-db"))
 }
 
 /// `crm_<ns>` in a MariaDB Pod with the CRM rows, backed up once by policy `crm-db`.

@@ -138,7 +138,25 @@ impl ChatWebhook {
 /// Blue (VERSION blue) serving behind Service `web`, green beside it behind `web-green`: Deployments
 /// `web-blue` and `web-green` of the web app, one replica each; returns once `web` answers blue.
 pub async fn blue_and_green(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledOperator) {
+    blue_and_green_with(cluster, ns, operator, |_| Vec::new()).await;
+}
+
+/// [`blue_and_green`], each side's Pod with more containers beside the web app (`sidecars(colour)`).
+pub async fn blue_and_green_with(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    operator: &InstalledOperator,
+    sidecars: impl Fn(&str) -> Vec<Value>,
+) {
     for colour in ["blue", "green"] {
+        let mut containers = vec![json!({
+            "name": "web", "image": WEBAPP_IMAGE, "imagePullPolicy": "Never",
+            "env": [{"name": "VERSION", "value": colour}],
+            "ports": [{"containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1},
+            "securityContext": restricted_container()
+        })];
+        containers.extend(sidecars(colour));
         let deployment: Deployment = serde_json::from_value(json!({
             "metadata": {"name": format!("web-{colour}")},
             "spec": {
@@ -146,16 +164,7 @@ pub async fn blue_and_green(cluster: &Cluster, ns: &TestNamespace, operator: &In
                 "selector": {"matchLabels": {"app": "web", "track": colour}},
                 "template": {
                     "metadata": {"labels": {"app": "web", "track": colour}},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [{
-                            "name": "web", "image": WEBAPP_IMAGE, "imagePullPolicy": "Never",
-                            "env": [{"name": "VERSION", "value": colour}],
-                            "ports": [{"containerPort": 8080}],
-                            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1},
-                            "securityContext": restricted_container()
-                        }]
-                    }
+                    "spec": {"terminationGracePeriodSeconds": 1, "containers": containers}
                 }
             }
         }))

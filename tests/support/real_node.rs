@@ -36,7 +36,7 @@ pub fn restricted_container() -> Value {
 
 /// A test namespace (Pod Security `restricted`) whose Pods all go to the real node, by the
 /// PodNodeSelector / PodTolerationRestriction annotations rather than placement lines in every object
-/// (the process node still runs the older suites).
+/// (the only node today; the annotations keep the tests right when the cluster has more).
 pub async fn namespace(cluster: &Cluster, prefix: &str) -> TestNamespace {
     let ns = cluster.namespace(prefix).await.expect("namespace");
     pods_go_to_the_real_node(&ns).await;
@@ -351,4 +351,12 @@ pub async fn create_slow_policy(ns: &TestNamespace, name: &str, source: Value, s
         .create(&PostParams::default(), &policy)
         .await
         .expect("create the policy");
+}
+
+/// The node's busybox image (`lifeboat.local/busybox:<version>`, imported by cluster-up): a shell with
+/// sleep, tee and wget, for Jobs that stand in for a user's migration or smoke test.
+pub fn busybox_image() -> String {
+    let file = localcluster::control_plane::cache_dir().join("node-images/busybox.version");
+    let version = std::fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+    format!("lifeboat.local/busybox:{}", version.trim())
 }

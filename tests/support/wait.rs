@@ -3,16 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-/// Where a failed wait finds the operator's last words: the host process's log file or the installed
-/// Deployment's Pod log.
+/// Where a failed wait finds the operator's last words: the installed Deployment's Pod log.
 pub trait OperatorLog {
     fn log_tail(&self) -> String;
-}
-
-impl OperatorLog for super::operator::Operator {
-    fn log_tail(&self) -> String {
-        super::operator::Operator::log_tail(self)
-    }
 }
 
 /// Polls `check` every `every` until it returns Ok; past `timeout`, panics with

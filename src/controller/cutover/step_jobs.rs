@@ -124,13 +124,12 @@ async fn job_step(
         JobState::Finished { outcome, last, .. } => (outcome, last),
     };
     let report = last.and_then(|terminated| step_report(&terminated));
-    // A failure is explained by the last thing the container printed, which its termination message
-    // (the log tail the kubelet copied at exit) can lack.
-    let final_words = match outcome {
-        JobOutcome::Succeeded => None,
-        _ => jobs::failed_pod_last_line(&run.ctx.client, &run.namespace, name, STEP_CONTAINER).await,
-    };
-    let said = final_words.or_else(|| report.as_deref().map(|r| jobs::last_line(r, 200)));
+    // A failure is explained by the last lines the container printed (the log tail FallbackToLogsOnError
+    // put in its termination message): its stderr and stdout may have landed in either order.
+    let said = report.as_deref().map(|r| match outcome {
+        JobOutcome::Succeeded => jobs::last_line(r, 200),
+        _ => jobs::last_lines(r, 3, 300),
+    });
     let progress = finished_job(name, &outcome, said.as_deref());
     Ok((progress, report))
 }

@@ -161,12 +161,6 @@ impl Cluster {
         self.namespace_enforcing(prefix, Some("restricted")).await
     }
 
-    /// A namespace without Pod Security enforcement: only for the process-running node's own tests,
-    /// whose Pods exercise what that node does, not what users deploy.
-    pub async fn unrestricted_namespace(&self, prefix: &str) -> Result<TestNamespace, ClusterError> {
-        self.namespace_enforcing(prefix, None).await
-    }
-
     async fn namespace_enforcing(
         &self,
         prefix: &str,
