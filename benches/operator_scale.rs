@@ -23,9 +23,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use lifeboat::api::{Backup, BackupPolicy};
-use support::installed::InstalledOperator;
 use lifeboat::slots::jitter_for;
 use serde_json::json;
+use support::installed::InstalledOperator;
 
 const NAMESPACES: usize = 50;
 const POLICY_LABEL: &str = "lifeboat.dev/policy";
@@ -306,8 +306,8 @@ async fn main() {
     let after_slot_rss = rss_kib(pid);
 
     println!(
-        "operator scale benchmark ({} policies, {} namespaces, all due at {slot}{}; reconcile concurrency {}; \
-         Job Pods held off by a 0-Pod ResourceQuota)",
+        "operator scale benchmark ({} policies, {} namespaces, all due at {slot}{}; reconcile concurrency 32, \
+         the chart's default; Job Pods held off by a 0-Pod ResourceQuota)",
         NAMESPACES * PER_NAMESPACE,
         NAMESPACES,
         if jitter_seconds > 0 {
@@ -315,7 +315,6 @@ async fn main() {
         } else {
             " without jitter".to_string()
         },
-        "32 (the chart's default)"
     );
     println!(
         "  idle RSS:  {:.1} MiB with 0 policies, {:.1} MiB with 500 (ratio {:.2}; target < 64 MiB)",

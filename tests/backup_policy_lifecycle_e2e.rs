@@ -30,7 +30,11 @@ use support::{Cluster, TestNamespace};
 
 /// A namespace of its own on the real node with the PostgreSQL Pod, its Secrets and the claim
 /// `backups`; returns the claim's directory on the host.
-async fn with_postgres(cluster: &Cluster, prefix: &str, operator: &InstalledOperator) -> (TestNamespace, PathBuf) {
+async fn with_postgres(
+    cluster: &Cluster,
+    prefix: &str,
+    operator: &InstalledOperator,
+) -> (TestNamespace, PathBuf) {
     let ns = namespace(cluster, prefix).await;
     let claim = postgres_with_backups_claim(cluster, &ns, operator).await;
     (ns, claim)
@@ -49,7 +53,12 @@ async fn without_database(cluster: &Cluster, prefix: &str) -> TestNamespace {
 fn one_row_database(cluster: &Cluster, ns: &TestNamespace, prefix: &str) -> String {
     let database = format!("{prefix}_{}", ns.name.replace('-', "_"));
     create_database(cluster, ns, &database);
-    psql_in(cluster, ns, &database, "create table t(id int); insert into t values (1);");
+    psql_in(
+        cluster,
+        ns,
+        &database,
+        "create table t(id int); insert into t values (1);",
+    );
     database
 }
 

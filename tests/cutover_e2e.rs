@@ -43,7 +43,9 @@ async fn track_service(ns: &support::TestNamespace, name: &str, track: &str) {
 }
 
 /// The chart-installed operator of this test binary, a namespace on the real node, blue and green.
-async fn blue_green_on_the_node(prefix: &str) -> (Cluster, &'static InstalledOperator, support::TestNamespace) {
+async fn blue_green_on_the_node(
+    prefix: &str,
+) -> (Cluster, &'static InstalledOperator, support::TestNamespace) {
     let cluster = support::cluster_with_crds();
     let operator = InstalledOperator::shared(&cluster);
     let ns = namespace(&cluster, prefix).await;

@@ -16,8 +16,8 @@ use lifeboat::api::{Backup, Cutover};
 use serde_json::json;
 use support::cutover::{approver, cutover, ended, phase, step_names, step_security, wait_for};
 use support::installed::InstalledOperator;
-use support::real_node::busybox_image;
 use support::node_web::{answer, answers_soon, blue_and_green};
+use support::real_node::busybox_image;
 
 #[tokio::test]
 async fn killing_the_operator_mid_cutover_resumes_without_repeating_a_step() {

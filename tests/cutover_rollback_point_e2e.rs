@@ -36,7 +36,11 @@ async fn keep_last_one_during_a_long_stabilization_keeps_the_snapshot_a_rollback
         )
         .await
         .unwrap();
-    let count = || psql_in(&cluster, &ns, &database, "select count(*) from guests").trim().to_owned();
+    let count = || {
+        psql_in(&cluster, &ns, &database, "select count(*) from guests")
+            .trim()
+            .to_owned()
+    };
     assert_eq!(count(), ROWS.to_string());
 
     // The migration deletes all guests but 150 (psql of the lifeboat image against the Pod `db`);

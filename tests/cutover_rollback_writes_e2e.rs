@@ -58,7 +58,12 @@ async fn live_hotel(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledO
          at timestamptz not null default clock_timestamp())",
     );
     support::real_node::create_database(cluster, ns, WRITE_LOG);
-    psql_in(cluster, ns, WRITE_LOG, "create table committed(line text not null)");
+    psql_in(
+        cluster,
+        ns,
+        WRITE_LOG,
+        "create table committed(line text not null)",
+    );
     blue_and_green_with(cluster, ns, operator, |colour| vec![writer(colour, &database)]).await;
     database
 }
@@ -92,7 +97,12 @@ fn epoch(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> f64 {
 /// What a person checks after the rollback: the guests are as before the Cutover, every write the
 /// app committed is either in the database or inside the lost-writes window status states, nothing
 /// was written while the database was being replaced, and blue writes again afterwards.
-async fn assert_only_the_stated_window_was_lost(cluster: &Cluster, ns: &TestNamespace, database: &str, done: &Cutover) {
+async fn assert_only_the_stated_window_was_lost(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    database: &str,
+    done: &Cutover,
+) {
     let sql = |query: &str| psql_in(cluster, ns, database, query).trim().to_owned();
     assert_eq!(
         sql("select count(*) from guests"),
@@ -128,7 +138,10 @@ async fn assert_only_the_stated_window_was_lost(cluster: &Cluster, ns: &TestName
     // Blue writes again once it is back: wait for a write that landed after the rollback ended.
     let ended = epoch(status.completion_time.as_ref().unwrap());
     let start = std::time::Instant::now();
-    while !committed_writes(cluster, ns).iter().any(|(_, at)| *at > ended + 1.0) {
+    while !committed_writes(cluster, ns)
+        .iter()
+        .any(|(_, at)| *at > ended + 1.0)
+    {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "blue never wrote again after the rollback"
@@ -136,10 +149,11 @@ async fn assert_only_the_stated_window_was_lost(cluster: &Cluster, ns: &TestName
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The same expression the app logs, so a row and its log line compare as text.
-    let kept: std::collections::BTreeSet<String> = sql("select id || ' ' || extract(epoch from at) from writes")
-        .lines()
-        .map(|l| l.trim().to_owned())
-        .collect();
+    let kept: std::collections::BTreeSet<String> =
+        sql("select id || ' ' || extract(epoch from at) from writes")
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .collect();
     let committed = committed_writes(cluster, ns);
     // Status keeps whole seconds: `from` (the backup's start) is rounded down, `until` up.
     let (from, until) = (epoch(&window.from), epoch(&window.until));
@@ -228,7 +242,10 @@ async fn a_rollback_with_restore_database_stops_the_writers_first_and_states_the
     );
     assert_eq!(status.active, Some(ActiveSide::From));
     assert_only_the_stated_window_was_lost(&cluster, &ns, &database, &done).await;
-    assert!(answers_soon(&cluster, &ns, "blue").await, "traffic is back on blue");
+    assert!(
+        answers_soon(&cluster, &ns, "blue").await,
+        "traffic is back on blue"
+    );
     assert_eq!(replicas(&ns, "web-blue").await, 1, "blue is back at its replicas");
     assert_eq!(
         replicas(&ns, "web-green").await,

@@ -203,7 +203,6 @@ fn the_real_node_is_ready_at_the_pinned_version() {
     }
 }
 
-
 /// A Pod for the real node that passes the restricted Pod Security level.
 fn real_node_pod(name: &str, labels: serde_json::Value, command: &str, port: Option<u16>) -> Pod {
     let mut container = serde_json::json!({

@@ -86,7 +86,16 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
             options.lease_namespace,
             options.lease_name
         );
-        let leadership = Leadership::acquire(&client, &options.lease_namespace, &options.lease_name).await?;
+        // A standby told to stop (its Pod deleted in a rollout) must not take the Lease while it stops:
+        // it would lead, unaware of the signal, until the kubelet kills it.
+        let acquire = Leadership::acquire(&client, &options.lease_namespace, &options.lease_name);
+        let leadership = tokio::select! {
+            acquired = acquire => acquired?,
+            () = stop_signal() => {
+                tracing::info!("stopping before leading: signalled while waiting for the Lease");
+                return Ok(());
+            }
+        };
         tracing::info!("leading");
         Some(leadership)
     } else {
@@ -129,6 +138,21 @@ pub async fn run(options: RunOptions) -> Result<(), OperatorError> {
         leadership.release().await;
     }
     outcome
+}
+
+/// SIGTERM (the kubelet stopping the Pod) or SIGINT (Ctrl-C), whichever comes first.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        // Without signal handling the process still stops: the kubelet's SIGKILL after the grace period.
+        _ => std::future::pending().await,
+    }
 }
 
 /// The controllers over one namespace, or all of them, sharing one Context (with the reflector stores

@@ -21,8 +21,8 @@ mod user_step;
 pub use agent::{agent_job, backup_invocation, tag_why, AgentJob, Invocation};
 pub use env::{plain_env, restic_env, secret_env};
 pub use follow::{
-    follow_job, job_outcome, last_line, last_lines, newest_agent_report, newest_terminated, recheck_running, AgentReport,
-    JobOutcome, JobState,
+    follow_job, job_outcome, last_line, last_lines, newest_agent_report, newest_terminated, recheck_running,
+    AgentReport, JobOutcome, JobState,
 };
 pub use hardening::{restricted_container, restricted_pod, scratch_volume};
 pub use progress::{agent_progress, recheck_for_progress};

@@ -128,22 +128,40 @@ pub fn step_names(cutover: &Cutover) -> Vec<(String, StepPhase)> {
 /// `user` (in `groups`) may get and patch the Cutovers of `ns`, and this is their view of them: the
 /// chart's accountable-approvals policy admits a GO or a sign-off only in the name of whoever gives it,
 /// so a test gives one as that person (impersonated, as the API server sees a person behind OIDC).
-pub async fn approver(cluster: &super::Cluster, ns: &TestNamespace, user: &str, groups: &[&str]) -> Api<Cutover> {
+pub async fn approver(
+    cluster: &super::Cluster,
+    ns: &TestNamespace,
+    user: &str,
+    groups: &[&str],
+) -> Api<Cutover> {
     let role = format!("approver-{user}");
     super::run_ok(
         "kubectl create role",
         cluster.kubectl().args([
-            "-n", &ns.name, "create", "role", &role, "--verb=get,list,watch,patch,update",
+            "-n",
+            &ns.name,
+            "create",
+            "role",
+            &role,
+            "--verb=get,list,watch,patch,update",
             "--resource=cutovers.lifeboat.dev",
         ]),
     );
     super::run_ok(
         "kubectl create rolebinding",
         cluster.kubectl().args([
-            "-n", &ns.name, "create", "rolebinding", &role, &format!("--role={role}"),
+            "-n",
+            &ns.name,
+            "create",
+            "rolebinding",
+            &role,
+            &format!("--role={role}"),
             &format!("--user={user}"),
         ]),
     );
-    let client = cluster.client_as(user, groups).await.expect("a client acting as the approver");
+    let client = cluster
+        .client_as(user, groups)
+        .await
+        .expect("a client acting as the approver");
     Api::namespaced(client, &ns.name)
 }

@@ -16,6 +16,9 @@ use super::{repo_path, run_ok, Cluster};
 pub const REAL_NODE: &str = "lifeboat-node";
 const REAL_NODE_TAINT: &str = "lifeboat.dev/real-node";
 
+/// The operator's leader Lease (in its namespace): the chart's name for it.
+const LEASE: &str = "lifeboat-operator";
+
 /// The images `just images` builds and the node imports before the tests.
 pub const LIFEBOAT_IMAGE: &str = "ghcr.io/lifeboat-dev/lifeboat:0.1.0";
 pub const POSTGRES_IMAGE: &str = "lifeboat.local/postgres:15";
@@ -283,8 +286,14 @@ impl InstalledOperator {
     /// /metrics of the newest operator Pod itself (the API server's Pod proxy), not whichever Pod the
     /// Service picks: after a restart, the old Pod's counters would answer for the new one.
     pub fn pod_metrics(&self) -> String {
-        let name = self.pod()["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        let path = format!("/api/v1/namespaces/{}/pods/http:{name}:8080/proxy/metrics", self.namespace);
+        let name = self.pod()["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/http:{name}:8080/proxy/metrics",
+            self.namespace
+        );
         self.cluster
             .kubectl()
             .args(["get", "--raw", &path])
@@ -304,7 +313,10 @@ impl InstalledOperator {
     /// Sets `LIFEBOAT_CRASH_AT` on the Deployment (a rollout: the new Pod runs with it), so the operator
     /// exits 137 with its Lease held when it reaches `point`. Returns once the new Pod is Ready.
     pub fn crash_at(&self, point: &str) {
-        self.set_env(&format!("{}={point}", lifeboat::controller::crash_point::CRASH_AT_ENV));
+        self.set_env(&format!(
+            "{}={point}",
+            lifeboat::controller::crash_point::CRASH_AT_ENV
+        ));
     }
 
     /// Removes `LIFEBOAT_CRASH_AT` (a rollout again), returning once the new Pod is Ready.
@@ -312,8 +324,24 @@ impl InstalledOperator {
         self.set_env(&format!("{}-", lifeboat::controller::crash_point::CRASH_AT_ENV));
     }
 
+    /// Changes the operator's environment so that no process with the old setting acts afterwards: the
+    /// Deployment recreates (the old Pod — perhaps a crashed container the kubelet restarted, waiting for
+    /// the Lease — is gone before the new one starts), and the call returns once a process of the new
+    /// Pod holds the Lease. A rolling update would leave the old Pod leading, or taking the Lease, while
+    /// the new one waits.
     fn set_env(&self, assignment: &str) {
         let deployment = format!("deployment/{}", self.release);
+        run_ok(
+            "kubectl patch deployment (strategy Recreate)",
+            self.kubectl().args([
+                "patch",
+                &deployment,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec": {"strategy": {"type": "Recreate", "rollingUpdate": null}}}"#,
+            ]),
+        );
         run_ok(
             "kubectl set env",
             self.kubectl().args(["set", "env", &deployment, assignment]),
@@ -323,6 +351,28 @@ impl InstalledOperator {
             self.kubectl()
                 .args(["rollout", "status", &deployment, "--timeout=180s"]),
         );
+        let start = std::time::Instant::now();
+        loop {
+            let pod = self.pod()["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let holder = self
+                .kubectl()
+                .args(["get", "lease", LEASE, "-o", "jsonpath={.spec.holderIdentity}"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            if !pod.is_empty() && holder.starts_with(&format!("{pod}_")) {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(90),
+                "the new operator Pod {pod} never took the Lease (held by {holder:?})\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Waits until the operator has died at `point` (exit 137, saying so in its last words): a test that
@@ -341,7 +391,10 @@ impl InstalledOperator {
                     .output()
                     .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                     .unwrap_or_default();
-                assert!(words.contains(&said), "it died at {point}, not elsewhere:\n{words}");
+                assert!(
+                    words.contains(&said),
+                    "it died at {point}, not elsewhere:\n{words}"
+                );
                 return;
             }
             assert!(
@@ -362,7 +415,10 @@ impl InstalledOperator {
     fn wait_for_restarts(&self, count: u64, timeout: std::time::Duration) {
         let start = std::time::Instant::now();
         while self.restarts() < count {
-            assert!(start.elapsed() < timeout, "the operator container was not restarted");
+            assert!(
+                start.elapsed() < timeout,
+                "the operator container was not restarted"
+            );
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }

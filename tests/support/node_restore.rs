@@ -87,18 +87,34 @@ pub async fn backed_up_database(
 /// must fail before reading any snapshot.
 pub async fn policy_without_backups(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledOperator) {
     postgres_with_backups_claim(cluster, ns, operator).await;
-    create_policy(ns, "hotel-db", postgres_database("postgres"), claim_repository("hotel-db")).await;
+    create_policy(
+        ns,
+        "hotel-db",
+        postgres_database("postgres"),
+        claim_repository("hotel-db"),
+    )
+    .await;
 }
 
 /// `hotel_<ns>` in the PostgreSQL Pod with the hotel rows and policy `hotel-db` over it, never run:
 /// a Cutover's pre-switch Backup is its first. Returns the database's name and the repository's
 /// directory on the host.
-pub async fn hotel_policy(cluster: &Cluster, ns: &TestNamespace, operator: &InstalledOperator) -> (String, PathBuf) {
+pub async fn hotel_policy(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    operator: &InstalledOperator,
+) -> (String, PathBuf) {
     let claim = postgres_with_backups_claim(cluster, ns, operator).await;
     let database = format!("hotel_{}", ns.name.replace('-', "_"));
     create_database(cluster, ns, &database);
     psql_in(cluster, ns, &database, &hotel_rows_sql());
-    create_policy(ns, "hotel-db", postgres_database(&database), claim_repository("hotel-db")).await;
+    create_policy(
+        ns,
+        "hotel-db",
+        postgres_database(&database),
+        claim_repository("hotel-db"),
+    )
+    .await;
     (database, claim.join("hotel-db"))
 }
 

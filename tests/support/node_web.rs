@@ -34,7 +34,15 @@ pub fn through_service(cluster: &Cluster, namespace: &str, service: &str, path: 
 pub fn through_cluster_ip(cluster: &Cluster, namespace: &str, service: &str, path: &str) -> Option<String> {
     let ip = cluster
         .kubectl()
-        .args(["-n", namespace, "get", "service", service, "-o", "jsonpath={.spec.clusterIP}"])
+        .args([
+            "-n",
+            namespace,
+            "get",
+            "service",
+            service,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
         .output()
         .ok()?;
     let ip = String::from_utf8_lossy(&ip.stdout).trim().to_owned();

@@ -357,6 +357,7 @@ pub async fn create_slow_policy(ns: &TestNamespace, name: &str, source: Value, s
 /// sleep, tee and wget, for Jobs that stand in for a user's migration or smoke test.
 pub fn busybox_image() -> String {
     let file = localcluster::control_plane::cache_dir().join("node-images/busybox.version");
-    let version = std::fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+    let version =
+        std::fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
     format!("lifeboat.local/busybox:{}", version.trim())
 }

@@ -283,10 +283,16 @@ mod tests {
             hook_failures: 0,
             hooks: Mutex::new(Vec::new()),
         });
-        assert_eq!(health(State(app.clone())).await.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            health(State(app.clone())).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert_eq!(ready(State(app.clone())).await.status(), StatusCode::OK);
         assert_eq!(index(State(app.clone())).await.status(), StatusCode::OK);
         *app.fault.lock().unwrap() = Fault::Fail;
-        assert_eq!(ready(State(app)).await.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            ready(State(app)).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }
