@@ -228,13 +228,17 @@ impl InstalledOperator {
     /// The operator's /metrics through the API server's Service proxy (the operator has one replica
     /// here, so the Service reaches the leader).
     pub fn metrics(&self) -> String {
-        let path = format!(
+        self.raw_get(&format!(
             "/api/v1/namespaces/{}/services/http:{}-metrics:http/proxy/metrics",
             self.namespace, self.release
-        );
+        ))
+    }
+
+    /// `kubectl get --raw path`: the body, empty when it failed.
+    fn raw_get(&self, path: &str) -> String {
         self.cluster
             .kubectl()
-            .args(["get", "--raw", &path])
+            .args(["get", "--raw", path])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
@@ -290,16 +294,10 @@ impl InstalledOperator {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let path = format!(
+        self.raw_get(&format!(
             "/api/v1/namespaces/{}/pods/http:{name}:8080/proxy/metrics",
             self.namespace
-        );
-        self.cluster
-            .kubectl()
-            .args(["get", "--raw", &path])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+        ))
     }
 
     fn container_id(&self) -> String {
