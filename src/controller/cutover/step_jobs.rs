@@ -134,8 +134,8 @@ async fn job_step(
     Ok((progress, report))
 }
 
-/// What a finished step Job means: done only if it succeeded; either way with the last line the
-/// container said, so the step's message says it.
+/// What a finished step Job means: done only if it succeeded; either way with what the container said
+/// last (`said`), so the step's message says it.
 fn finished_job(name: &str, outcome: &JobOutcome, said: Option<&str>) -> Progress {
     let said = said.map(|line| format!(": {line}")).unwrap_or_default();
     match outcome {
