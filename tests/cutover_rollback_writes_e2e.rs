@@ -148,13 +148,16 @@ async fn assert_only_the_stated_window_was_lost(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The log first, the table second: a writer logs a row only after the row committed, so every
+    // logged write is in the table unless the restore discarded it. (Read the other way round, a
+    // write blue commits between the two reads would look lost.)
+    let committed = committed_writes(cluster, ns);
     // The same expression the app logs, so a row and its log line compare as text.
     let kept: std::collections::BTreeSet<String> =
         sql("select id || ' ' || extract(epoch from at) from writes")
             .lines()
             .map(|l| l.trim().to_owned())
             .collect();
-    let committed = committed_writes(cluster, ns);
     // Status keeps whole seconds: `from` (the backup's start) is rounded down, `until` up.
     let (from, until) = (epoch(&window.from), epoch(&window.until));
     let lost: Vec<(String, f64)> = committed
