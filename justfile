@@ -32,15 +32,21 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# The whole test suite against a local cluster started (and stopped) for the run.
+# The whole test suite against a local cluster started (and stopped) for the run (LIFEBOAT_TEST_JOBS: how
+# many test binaries run side by side, default 3).
 test:
     #!/usr/bin/env bash
     set -euo pipefail
     # The images first: the real node imports them as it starts.
+    started=$SECONDS
     hack/images.sh
+    echo "[test] images: $((SECONDS - started)) s" >&2
+    started=$SECONDS
     if ! hack/cluster-up.sh >/dev/null 2>/tmp/lifeboat-cluster-up.err; then cat /tmp/lifeboat-cluster-up.err >&2; exit 1; fi
+    echo "[test] cluster-up: $((SECONDS - started)) s" >&2
     trap 'hack/cluster-down.sh' EXIT
-    cargo test --workspace --no-fail-fast
+    # Binaries that share one operator run side by side, the rest one at a time: see the script.
+    hack/run-tests.sh
 
 # The tests against an already running cluster (`just cluster-up` first); extra args go to cargo test.
 test-fast *args:

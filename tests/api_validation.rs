@@ -2,6 +2,8 @@
 //! field and says what to fix; good specs, status writes and printer columns work as a user expects.
 //! Runs against the real local control plane (etcd + kube-apiserver + controller-manager).
 
+// lifeboat-test: alone (writes status itself, so no operator may run beside it; hack/run-tests.sh)
+
 mod support;
 
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};

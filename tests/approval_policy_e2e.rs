@@ -3,6 +3,8 @@
 //! withdrawal of someone else's sign-off. Users are impersonated (`kubectl --as … --as-group …`), as the
 //! API server sees people behind OIDC or certificates.
 
+// lifeboat-test: alone (applies the chart's admission policy itself, and its Cutovers are for admission only: no operator may act on them; hack/run-tests.sh)
+
 mod support;
 
 use serde_json::{json, Value};

@@ -3,6 +3,8 @@
 //! as the chart installs it (its image, ServiceAccount and ClusterRole); the snapshot restores with plain
 //! restic + pg_restore, run the way the DR runbook runs them, in a Pod of the same image.
 
+// lifeboat-test: alone (restarts the operator; hack/run-tests.sh)
+
 mod support;
 
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! same for a Restore killed after creating its Job and a drill killed after creating its Restore.
 //! (Its own test binary: the tests own one operator and take turns with it.)
 
+// lifeboat-test: alone (crashes the operator at every step; hack/run-tests.sh)
+
 mod support;
 
 use std::sync::{Arc, Mutex};

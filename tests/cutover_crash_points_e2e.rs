@@ -2,6 +2,8 @@
 //! (`LIFEBOAT_CRASH_AT`, exit 137 with the leader Lease held, as a killed process), and the next leader
 //! finishes the Cutover with the promises intact. (Its own test binary: it owns its operator.)
 
+// lifeboat-test: alone (crashes its operator; hack/run-tests.sh)
+
 mod support;
 
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! wall-clock end, inside the time the gap owes, still rolls back. (Its own test binary: it owns its
 //! operator.)
 
+// lifeboat-test: alone (kills its operator; hack/run-tests.sh)
+
 mod support;
 
 use std::time::Duration;

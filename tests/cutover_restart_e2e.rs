@@ -3,6 +3,8 @@
 //! stabilizing, and each time the restarted one finishes the Cutover without repeating what must not be
 //! repeated — one pre-switch Backup, one migration run. (Its own test binary: it owns its operator.)
 
+// lifeboat-test: alone (kills its operator; hack/run-tests.sh)
+
 mod support;
 
 use std::time::Duration;

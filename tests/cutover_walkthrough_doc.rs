@@ -4,6 +4,8 @@
 //! prints is what a reader is told they will see; the Cutovers' status and the Service are checked
 //! through the API as well. (Its own test binary: it installs the chart.)
 
+// lifeboat-test: alone (installs the chart as the document does; hack/run-tests.sh)
+
 mod support;
 
 use std::cell::RefCell;

@@ -443,7 +443,7 @@ async fn a_files_backup_shows_how_much_of_the_whole_it_read(
 #[tokio::test]
 async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security_restricted() {
     let cluster = cluster_with_crds();
-    let operator = InstalledOperator::helm(&cluster, "lifeboat-real");
+    let operator = InstalledOperator::shared(&cluster);
     let operator_pod = operator.pod();
     assert_eq!(
         operator_pod["spec"]["nodeName"], REAL_NODE,
@@ -457,7 +457,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     secret(&ns, "restic", "password", RESTIC_PASSWORD).await;
     postgres(&ns).await;
     let repository_dir = host_claim(&cluster, &ns, "backups").await;
-    postgres_ready(&ns, &operator).await;
+    postgres_ready(&ns, operator).await;
     psql(
         &cluster,
         &ns,
@@ -495,7 +495,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         .await
         .expect("create the Backup");
 
-    let done = backup_ended(&ns, "guests-by-hand", Duration::from_secs(180), &operator).await;
+    let done = backup_ended(&ns, "guests-by-hand", Duration::from_secs(180), operator).await;
     assert_eq!(
         done.phase,
         Some(BackupPhase::Succeeded),
@@ -573,9 +573,9 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
     }
     assert!(dump.contains("guests"), "the dump holds the guests table");
 
-    the_plugin_lists_shows_logs_and_restores(&cluster, &ns, &operator, &done).await;
-    a_long_backup_shows_its_progress(&cluster, &ns, &operator).await;
-    a_files_backup_shows_how_much_of_the_whole_it_read(&cluster, &ns, &operator).await;
+    the_plugin_lists_shows_logs_and_restores(&cluster, &ns, operator, &done).await;
+    a_long_backup_shows_its_progress(&cluster, &ns, operator).await;
+    a_files_backup_shows_how_much_of_the_whole_it_read(&cluster, &ns, operator).await;
 
     // Restored into a scratch PostgreSQL 15 Pod by the image's newer pg_restore, verified: the path
     // every drill of an older production server takes (pg_restore 17 speaks settings PG15 rejects).
@@ -598,7 +598,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         .create(&PostParams::default(), &restore)
         .await
         .expect("create the Restore");
-    let restored = restore_ended(&ns, "guests-into-scratch", Duration::from_secs(240), &operator).await;
+    let restored = restore_ended(&ns, "guests-into-scratch", Duration::from_secs(240), operator).await;
     assert_eq!(
         restored.phase,
         Some(RestorePhase::Succeeded),
@@ -629,7 +629,7 @@ async fn the_chart_installed_operator_backs_up_a_postgres_pod_under_pod_security
         .create(&PostParams::default(), &backup)
         .await
         .expect("create the Backup");
-    let failed = backup_ended(&ns, "absent-image", Duration::from_secs(90), &operator).await;
+    let failed = backup_ended(&ns, "absent-image", Duration::from_secs(90), operator).await;
     assert_eq!(failed.phase, Some(BackupPhase::Failed), "{failed:?}");
     let message = failed.message.clone().unwrap_or_default();
     assert!(

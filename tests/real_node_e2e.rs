@@ -7,6 +7,8 @@
 //! Runs as root (the cluster scripts need it for the real node). Every address dialled here is either
 //! loopback or inside the node's own network namespace.
 
+// lifeboat-test: alone (measures Pod start times on an idle node; hack/run-tests.sh)
+
 mod support;
 
 use std::path::PathBuf;

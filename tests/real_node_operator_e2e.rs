@@ -3,6 +3,8 @@
 //! Lease would have expired, because the stopping leader releases it. (Its own test binary: it installs
 //! the chart.)
 
+// lifeboat-test: alone (installs two replicas and stops the leader; hack/run-tests.sh)
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! succeeds. The daemons are restarted by hack/node-restart.sh with the command line the node started
 //! them with. (Its own test binary: it restarts the node everything else runs on.)
 
+// lifeboat-test: alone (restarts the kubelet and containerd; hack/run-tests.sh)
+
 mod support;
 
 use std::time::Duration;

@@ -38,6 +38,9 @@ pub struct InstalledOperator {
     release: String,
 }
 
+/// Names the namespace of the operator that the binaries hack/run-tests.sh runs side by side share.
+const SHARED_OPERATOR: &str = "LIFEBOAT_SHARED_OPERATOR";
+
 /// The release the tests of one binary share, uninstalled when the binary exits (a static is never
 /// dropped): `helm uninstall` from an atexit(3) handler.
 static SHARED: OnceLock<InstalledOperator> = OnceLock::new();
@@ -52,8 +55,16 @@ impl InstalledOperator {
     /// The operator the tests of this binary share: installed by Helm on first use into a namespace
     /// of its own (`lifeboat-e2e-<pid>`), so a namespace the previous binary's uninstall is still
     /// deleting never gets in the way.
+    ///
+    /// Under hack/run-tests.sh (`just test`), the binaries that run side by side share one operator
+    /// instead, in the namespace `LIFEBOAT_SHARED_OPERATOR` names: the first to get here installs it
+    /// (under a file lock), and the script uninstalls it when they are all done. Two operators that
+    /// both watch every namespace would reconcile each other's tests.
     pub fn shared(cluster: &Cluster) -> &'static InstalledOperator {
         SHARED.get_or_init(|| {
+            if let Some(namespace) = std::env::var_os(SHARED_OPERATOR) {
+                return Self::installed_once(cluster, &namespace.to_string_lossy());
+            }
             let namespace = format!("lifeboat-e2e-{}", std::process::id());
             let operator = Self::helm(cluster, &namespace);
             // SAFETY: atexit(3) has no safe wrapper; it registers a plain extern "C" function that
@@ -65,6 +76,34 @@ impl InstalledOperator {
         })
     }
 
+    /// The run-wide operator in `namespace`: installed unless a binary before this one (or beside it)
+    /// did. Never uninstalled by a test binary.
+    fn installed_once(cluster: &Cluster, namespace: &str) -> Self {
+        use std::os::fd::AsRawFd;
+        let lock_path = std::env::temp_dir().join(format!("lifeboat-operator-{namespace}.lock"));
+        let lock = std::fs::File::create(&lock_path).expect("create the shared operator's lock file");
+        // SAFETY: flock(2) on a descriptor the File owns for the whole call; the lock goes with it.
+        let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "lock {}", lock_path.display());
+        let deployed = cluster
+            .helm()
+            .args(["status", "lifeboat", "--namespace", namespace])
+            .output()
+            .is_ok_and(|status| {
+                status.status.success()
+                    && String::from_utf8_lossy(&status.stdout).contains("STATUS: deployed")
+            });
+        if deployed {
+            Self {
+                cluster: cluster.clone(),
+                namespace: namespace.to_owned(),
+                release: "lifeboat".to_owned(),
+            }
+        } else {
+            Self::install(cluster, namespace, json!({}))
+        }
+    }
+
     /// `helm upgrade --install` of charts/lifeboat into `namespace`, waiting until the operator is Ready.
     pub fn helm(cluster: &Cluster, namespace: &str) -> Self {
         Self::helm_with(cluster, namespace, json!({}))
@@ -72,6 +111,15 @@ impl InstalledOperator {
 
     /// As `helm`, with more values (`--set`-like, merged at the top level).
     pub fn helm_with(cluster: &Cluster, namespace: &str, more: Value) -> Self {
+        assert!(
+            std::env::var_os(SHARED_OPERATOR).is_none(),
+            "this test installs an operator of its own beside the shared one ({SHARED_OPERATOR} is set): \
+             mark its file `// lifeboat-test: alone` so hack/run-tests.sh runs it by itself"
+        );
+        Self::install(cluster, namespace, more)
+    }
+
+    fn install(cluster: &Cluster, namespace: &str, more: Value) -> Self {
         let placement = on_real_node();
         let mut values = json!({
             "image": {"pullPolicy": "Never"},
@@ -247,6 +295,7 @@ impl InstalledOperator {
     /// A rolling restart of the operator's Deployment (SIGTERM to the old Pod, as an upgrade does),
     /// returning once the new Pod is Ready.
     pub fn restart(&self) {
+        self.only_mine();
         let deployment = format!("deployment/{}", self.release);
         run_ok(
             "kubectl rollout restart",
@@ -263,6 +312,7 @@ impl InstalledOperator {
     /// shutdown, the Lease stays held. The kubelet starts the container again in the same Pod; that new
     /// process waits for the dead one's Lease to run out. Returns once the kill has been seen.
     pub fn kill(&self) {
+        self.only_mine();
         let before = self.restarts();
         let id = self.container_id();
         run_ok(
@@ -328,6 +378,7 @@ impl InstalledOperator {
     /// Pod holds the Lease. A rolling update would leave the old Pod leading, or taking the Lease, while
     /// the new one waits.
     fn set_env(&self, assignment: &str) {
+        self.only_mine();
         let deployment = format!("deployment/{}", self.release);
         run_ok(
             "kubectl patch deployment (strategy Recreate)",
@@ -409,6 +460,15 @@ impl InstalledOperator {
         }
     }
 
+    /// Restarting or reconfiguring an operator other binaries share would disturb their tests.
+    fn only_mine(&self) {
+        assert!(
+            std::env::var_os(SHARED_OPERATOR).is_none(),
+            "this test restarts or reconfigures the operator the binaries beside it share: mark its \
+             file `// lifeboat-test: alone` so hack/run-tests.sh runs it by itself"
+        );
+    }
+
     fn restarts(&self) -> u64 {
         self.pod()["status"]["containerStatuses"][0]["restartCount"]
             .as_u64()
@@ -439,6 +499,19 @@ impl InstalledOperator {
                 "--namespace",
                 &self.namespace,
                 "--wait",
+            ])
+            .output();
+        // The Deployment is gone, its Pod may still be stopping: wait, so that the next binary (one
+        // that needs no operator at all, say) never meets it.
+        let _ = self
+            .kubectl()
+            .args([
+                "wait",
+                "--for=delete",
+                "pods",
+                "-l",
+                "app.kubernetes.io/name=lifeboat,app.kubernetes.io/component=operator",
+                "--timeout=60s",
             ])
             .output();
         let _ = self
